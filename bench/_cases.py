@@ -1,0 +1,32 @@
+"""Turns the registered benchmark cases (fastgen.bench.registry) into pytest-benchmark tests,
+so `pytest bench/` and `fastgen-bench` time exactly the same callables."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from fastgen.bench.registry import cases
+from fastgen.bench.runner import IMPLS, implementations, pass_callable
+
+
+def params(family: str, size: str = "quick"):
+    out = []
+    for case in cases().values():
+        if case.family != family:
+            continue
+        for shape in case.shapes[size]:
+            for pass_name in case.passes:
+                for impl in IMPLS:
+                    label = f"{case.name}-{'x'.join(map(str, shape))}-{pass_name}-{impl}"
+                    out.append(pytest.param(case, shape, pass_name, impl, id=label))
+    return out
+
+
+def run(benchmark, case, shape, pass_name, impl, dtype=torch.float32):
+    work = case.make(shape, dtype)
+    fn = implementations(work, (impl,))[impl]
+    call = pass_callable(fn, work, pass_name)
+    call()  # warm up (and compile, for torch.compile)
+    benchmark.group = f"{case.name} {'x'.join(map(str, shape))} {pass_name}"
+    benchmark.extra_info["min_bytes"] = work.min_bytes[pass_name]
+    benchmark(call)

@@ -1,0 +1,27 @@
+"""fastgen: fused CPU (C++) and CUDA (Triton) kernels for generative models in PyTorch.
+
+Importing fastgen registers the ``torch.ops.fastgen`` ops; it needs neither a GPU nor Triton
+(Triton is imported only when a CUDA tensor reaches a fastgen op).
+"""
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from fastgen import _ext
+
+_ext.load()
+
+from fastgen import ops  # noqa: E402,F401  (fake impls, autograd, CUDA kernels)
+from fastgen import functional, nn  # noqa: E402,F401
+from fastgen._info import build_info  # noqa: E402
+
+__all__ = ["build_info", "functional", "nn", "models", "__version__"]
+
+
+def __getattr__(name):
+    # fastgen.models is imported on first use: it is not needed to use the ops.
+    if name == "models":
+        import importlib
+
+        return importlib.import_module("fastgen.models")
+    raise AttributeError(f"module 'fastgen' has no attribute {name!r}")

@@ -1,0 +1,55 @@
+"""Argument checks shared by fastgen.functional and the fake impls.
+
+Each raises with a message that names the function, the argument, what was expected and
+what came, in the form the C++ kernels use: "fastgen.<fn>: <arg> must be ..., got ...".
+"""
+from __future__ import annotations
+
+import torch
+
+REDUCTIONS = ("none", "mean", "sum")
+
+
+def fail(fn: str, message: str, exc: type[Exception] = ValueError):
+    raise exc(f"fastgen.{fn}: {message}")
+
+
+def check_tensor(fn: str, name: str, t) -> None:
+    if not isinstance(t, torch.Tensor):
+        fail(fn, f"{name} must be a torch.Tensor, got {type(t).__name__}", TypeError)
+
+
+def check_floating(fn: str, name: str, t: torch.Tensor) -> None:
+    check_tensor(fn, name, t)
+    if not t.dtype.is_floating_point:
+        fail(fn, f"{name} must be a floating-point tensor (float16, bfloat16, float32 or float64), got {t.dtype}", TypeError)
+
+
+def check_batched(fn: str, name: str, t: torch.Tensor) -> None:
+    if t.dim() == 0:
+        fail(fn, f"{name} must have a batch dimension (at least 1-D), got a 0-d tensor")
+
+
+def check_like(fn: str, name: str, t: torch.Tensor, ref_name: str, ref: torch.Tensor) -> None:
+    """`t` must have the shape, dtype and device of `ref`."""
+    check_tensor(fn, name, t)
+    if t.shape != ref.shape:
+        fail(fn, f"{name} must have the shape of {ref_name} {tuple(ref.shape)}, got {tuple(t.shape)}")
+    if t.dtype != ref.dtype:
+        fail(fn, f"{name} must have the dtype of {ref_name} ({ref.dtype}), got {t.dtype}", TypeError)
+    if t.device != ref.device:
+        fail(fn, f"{name} must be on the device of {ref_name} ({ref.device}), got {t.device}")
+
+
+def check_reduction(fn: str, reduction) -> None:
+    if reduction not in REDUCTIONS:
+        fail(fn, f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+
+
+def check_generator(fn: str, generator, device: torch.device) -> None:
+    if generator is None:
+        return
+    if not isinstance(generator, torch.Generator):
+        fail(fn, f"generator must be a torch.Generator or None, got {type(generator).__name__}", TypeError)
+    if generator.device.type != device.type:
+        fail(fn, f"generator must be a {device.type} generator for {device.type} inputs, got a {generator.device.type} generator")

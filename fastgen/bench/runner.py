@@ -1,0 +1,107 @@
+"""Runs registered cases: fastgen vs eager PyTorch vs torch.compile of the eager code, forward
+and forward+backward, timed interleaved in one process."""
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import sys
+from typing import Callable, Iterable
+
+import torch
+
+from fastgen.bench import timing
+from fastgen.bench.registry import Case, Workload
+
+IMPLS = ("fastgen", "eager", "compile")
+
+
+def pass_callable(fn: Callable, work: Workload, pass_name: str) -> Callable[[], object]:
+    """A no-argument callable running one pass ('fwd' under no_grad, or 'fwd+bwd') of fn on work."""
+    inputs = work.inputs
+    if pass_name == "fwd":
+        def forward():
+            with torch.no_grad():
+                return fn(*inputs)
+        return forward
+    wrt = [inputs[i] for i in work.grad_inputs]
+
+    def forward_backward():
+        outs = work.grad_outputs(fn(*inputs))
+        # autograd.grad returns the gradients instead of accumulating into .grad, so every
+        # call does the same work.
+        return torch.autograd.grad(outs, wrt, work.upstream_grads)
+    return forward_backward
+
+
+def _first_line(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}".strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__
+
+
+def environment() -> dict:
+    import fastgen
+
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpu": cpu,
+        "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "fastgen": fastgen.build_info(),
+        "allocator": "glibc malloc, default settings" if not any(k.startswith("MALLOC_") for k in os.environ)
+        else {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")},
+        "env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "LD_PRELOAD", "OPENBLAS_CORETYPE") if k in os.environ},
+    }
+
+
+def implementations(work: Workload, impls: Iterable[str] = IMPLS) -> dict[str, Callable]:
+    """The contenders: fastgen, the eager code, and torch.compile of that same eager code."""
+    fns = {"fastgen": work.fastgen_fn, "eager": work.eager_fn}
+    if "compile" in impls:
+        fns["compile"] = torch.compile(work.eager_fn, dynamic=False)
+    return {name: fns[name] for name in impls}
+
+
+def run_case(case: Case, shape: tuple, dtype: torch.dtype, repeats: int, impls: Iterable[str] = IMPLS,
+             min_sample_s: float = 2e-3) -> list[dict]:
+    """Every pass of one case at one shape: a result row per pass."""
+    work = case.make(shape, dtype)
+    fns = implementations(work, impls)
+    rows = []
+    for pass_name in case.passes:
+        row = {"case": case.name, "family": case.family, "shape": list(shape), "dtype": str(dtype).replace("torch.", ""),
+               "pass": pass_name, "min_bytes": work.min_bytes[pass_name], "impls": {}}
+        runnable = {}
+        for name in impls:
+            call = pass_callable(fns[name], work, pass_name)
+            try:
+                call()  # first call: compiles under torch.compile; errors are reported, not raised
+                runnable[name] = call
+            except Exception as exc:  # noqa: BLE001 - a contender failing is a result
+                row["impls"][name] = {"error": _first_line(exc)}
+        timed = timing.time_interleaved(runnable, repeats=repeats, min_sample_s=min_sample_s)
+        for name, stats in timed.items():
+            stats["peak_bytes"] = timing.peak_memory_bytes(runnable[name])
+            stats["gbps"] = row["min_bytes"] / stats["median_s"] / 1e9
+            row["impls"][name] = stats
+        roofline_s = timing.copy_seconds(row["min_bytes"])
+        row["roofline_s"] = roofline_s
+        fg = row["impls"].get("fastgen", {})
+        if "median_s" in fg:
+            row["roofline_fraction"] = roofline_s / fg["median_s"]
+            for other in ("eager", "compile"):
+                if "median_s" in row["impls"].get(other, {}):
+                    row[f"speedup_vs_{other}"] = row["impls"][other]["median_s"] / fg["median_s"]
+        rows.append(row)
+    return rows

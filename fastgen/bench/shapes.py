@@ -1,0 +1,14 @@
+"""Standard benchmark shapes, from the papers' own settings. bench/shapes.py re-exports these
+for the pytest-benchmark files; the fastgen-bench runner reads them from here (it must work
+from an installed package).
+
+Each entry: {"quick": [...], "full": [...]}; --quick (the default) runs the first list.
+"""
+
+# VAE posterior (mu, logvar): Kingma & Welling's MNIST VAE has a 20-d latent and batch 100;
+# (256, 128) is a typical small latent, (4096, 512) a large-batch / wide-latent training step;
+# (64, 16, 16, 16) a convolutional latent map (e.g. a VQ/conv VAE at 64x64 input).
+REPARAM_KL = {
+    "quick": [(256, 128), (4096, 512)],
+    "full": [(100, 20), (256, 128), (4096, 512), (64, 16, 16, 16), (16384, 1024)],
+}

@@ -1,0 +1,239 @@
+"""VAE reparameterization + KL: fake impls, autograd (double backward included) and the
+CUDA (Triton) kernels for fastgen::reparam_kl, fastgen::kl_normal, fastgen::reparam_kl_backward.
+
+The math lives in csrc/reparam_kl.cpp; the backward-of-backward below is written in torch
+ops so that WGAN-GP style create_graph=True gradients flow through it.
+"""
+from __future__ import annotations
+
+import torch
+
+from fastgen._layout import batch_major
+
+_ops = torch.ops.fastgen
+
+
+def _check_pair(op: str, mu, logvar) -> None:
+    torch._check(mu.dim() >= 1, lambda: f"fastgen.{op}: mu must have a batch dimension (at least 1-D), got a 0-d tensor")
+    torch._check(mu.dtype.is_floating_point, lambda: f"fastgen.{op}: mu must be a floating-point tensor, got {mu.dtype}")
+    torch._check(logvar.shape == mu.shape, lambda: f"fastgen.{op}: logvar must have the shape of mu {tuple(mu.shape)}, got {tuple(logvar.shape)}")
+    torch._check(logvar.dtype == mu.dtype, lambda: f"fastgen.{op}: logvar must have the dtype of mu ({mu.dtype}), got {logvar.dtype}")
+    torch._check(logvar.device == mu.device, lambda: f"fastgen.{op}: logvar must be on the device of mu ({mu.device}), got {logvar.device}")
+
+
+def _check_like_mu(op: str, name: str, t, mu) -> None:
+    torch._check(t.shape == mu.shape, lambda: f"fastgen.{op}: {name} must have the shape of mu {tuple(mu.shape)}, got {tuple(t.shape)}")
+    torch._check(t.dtype == mu.dtype, lambda: f"fastgen.{op}: {name} must have the dtype of mu ({mu.dtype}), got {t.dtype}")
+    torch._check(t.device == mu.device, lambda: f"fastgen.{op}: {name} must be on the device of mu ({mu.device}), got {t.device}")
+
+
+def _check_reduction(op: str, reduction: str) -> None:
+    torch._check(reduction in ("none", "mean", "sum"), lambda: f"fastgen.{op}: reduction must be 'none', 'mean' or 'sum', got '{reduction}'")
+
+
+def _check_seed(op: str, seed) -> None:
+    torch._check(seed.dtype == torch.int64 and seed.numel() == 1, lambda: f"fastgen.{op}: seed must be a one-element int64 tensor, got {seed.dtype} of shape {tuple(seed.shape)}")
+
+
+def check_forward_args(op, mu, logvar, eps, seed, reduction, want_z=True) -> None:
+    """The checks csrc/reparam_kl.cpp makes, for the fake impls and the Triton launchers."""
+    _check_pair(op, mu, logvar)
+    _check_reduction(op, reduction)
+    if eps is not None:
+        _check_like_mu(op, "eps", eps, mu)
+    if want_z and eps is None:
+        torch._check(seed is not None, lambda: f"fastgen.{op}: either eps or seed must be given")
+        _check_seed(op, seed)
+
+
+def check_backward_args(grad_z, grad_kl, mu, logvar, eps, seed, reduction, eps_grad) -> None:
+    op = "reparam_kl_backward"
+    _check_pair(op, mu, logvar)
+    _check_reduction(op, reduction)
+    if grad_z is not None:
+        _check_like_mu(op, "grad_z", grad_z, mu)
+    if eps is not None:
+        _check_like_mu(op, "eps", eps, mu)
+    if grad_z is not None and eps is None:
+        torch._check(seed is not None, lambda: f"fastgen.{op}: grad_z needs eps or the forward's seed to regenerate the noise")
+        _check_seed(op, seed)
+    torch._check(not eps_grad or eps is not None, lambda: f"fastgen.{op}: eps_grad=True needs eps")
+    if grad_kl is not None:
+        if reduction == "none":
+            torch._check(grad_kl.shape == (mu.shape[0],), lambda: f"fastgen.{op}: grad_kl must have shape ({mu.shape[0]},) for reduction='none', got {tuple(grad_kl.shape)}")
+        else:
+            torch._check(grad_kl.numel() == 1, lambda: f"fastgen.{op}: grad_kl must be a scalar for reduction='{reduction}', got shape {tuple(grad_kl.shape)}")
+
+
+def _kl_like(mu: torch.Tensor, reduction: str) -> torch.Tensor:
+    return mu.new_empty((mu.shape[0],) if reduction == "none" else ())
+
+
+@torch.library.register_fake("fastgen::reparam_kl")
+def _reparam_kl_fake(mu, logvar, eps, seed, reduction):
+    check_forward_args("reparam_kl", mu, logvar, eps, seed, reduction)
+    return torch.empty_like(batch_major(mu)), _kl_like(mu, reduction)
+
+
+@torch.library.register_fake("fastgen::kl_normal")
+def _kl_normal_fake(mu, logvar, reduction):
+    check_forward_args("kl_normal", mu, logvar, None, None, reduction, want_z=False)
+    return _kl_like(mu, reduction)
+
+
+@torch.library.register_fake("fastgen::reparam_kl_backward")
+def _reparam_kl_backward_fake(grad_z, grad_kl, mu, logvar, eps, seed, reduction, eps_grad):
+    check_backward_args(grad_z, grad_kl, mu, logvar, eps, seed, reduction, eps_grad)
+    layout = batch_major(mu)
+    grad_eps = torch.empty_like(layout) if eps_grad else mu.new_empty((0,))
+    return torch.empty_like(layout), torch.empty_like(layout), grad_eps
+
+
+# ---------------------------------------------------------------------------------------
+# autograd
+
+
+def _setup_reparam_kl(ctx, inputs, output):
+    mu, logvar, eps, seed, reduction = inputs
+    ctx.reduction = reduction
+    ctx.eps_grad = eps is not None and ctx.needs_input_grad[2]
+    ctx.save_for_backward(mu, logvar, eps, seed)
+
+
+def _reparam_kl_backward(ctx, grad_z, grad_kl):
+    mu, logvar, eps, seed = ctx.saved_tensors
+    grad_mu, grad_logvar, grad_eps = _ops.reparam_kl_backward(
+        grad_z, grad_kl, mu, logvar, eps, seed, ctx.reduction, ctx.eps_grad
+    )
+    return grad_mu, grad_logvar, (grad_eps if ctx.eps_grad else None), None, None
+
+
+def _setup_kl_normal(ctx, inputs, output):
+    mu, logvar, reduction = inputs
+    ctx.reduction = reduction
+    ctx.save_for_backward(mu, logvar)
+
+
+def _kl_normal_backward(ctx, grad_kl):
+    mu, logvar = ctx.saved_tensors
+    grad_mu, grad_logvar, _ = _ops.reparam_kl_backward(
+        None, grad_kl, mu, logvar, None, None, ctx.reduction, False
+    )
+    return grad_mu, grad_logvar, None
+
+
+def regenerate_noise(mu: torch.Tensor, seed: torch.Tensor) -> torch.Tensor:
+    """The eps that reparam_kl drew for `mu` from `seed`, materialized (z of mu=0, logvar=0).
+
+    Noise is indexed by memory position in the layout the kernels walk, so the zeros are
+    made in that layout."""
+    zeros = torch.zeros_like(batch_major(mu.detach()))
+    return _ops.reparam_kl(zeros, zeros, None, seed, "none")[0]
+
+
+def _per_row(grad_kl: torch.Tensor, mu: torch.Tensor, reduction: str) -> torch.Tensor:
+    """d(loss)/d(kl[b]) shaped (B, 1, ..., 1) to broadcast against mu."""
+    batch = mu.shape[0]
+    if reduction == "none":
+        rows = grad_kl
+    elif reduction == "mean":
+        rows = (grad_kl / batch).expand(batch)
+    else:
+        rows = grad_kl.expand(batch)
+    return rows.reshape((batch,) + (1,) * (mu.dim() - 1))
+
+
+def _sum_rows(t: torch.Tensor, reduction: str) -> torch.Tensor:
+    """The adjoint of _per_row: (B, ...) -> the shape of grad_kl."""
+    rows = t.flatten(1).sum(1) if t.dim() > 1 else t
+    if reduction == "none":
+        return rows
+    total = rows.sum()
+    return total / t.shape[0] if reduction == "mean" else total
+
+
+def _setup_backward(ctx, inputs, output):
+    grad_z, grad_kl, mu, logvar, eps, seed, reduction, eps_grad = inputs
+    ctx.reduction = reduction
+    ctx.eps_grad = eps_grad
+    ctx.has_eps = eps is not None
+    ctx.save_for_backward(grad_z, grad_kl, mu, logvar, eps, seed)
+
+
+def _backward_backward(ctx, gg_mu, gg_logvar, gg_eps):
+    """Vector-Jacobian product of reparam_kl_backward, in differentiable torch ops.
+
+    With s = exp(logvar / 2), v = exp(logvar) and k the per-row KL gradient:
+      grad_mu     = grad_z + k * mu
+      grad_logvar = grad_z * s * eps / 2 + k * (v - 1) / 2
+      grad_eps    = grad_z * s
+    """
+    grad_z, grad_kl, mu, logvar, eps, seed, = ctx.saved_tensors
+    reduction = ctx.reduction
+    if not ctx.eps_grad:
+        gg_eps = None
+    std = torch.exp(0.5 * logvar)
+    noise = None
+    if grad_z is not None:
+        noise = eps if eps is not None else regenerate_noise(mu, seed)
+
+    d_grad_z = d_grad_kl = d_mu = d_logvar = d_eps = None
+    if grad_z is not None:
+        terms = []
+        if gg_mu is not None:
+            terms.append(gg_mu)
+        if gg_logvar is not None:
+            terms.append(0.5 * gg_logvar * std * noise)
+        if gg_eps is not None:
+            terms.append(gg_eps * std)
+        d_grad_z = sum(terms) if terms else None
+    if grad_kl is not None:
+        k = _per_row(grad_kl, mu, reduction)
+        row_terms = []
+        if gg_mu is not None:
+            row_terms.append(gg_mu * mu)
+            d_mu = gg_mu * k
+        if gg_logvar is not None:
+            row_terms.append(0.5 * gg_logvar * (std * std - 1))
+            d_logvar = 0.5 * gg_logvar * k * std * std
+        d_grad_kl = _sum_rows(sum(row_terms), reduction) if row_terms else None
+    if grad_z is not None:
+        if gg_logvar is not None:
+            d_logvar_z = 0.25 * gg_logvar * grad_z * std * noise
+            d_logvar = d_logvar_z if d_logvar is None else d_logvar + d_logvar_z
+            if ctx.has_eps:
+                d_eps = 0.5 * gg_logvar * grad_z * std
+        if gg_eps is not None:
+            d_logvar_e = 0.5 * gg_eps * grad_z * std
+            d_logvar = d_logvar_e if d_logvar is None else d_logvar + d_logvar_e
+    return d_grad_z, d_grad_kl, d_mu, d_logvar, d_eps, None, None, None
+
+
+torch.library.register_autograd("fastgen::reparam_kl", _reparam_kl_backward, setup_context=_setup_reparam_kl)
+torch.library.register_autograd("fastgen::kl_normal", _kl_normal_backward, setup_context=_setup_kl_normal)
+torch.library.register_autograd("fastgen::reparam_kl_backward", _backward_backward, setup_context=_setup_backward)
+
+
+# ---------------------------------------------------------------------------------------
+# CUDA: Triton kernels, imported on first use
+
+
+@torch.library.register_kernel("fastgen::reparam_kl", "cuda")
+def _reparam_kl_cuda(mu, logvar, eps, seed, reduction):
+    from fastgen.triton_kernels import reparam_kl as kernels
+
+    return kernels.reparam_kl(mu, logvar, eps, seed, reduction)
+
+
+@torch.library.register_kernel("fastgen::kl_normal", "cuda")
+def _kl_normal_cuda(mu, logvar, reduction):
+    from fastgen.triton_kernels import reparam_kl as kernels
+
+    return kernels.kl_normal(mu, logvar, reduction)
+
+
+@torch.library.register_kernel("fastgen::reparam_kl_backward", "cuda")
+def _reparam_kl_backward_cuda(grad_z, grad_kl, mu, logvar, eps, seed, reduction, eps_grad):
+    from fastgen.triton_kernels import reparam_kl as kernels
+
+    return kernels.reparam_kl_backward(grad_z, grad_kl, mu, logvar, eps, seed, reduction, eps_grad)

@@ -1,0 +1,8 @@
+"""Triton kernels for CUDA tensors, one module per op family (imported as fastgen.triton_kernels).
+
+fastgen.ops imports these lazily, on the first CUDA call, so importing fastgen never needs
+Triton or a GPU. Each module's aot_specs() lists its kernel specializations for the
+ahead-of-time compile check (python -m fastgen.triton_kernels.aot).
+"""
+
+FAMILIES = ("reparam_kl",)

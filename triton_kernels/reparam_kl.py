@@ -1,0 +1,225 @@
+"""Triton kernels for VAE reparameterization + KL (the CUDA side of csrc/reparam_kl.cpp).
+
+Same math, same memory-layout rules (fastgen/_layout.py) and the same Philox noise
+convention as csrc/common/philox.h, so a CUDA tensor and a CPU tensor given the same seed
+get the same z (to float rounding).
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from fastgen._layout import batch_major, in_layout_of
+
+# Noise blocks: 64 elements = 4 components x 16 Philox counters (csrc/common/philox.h).
+NOISE_BLOCK = 64
+NOISE_LANES = 16
+
+
+@triton.jit
+def _row_noise(seed, row_counter_base, col_start, BLOCK: tl.constexpr):
+    """Normals for elements [col_start, col_start + BLOCK) of a row (col_start % 64 == 0):
+    element 64 g + 16 k + i is component k of Philox counter row_counter_base + 16 g + i."""
+    G: tl.constexpr = BLOCK // 64
+    g = tl.arange(0, G)[:, None, None]
+    k = tl.arange(0, 4)[None, :, None]
+    i = tl.arange(0, 16)[None, None, :]
+    counters = row_counter_base + (col_start // 64 + g) * 16 + i
+    n0, n1, n2, n3 = tl.randn4x(seed, counters)
+    noise = tl.where(k == 0, n0, tl.where(k == 1, n1, tl.where(k == 2, n2, n3)))
+    return tl.reshape(noise, (BLOCK,))
+
+
+@triton.jit
+def _reparam_kl_fwd_kernel(
+    mu_ptr, logvar_ptr, eps_ptr, seed_ptr, z_ptr, kl_part_ptr,
+    cols, counters_per_row, chunks_per_row,
+    HAS_EPS: tl.constexpr, WANT_Z: tl.constexpr,
+    CHUNK: tl.constexpr, BLOCK: tl.constexpr, COMPUTE: tl.constexpr,
+):
+    # One program: one chunk of CHUNK elements of one row; writes z and the chunk's KL terms.
+    row = tl.program_id(0).to(tl.int64)
+    chunk = tl.program_id(1)
+    base = row * cols
+    start = chunk * CHUNK
+    acc = tl.zeros([BLOCK], COMPUTE)
+    if WANT_Z and not HAS_EPS:
+        seed = tl.load(seed_ptr)
+    for off in range(0, CHUNK, BLOCK):
+        col = start + off + tl.arange(0, BLOCK)
+        inside = col < cols
+        mu = tl.load(mu_ptr + base + col, mask=inside, other=0.0).to(COMPUTE)
+        logvar = tl.load(logvar_ptr + base + col, mask=inside, other=0.0).to(COMPUTE)
+        std = tl.exp(0.5 * logvar)
+        if WANT_Z:
+            if HAS_EPS:
+                eps = tl.load(eps_ptr + base + col, mask=inside, other=0.0).to(COMPUTE)
+            else:
+                eps = _row_noise(seed, row * counters_per_row, start + off, BLOCK).to(COMPUTE)
+            tl.store(z_ptr + base + col, (mu + std * eps).to(z_ptr.dtype.element_ty), mask=inside)
+        acc += tl.where(inside, 1.0 + logvar - mu * mu - std * std, 0.0)
+    tl.store(kl_part_ptr + row * chunks_per_row + chunk, tl.sum(acc, axis=0))
+
+
+@triton.jit
+def _reparam_kl_bwd_kernel(
+    grad_z_ptr, grad_kl_row_ptr, mu_ptr, logvar_ptr, eps_ptr, seed_ptr,
+    grad_mu_ptr, grad_logvar_ptr, grad_eps_ptr,
+    cols, counters_per_row,
+    HAS_GRAD_Z: tl.constexpr, HAS_EPS: tl.constexpr, EPS_GRAD: tl.constexpr,
+    CHUNK: tl.constexpr, BLOCK: tl.constexpr, COMPUTE: tl.constexpr,
+):
+    row = tl.program_id(0).to(tl.int64)
+    chunk = tl.program_id(1)
+    base = row * cols
+    start = chunk * CHUNK
+    gkl = tl.load(grad_kl_row_ptr + row).to(COMPUTE)
+    if HAS_GRAD_Z and not HAS_EPS:
+        seed = tl.load(seed_ptr)
+    for off in range(0, CHUNK, BLOCK):
+        col = start + off + tl.arange(0, BLOCK)
+        inside = col < cols
+        mu = tl.load(mu_ptr + base + col, mask=inside, other=0.0).to(COMPUTE)
+        logvar = tl.load(logvar_ptr + base + col, mask=inside, other=0.0).to(COMPUTE)
+        std = tl.exp(0.5 * logvar)
+        grad_mu = gkl * mu
+        grad_logvar = 0.5 * gkl * (std * std - 1.0)
+        if HAS_GRAD_Z:
+            grad_z = tl.load(grad_z_ptr + base + col, mask=inside, other=0.0).to(COMPUTE)
+            if HAS_EPS:
+                eps = tl.load(eps_ptr + base + col, mask=inside, other=0.0).to(COMPUTE)
+            else:
+                eps = _row_noise(seed, row * counters_per_row, start + off, BLOCK).to(COMPUTE)
+            grad_mu += grad_z
+            grad_logvar += 0.5 * grad_z * std * eps
+            if EPS_GRAD:
+                tl.store(grad_eps_ptr + base + col, (grad_z * std).to(grad_eps_ptr.dtype.element_ty), mask=inside)
+        tl.store(grad_mu_ptr + base + col, grad_mu.to(grad_mu_ptr.dtype.element_ty), mask=inside)
+        tl.store(grad_logvar_ptr + base + col, grad_logvar.to(grad_logvar_ptr.dtype.element_ty), mask=inside)
+
+
+def _compute_dtype(dtype: torch.dtype):
+    return tl.float64 if dtype == torch.float64 else tl.float32
+
+
+def _tiles(cols: int) -> tuple[int, int]:
+    """(BLOCK, CHUNK): BLOCK a power of two >= 64 (whole noise blocks), CHUNK a multiple of it."""
+    block = max(NOISE_BLOCK, min(1024, triton.next_power_of_2(cols)))
+    chunk = block * min(8, triton.cdiv(cols, block))
+    return block, chunk
+
+
+def _counters_per_row(cols: int) -> int:
+    return NOISE_LANES * triton.cdiv(cols, NOISE_BLOCK)
+
+
+def _reduce(kl_rows: torch.Tensor, reduction: str, dtype: torch.dtype) -> torch.Tensor:
+    if reduction == "mean":
+        kl_rows = kl_rows.mean()
+    elif reduction == "sum":
+        kl_rows = kl_rows.sum()
+    return kl_rows.to(dtype)
+
+
+def _forward(mu, logvar, eps, seed, reduction, want_z):
+    from fastgen.ops.reparam_kl import check_forward_args
+
+    check_forward_args("reparam_kl" if want_z else "kl_normal", mu, logvar, eps, seed, reduction, want_z)
+    mu_ = batch_major(mu)
+    logvar_ = in_layout_of(logvar, mu_)
+    eps_ = in_layout_of(eps, mu_) if eps is not None else None
+    rows = mu.shape[0]
+    cols = mu.numel() // rows if rows else 0
+    z = torch.empty_like(mu_) if want_z else None
+    compute = torch.float64 if mu.dtype == torch.float64 else torch.float32
+    if rows == 0 or cols == 0:
+        kl_rows = torch.zeros(rows, dtype=compute, device=mu.device)
+    else:
+        block, chunk = _tiles(cols)
+        chunks = triton.cdiv(cols, chunk)
+        partials = torch.empty((rows, chunks), dtype=compute, device=mu.device)
+        has_eps = eps_ is not None
+        _reparam_kl_fwd_kernel[(rows, chunks)](
+            mu_, logvar_, eps_ if has_eps else mu_, seed if seed is not None else mu_,
+            z if want_z else mu_, partials,
+            cols, _counters_per_row(cols), chunks,
+            HAS_EPS=has_eps, WANT_Z=want_z, CHUNK=chunk, BLOCK=block, COMPUTE=_compute_dtype(mu.dtype),
+        )
+        kl_rows = partials.sum(1) * -0.5
+    return z, _reduce(kl_rows, reduction, mu.dtype)
+
+
+def reparam_kl(mu, logvar, eps, seed, reduction):
+    return _forward(mu, logvar, eps, seed, reduction, want_z=True)
+
+
+def kl_normal(mu, logvar, reduction):
+    return _forward(mu, logvar, None, None, reduction, want_z=False)[1]
+
+
+def reparam_kl_backward(grad_z, grad_kl, mu, logvar, eps, seed, reduction, eps_grad):
+    from fastgen.ops.reparam_kl import check_backward_args
+
+    check_backward_args(grad_z, grad_kl, mu, logvar, eps, seed, reduction, eps_grad)
+    mu_ = batch_major(mu)
+    logvar_ = in_layout_of(logvar, mu_)
+    eps_ = in_layout_of(eps, mu_) if eps is not None else None
+    grad_z_ = in_layout_of(grad_z, mu_) if grad_z is not None else None
+    rows = mu.shape[0]
+    cols = mu.numel() // rows if rows else 0
+    compute = torch.float64 if mu.dtype == torch.float64 else torch.float32
+    # d(loss)/d(kl[row]) for every row.
+    if grad_kl is None:
+        grad_kl_rows = torch.zeros(rows, dtype=compute, device=mu.device)
+    elif reduction == "none":
+        grad_kl_rows = grad_kl.to(compute).contiguous()
+    else:
+        scale = 1.0 / rows if (reduction == "mean" and rows) else 1.0
+        grad_kl_rows = (grad_kl.to(compute) * scale).expand(rows).contiguous()
+    grad_mu = torch.empty_like(mu_)
+    grad_logvar = torch.empty_like(mu_)
+    grad_eps = torch.empty_like(mu_) if eps_grad else mu.new_empty((0,))
+    if rows and cols:
+        block, chunk = _tiles(cols)
+        chunks = triton.cdiv(cols, chunk)
+        has_grad_z = grad_z_ is not None
+        has_eps = eps_ is not None
+        _reparam_kl_bwd_kernel[(rows, chunks)](
+            grad_z_ if has_grad_z else mu_, grad_kl_rows, mu_, logvar_,
+            eps_ if has_eps else mu_, seed if seed is not None else mu_,
+            grad_mu, grad_logvar, grad_eps if eps_grad else mu_,
+            cols, _counters_per_row(cols),
+            HAS_GRAD_Z=has_grad_z, HAS_EPS=has_eps, EPS_GRAD=eps_grad,
+            CHUNK=chunk, BLOCK=block, COMPUTE=_compute_dtype(mu.dtype),
+        )
+    return grad_mu, grad_logvar, grad_eps
+
+
+def aot_specs():
+    """(name, kernel, signature, constexprs) for every specialization the launchers use, for the
+    ahead-of-time sm_90 compile test (tests/test_triton_aot.py)."""
+    specs = []
+    for dtype, ptr in (("fp32", "*fp32"), ("bf16", "*bf16"), ("fp16", "*fp16"), ("fp64", "*fp64")):
+        compute = tl.float64 if dtype == "fp64" else tl.float32
+        acc = "*fp64" if dtype == "fp64" else "*fp32"
+        for has_eps in (True, False):
+            sig = {
+                "mu_ptr": ptr, "logvar_ptr": ptr, "eps_ptr": ptr, "seed_ptr": "*i64", "z_ptr": ptr,
+                "kl_part_ptr": acc, "cols": "i32", "counters_per_row": "i32", "chunks_per_row": "i32",
+                "HAS_EPS": "constexpr", "WANT_Z": "constexpr", "CHUNK": "constexpr", "BLOCK": "constexpr",
+                "COMPUTE": "constexpr",
+            }
+            consts = {"HAS_EPS": has_eps, "WANT_Z": True, "CHUNK": 4096, "BLOCK": 512, "COMPUTE": compute}
+            specs.append((f"reparam_kl_fwd[{dtype},eps={has_eps}]", _reparam_kl_fwd_kernel, sig, consts))
+            sig = {
+                "grad_z_ptr": ptr, "grad_kl_row_ptr": acc, "mu_ptr": ptr, "logvar_ptr": ptr, "eps_ptr": ptr,
+                "seed_ptr": "*i64", "grad_mu_ptr": ptr, "grad_logvar_ptr": ptr, "grad_eps_ptr": ptr,
+                "cols": "i32", "counters_per_row": "i32",
+                "HAS_GRAD_Z": "constexpr", "HAS_EPS": "constexpr", "EPS_GRAD": "constexpr",
+                "CHUNK": "constexpr", "BLOCK": "constexpr", "COMPUTE": "constexpr",
+            }
+            consts = {"HAS_GRAD_Z": True, "HAS_EPS": has_eps, "EPS_GRAD": has_eps, "CHUNK": 4096,
+                      "BLOCK": 512, "COMPUTE": compute}
+            specs.append((f"reparam_kl_bwd[{dtype},eps={has_eps}]", _reparam_kl_bwd_kernel, sig, consts))
+    return specs
