@@ -9,7 +9,7 @@ PIP    := $(PY) -m pip --disable-pip-version-check
 # torch is pinned and installed first: an unpinned torch (or a build-isolated install of
 # fastgen) would pull a multi-GB CUDA build.
 TORCH  := torch==2.13.0
-DEPS   := triton==3.9.0 numpy scipy pytest pytest-benchmark hypothesis ninja matplotlib tqdm setuptools wheel
+DEPS   := triton==3.9.0 numpy scipy scikit-learn pytest pytest-benchmark hypothesis ninja matplotlib tqdm setuptools wheel
 
 DEPS_STAMP  := $(VENV)/.deps-installed
 BUILD_STAMP := $(VENV)/.fastgen-built

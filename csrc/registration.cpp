@@ -46,6 +46,16 @@ TORCH_LIBRARY(fastgen, m) {
         " Tensor? eps, Tensor? seed, str reduction, bool eps_grad)"
         " -> (Tensor grad_mu, Tensor grad_logvar, Tensor grad_eps)");
 
+  // --- RealNVP: affine coupling with log-det (csrc/coupling.cpp) --------------------------
+
+  // --- Image-to-image: instance norm (csrc/instance_norm.cpp) -----------------------------
+
+  // --- Image-to-image: PixelShuffle (+PReLU) (csrc/pixel_shuffle.cpp) ---------------------
+
+  // --- GAN training core: gradient penalty and friends (csrc/grad_penalty.cpp) ------------
+
+  // --- Face recognition: margin cross-entropy (csrc/margin_softmax.cpp) -------------------
+
   // --- build information ---------------------------------------------------------------
   m.def("_float_vector_width() -> int", &float_vector_width);
   m.def("_cpu_capability() -> str", &cpu_capability);

@@ -17,6 +17,10 @@ from fastgen._info import build_info  # noqa: E402
 
 __all__ = ["build_info", "functional", "nn", "models", "__version__"]
 
+# GAN training core: top-level recipes
+
+# Face recognition: fastgen.distributed
+
 
 def __getattr__(name):
     # fastgen.models is imported on first use: it is not needed to use the ops.

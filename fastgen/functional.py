@@ -9,9 +9,16 @@ import torch
 
 from fastgen import _checks
 
-__all__ = ["reparameterize_kl", "reparameterize", "kl_normal"]
+__all__ = []
 
 _ops = torch.ops.fastgen
+
+
+# =========================================================================================
+# VAE: reparameterized sampling + KL (csrc/reparam_kl.cpp)
+# =========================================================================================
+
+__all__ += ["reparameterize_kl", "reparameterize", "kl_normal"]
 
 
 def _draw_seed(device: torch.device, generator: torch.Generator | None) -> torch.Tensor:
@@ -82,3 +89,28 @@ def kl_normal(mu: torch.Tensor, logvar: torch.Tensor, *, reduction: str = "mean"
     fn = "kl_normal"
     _check_gaussian(fn, mu, logvar, reduction=reduction)
     return _ops.kl_normal(mu, logvar, reduction)
+
+
+# =========================================================================================
+# RealNVP: affine coupling (csrc/coupling.cpp)
+# =========================================================================================
+
+
+# =========================================================================================
+# Image-to-image: instance norm (csrc/instance_norm.cpp)
+# =========================================================================================
+
+
+# =========================================================================================
+# Image-to-image: PixelShuffle (+PReLU) (csrc/pixel_shuffle.cpp)
+# =========================================================================================
+
+
+# =========================================================================================
+# GAN training core: gradient penalty, GAN losses (csrc/grad_penalty.cpp)
+# =========================================================================================
+
+
+# =========================================================================================
+# Face recognition and Siamese losses (csrc/margin_softmax.cpp)
+# =========================================================================================

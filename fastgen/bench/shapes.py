@@ -12,3 +12,11 @@ REPARAM_KL = {
     "quick": [(256, 128), (4096, 512)],
     "full": [(100, 20), (256, 128), (4096, 512), (64, 16, 16, 16), (16384, 1024)],
 }
+
+# RealNVP coupling
+
+# Image-to-image: instance norm, PixelShuffle
+
+# GAN training core
+
+# Face recognition: margin cross-entropy, triplet

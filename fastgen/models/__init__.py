@@ -1,5 +1,16 @@
 """Full models assembled from fastgen's layers. Each has an eager twin in
 fastgen.reference.models (same classes, plain-torch layers, identical state_dict)."""
+from types import ModuleType as _ModuleType
+
+# VAE, ConvVAE, CVAE
 from fastgen.models.vae import CVAE, VAE, ConvVAE, VAEOutput
 
-__all__ = ["VAE", "ConvVAE", "CVAE", "VAEOutput"]
+# RealNVP
+
+# CycleGAN, pix2pix, SRGAN
+
+# DCGAN, CGAN, WGAN-GP, Progressive GAN
+
+# Siamese / ArcFace embedding networks
+
+__all__ = [name for name, value in dict(globals()).items() if not name.startswith("_") and not isinstance(value, _ModuleType)]

@@ -2,6 +2,7 @@
 conditional VAE, each sampling with fastgen's fused reparameterization + KL."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
@@ -9,7 +10,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from fastgen import _checks
-from fastgen.models._layers import FASTGEN, Layers
+from fastgen import nn as fnn
+
+
+@dataclass(frozen=True)
+class VAELayers:
+    """The fused layers a VAE is assembled from. fastgen's models use FASTGEN_LAYERS; their
+    eager twins (fastgen/reference/models/vae.py) are the same classes with plain-torch layers,
+    so both share parameters and state_dict keys by construction and differ only in these."""
+
+    Reparameterize: type  # (reduction) -> module: (mu, logvar, eps, generator) -> (z, kl)
+
+
+FASTGEN_LAYERS = VAELayers(Reparameterize=fnn.Reparameterize)
 
 
 class VAEOutput(NamedTuple):
@@ -25,7 +38,7 @@ class _VAE(nn.Module):
     negative ELBO per sample, averaged over the batch: reconstruction (summed over the data
     dims) + beta * KL."""
 
-    layers: Layers = FASTGEN
+    layers: VAELayers = FASTGEN_LAYERS
 
     def __init__(self, latent_dim: int, recon: str, beta: float):
         super().__init__()

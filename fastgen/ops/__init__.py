@@ -1,7 +1,13 @@
 """Python registrations for the torch.ops.fastgen ops: fake impls (for torch.compile and
 meta tensors), autograd, and the CUDA kernels (Triton, imported on first use).
 
-One module per op family; importing this package registers them all. The schemas and
-CPU kernels are in csrc/ (loaded by fastgen._ext).
+One module per op family (fastgen/ops/<family>.py); importing this package imports them all,
+which registers everything. The schemas and CPU kernels are in csrc/ (loaded by fastgen._ext).
 """
-from fastgen.ops import reparam_kl  # noqa: F401
+import importlib
+import pkgutil
+
+FAMILIES = tuple(sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")))
+
+for _family in FAMILIES:
+    importlib.import_module(f"{__name__}.{_family}")
