@@ -25,7 +25,7 @@ def params(family: str, size: str = "quick"):
 def run(benchmark, case, shape, pass_name, impl, dtype=torch.float32):
     work = case.make(shape, dtype)
     fn = implementations(work, (impl,))[impl]
-    call = pass_callable(fn, work, pass_name)
+    call = pass_callable(fn, work, pass_name, impl)
     call()  # warm up (and compile, for torch.compile)
     benchmark.group = f"{case.name} {'x'.join(map(str, shape))} {pass_name}"
     benchmark.extra_info["min_bytes"] = work.min_bytes[pass_name]

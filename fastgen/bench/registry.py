@@ -24,6 +24,10 @@ class Workload:
     grad_outputs: Callable[[Any], tuple]  # outputs -> the tensors backward starts from
     upstream_grads: tuple  # d(loss)/d(those tensors)
     min_bytes: dict  # pass -> bytes a fused implementation must read + write
+    # Extra tensors each implementation differentiates in "fwd+bwd", by implementation name
+    # ("fastgen", "eager", "compile"): e.g. a model's parameters for a training-step case, where
+    # fastgen_fn runs the fastgen model and eager_fn (and so torch.compile) its eager twin.
+    params: dict = field(default_factory=dict)
 
     def __post_init__(self):
         for i in self.grad_inputs:

@@ -16,15 +16,16 @@ from fastgen.bench.registry import Case, Workload
 IMPLS = ("fastgen", "eager", "compile")
 
 
-def pass_callable(fn: Callable, work: Workload, pass_name: str) -> Callable[[], object]:
-    """A no-argument callable running one pass ('fwd' under no_grad, or 'fwd+bwd') of fn on work."""
+def pass_callable(fn: Callable, work: Workload, pass_name: str, impl: str = "fastgen") -> Callable[[], object]:
+    """A no-argument callable running one pass ('fwd' under no_grad, or 'fwd+bwd') of fn, the
+    implementation named impl, on work."""
     inputs = work.inputs
     if pass_name == "fwd":
         def forward():
             with torch.no_grad():
                 return fn(*inputs)
         return forward
-    wrt = [inputs[i] for i in work.grad_inputs]
+    wrt = [inputs[i] for i in work.grad_inputs] + list(work.params.get(impl, ()))
 
     def forward_backward():
         outs = work.grad_outputs(fn(*inputs))
@@ -84,7 +85,7 @@ def run_case(case: Case, shape: tuple, dtype: torch.dtype, repeats: int, impls: 
                "pass": pass_name, "min_bytes": work.min_bytes[pass_name], "impls": {}}
         runnable = {}
         for name in impls:
-            call = pass_callable(fns[name], work, pass_name)
+            call = pass_callable(fns[name], work, pass_name, name)
             try:
                 call()  # first call: compiles under torch.compile; errors are reported, not raised
                 runnable[name] = call
