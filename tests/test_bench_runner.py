@@ -1,0 +1,43 @@
+"""The fastgen-bench runner end to end on a tiny shape: table, JSON and chart are written and
+hold what they claim."""
+import json
+
+from fastgen.bench.__main__ import main
+from fastgen.bench.registry import cases
+
+
+def test_runner_writes_table_json_and_chart(tmp_path, capsys):
+    assert main(["--ops", "reparam_kl", "--shapes", "16x8", "--repeats", "3", "--out", str(tmp_path)]) == 0
+    table = capsys.readouterr().out
+    assert "| reparam_kl | 16x8 | float32 | fwd+bwd |" in table
+    data = json.loads((tmp_path / "bench.json").read_text())
+    assert data["environment"]["fastgen"]["cpu_capability"]
+    rows = data["results"]
+    assert {(r["case"], r["pass"]) for r in rows} == {
+        (c, p) for c in ("reparam_kl", "reparam_kl[noise]") for p in ("fwd", "fwd+bwd")}
+    for r in rows:
+        assert set(r["impls"]) == {"fastgen", "eager", "compile"}
+        for stats in r["impls"].values():
+            assert stats["median_s"] > 0 and stats["p25_s"] <= stats["median_s"] <= stats["p75_s"]
+            assert len(stats["samples_s"]) == 3 and stats["peak_bytes"] >= 0
+        assert r["speedup_vs_eager"] == r["impls"]["eager"]["median_s"] / r["impls"]["fastgen"]["median_s"]
+        assert 0 < r["roofline_fraction"]
+    assert (tmp_path / "bench.png").stat().st_size > 1000
+    assert (tmp_path / "bench.md").read_text().startswith("| case |")
+
+
+def test_every_case_has_quick_and_full_shapes():
+    for case in cases().values():
+        assert case.shapes["quick"] and case.shapes["full"], case.name
+        assert set(case.shapes["quick"]) <= set(case.shapes["full"]), case.name
+
+
+def test_list_and_unknown_ops(capsys):
+    assert main(["--list"]) == 0
+    assert "reparam_kl[noise]" in capsys.readouterr().out
+    try:
+        main(["--ops", "nonexistent"])
+    except SystemExit as exc:
+        assert "unknown case or family" in str(exc)
+    else:
+        raise AssertionError("an unknown op must be an error")
