@@ -74,37 +74,52 @@ struct Operands {
   int64_t cols = 0;
 };
 
-// Forward over one row slice [begin, end): writes z (if wanted) and returns
+// Walks the row slice [begin, end) one vector at a time and calls
+// body(offset, count, eps) with the element offset (row * cols + j), the number of live lanes
+// and eps for those lanes: from the eps tensor, or from Philox noise drawn per block (when
+// need_eps and no eps tensor was given). Lanes past `count` load as 0.
+template <typename scalar_t, typename Body>
+void walk_slice(const Operands<scalar_t>& p, bool need_eps, int64_t row, int64_t begin, int64_t end,
+                const Body& body) {
+  using IO = VecIO<scalar_t>;
+  using Vec = typename IO::Vec;
+  constexpr int64_t W = IO::size();
+  const bool draw_noise = need_eps && p.eps == nullptr;
+  alignas(64) float noise[kNoiseBlock];
+  for (int64_t block = begin; block < end; block += kNoiseBlock) {
+    const int64_t len = std::min(kNoiseBlock, end - block);
+    const int64_t base = row * p.cols + block;
+    if (draw_noise) philox::fill_normals(p.seed, row, block, len, p.cols, noise);
+    for (int64_t i = 0; i < len; i += W) {
+      const int64_t n = std::min(W, len - i);
+      Vec eps(0);
+      if (draw_noise) {
+        eps = IO::load_float(noise + i, n);
+      } else if (need_eps) {
+        eps = IO::load(p.eps + base + i, n);
+      }
+      body(base + i, n, eps);
+    }
+  }
+}
+
+// Forward over one row slice: writes z (if wanted) and returns
 // sum(1 + logvar - mu^2 - exp(logvar)) over the slice.
 template <typename scalar_t>
 at::opmath_type<scalar_t> forward_slice(const Operands<scalar_t>& p, int64_t row, int64_t begin,
                                         int64_t end) {
   using IO = VecIO<scalar_t>;
   using Vec = typename IO::Vec;
-  constexpr int64_t W = IO::size();
-  const bool draw_noise = p.z != nullptr && p.eps == nullptr;
-  alignas(64) float noise[kNoiseBlock];
   const Vec one(1), half(0.5);
   Vec kl_terms(0);
-  for (int64_t block = begin; block < end; block += kNoiseBlock) {
-    const int64_t len = std::min(kNoiseBlock, end - block);
-    const int64_t base = row * p.cols + block;
-    if (draw_noise) {
-      philox::fill_normals(p.seed, row, block, len, p.cols, noise);
-    }
-    for (int64_t i = 0; i < len; i += W) {
-      const int64_t n = std::min(W, len - i);
-      const Vec mu = IO::load(p.mu + base + i, n);
-      const Vec logvar = IO::load(p.logvar + base + i, n);
-      const Vec std = vec_math::exp(logvar * half);
-      if (p.z != nullptr) {
-        const Vec eps = draw_noise ? IO::load_float(noise + i, n) : IO::load(p.eps + base + i, n);
-        IO::store(p.z + base + i, at::vec::fmadd(std, eps, mu), n);
-      }
-      // Lanes past n were loaded as 0 and add 1 + 0 - 0 - 1 = 0.
-      kl_terms = kl_terms + (one + logvar - mu * mu - std * std);
-    }
-  }
+  walk_slice(p, /*need_eps=*/p.z != nullptr, row, begin, end, [&](int64_t at, int64_t n, const Vec& eps) {
+    const Vec mu = IO::load(p.mu + at, n);
+    const Vec logvar = IO::load(p.logvar + at, n);
+    const Vec std = vec_math::exp(logvar * half);
+    if (p.z != nullptr) IO::store(p.z + at, at::vec::fmadd(std, eps, mu), n);
+    // Lanes past n were loaded as 0 and add 1 + 0 - 0 - 1 = 0.
+    kl_terms = kl_terms + (one + logvar - mu * mu - std * std);
+  });
   return IO::sum_lanes(kl_terms);
 }
 
@@ -117,35 +132,23 @@ void backward_slice(const Operands<scalar_t>& p, at::opmath_type<scalar_t> grad_
                     int64_t row, int64_t begin, int64_t end) {
   using IO = VecIO<scalar_t>;
   using Vec = typename IO::Vec;
-  constexpr int64_t W = IO::size();
   const bool has_grad_z = p.grad_z != nullptr;
-  const bool draw_noise = has_grad_z && p.eps == nullptr;
-  alignas(64) float noise[kNoiseBlock];
   const Vec one(1), half(0.5), gkl(grad_kl_row);
-  for (int64_t block = begin; block < end; block += kNoiseBlock) {
-    const int64_t len = std::min(kNoiseBlock, end - block);
-    const int64_t base = row * p.cols + block;
-    if (draw_noise) {
-      philox::fill_normals(p.seed, row, block, len, p.cols, noise);
+  walk_slice(p, /*need_eps=*/has_grad_z, row, begin, end, [&](int64_t at, int64_t n, const Vec& eps) {
+    const Vec mu = IO::load(p.mu + at, n);
+    const Vec logvar = IO::load(p.logvar + at, n);
+    const Vec std = vec_math::exp(logvar * half);
+    Vec grad_mu = gkl * mu;
+    Vec grad_logvar = half * gkl * (std * std - one);
+    if (has_grad_z) {
+      const Vec grad_z = IO::load(p.grad_z + at, n);
+      grad_mu = grad_mu + grad_z;
+      grad_logvar = at::vec::fmadd(half * grad_z * std, eps, grad_logvar);
+      if (p.grad_eps != nullptr) IO::store(p.grad_eps + at, grad_z * std, n);
     }
-    for (int64_t i = 0; i < len; i += W) {
-      const int64_t n = std::min(W, len - i);
-      const Vec mu = IO::load(p.mu + base + i, n);
-      const Vec logvar = IO::load(p.logvar + base + i, n);
-      const Vec std = vec_math::exp(logvar * half);
-      Vec grad_mu = gkl * mu;
-      Vec grad_logvar = half * gkl * (std * std - one);
-      if (has_grad_z) {
-        const Vec grad_z = IO::load(p.grad_z + base + i, n);
-        const Vec eps = draw_noise ? IO::load_float(noise + i, n) : IO::load(p.eps + base + i, n);
-        grad_mu = grad_mu + grad_z;
-        grad_logvar = at::vec::fmadd(half * grad_z * std, eps, grad_logvar);
-        if (p.grad_eps != nullptr) IO::store(p.grad_eps + base + i, grad_z * std, n);
-      }
-      IO::store(p.grad_mu + base + i, grad_mu, n);
-      IO::store(p.grad_logvar + base + i, grad_logvar, n);
-    }
-  }
+    IO::store(p.grad_mu + at, grad_mu, n);
+    IO::store(p.grad_logvar + at, grad_logvar, n);
+  });
 }
 
 // The shared forward of reparam_kl and kl_normal. `want_z` false computes the KL only.

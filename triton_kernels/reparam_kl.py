@@ -32,6 +32,17 @@ def _row_noise(seed, row_counter_base, col_start, BLOCK: tl.constexpr):
 
 
 @triton.jit
+def _load_eps(eps_ptr, seed, base, col, inside, row_counter_base, col_start,
+              HAS_EPS: tl.constexpr, BLOCK: tl.constexpr, COMPUTE: tl.constexpr):
+    """eps for one tile: from the eps tensor, or the in-kernel Philox noise."""
+    if HAS_EPS:
+        eps = tl.load(eps_ptr + base + col, mask=inside, other=0.0).to(COMPUTE)
+    else:
+        eps = _row_noise(seed, row_counter_base, col_start, BLOCK).to(COMPUTE)
+    return eps
+
+
+@triton.jit
 def _reparam_kl_fwd_kernel(
     mu_ptr, logvar_ptr, eps_ptr, seed_ptr, z_ptr, kl_part_ptr,
     cols, counters_per_row, chunks_per_row,
@@ -44,6 +55,7 @@ def _reparam_kl_fwd_kernel(
     base = row * cols
     start = chunk * CHUNK
     acc = tl.zeros([BLOCK], COMPUTE)
+    seed = 0
     if WANT_Z and not HAS_EPS:
         seed = tl.load(seed_ptr)
     for off in range(0, CHUNK, BLOCK):
@@ -53,10 +65,8 @@ def _reparam_kl_fwd_kernel(
         logvar = tl.load(logvar_ptr + base + col, mask=inside, other=0.0).to(COMPUTE)
         std = tl.exp(0.5 * logvar)
         if WANT_Z:
-            if HAS_EPS:
-                eps = tl.load(eps_ptr + base + col, mask=inside, other=0.0).to(COMPUTE)
-            else:
-                eps = _row_noise(seed, row * counters_per_row, start + off, BLOCK).to(COMPUTE)
+            eps = _load_eps(eps_ptr, seed, base, col, inside, row * counters_per_row, start + off,
+                            HAS_EPS, BLOCK, COMPUTE)
             tl.store(z_ptr + base + col, (mu + std * eps).to(z_ptr.dtype.element_ty), mask=inside)
         acc += tl.where(inside, 1.0 + logvar - mu * mu - std * std, 0.0)
     tl.store(kl_part_ptr + row * chunks_per_row + chunk, tl.sum(acc, axis=0))
@@ -75,6 +85,7 @@ def _reparam_kl_bwd_kernel(
     base = row * cols
     start = chunk * CHUNK
     gkl = tl.load(grad_kl_row_ptr + row).to(COMPUTE)
+    seed = 0
     if HAS_GRAD_Z and not HAS_EPS:
         seed = tl.load(seed_ptr)
     for off in range(0, CHUNK, BLOCK):
@@ -87,10 +98,8 @@ def _reparam_kl_bwd_kernel(
         grad_logvar = 0.5 * gkl * (std * std - 1.0)
         if HAS_GRAD_Z:
             grad_z = tl.load(grad_z_ptr + base + col, mask=inside, other=0.0).to(COMPUTE)
-            if HAS_EPS:
-                eps = tl.load(eps_ptr + base + col, mask=inside, other=0.0).to(COMPUTE)
-            else:
-                eps = _row_noise(seed, row * counters_per_row, start + off, BLOCK).to(COMPUTE)
+            eps = _load_eps(eps_ptr, seed, base, col, inside, row * counters_per_row, start + off,
+                            HAS_EPS, BLOCK, COMPUTE)
             grad_mu += grad_z
             grad_logvar += 0.5 * grad_z * std * eps
             if EPS_GRAD:
