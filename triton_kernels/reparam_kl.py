@@ -32,6 +32,16 @@ def _row_noise(seed, row_counter_base, col_start, BLOCK: tl.constexpr):
 
 
 @triton.jit
+def _load_tile(mu_ptr, logvar_ptr, base, col_start, cols, BLOCK: tl.constexpr, COMPUTE: tl.constexpr):
+    """Columns, their in-row mask, mu, logvar and std = exp(logvar / 2) of one tile of a row."""
+    col = col_start + tl.arange(0, BLOCK)
+    inside = col < cols
+    mu = tl.load(mu_ptr + base + col, mask=inside, other=0.0).to(COMPUTE)
+    logvar = tl.load(logvar_ptr + base + col, mask=inside, other=0.0).to(COMPUTE)
+    return col, inside, mu, logvar, tl.exp(0.5 * logvar)
+
+
+@triton.jit
 def _load_eps(eps_ptr, seed, base, col, inside, row_counter_base, col_start,
               HAS_EPS: tl.constexpr, BLOCK: tl.constexpr, COMPUTE: tl.constexpr):
     """eps for one tile: from the eps tensor, or the in-kernel Philox noise."""
@@ -59,11 +69,7 @@ def _reparam_kl_fwd_kernel(
     if WANT_Z and not HAS_EPS:
         seed = tl.load(seed_ptr)
     for off in range(0, CHUNK, BLOCK):
-        col = start + off + tl.arange(0, BLOCK)
-        inside = col < cols
-        mu = tl.load(mu_ptr + base + col, mask=inside, other=0.0).to(COMPUTE)
-        logvar = tl.load(logvar_ptr + base + col, mask=inside, other=0.0).to(COMPUTE)
-        std = tl.exp(0.5 * logvar)
+        col, inside, mu, logvar, std = _load_tile(mu_ptr, logvar_ptr, base, start + off, cols, BLOCK, COMPUTE)
         if WANT_Z:
             eps = _load_eps(eps_ptr, seed, base, col, inside, row * counters_per_row, start + off,
                             HAS_EPS, BLOCK, COMPUTE)
@@ -89,11 +95,7 @@ def _reparam_kl_bwd_kernel(
     if HAS_GRAD_Z and not HAS_EPS:
         seed = tl.load(seed_ptr)
     for off in range(0, CHUNK, BLOCK):
-        col = start + off + tl.arange(0, BLOCK)
-        inside = col < cols
-        mu = tl.load(mu_ptr + base + col, mask=inside, other=0.0).to(COMPUTE)
-        logvar = tl.load(logvar_ptr + base + col, mask=inside, other=0.0).to(COMPUTE)
-        std = tl.exp(0.5 * logvar)
+        col, inside, mu, logvar, std = _load_tile(mu_ptr, logvar_ptr, base, start + off, cols, BLOCK, COMPUTE)
         grad_mu = gkl * mu
         grad_logvar = 0.5 * gkl * (std * std - 1.0)
         if HAS_GRAD_Z:
