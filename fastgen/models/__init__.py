@@ -2,7 +2,8 @@
 fastgen.reference.models (same classes, plain-torch layers, identical state_dict)."""
 from types import ModuleType as _ModuleType
 
-# VAE, ConvVAE, CVAE
+# AutoEncoder, VAE, ConvVAE, CVAE
+from fastgen.models.autoencoder import AutoEncoder
 from fastgen.models.vae import CVAE, VAE, ConvVAE, VAEOutput
 
 # RealNVP

@@ -1,7 +1,8 @@
 """Eager twins of fastgen.models: same classes and state_dict, plain-torch layers."""
 from types import ModuleType as _ModuleType
 
-# VAE, ConvVAE, CVAE
+# AutoEncoder, VAE, ConvVAE, CVAE
+from fastgen.reference.models.autoencoder import AutoEncoder
 from fastgen.reference.models.vae import CVAE, VAE, ConvVAE
 
 # RealNVP
