@@ -25,8 +25,15 @@ def fade_in(new, old, alpha):
     return alpha * new + (1 - alpha) * old
 
 
+def _per_sample_sq_norm(grads):
+    flat = grads.flatten(1) if grads.dim() > 1 else grads[:, None]
+    return flat.pow(2).sum(1)
+
+
 def grad_norm_penalty(grads, *, target=1.0, weight=10.0, one_sided=False):
-    norm = torch.sqrt(grads.flatten(1).pow(2).sum(1) + 1e-12)
+    if target == 0:  # the squared norm itself, no sqrt (the R1 form)
+        return weight * _per_sample_sq_norm(grads).mean()
+    norm = torch.sqrt(_per_sample_sq_norm(grads) + 1e-12)
     gap = norm - target
     if one_sided:
         gap = F.relu(gap)
@@ -34,7 +41,7 @@ def grad_norm_penalty(grads, *, target=1.0, weight=10.0, one_sided=False):
 
 
 def r1_penalty(grads, gamma):
-    return gamma / 2 * grads.flatten(1).pow(2).sum(1).mean()
+    return gamma / 2 * _per_sample_sq_norm(grads).mean()
 
 
 def gradient_penalty(critic, real, fake, *, weight=10.0, target=1.0, alpha=None, generator=None):
