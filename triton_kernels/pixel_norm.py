@@ -13,25 +13,28 @@ import triton.language as tl
 
 
 @triton.jit
+def _tile(c0, C, P, stride_c, stride_p, BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr):
+    """Offsets and mask of channels [c0, c0 + BLOCK_C) x this program's BLOCK_P pixels."""
+    base = tl.program_id(0).to(tl.int64) * C * P
+    p = tl.program_id(1) * BLOCK_P + tl.arange(0, BLOCK_P)
+    c = c0 + tl.arange(0, BLOCK_C)
+    offs = base + c[:, None].to(tl.int64) * stride_c + p[None, :].to(tl.int64) * stride_p
+    return offs, (c < C)[:, None] & (p < P)[None, :]
+
+
+@triton.jit
 def _pixel_norm_fwd_kernel(
     x_ptr, y_ptr, C, P, stride_c, stride_p, eps,
     BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr, COMPUTE: tl.constexpr,
 ):
-    base = tl.program_id(0).to(tl.int64) * C * P
-    p = tl.program_id(1) * BLOCK_P + tl.arange(0, BLOCK_P)
-    p_in = p < P
     acc = tl.zeros([BLOCK_P], COMPUTE)
     for c0 in range(0, C, BLOCK_C):
-        c = c0 + tl.arange(0, BLOCK_C)
-        offs = base + c[:, None].to(tl.int64) * stride_c + p[None, :].to(tl.int64) * stride_p
-        mask = (c < C)[:, None] & p_in[None, :]
+        offs, mask = _tile(c0, C, P, stride_c, stride_p, BLOCK_C, BLOCK_P)
         x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(COMPUTE)
         acc += tl.sum(x * x, axis=0)
     r = 1.0 / tl.sqrt(acc / C + eps)
     for c0 in range(0, C, BLOCK_C):
-        c = c0 + tl.arange(0, BLOCK_C)
-        offs = base + c[:, None].to(tl.int64) * stride_c + p[None, :].to(tl.int64) * stride_p
-        mask = (c < C)[:, None] & p_in[None, :]
+        offs, mask = _tile(c0, C, P, stride_c, stride_p, BLOCK_C, BLOCK_P)
         x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(COMPUTE)
         tl.store(y_ptr + offs, (x * r[None, :]).to(y_ptr.dtype.element_ty), mask=mask)
 
@@ -42,15 +45,10 @@ def _pixel_norm_bwd_kernel(
     BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr, COMPUTE: tl.constexpr,
 ):
     # gx = r g - r^3 x mean_c(g x)
-    base = tl.program_id(0).to(tl.int64) * C * P
-    p = tl.program_id(1) * BLOCK_P + tl.arange(0, BLOCK_P)
-    p_in = p < P
     sq = tl.zeros([BLOCK_P], COMPUTE)
     dot = tl.zeros([BLOCK_P], COMPUTE)
     for c0 in range(0, C, BLOCK_C):
-        c = c0 + tl.arange(0, BLOCK_C)
-        offs = base + c[:, None].to(tl.int64) * stride_c + p[None, :].to(tl.int64) * stride_p
-        mask = (c < C)[:, None] & p_in[None, :]
+        offs, mask = _tile(c0, C, P, stride_c, stride_p, BLOCK_C, BLOCK_P)
         x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(COMPUTE)
         g = tl.load(g_ptr + offs, mask=mask, other=0.0).to(COMPUTE)
         sq += tl.sum(x * x, axis=0)
@@ -58,9 +56,7 @@ def _pixel_norm_bwd_kernel(
     r = 1.0 / tl.sqrt(sq / C + eps)
     k = -r * r * r * dot / C
     for c0 in range(0, C, BLOCK_C):
-        c = c0 + tl.arange(0, BLOCK_C)
-        offs = base + c[:, None].to(tl.int64) * stride_c + p[None, :].to(tl.int64) * stride_p
-        mask = (c < C)[:, None] & p_in[None, :]
+        offs, mask = _tile(c0, C, P, stride_c, stride_p, BLOCK_C, BLOCK_P)
         x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(COMPUTE)
         g = tl.load(g_ptr + offs, mask=mask, other=0.0).to(COMPUTE)
         tl.store(gx_ptr + offs, (r[None, :] * g + k[None, :] * x).to(gx_ptr.dtype.element_ty), mask=mask)
