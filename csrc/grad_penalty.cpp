@@ -196,26 +196,88 @@ at::opmath_type<scalar_t> sum_squares(const scalar_t* p, int64_t n) {
   return IO::sum_lanes((acc0 + acc1) + (acc2 + acc3));
 }
 
-std::tuple<at::Tensor, at::Tensor> grad_penalty_cpu(const at::Tensor& grads_in, double target, double weight,
-                                                    bool one_sided) {
+// The gradient coefficient of a row for the penalty's gradient `grad_penalty`:
+// grad_penalty * (2 weight / B) * h / n, h = n - target (clipped at 0 when one-sided).
+inline double penalty_coef(double norm, double target, bool one_sided, double scale) {
+  double h = norm - target;
+  if (one_sided) h = h > 0.0 ? h : 0.0;
+  return scale * h / norm;
+}
+
+// out[0, n) = c * g[0, n)
+template <typename scalar_t>
+void scale_slice(const scalar_t* g, scalar_t* out, int64_t n, at::opmath_type<scalar_t> coef) {
+  using IO = VecIO<scalar_t>;
+  using Vec = typename IO::Vec;
+  constexpr int64_t W = IO::size();
+  const Vec c(coef);
+  int64_t j = 0;
+  for (; j + 2 * W <= n; j += 2 * W) {
+    IO::store(out + j, c * IO::load(g + j));
+    IO::store(out + j + W, c * IO::load(g + j + W));
+  }
+  for (; j < n; j += W) {
+    const int64_t m = std::min(W, n - j);
+    IO::store(out + j, c * IO::load(g + j, m), m);
+  }
+}
+
+// Rows up to this many elements are reduced and scaled by one thread back to back, the second
+// read coming from its cache; longer rows (or fewer rows than threads) take two parallel passes.
+constexpr int64_t kFusedRowElements = int64_t{1} << 18;
+
+// with_grad: also returns d_grads = d(penalty)/d(grads) for an upstream gradient of 1 (else an
+// empty tensor), computed in the same pass, so that the usual backward (upstream exactly 1, the
+// penalty added to a loss) has nothing left to compute.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> grad_penalty_cpu(const at::Tensor& grads_in, double target,
+                                                                double weight, bool one_sided, bool with_grad) {
   const char* op = "grad_penalty";
   check_penalty_args(grads_in, target, weight, op);
   const at::Tensor grads = is_batch_major_dense(grads_in) ? grads_in : grads_in.contiguous();
   const int64_t rows = grads.size(0);
   const int64_t cols = rows == 0 ? 0 : grads.numel() / rows;
   at::Tensor norms = at::empty({rows}, grads.options().dtype(acc_type_of(grads.scalar_type())));
+  at::Tensor d_grads = with_grad ? at::empty_like(grads) : at::empty({0}, grads.options());
+  const double coef_scale = rows == 0 ? 0.0 : 2.0 * weight / static_cast<double>(rows);
   double total = 0.0;
 
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, grads.scalar_type(), "grad_penalty", [&] {
     using opmath_t = at::opmath_type<scalar_t>;
     const scalar_t* g = grads.const_data_ptr<scalar_t>();
-    const std::vector<opmath_t> squares =
-        parallel_rows<opmath_t>(rows, cols, [&](int64_t row, int64_t begin, int64_t end) {
-          return sum_squares<scalar_t>(g + row * cols + begin, end - begin);
-        });
+    scalar_t* dg = with_grad ? d_grads.mutable_data_ptr<scalar_t>() : nullptr;
     opmath_t* n_out = norms.mutable_data_ptr<opmath_t>();
+    auto norm_of = [](opmath_t squares) { return std::sqrt(squares + static_cast<opmath_t>(kNormFloor)); };
+    std::vector<opmath_t> squares;
+    if (with_grad && cols <= kFusedRowElements && rows >= at::get_num_threads()) {
+      squares.assign(static_cast<size_t>(rows), opmath_t(0));
+      at::parallel_for(0, rows, std::max<int64_t>(1, kParallelGrainElements / std::max<int64_t>(cols, 1)),
+                       [&](int64_t first, int64_t last) {
+        for (int64_t row = first; row < last; ++row) {
+          const scalar_t* g_row = g + row * cols;
+          opmath_t sum(0);  // chunk by chunk, in parallel_rows' order: the same norms either way
+          for (int64_t begin = 0; begin < cols; begin += kRowChunk) {
+            sum += sum_squares<scalar_t>(g_row + begin, std::min(kRowChunk, cols - begin));
+          }
+          squares[row] = sum;
+          const double coef = penalty_coef(static_cast<double>(norm_of(sum)), target, one_sided, coef_scale);
+          scale_slice<scalar_t>(g_row, dg + row * cols, cols, static_cast<opmath_t>(coef));
+        }
+      });
+    } else {
+      squares = parallel_rows<opmath_t>(rows, cols, [&](int64_t row, int64_t begin, int64_t end) {
+        return sum_squares<scalar_t>(g + row * cols + begin, end - begin);
+      });
+      if (with_grad) {
+        parallel_rows<opmath_t>(rows, cols, [&](int64_t row, int64_t begin, int64_t end) {
+          const double coef = penalty_coef(static_cast<double>(norm_of(squares[row])), target, one_sided, coef_scale);
+          scale_slice<scalar_t>(g + row * cols + begin, dg + row * cols + begin, end - begin,
+                                static_cast<opmath_t>(coef));
+          return opmath_t(0);
+        });
+      }
+    }
     for (int64_t b = 0; b < rows; ++b) {
-      const opmath_t norm = std::sqrt(squares[b] + static_cast<opmath_t>(kNormFloor));
+      const opmath_t norm = norm_of(squares[b]);
       n_out[b] = norm;
       if (target == 0.0) {
         total += static_cast<double>(squares[b]);  // R1: the squared norm itself, no sqrt
@@ -228,7 +290,7 @@ std::tuple<at::Tensor, at::Tensor> grad_penalty_cpu(const at::Tensor& grads_in, 
   });
   const double penalty = rows == 0 ? std::numeric_limits<double>::quiet_NaN()
                                    : weight * total / static_cast<double>(rows);
-  return {at::scalar_tensor(penalty, grads.options()), norms};
+  return {at::scalar_tensor(penalty, grads.options()), norms, d_grads};
 }
 
 // d(loss)/d(grads) = coef[b] * grads[b], with (n = norms[b], h = n - target, clipped at 0 when one-sided)
@@ -254,49 +316,29 @@ at::Tensor grad_penalty_backward_cpu(const std::optional<at::Tensor>& grad_penal
   const int64_t cols = rows == 0 ? 0 : grads.numel() / rows;
   at::Tensor out = at::empty_like(grads);
 
-  // Per-row coefficients in double (B values).
+  // Per-row coefficients, computed in double (B values) from the norms (acc dtype).
   std::vector<double> coef(static_cast<size_t>(rows), 0.0);
-  {
-    const at::Tensor n = norms_in.to(at::kDouble).contiguous();
-    const double* nv = n.const_data_ptr<double>();
-    const double scale = has_gp ? grad_penalty_in->item<double>() * weight * 2.0 / static_cast<double>(rows) : 0.0;
-    at::Tensor gn;
-    const double* gnv = nullptr;
-    if (has_gn) {
-      gn = grad_norms_in->to(at::kDouble).contiguous();
-      gnv = gn.const_data_ptr<double>();
-    }
+  AT_DISPATCH_FLOATING_TYPES(acc, "grad_penalty_backward_coef", [&] {
+    const at::Tensor n = norms_in.contiguous();
+    const at::Tensor gn = has_gn ? grad_norms_in->contiguous() : at::Tensor();
+    const scalar_t* nv = n.const_data_ptr<scalar_t>();
+    const scalar_t* gnv = has_gn ? gn.const_data_ptr<scalar_t>() : nullptr;
+    const double scale = has_gp ? grad_penalty_in->item<double>() * (2.0 * weight / static_cast<double>(rows)) : 0.0;
     for (int64_t b = 0; b < rows; ++b) {
-      double c = 0.0;
-      if (has_gp) {
-        double h = nv[b] - target;
-        if (one_sided) h = h > 0.0 ? h : 0.0;
-        c = scale * h / nv[b];
-      }
-      if (has_gn) c += gnv[b] / nv[b];
+      const double norm = static_cast<double>(nv[b]);
+      double c = has_gp ? penalty_coef(norm, target, one_sided, scale) : 0.0;
+      if (has_gn) c += static_cast<double>(gnv[b]) / norm;
       coef[b] = c;
     }
-  }
+  });
 
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, grads.scalar_type(), "grad_penalty_backward", [&] {
-    using IO = VecIO<scalar_t>;
-    using Vec = typename IO::Vec;
     using opmath_t = at::opmath_type<scalar_t>;
-    constexpr int64_t W = IO::size();
     const scalar_t* g = grads.const_data_ptr<scalar_t>();
     scalar_t* o = out.mutable_data_ptr<scalar_t>();
     parallel_rows<opmath_t>(rows, cols, [&](int64_t row, int64_t begin, int64_t end) {
-      const Vec c(static_cast<opmath_t>(coef[row]));
-      const int64_t base = row * cols;
-      int64_t j = begin;
-      for (; j + 2 * W <= end; j += 2 * W) {
-        IO::store(o + base + j, c * IO::load(g + base + j));
-        IO::store(o + base + j + W, c * IO::load(g + base + j + W));
-      }
-      for (; j < end; j += W) {
-        const int64_t n = std::min(W, end - j);
-        IO::store(o + base + j, c * IO::load(g + base + j, n), n);
-      }
+      scale_slice<scalar_t>(g + row * cols + begin, o + row * cols + begin, end - begin,
+                            static_cast<opmath_t>(coef[row]));
       return opmath_t(0);
     });
   });

@@ -179,6 +179,15 @@ def _check_penalty(fn: str, grads, target, weight, one_sided) -> None:
         _checks.fail(fn, f"one_sided must be a bool, got {type(one_sided).__name__}", TypeError)
 
 
+def _penalty_grad_in_forward(grads: torch.Tensor) -> bool:
+    """Whether the penalty's forward should also write d(penalty)/d(grads) (in the same pass, for
+    the backward to return as is): when a backward will need it, on CPU (the check that the
+    upstream gradient is exactly 1 reads it), and not under torch.compile (whose traced backward
+    recomputes it)."""
+    return (grads.requires_grad and torch.is_grad_enabled() and grads.device.type == "cpu"
+            and not torch.compiler.is_compiling())
+
+
 def grad_norm_penalty(grads: torch.Tensor, *, target: float = 1.0, weight: float = 10.0,
                       one_sided: bool = False) -> torch.Tensor:
     """The WGAN-GP penalty on given gradients: weight * mean_b((||g_b||_2 - target)**2).
@@ -190,14 +199,14 @@ def grad_norm_penalty(grads: torch.Tensor, *, target: float = 1.0, weight: float
     differentiable: `grads` from autograd.grad(create_graph=True) train the critic through it.
     """
     _check_penalty("grad_norm_penalty", grads, target, weight, one_sided)
-    return _ops.grad_penalty(grads, float(target), float(weight), one_sided)[0]
+    return _ops.grad_penalty(grads, float(target), float(weight), one_sided, _penalty_grad_in_forward(grads))[0]
 
 
 def r1_penalty(grads: torch.Tensor, gamma: float) -> torch.Tensor:
     """The R1 penalty (Mescheder et al.) on the critic's gradients at real data:
     gamma / 2 * mean_b(sum g_b**2): grad_norm_penalty with target=0 and weight=gamma/2."""
     _check_penalty("r1_penalty", grads, 0.0, gamma, False)
-    return _ops.grad_penalty(grads, 0.0, float(gamma) / 2, False)[0]
+    return _ops.grad_penalty(grads, 0.0, float(gamma) / 2, False, _penalty_grad_in_forward(grads))[0]
 
 
 # GAN losses take the critic's raw outputs (logits), shaped (B,) or (B, 1), and average over

@@ -158,13 +158,65 @@ def test_penalty_nan_and_inf_propagate():
 
 def test_norms_output_and_its_gradient():
     grads = torch.randn(4, 6, dtype=torch.float64, requires_grad=True)
-    penalty, norms = ops.grad_penalty(grads, 1.0, 10.0, False)
+    penalty, norms, _ = ops.grad_penalty(grads, 1.0, 10.0, False, False)
     torch.testing.assert_close(norms, torch.sqrt(grads.detach().pow(2).sum(1) + 1e-12))
-    assert norms.dtype == torch.float64 and ops.grad_penalty(grads.float(), 1.0, 10.0, False)[1].dtype == torch.float32
-    assert ops.grad_penalty(grads.bfloat16(), 1.0, 10.0, False)[1].dtype == torch.float32
+    assert norms.dtype == torch.float64 and ops.grad_penalty(grads.float(), 1.0, 10.0, False, False)[1].dtype == torch.float32
+    assert ops.grad_penalty(grads.bfloat16(), 1.0, 10.0, False, False)[1].dtype == torch.float32
     w = torch.randn(4, dtype=torch.float64)
     (g,) = torch.autograd.grad((norms * w).sum(), grads)
     torch.testing.assert_close(g, w[:, None] * grads.detach() / norms.detach()[:, None])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("shape", [(6, 5, 7), (2, 300_000), (1, 40)])
+def test_gradient_computed_in_the_forward(dtype, shape):
+    # with_grad: the forward also writes d(penalty)/d(grads) for an upstream gradient of 1, exactly
+    # what the backward op computes (rows fused per thread, or long rows / few rows in two passes).
+    grads = _randn(shape, dtype)
+    for target, weight, one_sided in PENALTIES:
+        penalty, norms, d_grads = ops.grad_penalty(grads, target, weight, one_sided, True)
+        without = ops.grad_penalty(grads, target, weight, one_sided, False)
+        assert torch.equal(penalty, without[0]) and torch.equal(norms, without[1]) and without[2].numel() == 0
+        want = ops.grad_penalty_backward(torch.tensor(1.0, dtype=dtype), None, grads, norms, target, weight, one_sided)
+        assert torch.equal(d_grads, want)
+
+
+def _ops_called(fn) -> list:
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Recorder(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.names = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.names.append(func.__name__)
+            return func(*args, **(kwargs or {}))
+
+    recorder = Recorder()
+    with recorder:
+        fn()
+    return recorder.names
+
+
+def test_backward_returns_the_forward_gradient_when_the_upstream_is_one():
+    g = torch.randn(4, 3, 5, requires_grad=True)
+    (plain,) = torch.autograd.grad(F.grad_norm_penalty(g), g)
+    assert not any("grad_penalty_backward" in n for n in _ops_called(lambda: torch.autograd.grad(F.grad_norm_penalty(g), g)))
+    # Any other upstream gradient (a weighted loss, a GradScaler's scale) runs the backward op.
+    for scale in (2.0, 0.0, -1.5):
+        names = _ops_called(lambda: torch.autograd.grad(scale * F.grad_norm_penalty(g), g))
+        assert any("grad_penalty_backward" in n for n in names)
+        (scaled,) = torch.autograd.grad(scale * F.grad_norm_penalty(g), g)
+        torch.testing.assert_close(scaled, scale * plain)
+    # retain_graph: the saved gradient is returned again, unchanged.
+    penalty = F.grad_norm_penalty(g)
+    first = torch.autograd.grad(penalty, g, retain_graph=True)[0].clone()
+    torch.testing.assert_close(torch.autograd.grad(penalty, g)[0], first)
+    # No gradient needed: the forward writes nothing extra.
+    with torch.no_grad():
+        assert all(t.numel() <= 4 for t in ops.grad_penalty(g, 1.0, 10.0, False, False)[1:])
+    assert not F._penalty_grad_in_forward(g.detach())
 
 
 def test_rows_longer_than_one_chunk_and_thread_count():
@@ -178,7 +230,7 @@ def test_rows_longer_than_one_chunk_and_thread_count():
         for threads in (1, 2):
             torch.set_num_threads(threads)
             g = torch.randn(64, 50_000, generator=torch.Generator().manual_seed(1))
-            results.append((ops.grad_penalty(g, 1.0, 10.0, False), ops.interpolate(real, fake, alpha),
+            results.append((ops.grad_penalty(g, 1.0, 10.0, False, True), ops.interpolate(real, fake, alpha),
                             ops.interpolate_backward(g, real, fake, alpha, [True, True, True])))
     finally:
         torch.set_num_threads(before)
@@ -243,10 +295,16 @@ def test_gradcheck_and_gradgradcheck_penalty(target, weight, one_sided):
     grads.requires_grad_()
 
     def both(g):  # the penalty and the norms, so both outputs' gradients are checked
-        return ops.grad_penalty(g, target, weight, one_sided)
+        return ops.grad_penalty(g, target, weight, one_sided, False)[:2]
 
     assert torch.autograd.gradcheck(both, (grads,))
     assert torch.autograd.gradgradcheck(both, (grads,))
+
+    def penalty(g):  # the functional path: the gradient is computed in the forward
+        return F.grad_norm_penalty(g, target=target, weight=weight, one_sided=one_sided)
+
+    assert torch.autograd.gradcheck(penalty, (grads,))
+    assert torch.autograd.gradgradcheck(penalty, (grads,))
 
 
 def _small_critic(dtype=torch.float64):
@@ -392,11 +450,12 @@ def test_opcheck():
     torch.library.opcheck(ops.interpolate_backward, (g, None, None, alpha.detach(), [True, True, False]))
     grads = torch.randn(3, 4, 5, requires_grad=True)
     for target, weight, one_sided in PENALTIES:
-        torch.library.opcheck(ops.grad_penalty, (grads, target, weight, one_sided))
-    norms = ops.grad_penalty(grads.detach(), 1.0, 10.0, False)[1]
+        for with_grad in (False, True):
+            torch.library.opcheck(ops.grad_penalty, (grads, target, weight, one_sided, with_grad))
+    norms = ops.grad_penalty(grads.detach(), 1.0, 10.0, False, False)[1]
     torch.library.opcheck(ops.grad_penalty_backward, (torch.tensor(1.0), torch.randn(3), grads.detach(), norms, 1.0, 10.0, True))
     torch.library.opcheck(ops.grad_penalty_backward, (torch.tensor(2.0), None, grads.detach(), norms, 1.0, 10.0, False))
-    torch.library.opcheck(ops.grad_penalty, (cl, 1.0, 10.0, False))
+    torch.library.opcheck(ops.grad_penalty, (cl, 1.0, 10.0, False, True))
 
 
 def test_torch_compile_fullgraph():
@@ -458,8 +517,8 @@ def test_bad_inputs_to_the_ops_directly():
             torch.rand(3, dtype=torch.float64))
     _raises(r"fastgen.interpolate_backward: the gradient of alpha needs real and fake", ops.interpolate_backward, x,
             None, None, torch.rand(3), [False, False, True])
-    _raises(r"fastgen.grad_penalty: target must be a finite number >= 0", ops.grad_penalty, x, -1.0, 1.0, False)
-    _raises(r"fastgen.grad_penalty: weight must be a finite number", ops.grad_penalty, x, 1.0, float("inf"), False)
+    _raises(r"fastgen.grad_penalty: target must be a finite number >= 0", ops.grad_penalty, x, -1.0, 1.0, False, False)
+    _raises(r"fastgen.grad_penalty: weight must be a finite number", ops.grad_penalty, x, 1.0, float("inf"), False, True)
     _raises(r"fastgen.grad_penalty_backward: norms must have shape \(3,\)", ops.grad_penalty_backward,
             torch.tensor(1.0), None, x, torch.ones(4), 1.0, 1.0, False)
     _raises(r"fastgen.grad_penalty_backward: norms must have dtype (torch.float32|Float)", ops.grad_penalty_backward,
@@ -470,11 +529,11 @@ def test_bad_inputs_to_the_ops_directly():
     meta = torch.empty(3, 4, device="meta")
     _raises(r"fastgen.interpolate: fake must have the shape of real", ops.interpolate, meta,
             torch.empty(4, 3, device="meta"), torch.empty(3, device="meta"))
-    _raises(r"fastgen.grad_penalty: target must be a finite number >= 0", ops.grad_penalty, meta, -2.0, 1.0, False)
+    _raises(r"fastgen.grad_penalty: target must be a finite number >= 0", ops.grad_penalty, meta, -2.0, 1.0, False, False)
     _raises(r"fastgen.grad_penalty_backward: norms must have shape", ops.grad_penalty_backward,
             torch.empty((), device="meta"), None, meta, torch.empty(2, device="meta"), 1.0, 1.0, False)
-    penalty, norms = ops.grad_penalty(meta, 1.0, 10.0, False)
-    assert penalty.shape == () and norms.shape == (3,) and norms.device.type == "meta"
+    penalty, norms, d_grads = ops.grad_penalty(meta, 1.0, 10.0, False, True)
+    assert penalty.shape == () and norms.shape == (3,) and norms.device.type == "meta" and d_grads.shape == (3, 4)
 
 
 # --------------------------------------------------------------------------- Triton (interpreter)
@@ -503,7 +562,8 @@ def test_triton_matches_cpu(dtype, shape):
             assert a.shape == b.shape
             torch.testing.assert_close(a, b, **tol)
     for target, weight, one_sided in PENALTIES:
-        got, want = kernels.grad_penalty(grad, target, weight, one_sided), ops.grad_penalty(grad, target, weight, one_sided)
+        got, want = (kernels.grad_penalty(grad, target, weight, one_sided, True),
+                     ops.grad_penalty(grad, target, weight, one_sided, True))
         for a, b in zip(got, want):
             assert a.dtype == b.dtype and a.shape == b.shape
             torch.testing.assert_close(a, b, **tol)
@@ -520,7 +580,7 @@ def test_triton_layouts_and_empty_batch():
     alpha = torch.rand(2)
     out = kernels.interpolate(cl, torch.randn(2, 3, 4, 5), alpha)
     assert out.is_contiguous(memory_format=torch.channels_last)
-    penalty, norms = kernels.grad_penalty(torch.zeros(0, 4), 1.0, 10.0, False)
+    penalty, norms, _ = kernels.grad_penalty(torch.zeros(0, 4), 1.0, 10.0, False)
     assert torch.isnan(penalty) and norms.shape == (0,)
-    penalty, _ = kernels.grad_penalty(torch.zeros(3, 0), 1.0, 10.0, False)
-    torch.testing.assert_close(penalty, ops.grad_penalty(torch.zeros(3, 0), 1.0, 10.0, False)[0])
+    penalty, _, _ = kernels.grad_penalty(torch.zeros(3, 0), 1.0, 10.0, False)
+    torch.testing.assert_close(penalty, ops.grad_penalty(torch.zeros(3, 0), 1.0, 10.0, False, False)[0])

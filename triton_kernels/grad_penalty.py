@@ -200,7 +200,7 @@ def interpolate_backward(grad, real, fake, alpha, output_mask):
     return grad_real, grad_fake, grad_alpha
 
 
-def grad_penalty(grads, target, weight, one_sided):
+def grad_penalty(grads, target, weight, one_sided, with_grad=False):
     from fastgen.ops.grad_penalty import check_penalty_args
 
     check_penalty_args("grad_penalty", grads, target, weight)
@@ -210,7 +210,7 @@ def grad_penalty(grads, target, weight, one_sided):
     norms = torch.empty((rows,), dtype=acc, device=grads.device)
     penalty = torch.full((), float("nan"), dtype=grads.dtype, device=grads.device)
     if rows == 0:
-        return penalty, norms
+        return penalty, norms, (torch.empty_like(grads_) if with_grad else grads.new_empty((0,)))
     block, chunk, chunks = _row_tiles(cols)
     partials = torch.zeros((rows, max(chunks, 1)), dtype=acc, device=grads.device)
     if cols:
@@ -221,7 +221,11 @@ def grad_penalty(grads, target, weight, one_sided):
         partials, norms, penalty, rows, max(chunks, 1), float(target), float(weight),
         ONE_SIDED=bool(one_sided), SQUARED=target == 0, BLOCK_R=128, COMPUTE=_compute(grads.dtype),
     )
-    return penalty, norms
+    if not with_grad:
+        return penalty, norms, grads.new_empty((0,))
+    # d(penalty)/d(grads) for an upstream gradient of 1: the backward kernel's second pass.
+    one = torch.ones((), dtype=grads.dtype, device=grads.device)
+    return penalty, norms, grad_penalty_backward(one, None, grads_, norms, target, weight, one_sided)
 
 
 def grad_penalty_backward(grad_penalty, grad_norms, grads, norms, target, weight, one_sided):

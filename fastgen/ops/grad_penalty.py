@@ -96,9 +96,10 @@ def _interpolate_backward_fake(grad, real, fake, alpha, output_mask):
 
 
 @torch.library.register_fake("fastgen::grad_penalty")
-def _grad_penalty_fake(grads, target, weight, one_sided):
+def _grad_penalty_fake(grads, target, weight, one_sided, with_grad):
     check_penalty_args("grad_penalty", grads, target, weight)
-    return grads.new_empty(()), grads.new_empty((grads.shape[0],), dtype=acc_dtype(grads.dtype))
+    d_grads = torch.empty_like(batch_major(grads)) if with_grad else grads.new_empty((0,))
+    return grads.new_empty(()), grads.new_empty((grads.shape[0],), dtype=acc_dtype(grads.dtype)), d_grads
 
 
 @torch.library.register_fake("fastgen::grad_penalty_backward")
@@ -136,6 +137,7 @@ def _interpolate_backward(ctx, grad):
 
 def _setup_interpolate_backward(ctx, inputs, output):
     grad, real, fake, alpha, output_mask = inputs
+    ctx.set_materialize_grads(False)
     ctx.mask = list(output_mask)
     ctx.save_for_backward(grad, real, fake, alpha)
 
@@ -178,16 +180,24 @@ torch.library.register_autograd("fastgen::interpolate_backward", _interpolate_ba
 
 
 def _setup_grad_penalty(ctx, inputs, output):
-    grads, target, weight, one_sided = inputs
+    grads, target, weight, one_sided, with_grad = inputs
+    ctx.set_materialize_grads(False)  # an unused output's gradient comes as None, not zeros
+    ctx.mark_non_differentiable(output[2])
     ctx.args = (target, weight, one_sided)
-    ctx.save_for_backward(grads, output[1])
+    ctx.save_for_backward(grads, output[1], output[2] if with_grad else None)
 
 
-def _grad_penalty_backward(ctx, grad_penalty, grad_norms):
-    grads, norms = ctx.saved_tensors
-    return _ops.grad_penalty_backward(grad_penalty, grad_norms, grads, norms, *ctx.args), None, None, None
-
-
+def _grad_penalty_backward(ctx, grad_penalty, grad_norms, _):
+    grads, norms, d_grads = ctx.saved_tensors
+    if grad_penalty is None and grad_norms is None:
+        return None, None, None, None, None
+    if (d_grads is not None and grad_norms is None and not torch.is_grad_enabled()
+            and grad_penalty.device.type == "cpu" and not torch.compiler.is_compiling()
+            and grad_penalty.item() == 1.0):
+        # The forward already computed d(penalty)/d(grads) for an upstream gradient of 1 (the
+        # penalty added to a loss). With create_graph=True the op below keeps it differentiable.
+        return d_grads, None, None, None, None
+    return _ops.grad_penalty_backward(grad_penalty, grad_norms, grads, norms, *ctx.args), None, None, None, None
 def _setup_grad_penalty_backward(ctx, inputs, output):
     grad_penalty, grad_norms, grads, norms, target, weight, one_sided = inputs
     ctx.args = (target, weight, one_sided)
@@ -250,10 +260,10 @@ def _interpolate_backward_cuda(grad, real, fake, alpha, output_mask):
 
 
 @torch.library.register_kernel("fastgen::grad_penalty", "cuda")
-def _grad_penalty_cuda(grads, target, weight, one_sided):
+def _grad_penalty_cuda(grads, target, weight, one_sided, with_grad):
     from fastgen.triton_kernels import grad_penalty as kernels
 
-    return kernels.grad_penalty(grads, target, weight, one_sided)
+    return kernels.grad_penalty(grads, target, weight, one_sided, with_grad)
 
 
 @torch.library.register_kernel("fastgen::grad_penalty_backward", "cuda")
