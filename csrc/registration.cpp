@@ -53,6 +53,24 @@ TORCH_LIBRARY(fastgen, m) {
   // --- Image-to-image: PixelShuffle (+PReLU) (csrc/pixel_shuffle.cpp) ---------------------
 
   // --- GAN training core: gradient penalty and friends (csrc/grad_penalty.cpp) ------------
+  m.set_python_module("fastgen.ops.grad_penalty");
+  // x_hat = alpha * real + (1 - alpha) * fake, alpha: (B,) in real's dtype.
+  m.def("interpolate(Tensor real, Tensor fake, Tensor alpha) -> Tensor");
+  // Outputs not in output_mask are empty; real and fake are needed only for grad_alpha.
+  m.def("interpolate_backward(Tensor grad, Tensor? real, Tensor? fake, Tensor alpha, bool[3] output_mask)"
+        " -> (Tensor grad_real, Tensor grad_fake, Tensor grad_alpha)");
+  // penalty = weight * mean_b(h(norms - target)^2), norms[b] = sqrt(sum g[b]^2 + 1e-12) in float32
+  // (float64 for float64 grads); h clips at 0 when one_sided; target 0 penalizes sum g^2 (R1).
+  // with_grad: d_grads = d(penalty)/d(grads) for an upstream gradient of 1, computed in the same
+  // pass (backward then returns it as is); an empty tensor otherwise. Not differentiable.
+  m.def("grad_penalty(Tensor grads, float target, float weight, bool one_sided, bool with_grad)"
+        " -> (Tensor penalty, Tensor norms, Tensor d_grads)");
+  m.def("grad_penalty_backward(Tensor? grad_penalty, Tensor? grad_norms, Tensor grads, Tensor norms,"
+        " float target, float weight, bool one_sided) -> Tensor");
+  // Progressive GAN pixel norm (csrc/pixel_norm.cpp): x * rsqrt(mean over dim 1 of x^2 + eps).
+  m.set_python_module("fastgen.ops.pixel_norm");
+  m.def("pixel_norm(Tensor x, float eps) -> Tensor");
+  m.def("pixel_norm_backward(Tensor grad, Tensor x, float eps) -> Tensor");
 
   // --- Face recognition: margin cross-entropy (csrc/margin_softmax.cpp) -------------------
 

@@ -110,6 +110,164 @@ def kl_normal(mu: torch.Tensor, logvar: torch.Tensor, *, reduction: str = "mean"
 # GAN training core: gradient penalty, GAN losses (csrc/grad_penalty.cpp)
 # =========================================================================================
 
+__all__ += ["interpolate", "fade_in", "grad_norm_penalty", "r1_penalty", "discriminator_loss", "generator_loss",
+            "pixel_norm"]
+
+
+def _per_sample_alpha(fn: str, alpha, like: torch.Tensor, name: str = "alpha") -> torch.Tensor:
+    """alpha as the (B,) tensor the op takes, in like's dtype: a number (every sample), a 0-d
+    tensor, or one value per sample shaped (B,) or (B, 1, ..., 1)."""
+    batch = like.shape[0]
+    if not isinstance(alpha, torch.Tensor):
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)):
+            _checks.fail(fn, f"{name} must be a number, a tensor or None, got {type(alpha).__name__}", TypeError)
+        return torch.full((batch,), float(alpha), dtype=like.dtype, device=like.device)
+    _checks.check_floating(fn, name, alpha)
+    if alpha.device != like.device:
+        _checks.fail(fn, f"{name} must be on the device of the images ({like.device}), got {alpha.device}")
+    if alpha.dim() == 0:
+        return alpha.to(like.dtype).expand(batch)
+    if alpha.numel() != batch or alpha.shape[0] != batch:
+        _checks.fail(fn, f"{name} must have one value per sample, shape ({batch},) or ({batch}, 1, ...), "
+                         f"got {tuple(alpha.shape)}")
+    return alpha.reshape(batch).to(like.dtype)
+
+
+def interpolate(real: torch.Tensor, fake: torch.Tensor, alpha=None, *,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+    """WGAN-GP interpolation: x_hat = alpha * real + (1 - alpha) * fake, one alpha per sample.
+
+    alpha: None (drawn uniform in [0, 1) from `generator` or torch's default generator), a number,
+    or one value per sample shaped (B,) or (B, 1, ..., 1); it is cast to real's dtype. One pass
+    each way, computed in float32 (float64 for float64); the output keeps real's layout when it
+    is dense and batch-major (contiguous, channels_last, ...).
+    """
+    fn = "interpolate"
+    _checks.check_floating(fn, "real", real)
+    _checks.check_batched(fn, "real", real)
+    _checks.check_like(fn, "fake", fake, "real", real)
+    if alpha is None:
+        _checks.check_generator(fn, generator, real.device)
+        alpha = torch.rand(real.shape[0], dtype=real.dtype, device=real.device, generator=generator)
+    else:
+        alpha = _per_sample_alpha(fn, alpha, real)
+    return _ops.interpolate(real, fake, alpha)
+
+
+def fade_in(new: torch.Tensor, old: torch.Tensor, alpha) -> torch.Tensor:
+    """Progressive GAN fade-in when doubling the resolution: alpha * new + (1 - alpha) * old, with
+    `old` the upsampled (or downsampled) output of the previous stage and alpha ramping 0 -> 1
+    (a number, or a tensor as in `interpolate`). The same fused op as `interpolate`."""
+    fn = "fade_in"
+    _checks.check_floating(fn, "new", new)
+    _checks.check_batched(fn, "new", new)
+    _checks.check_like(fn, "old", old, "new", new)
+    return _ops.interpolate(new, old, _per_sample_alpha(fn, alpha, new))
+
+
+def _check_penalty(fn: str, grads, target, weight, one_sided) -> None:
+    _checks.check_floating(fn, "grads", grads)
+    _checks.check_batched(fn, "grads", grads)
+    for name, value in (("target", target), ("weight", weight)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            _checks.fail(fn, f"{name} must be a number, got {type(value).__name__}", TypeError)
+    if not (target >= 0 and target != float("inf")):
+        _checks.fail(fn, f"target must be a finite number >= 0, got {target}")
+    if weight != weight or abs(weight) == float("inf"):
+        _checks.fail(fn, f"weight must be a finite number, got {weight}")
+    if not isinstance(one_sided, bool):
+        _checks.fail(fn, f"one_sided must be a bool, got {type(one_sided).__name__}", TypeError)
+
+
+def _penalty_grad_in_forward(grads: torch.Tensor) -> bool:
+    """Whether the penalty's forward should also write d(penalty)/d(grads) (in the same pass, for
+    the backward to return as is): when a backward will need it, on CPU (the check that the
+    upstream gradient is exactly 1 reads it), and not under torch.compile (whose traced backward
+    recomputes it)."""
+    return (grads.requires_grad and torch.is_grad_enabled() and grads.device.type == "cpu"
+            and not torch.compiler.is_compiling())
+
+
+def grad_norm_penalty(grads: torch.Tensor, *, target: float = 1.0, weight: float = 10.0,
+                      one_sided: bool = False) -> torch.Tensor:
+    """The WGAN-GP penalty on given gradients: weight * mean_b((||g_b||_2 - target)**2).
+
+    The norm is over every non-batch dim (dim 0 is the batch), computed as sqrt(sum g**2 + 1e-12)
+    in float32 (float64 for float64), so a zero gradient gives no NaN. one_sided=True penalizes
+    max(0, ||g|| - target)**2 only (Petzka et al.). target=0 penalizes sum g**2 itself, with no
+    sqrt (see r1_penalty). One pass forward, one pass backward, and the backward is
+    differentiable: `grads` from autograd.grad(create_graph=True) train the critic through it.
+    """
+    _check_penalty("grad_norm_penalty", grads, target, weight, one_sided)
+    return _ops.grad_penalty(grads, float(target), float(weight), one_sided, _penalty_grad_in_forward(grads))[0]
+
+
+def r1_penalty(grads: torch.Tensor, gamma: float) -> torch.Tensor:
+    """The R1 penalty (Mescheder et al.) on the critic's gradients at real data:
+    gamma / 2 * mean_b(sum g_b**2): grad_norm_penalty with target=0 and weight=gamma/2."""
+    _check_penalty("r1_penalty", grads, 0.0, gamma, False)
+    return _ops.grad_penalty(grads, 0.0, float(gamma) / 2, False, _penalty_grad_in_forward(grads))[0]
+
+
+# GAN losses take the critic's raw outputs (logits), shaped (B,) or (B, 1), and average over
+# the batch. They are a few torch ops each: at these sizes a fused op costs more in dispatch
+# than it saves, so fastgen writes them out exactly (softplus form: no log(sigmoid) underflow).
+_D_LOSSES = ("bce", "lsgan", "hinge", "wasserstein")
+_G_LOSSES = ("nonsaturating", "minimax", "lsgan", "hinge", "wasserstein")
+
+
+def _check_logits(fn: str, name: str, t) -> None:
+    _checks.check_floating(fn, name, t)
+
+
+def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, kind: str = "bce") -> torch.Tensor:
+    """The discriminator's (critic's) loss on its outputs for real and generated samples:
+    "bce" -log D(x) - log(1 - D(G(z))) as softplus(-real) + softplus(fake); "lsgan"
+    0.5 (real - 1)**2 + 0.5 fake**2; "hinge" relu(1 - real) + relu(1 + fake); "wasserstein"
+    fake - real. Each term is averaged over its batch."""
+    fn = "discriminator_loss"
+    _check_logits(fn, "real_logits", real_logits)
+    _check_logits(fn, "fake_logits", fake_logits)
+    if kind == "bce":
+        return torch.nn.functional.softplus(-real_logits).mean() + torch.nn.functional.softplus(fake_logits).mean()
+    if kind == "lsgan":
+        return 0.5 * (real_logits - 1).square().mean() + 0.5 * fake_logits.square().mean()
+    if kind == "hinge":
+        return torch.relu(1 - real_logits).mean() + torch.relu(1 + fake_logits).mean()
+    if kind == "wasserstein":
+        return fake_logits.mean() - real_logits.mean()
+    _checks.fail(fn, f"kind must be one of {_D_LOSSES}, got {kind!r}")
+
+
+def generator_loss(fake_logits: torch.Tensor, kind: str = "nonsaturating") -> torch.Tensor:
+    """The generator's loss on the critic's outputs for generated samples: "nonsaturating"
+    -log D(G(z)) = softplus(-fake); "minimax" log(1 - D(G(z))) = -softplus(fake); "lsgan"
+    0.5 (fake - 1)**2; "hinge" and "wasserstein" -fake. Averaged over the batch."""
+    fn = "generator_loss"
+    _check_logits(fn, "fake_logits", fake_logits)
+    if kind == "nonsaturating":
+        return torch.nn.functional.softplus(-fake_logits).mean()
+    if kind == "minimax":
+        return -torch.nn.functional.softplus(fake_logits).mean()
+    if kind == "lsgan":
+        return 0.5 * (fake_logits - 1).square().mean()
+    if kind in ("hinge", "wasserstein"):
+        return -fake_logits.mean()
+    _checks.fail(fn, f"kind must be one of {_G_LOSSES}, got {kind!r}")
+
+
+def pixel_norm(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Progressive GAN pixel norm: x * rsqrt(mean over channels (dim 1) of x**2 + eps), for x of
+    shape (N, C, ...) ((N, C) normalizes latent vectors). One pass each way, float32 accumulation;
+    contiguous and channels_last inputs are walked in place and keep their layout."""
+    fn = "pixel_norm"
+    _checks.check_floating(fn, "x", x)
+    if x.dim() < 2:
+        _checks.fail(fn, f"x must have a batch and a channel dimension (N, C, ...), got {x.dim()}-D")
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps >= 0:
+        _checks.fail(fn, f"eps must be a number >= 0, got {eps!r}")
+    return _ops.pixel_norm(x, float(eps))
+
 
 # =========================================================================================
 # Face recognition and Siamese losses (csrc/margin_softmax.cpp)

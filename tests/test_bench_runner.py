@@ -41,3 +41,25 @@ def test_list_and_unknown_ops(capsys):
         assert "unknown case or family" in str(exc)
     else:
         raise AssertionError("an unknown op must be an error")
+
+
+def test_a_wrong_result_is_reported_not_timed():
+    # Workload.check flags a contender whose result is wrong (e.g. torch.compile silently dropping
+    # a double-backward gradient): the runner records an error for it instead of a timing.
+    import torch
+
+    from fastgen.bench.registry import Case, Workload
+    from fastgen.bench.runner import run_case
+
+    def make(shape, dtype):
+        x = torch.randn(shape, dtype=dtype)
+        return Workload(inputs=(x,), fastgen_fn=lambda t: t * 2, eager_fn=lambda t: t + t, grad_inputs=(0,),
+                        grad_outputs=lambda out: (out,), upstream_grads=(torch.ones(shape, dtype=dtype),),
+                        min_bytes={"fwd": 8, "fwd+bwd": 8},
+                        check=lambda impl, pass_name, result: "flagged" if impl == "eager" else None)
+
+    rows = run_case(Case(name="t", family="t", shapes={}, make=make), (4,), torch.float32, repeats=2,
+                    impls=("fastgen", "eager"))
+    for row in rows:
+        assert row["impls"]["eager"] == {"error": "RuntimeError: wrong result: flagged"}
+        assert row["impls"]["fastgen"]["median_s"] > 0 and "speedup_vs_eager" not in row

@@ -28,6 +28,11 @@ class Workload:
     # ("fastgen", "eager", "compile"): e.g. a model's parameters for a training-step case, where
     # fastgen_fn runs the fastgen model and eager_fn (and so torch.compile) its eager twin.
     params: dict = field(default_factory=dict)
+    # Optional check of each implementation's first result (the outputs for "fwd", the gradients
+    # for "fwd+bwd"): check(impl, pass_name, result) -> None, or why the result is wrong. A wrong
+    # result is reported as that implementation's error instead of being timed (e.g. torch.compile
+    # silently dropping a double-backward gradient).
+    check: Callable[[str, str, Any], str | None] | None = None
 
     def __post_init__(self):
         for i in self.grad_inputs:

@@ -87,7 +87,10 @@ def run_case(case: Case, shape: tuple, dtype: torch.dtype, repeats: int, impls: 
         for name in impls:
             call = pass_callable(fns[name], work, pass_name, name)
             try:
-                call()  # first call: compiles under torch.compile; errors are reported, not raised
+                result = call()  # first call: compiles under torch.compile; errors are reported, not raised
+                problem = work.check(name, pass_name, result) if work.check is not None else None
+                if problem:
+                    raise RuntimeError(f"wrong result: {problem}")
                 runnable[name] = call
             except Exception as exc:  # noqa: BLE001 - a contender failing is a result
                 row["impls"][name] = {"error": _first_line(exc)}

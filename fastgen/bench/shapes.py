@@ -18,5 +18,23 @@ REPARAM_KL = {
 # Image-to-image: instance norm, PixelShuffle
 
 # GAN training core
+# WGAN-GP interpolation and penalty on critic-input-sized tensors: DCGAN's 64x64 RGB at batch 64,
+# and 256x256 RGB at batch 16; (64, 1, 28, 28) the MNIST variant.
+GAN_IMAGES = {
+    "quick": [(64, 3, 64, 64), (16, 3, 256, 256)],
+    "full": [(64, 1, 28, 28), (64, 3, 64, 64), (16, 3, 256, 256)],
+}
+# Progressive GAN pixel norm (Karras et al.: batch 16, 512 feature maps up to 32x32, 256 at 64x64;
+# (16, 512) is the normalized latent).
+PIXEL_NORM = {
+    "quick": [(16, 512, 16, 16)],
+    "full": [(16, 512), (16, 512, 4, 4), (16, 512, 16, 16), (16, 512, 32, 32), (16, 256, 64, 64)],
+}
+# A whole WGAN-GP critic step with the DCGAN-style critic (batch, channels, side, side): the
+# WGAN-GP paper's CIFAR-10 setting (batch 64, 32x32), and DCGAN's 64x64.
+WGAN_GP_STEP = {
+    "quick": [(64, 3, 32, 32)],
+    "full": [(64, 3, 32, 32), (64, 3, 64, 64)],
+}
 
 # Face recognition: margin cross-entropy, triplet

@@ -11,6 +11,9 @@ from fastgen.models.vae import CVAE, VAE, ConvVAE, VAEOutput
 # CycleGAN, pix2pix, SRGAN
 
 # DCGAN, CGAN, WGAN-GP, Progressive GAN
+from fastgen.models.gan import (CGAN, DCGAN, WGANGP, CGANDiscriminator, CGANGenerator, DCGANDiscriminator,
+                                DCGANGenerator, WGANGPCritic)
+from fastgen.models.progan import ProGAN, ProGANDiscriminator, ProGANGenerator
 
 # Siamese / ArcFace embedding networks
 

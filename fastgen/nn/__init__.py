@@ -12,6 +12,7 @@ from fastgen.nn.vae import Reparameterize
 # Image-to-image: PixelShuffle
 
 # GAN training core
+from fastgen.nn.gan import EqualizedConv2d, EqualizedLinear, MinibatchStdDev, PixelNorm
 
 # Face recognition and Siamese losses
 

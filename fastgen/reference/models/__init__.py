@@ -10,6 +10,9 @@ from fastgen.reference.models.vae import CVAE, VAE, ConvVAE
 # CycleGAN, pix2pix, SRGAN
 
 # DCGAN, CGAN, WGAN-GP, Progressive GAN
+from fastgen.reference.models.gan import (CGAN, DCGAN, WGANGP, CGANDiscriminator, CGANGenerator, DCGANDiscriminator,
+                                          DCGANGenerator, WGANGPCritic)
+from fastgen.reference.models.progan import ProGAN, ProGANDiscriminator, ProGANGenerator
 
 # Siamese / ArcFace embedding networks
 

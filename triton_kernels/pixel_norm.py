@@ -1,0 +1,122 @@
+"""Triton kernels for the Progressive GAN pixel norm (the CUDA side of csrc/pixel_norm.cpp).
+
+x is walked as (N, C, P) in the layout of fastgen/ops/pixel_norm.py::pixel_layout: planar
+(channel stride P, pixel stride 1) or interleaved (channel stride 1, pixel stride C). One
+program normalizes BLOCK_P pixels of one sample: a loop over the channels for the sums, a
+second for the outputs (the tile is still in cache).
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def _tile(c0, C, P, stride_c, stride_p, BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr):
+    """Offsets and mask of channels [c0, c0 + BLOCK_C) x this program's BLOCK_P pixels."""
+    base = tl.program_id(0).to(tl.int64) * C * P
+    p = tl.program_id(1) * BLOCK_P + tl.arange(0, BLOCK_P)
+    c = c0 + tl.arange(0, BLOCK_C)
+    offs = base + c[:, None].to(tl.int64) * stride_c + p[None, :].to(tl.int64) * stride_p
+    return offs, (c < C)[:, None] & (p < P)[None, :]
+
+
+@triton.jit
+def _pixel_norm_fwd_kernel(
+    x_ptr, y_ptr, C, P, stride_c, stride_p, eps,
+    BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr, COMPUTE: tl.constexpr,
+):
+    acc = tl.zeros([BLOCK_P], COMPUTE)
+    for c0 in range(0, C, BLOCK_C):
+        offs, mask = _tile(c0, C, P, stride_c, stride_p, BLOCK_C, BLOCK_P)
+        x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(COMPUTE)
+        acc += tl.sum(x * x, axis=0)
+    r = 1.0 / tl.sqrt(acc / C + eps)
+    for c0 in range(0, C, BLOCK_C):
+        offs, mask = _tile(c0, C, P, stride_c, stride_p, BLOCK_C, BLOCK_P)
+        x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(COMPUTE)
+        tl.store(y_ptr + offs, (x * r[None, :]).to(y_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _pixel_norm_bwd_kernel(
+    g_ptr, x_ptr, gx_ptr, C, P, stride_c, stride_p, eps,
+    BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr, COMPUTE: tl.constexpr,
+):
+    # gx = r g - r^3 x mean_c(g x)
+    sq = tl.zeros([BLOCK_P], COMPUTE)
+    dot = tl.zeros([BLOCK_P], COMPUTE)
+    for c0 in range(0, C, BLOCK_C):
+        offs, mask = _tile(c0, C, P, stride_c, stride_p, BLOCK_C, BLOCK_P)
+        x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(COMPUTE)
+        g = tl.load(g_ptr + offs, mask=mask, other=0.0).to(COMPUTE)
+        sq += tl.sum(x * x, axis=0)
+        dot += tl.sum(x * g, axis=0)
+    r = 1.0 / tl.sqrt(sq / C + eps)
+    k = -r * r * r * dot / C
+    for c0 in range(0, C, BLOCK_C):
+        offs, mask = _tile(c0, C, P, stride_c, stride_p, BLOCK_C, BLOCK_P)
+        x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(COMPUTE)
+        g = tl.load(g_ptr + offs, mask=mask, other=0.0).to(COMPUTE)
+        tl.store(gx_ptr + offs, (r[None, :] * g + k[None, :] * x).to(gx_ptr.dtype.element_ty), mask=mask)
+
+
+def _compute(dtype: torch.dtype):
+    return tl.float64 if dtype == torch.float64 else tl.float32
+
+
+def _geometry(x: torch.Tensor):
+    """(N, C, P, stride_c, stride_p, BLOCK_C, BLOCK_P) for x in pixel_layout."""
+    n, c = x.shape[0], x.shape[1]
+    p = x.numel() // (n * c) if n * c else 0
+    interleaved = not x.is_contiguous() or p == 1
+    stride_c, stride_p = (1, c) if interleaved else (p, 1)
+    block_c = min(64, triton.next_power_of_2(max(c, 1)))
+    block_p = max(1, min(triton.next_power_of_2(max(p, 1)), 4096 // block_c))
+    return n, c, p, stride_c, stride_p, block_c, block_p
+
+
+def pixel_norm(x, eps):
+    from fastgen.ops.pixel_norm import check_args, pixel_layout
+
+    check_args("pixel_norm", x, eps)
+    x_ = pixel_layout(x)
+    y = torch.empty_like(x_)
+    if x.numel():
+        n, c, p, sc, sp, bc, bp = _geometry(x_)
+        _pixel_norm_fwd_kernel[(n, triton.cdiv(p, bp))](
+            x_, y, c, p, sc, sp, float(eps), BLOCK_C=bc, BLOCK_P=bp, COMPUTE=_compute(x.dtype),
+        )
+    return y
+
+
+def pixel_norm_backward(grad, x, eps):
+    from fastgen.ops.pixel_norm import check_backward_args, pixel_layout
+
+    check_backward_args(grad, x, eps)
+    x_ = pixel_layout(x)
+    g_ = grad if grad.stride() == x_.stride() else torch.empty_like(x_).copy_(grad)
+    gx = torch.empty_like(x_)
+    if x.numel():
+        n, c, p, sc, sp, bc, bp = _geometry(x_)
+        _pixel_norm_bwd_kernel[(n, triton.cdiv(p, bp))](
+            g_, x_, gx, c, p, sc, sp, float(eps), BLOCK_C=bc, BLOCK_P=bp, COMPUTE=_compute(x.dtype),
+        )
+    return gx
+
+
+def aot_specs():
+    """(name, kernel, signature, constexprs) for the ahead-of-time sm_90 compile test."""
+    specs = []
+    for dtype, ptr in (("fp32", "*fp32"), ("bf16", "*bf16"), ("fp16", "*fp16"), ("fp64", "*fp64")):
+        compute = tl.float64 if dtype == "fp64" else tl.float32
+        for name, kernel, ptrs in (("pixel_norm_fwd", _pixel_norm_fwd_kernel, ("x_ptr", "y_ptr")),
+                                   ("pixel_norm_bwd", _pixel_norm_bwd_kernel, ("g_ptr", "x_ptr", "gx_ptr"))):
+            sig = {k: ptr for k in ptrs}
+            sig.update({"C": "i32", "P": "i32", "stride_c": "i32", "stride_p": "i32", "eps": "fp32",
+                        "BLOCK_C": "constexpr", "BLOCK_P": "constexpr", "COMPUTE": "constexpr"})
+            for bc, bp in ((64, 64), (16, 256)):
+                specs.append((f"{name}[{dtype},{bc}x{bp}]", kernel, sig,
+                              {"BLOCK_C": bc, "BLOCK_P": bp, "COMPUTE": compute}))
+    return specs
