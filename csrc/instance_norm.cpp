@@ -29,6 +29,7 @@
 #include <ATen/ops/zeros.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <type_traits>
@@ -45,7 +46,7 @@ enum class Act { None, Relu, LeakyRelu };
 // One task's slice of x (and of grad_out in backward) is at most this many bytes.
 constexpr int64_t kTaskBytes = 512 * 1024;
 // Most channels one interleaved task covers (its per-channel arrays live on the stack).
-constexpr int64_t kMaxBlock = 256;
+constexpr int64_t kMaxBlock = 1024;
 // Channels an interleaved sweep keeps in registers at once, in vectors.
 constexpr int kGroupVectors = 4;
 // Work below this many elements is not worth waking another thread for.
@@ -159,19 +160,16 @@ Plan make_plan(bool interleaved, int64_t N, int64_t C, int64_t M, int64_t elem_s
   p.M = M;
   const int64_t budget = std::max<int64_t>(kTaskBytes / elem_size, width);
   if (interleaved) {
-    if (M * C <= budget) {
-      p.cb = C;  // whole samples
-      const int64_t threads = at::get_num_threads();
-      if (N < threads && C > width) {
-        // Too few samples to share out: split the channels (results do not change: every
-        // channel is summed in its own lane, row after row).
-        const int64_t per_thread = (C + threads - 1) / threads;
-        p.cb = (per_thread + width - 1) / width * width;
-      }
-    } else if (M * width <= budget) {
-      p.cb = budget / M / width * width;  // whole planes of a block of channels
-    } else {
-      p.cb = C;  // whole rows, chunked
+    // Whole rows: a chunk of rows of one sample is one contiguous block of memory. (Blocks of
+    // channels would read each row in short pieces at a power-of-two stride, which thrashes
+    // the cache sets.)
+    p.cb = C;
+    const int64_t threads = at::get_num_threads();
+    if (M * C <= budget && N < threads && C > width) {
+      // Small samples, too few to share out: split the channels instead (results do not
+      // change: every channel is summed in its own lane, row after row).
+      const int64_t per_thread = (C + threads - 1) / threads;
+      p.cb = (per_thread + width - 1) / width * width;
     }
     p.cb = std::max<int64_t>(1, std::min({p.cb, C, kMaxBlock}));
   }
@@ -319,41 +317,53 @@ void planar_grad_input(const scalar_t* g, const scalar_t* x, scalar_t* dx, int64
 }
 
 // ------------------------------------------------------------------------------------------
-// interleaved sweeps: rows [r0, r1) of one sample's M x C matrix, channels [c, c + span),
-// NV vectors of channels held in registers (the last one holds span - (NV - 1) * W lanes).
-// Per-channel arrays (mean, scale, ...) are indexed from c.
+// interleaved sweeps: rows [r0, r1) of one sample's M x C row-major matrix (img), channels
+// [c, c + span), NV vectors of channels held in registers (the last one holds
+// span - (NV - 1) * W lanes). Per-channel arrays (mean, scale, sums, ...) start at channel c.
+// Callers walk a task's rows in short tiles and, inside a tile, every channel group, so
+// memory is read row after row (see for_tiles).
 
 template <int NV, int64_t W>
 constexpr int64_t lanes(int v, int64_t span) {
   return v < NV - 1 ? W : span - (NV - 1) * W;
 }
 
+// sum[j] += sum over rows of x.
 template <typename scalar_t, int NV>
-void interleaved_moments_group(const scalar_t* img, int64_t C, int64_t c, int64_t span, int64_t r0, int64_t r1,
-                               at::opmath_type<scalar_t>* mean, at::opmath_type<scalar_t>* m2) {
+void interleaved_sum_group(const scalar_t* img, int64_t C, int64_t c, int64_t span, int64_t r0, int64_t r1,
+                           at::opmath_type<scalar_t>* sum) {
   using IO = VecIO<scalar_t>;
   using Vec = typename IO::Vec;
   constexpr int64_t W = IO::size();
-  Vec acc[NV], mv[NV];
+  Vec acc[NV];
   for (int v = 0; v < NV; ++v) acc[v] = Vec(0);
   for (int64_t r = r0; r < r1; ++r) {
     const scalar_t* row = img + r * C + c;
     for (int v = 0; v < NV; ++v) acc[v] = acc[v] + IO::load(row + v * W, lanes<NV, W>(v, span));
   }
-  const Vec count(static_cast<at::opmath_type<scalar_t>>(r1 - r0));
+  for (int v = 0; v < NV; ++v) (Vec::loadu(sum + v * W) + acc[v]).store(sum + v * W);
+}
+
+// m2[j] += sum over rows of (x - mean)^2.
+template <typename scalar_t, int NV>
+void interleaved_m2_group(const scalar_t* img, int64_t C, int64_t c, int64_t span, int64_t r0, int64_t r1,
+                          const at::opmath_type<scalar_t>* mean, at::opmath_type<scalar_t>* m2) {
+  using IO = VecIO<scalar_t>;
+  using Vec = typename IO::Vec;
+  constexpr int64_t W = IO::size();
+  Vec acc[NV], m[NV];
   for (int v = 0; v < NV; ++v) {
-    mv[v] = acc[v] / count;
-    mv[v].store(mean + v * W, lanes<NV, W>(v, span));
     acc[v] = Vec(0);
+    m[v] = Vec::loadu(mean + v * W);
   }
   for (int64_t r = r0; r < r1; ++r) {
     const scalar_t* row = img + r * C + c;
     for (int v = 0; v < NV; ++v) {
-      const Vec d = IO::load(row + v * W, lanes<NV, W>(v, span)) - mv[v];
+      const Vec d = IO::load(row + v * W, lanes<NV, W>(v, span)) - m[v];
       acc[v] = at::vec::fmadd(d, d, acc[v]);
     }
   }
-  for (int v = 0; v < NV; ++v) acc[v].store(m2 + v * W, lanes<NV, W>(v, span));
+  for (int v = 0; v < NV; ++v) (Vec::loadu(m2 + v * W) + acc[v]).store(m2 + v * W);
 }
 
 template <typename scalar_t, int NV, Act A, bool RES>
@@ -382,6 +392,7 @@ void interleaved_normalize_group(const scalar_t* img, const scalar_t* rimg, scal
   }
 }
 
+// sum_gy[j] += sum gy, sum_gy_xc[j] += sum gy * (x - mean).
 template <typename scalar_t, int NV, Act A>
 void interleaved_grad_sums_group(const scalar_t* gimg, const scalar_t* ximg, int64_t C, int64_t c, int64_t span,
                                  int64_t r0, int64_t r1, const at::opmath_type<scalar_t>* mean,
@@ -410,8 +421,8 @@ void interleaved_grad_sums_group(const scalar_t* gimg, const scalar_t* ximg, int
     }
   }
   for (int v = 0; v < NV; ++v) {
-    s1[v].store(sum_gy + v * W, lanes<NV, W>(v, span));
-    s2[v].store(sum_gy_xc + v * W, lanes<NV, W>(v, span));
+    (Vec::loadu(sum_gy + v * W) + s1[v]).store(sum_gy + v * W);
+    (Vec::loadu(sum_gy_xc + v * W) + s2[v]).store(sum_gy_xc + v * W);
   }
 }
 
@@ -445,21 +456,32 @@ void interleaved_grad_input_group(const scalar_t* gimg, const scalar_t* ximg, sc
   }
 }
 
-// Runs group(std::integral_constant<int, NV>, c, span) over channels [c0, c0 + count) in
-// groups of at most kGroupVectors vectors.
+// Rows of one tile: about 16 KiB of a sample's rows, so a tile stays in L1 while every
+// channel group walks it. Sums are taken per tile and then added up, which also keeps the
+// float32 rounding of a channel's sum (one lane, row after row) to about (tile + tiles) ulp.
+inline int64_t tile_rows(int64_t C, int64_t elem_size) {
+  return std::clamp<int64_t>((16 * 1024) / std::max<int64_t>(1, C * elem_size), 4, 128);
+}
+
+// Calls group(std::integral_constant<int, NV>, c, span, r0, r1) for every tile of rows
+// [r0, r1) and, inside it, every group of at most kGroupVectors vectors of channels
+// [c0, c0 + count).
 template <int64_t W, typename F>
-void for_channel_groups(int64_t c0, int64_t count, const F& group) {
-  for (int64_t c = c0; c < c0 + count; c += kGroupVectors * W) {
-    const int64_t span = std::min<int64_t>(kGroupVectors * W, c0 + count - c);
-    switch ((span + W - 1) / W) {
-      case 1: group(std::integral_constant<int, 1>{}, c, span); break;
-      case 2: group(std::integral_constant<int, 2>{}, c, span); break;
-      case 3: group(std::integral_constant<int, 3>{}, c, span); break;
-      default: group(std::integral_constant<int, 4>{}, c, span); break;
+void for_tiles(int64_t c0, int64_t count, int64_t r0, int64_t r1, int64_t tile, const F& group) {
+  for (int64_t rt = r0; rt < r1; rt += tile) {
+    const int64_t re = std::min(r1, rt + tile);
+    for (int64_t c = c0; c < c0 + count; c += kGroupVectors * W) {
+      const int64_t span = std::min<int64_t>(kGroupVectors * W, c0 + count - c);
+      switch ((span + W - 1) / W) {
+        case 1: group(std::integral_constant<int, 1>{}, c, span, rt, re); break;
+        case 2: group(std::integral_constant<int, 2>{}, c, span, rt, re); break;
+        case 3: group(std::integral_constant<int, 3>{}, c, span, rt, re); break;
+        default: group(std::integral_constant<int, 4>{}, c, span, rt, re); break;
+      }
     }
   }
 }
-static_assert(kGroupVectors == 4, "for_channel_groups dispatches 1 to 4 vectors");
+static_assert(kGroupVectors == 4, "for_tiles dispatches 1 to 4 vectors");
 
 // ------------------------------------------------------------------------------------------
 // forward
@@ -504,6 +526,7 @@ void forward_kernel(const Plan& p, const Params<scalar_t>& prm, const scalar_t* 
   using opmath_t = at::opmath_type<scalar_t>;
   constexpr int64_t W = VecIO<scalar_t>::size();
   const int64_t C = p.C, M = p.M;
+  const int64_t tile = tile_rows(C, sizeof(scalar_t));
 
   // Moments of task t's channels over its rows, into mean/m2 (indexed by channel - c0).
   auto moments = [&](const Plan::Task& t, opmath_t* mean, opmath_t* m2) {
@@ -512,9 +535,17 @@ void forward_kernel(const Plan& p, const Params<scalar_t>& prm, const scalar_t* 
       return;
     }
     const scalar_t* img = x + t.n * M * C;
-    for_channel_groups<W>(t.c0, t.count, [&](auto nv, int64_t c, int64_t span) {
-      interleaved_moments_group<scalar_t, decltype(nv)::value>(img, C, c, span, t.r0, t.r1, mean + (c - t.c0),
-                                                              m2 + (c - t.c0));
+    const int64_t padded = (t.count + W - 1) / W * W;  // the group sweeps touch whole vectors
+    std::fill(mean, mean + padded, opmath_t(0));
+    std::fill(m2, m2 + padded, opmath_t(0));
+    for_tiles<W>(t.c0, t.count, t.r0, t.r1, tile, [&](auto nv, int64_t c, int64_t span, int64_t r0, int64_t r1) {
+      interleaved_sum_group<scalar_t, decltype(nv)::value>(img, C, c, span, r0, r1, mean + (c - t.c0));
+    });
+    const opmath_t rows = static_cast<opmath_t>(t.r1 - t.r0);
+    for (int64_t j = 0; j < t.count; ++j) mean[j] /= rows;
+    for_tiles<W>(t.c0, t.count, t.r0, t.r1, tile, [&](auto nv, int64_t c, int64_t span, int64_t r0, int64_t r1) {
+      interleaved_m2_group<scalar_t, decltype(nv)::value>(img, C, c, span, r0, r1, mean + (c - t.c0),
+                                                         m2 + (c - t.c0));
     });
   };
 
@@ -523,7 +554,13 @@ void forward_kernel(const Plan& p, const Params<scalar_t>& prm, const scalar_t* 
     const int64_t tasks = p.tasks();
     std::vector<opmath_t> part_mean(tasks * p.cb), part_m2(tasks * p.cb);
     at::parallel_for(0, tasks, p.grain(), [&](int64_t first, int64_t last) {
-      for (int64_t t = first; t < last; ++t) moments(p.task(t), &part_mean[t * p.cb], &part_m2[t * p.cb]);
+      ChannelArray<opmath_t> mean, m2;
+      for (int64_t ti = first; ti < last; ++ti) {
+        const Plan::Task t = p.task(ti);
+        moments(t, mean.data(), m2.data());
+        std::copy(mean.data(), mean.data() + t.count, &part_mean[ti * p.cb]);
+        std::copy(m2.data(), m2.data() + t.count, &part_m2[ti * p.cb]);
+      }
     });
     at::parallel_for(0, p.N * p.blocks, 1, [&](int64_t first, int64_t last) {
       for (int64_t nb = first; nb < last; ++nb) {
@@ -568,10 +605,10 @@ void forward_kernel(const Plan& p, const Params<scalar_t>& prm, const scalar_t* 
         continue;
       }
       const int64_t img = t.n * M * C;
-      for_channel_groups<W>(t.c0, t.count, [&](auto nv, int64_t c, int64_t span) {
+      for_tiles<W>(t.c0, t.count, t.r0, t.r1, tile, [&](auto nv, int64_t c, int64_t span, int64_t r0, int64_t r1) {
         const int64_t j = c - t.c0;
         interleaved_normalize_group<scalar_t, decltype(nv)::value, A, RES>(
-            x + img, RES ? res + img : nullptr, out + img, C, c, span, t.r0, t.r1, mean.data() + j,
+            x + img, RES ? res + img : nullptr, out + img, C, c, span, r0, r1, mean.data() + j,
             scale.data() + j, shift.data() + j, prm.slope);
       });
     }
@@ -588,6 +625,7 @@ void backward_kernel(const Plan& p, const Params<scalar_t>& prm, const scalar_t*
   using opmath_t = at::opmath_type<scalar_t>;
   constexpr int64_t W = VecIO<scalar_t>::size();
   const int64_t C = p.C, M = p.M;
+  const int64_t tile = tile_rows(C, sizeof(scalar_t));
 
   // mean, scale (= weight * rstd) and shift (= bias) of task t's channels.
   auto coefficients = [&](const Plan::Task& t, opmath_t* mean, opmath_t* scale, opmath_t* shift) {
@@ -607,11 +645,13 @@ void backward_kernel(const Plan& p, const Params<scalar_t>& prm, const scalar_t*
       return;
     }
     const int64_t img = t.n * M * C;
-    for_channel_groups<W>(t.c0, t.count, [&](auto nv, int64_t c, int64_t span) {
+    const int64_t padded = (t.count + W - 1) / W * W;  // the group sweeps touch whole vectors
+    std::fill(s1, s1 + padded, opmath_t(0));
+    std::fill(s2, s2 + padded, opmath_t(0));
+    for_tiles<W>(t.c0, t.count, t.r0, t.r1, tile, [&](auto nv, int64_t c, int64_t span, int64_t r0, int64_t r1) {
       const int64_t j = c - t.c0;
-      interleaved_grad_sums_group<scalar_t, decltype(nv)::value, A>(g + img, x + img, C, c, span, t.r0, t.r1,
-                                                                   mean + j, scale + j, shift + j, prm.slope,
-                                                                   s1 + j, s2 + j);
+      interleaved_grad_sums_group<scalar_t, decltype(nv)::value, A>(g + img, x + img, C, c, span, r0, r1, mean + j,
+                                                                   scale + j, shift + j, prm.slope, s1 + j, s2 + j);
     });
   };
 
@@ -619,23 +659,25 @@ void backward_kernel(const Plan& p, const Params<scalar_t>& prm, const scalar_t*
     const int64_t tasks = p.tasks();
     std::vector<opmath_t> part_s1(tasks * p.cb), part_s2(tasks * p.cb);
     at::parallel_for(0, tasks, p.grain(), [&](int64_t first, int64_t last) {
-      ChannelArray<opmath_t> mean, scale, shift;
+      ChannelArray<opmath_t> mean, scale, shift, s1, s2;
       for (int64_t ti = first; ti < last; ++ti) {
         const Plan::Task t = p.task(ti);
         coefficients(t, mean.data(), scale.data(), shift.data());
-        sums(t, mean.data(), scale.data(), shift.data(), &part_s1[ti * p.cb], &part_s2[ti * p.cb]);
+        sums(t, mean.data(), scale.data(), shift.data(), s1.data(), s2.data());
+        std::copy(s1.data(), s1.data() + t.count, &part_s1[ti * p.cb]);
+        std::copy(s2.data(), s2.data() + t.count, &part_s2[ti * p.cb]);
       }
     });
     for (int64_t nb = 0; nb < p.N * p.blocks; ++nb) {
       const Plan::Task head = p.task(nb * p.chunks);
       for (int64_t j = 0; j < head.count; ++j) {
-        opmath_t a = 0, b = 0;
+        double a = 0, b = 0;
         for (int64_t k = 0; k < p.chunks; ++k) {
           a += part_s1[(nb * p.chunks + k) * p.cb + j];
           b += part_s2[(nb * p.chunks + k) * p.cb + j];
         }
-        sum_gy[head.n * C + head.c0 + j] = a;
-        sum_gy_xc[head.n * C + head.c0 + j] = b;
+        sum_gy[head.n * C + head.c0 + j] = static_cast<opmath_t>(a);
+        sum_gy_xc[head.n * C + head.c0 + j] = static_cast<opmath_t>(b);
       }
     }
   }
@@ -643,12 +685,16 @@ void backward_kernel(const Plan& p, const Params<scalar_t>& prm, const scalar_t*
   if (!fused_sums && dx == nullptr) return;
 
   at::parallel_for(0, p.tasks(), p.grain(), [&](int64_t first, int64_t last) {
-    ChannelArray<opmath_t> mean, scale, shift, cg, cx, ca;
+    ChannelArray<opmath_t> mean, scale, shift, cg, cx, ca, s1, s2;
     for (int64_t ti = first; ti < last; ++ti) {
       const Plan::Task t = p.task(ti);
       const int64_t nc0 = t.n * C + t.c0;
       coefficients(t, mean.data(), scale.data(), shift.data());
-      if (fused_sums) sums(t, mean.data(), scale.data(), shift.data(), sum_gy + nc0, sum_gy_xc + nc0);
+      if (fused_sums) {
+        sums(t, mean.data(), scale.data(), shift.data(), s1.data(), s2.data());
+        std::copy(s1.data(), s1.data() + t.count, sum_gy + nc0);
+        std::copy(s2.data(), s2.data() + t.count, sum_gy_xc + nc0);
+      }
       if (dx == nullptr) continue;
       const opmath_t inv_m = opmath_t(1) / static_cast<opmath_t>(M);
       for (int64_t j = 0; j < t.count; ++j) {
@@ -669,10 +715,10 @@ void backward_kernel(const Plan& p, const Params<scalar_t>& prm, const scalar_t*
         continue;
       }
       const int64_t img = t.n * M * C;
-      for_channel_groups<W>(t.c0, t.count, [&](auto nv, int64_t c, int64_t span) {
+      for_tiles<W>(t.c0, t.count, t.r0, t.r1, tile, [&](auto nv, int64_t c, int64_t span, int64_t r0, int64_t r1) {
         const int64_t j = c - t.c0;
         interleaved_grad_input_group<scalar_t, decltype(nv)::value, A>(
-            g + img, x + img, dx + img, C, c, span, t.r0, t.r1, mean.data() + j, scale.data() + j,
+            g + img, x + img, dx + img, C, c, span, r0, r1, mean.data() + j, scale.data() + j,
             shift.data() + j, prm.slope, cg.data() + j, cx.data() + j, ca.data() + j);
       });
     }
