@@ -200,16 +200,23 @@ void planar_moments(const scalar_t* x, int64_t len, at::opmath_type<scalar_t>& m
   using Vec = typename IO::Vec;
   using opmath_t = at::opmath_type<scalar_t>;
   constexpr int64_t W = IO::size();
+  // The mean is summed relative to the run's first element, exact for data near it, so a
+  // large offset does not cost the mean the precision the variance needs.
+  const opmath_t origin = static_cast<opmath_t>(x[0]);
+  const Vec k(origin);
   Vec s0(0), s1(0), s2(0), s3(0);
   int64_t i = 0;
   for (; i + 4 * W <= len; i += 4 * W) {
-    s0 = s0 + IO::load(x + i);
-    s1 = s1 + IO::load(x + i + W);
-    s2 = s2 + IO::load(x + i + 2 * W);
-    s3 = s3 + IO::load(x + i + 3 * W);
+    s0 = s0 + (IO::load(x + i) - k);
+    s1 = s1 + (IO::load(x + i + W) - k);
+    s2 = s2 + (IO::load(x + i + 2 * W) - k);
+    s3 = s3 + (IO::load(x + i + 3 * W) - k);
   }
-  for (; i < len; i += W) s0 = s0 + IO::load(x + i, std::min(W, len - i));
-  const opmath_t mean = IO::sum_lanes((s0 + s1) + (s2 + s3)) / static_cast<opmath_t>(len);
+  for (; i < len; i += W) {
+    const int64_t n = std::min(W, len - i);
+    s0 = s0 + Vec::set(Vec(0), IO::load(x + i, n) - k, n);
+  }
+  const opmath_t mean = origin + IO::sum_lanes((s0 + s1) + (s2 + s3)) / static_cast<opmath_t>(len);
   const Vec m(mean);
   s0 = s1 = s2 = s3 = Vec(0);
   i = 0;
@@ -328,18 +335,21 @@ constexpr int64_t lanes(int v, int64_t span) {
   return v < NV - 1 ? W : span - (NV - 1) * W;
 }
 
-// sum[j] += sum over rows of x.
+// sum[j] += sum over rows of (x - origin), origin: the row `origin_row` (see planar_moments).
 template <typename scalar_t, int NV>
 void interleaved_sum_group(const scalar_t* img, int64_t C, int64_t c, int64_t span, int64_t r0, int64_t r1,
-                           at::opmath_type<scalar_t>* sum) {
+                           int64_t origin_row, at::opmath_type<scalar_t>* sum) {
   using IO = VecIO<scalar_t>;
   using Vec = typename IO::Vec;
   constexpr int64_t W = IO::size();
-  Vec acc[NV];
-  for (int v = 0; v < NV; ++v) acc[v] = Vec(0);
+  Vec acc[NV], k[NV];
+  for (int v = 0; v < NV; ++v) {
+    acc[v] = Vec(0);
+    k[v] = IO::load(img + origin_row * C + c + v * W, lanes<NV, W>(v, span));
+  }
   for (int64_t r = r0; r < r1; ++r) {
     const scalar_t* row = img + r * C + c;
-    for (int v = 0; v < NV; ++v) acc[v] = acc[v] + IO::load(row + v * W, lanes<NV, W>(v, span));
+    for (int v = 0; v < NV; ++v) acc[v] = acc[v] + (IO::load(row + v * W, lanes<NV, W>(v, span)) - k[v]);
   }
   for (int v = 0; v < NV; ++v) (Vec::loadu(sum + v * W) + acc[v]).store(sum + v * W);
 }
@@ -539,10 +549,11 @@ void forward_kernel(const Plan& p, const Params<scalar_t>& prm, const scalar_t* 
     std::fill(mean, mean + padded, opmath_t(0));
     std::fill(m2, m2 + padded, opmath_t(0));
     for_tiles<W>(t.c0, t.count, t.r0, t.r1, tile, [&](auto nv, int64_t c, int64_t span, int64_t r0, int64_t r1) {
-      interleaved_sum_group<scalar_t, decltype(nv)::value>(img, C, c, span, r0, r1, mean + (c - t.c0));
+      interleaved_sum_group<scalar_t, decltype(nv)::value>(img, C, c, span, r0, r1, t.r0, mean + (c - t.c0));
     });
     const opmath_t rows = static_cast<opmath_t>(t.r1 - t.r0);
-    for (int64_t j = 0; j < t.count; ++j) mean[j] /= rows;
+    const scalar_t* origin = img + t.r0 * C + t.c0;
+    for (int64_t j = 0; j < t.count; ++j) mean[j] = static_cast<opmath_t>(origin[j]) + mean[j] / rows;
     for_tiles<W>(t.c0, t.count, t.r0, t.r1, tile, [&](auto nv, int64_t c, int64_t span, int64_t r0, int64_t r1) {
       interleaved_m2_group<scalar_t, decltype(nv)::value>(img, C, c, span, r0, r1, mean + (c - t.c0),
                                                          m2 + (c - t.c0));
