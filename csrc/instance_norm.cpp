@@ -335,6 +335,20 @@ constexpr int64_t lanes(int v, int64_t span) {
   return v < NV - 1 ? W : span - (NV - 1) * W;
 }
 
+// Three per-channel coefficient arrays held as NV vectors each: (mean, scale, shift) for
+// y = (x - mean) * scale + shift, or (cg, cx, ca) for grad_x = gy * cg + (x - mean) * cx + ca.
+template <typename Vec, int NV, typename opmath_t>
+struct Coefficients {
+  Vec p[NV], q[NV], r[NV];
+  Coefficients(const opmath_t* p_in, const opmath_t* q_in, const opmath_t* r_in) {
+    for (int v = 0; v < NV; ++v) {
+      p[v] = Vec::loadu(p_in + v * Vec::size());
+      q[v] = Vec::loadu(q_in + v * Vec::size());
+      r[v] = Vec::loadu(r_in + v * Vec::size());
+    }
+  }
+};
+
 // sum[j] += sum over rows of (x - origin), origin: the row `origin_row` (see planar_moments).
 template <typename scalar_t, int NV>
 void interleaved_sum_group(const scalar_t* img, int64_t C, int64_t c, int64_t span, int64_t r0, int64_t r1,
@@ -384,18 +398,13 @@ void interleaved_normalize_group(const scalar_t* img, const scalar_t* rimg, scal
   using IO = VecIO<scalar_t>;
   using Vec = typename IO::Vec;
   constexpr int64_t W = IO::size();
-  Vec m[NV], a[NV], b[NV];
-  for (int v = 0; v < NV; ++v) {
-    m[v] = Vec::loadu(mean + v * W);
-    a[v] = Vec::loadu(scale + v * W);
-    b[v] = Vec::loadu(shift + v * W);
-  }
+  const Coefficients<Vec, NV, at::opmath_type<scalar_t>> k(mean, scale, shift);
   const Vec s(slope);
   for (int64_t r = r0; r < r1; ++r) {
     const int64_t off = r * C + c;
     for (int v = 0; v < NV; ++v) {
       const int64_t n = lanes<NV, W>(v, span);
-      Vec y = activate<A>(at::vec::fmadd(IO::load(img + off + v * W, n) - m[v], a[v], b[v]), s);
+      Vec y = activate<A>(at::vec::fmadd(IO::load(img + off + v * W, n) - k.p[v], k.q[v], k.r[v]), s);
       if constexpr (RES) y = y + IO::load(rimg + off + v * W, n);
       IO::store(oimg + off + v * W, y, n);
     }
@@ -412,20 +421,17 @@ void interleaved_grad_sums_group(const scalar_t* gimg, const scalar_t* ximg, int
   using IO = VecIO<scalar_t>;
   using Vec = typename IO::Vec;
   constexpr int64_t W = IO::size();
-  Vec m[NV], a[NV], b[NV], s1[NV], s2[NV];
-  for (int v = 0; v < NV; ++v) {
-    m[v] = Vec::loadu(mean + v * W);
-    a[v] = Vec::loadu(scale + v * W);
-    b[v] = Vec::loadu(shift + v * W);
-    s1[v] = s2[v] = Vec(0);
-  }
+  const Coefficients<Vec, NV, at::opmath_type<scalar_t>> k(mean, scale, shift);
+  Vec s1[NV], s2[NV];
+  for (int v = 0; v < NV; ++v) s1[v] = s2[v] = Vec(0);
   const Vec s(slope);
   for (int64_t r = r0; r < r1; ++r) {
     const int64_t off = r * C + c;
     for (int v = 0; v < NV; ++v) {
       const int64_t n = lanes<NV, W>(v, span);
-      const Vec xc = IO::load(ximg + off + v * W, n) - m[v];
-      const Vec gy = activation_grad<A>(at::vec::fmadd(xc, a[v], b[v]), IO::load(gimg + off + v * W, n), s);
+      const Vec xc = IO::load(ximg + off + v * W, n) - k.p[v];
+      const Vec gy =
+          activation_grad<A>(at::vec::fmadd(xc, k.q[v], k.r[v]), IO::load(gimg + off + v * W, n), s);
       s1[v] = s1[v] + gy;
       s2[v] = at::vec::fmadd(gy, xc, s2[v]);
     }
@@ -445,23 +451,17 @@ void interleaved_grad_input_group(const scalar_t* gimg, const scalar_t* ximg, sc
   using IO = VecIO<scalar_t>;
   using Vec = typename IO::Vec;
   constexpr int64_t W = IO::size();
-  Vec m[NV], a[NV], b[NV], kg[NV], kx[NV], ka[NV];
-  for (int v = 0; v < NV; ++v) {
-    m[v] = Vec::loadu(mean + v * W);
-    a[v] = Vec::loadu(scale + v * W);
-    b[v] = Vec::loadu(shift + v * W);
-    kg[v] = Vec::loadu(cg + v * W);
-    kx[v] = Vec::loadu(cx + v * W);
-    ka[v] = Vec::loadu(ca + v * W);
-  }
+  const Coefficients<Vec, NV, at::opmath_type<scalar_t>> k(mean, scale, shift);
+  const Coefficients<Vec, NV, at::opmath_type<scalar_t>> d(cg, cx, ca);  // grad_x = gy * cg + xc * cx + ca
   const Vec s(slope);
   for (int64_t r = r0; r < r1; ++r) {
     const int64_t off = r * C + c;
     for (int v = 0; v < NV; ++v) {
       const int64_t n = lanes<NV, W>(v, span);
-      const Vec xc = IO::load(ximg + off + v * W, n) - m[v];
-      const Vec gy = activation_grad<A>(at::vec::fmadd(xc, a[v], b[v]), IO::load(gimg + off + v * W, n), s);
-      IO::store(dimg + off + v * W, at::vec::fmadd(gy, kg[v], at::vec::fmadd(xc, kx[v], ka[v])), n);
+      const Vec xc = IO::load(ximg + off + v * W, n) - k.p[v];
+      const Vec gy =
+          activation_grad<A>(at::vec::fmadd(xc, k.q[v], k.r[v]), IO::load(gimg + off + v * W, n), s);
+      IO::store(dimg + off + v * W, at::vec::fmadd(gy, d.p[v], at::vec::fmadd(xc, d.q[v], d.r[v])), n);
     }
   }
 }
