@@ -791,6 +791,14 @@ at::Tensor kernel_layout(const at::Tensor& input, bool& interleaved) {
   return (interleaved || input.is_contiguous()) ? input : input.contiguous();
 }
 
+// An operand of x's shape (grad_out, residual) walked with x's indexing. The kernels address
+// elements from the sizes alone, so any tensor in the same layout will do, whatever the
+// strides of its size-1 dims (e.g. a channel slice of a batch-1 cat's gradient); else a copy.
+at::Tensor walked_like(const at::Tensor& t, const at::Tensor& x, bool interleaved) {
+  const bool same = interleaved ? channels_innermost(t) : t.is_contiguous();
+  return same ? t : in_layout_of(t, x);
+}
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor> instance_norm_cpu(
     const at::Tensor& input, const std::optional<at::Tensor>& weight_in, const std::optional<at::Tensor>& bias_in,
     const std::optional<at::Tensor>& running_mean, const std::optional<at::Tensor>& running_var,
@@ -825,7 +833,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> instance_norm_cpu(
   at::Tensor residual;
   if (has_res) {
     check_like_input(*residual_in, input, "residual", op);
-    residual = in_layout_of(*residual_in, x);
+    residual = walked_like(*residual_in, x, interleaved);
   }
   at::Tensor out = at::empty_like(x);
   if (x.numel() == 0) return {out, mean, var};
@@ -872,7 +880,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> instance_norm_backward_cpu(
   const at::Tensor var = var_in.contiguous();
   bool interleaved = false;
   const at::Tensor x = kernel_layout(input, interleaved);
-  const at::Tensor grad_out = in_layout_of(grad_out_in, x);
+  const at::Tensor grad_out = walked_like(grad_out_in, x, interleaved);
   const auto opmath = at::toOpMathType(input.scalar_type());
 
   at::Tensor grad_input = output_mask[0] ? at::empty_like(x) : at::empty({0}, input.options());

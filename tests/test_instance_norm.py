@@ -96,6 +96,16 @@ def test_mixed_layouts_of_residual_and_grad():
     for f, e in zip(fast, eager):
         torch.testing.assert_close(f, e, rtol=1e-5, atol=1e-5)
     assert fast[0].is_contiguous(memory_format=torch.channels_last)
+    # Batch 1: a channel slice of a wider tensor (what cat's backward hands over) is contiguous
+    # but has another batch stride; the kernels take it as it is.
+    x1, grad1 = x[:1], grad[:1]
+    for layout in ("contiguous", "channels_last"):
+        wide = _layout(torch.cat([grad1, grad1, grad1], 1), layout)[:, 18:36]
+        assert wide.stride() != _layout(x1, layout).stride()
+        fast = _run(F.instance_norm, _layout(x1, layout), w, b, wide, wide, activation="relu")
+        eager = _run(R.instance_norm, x1, w, b, grad1, grad1, activation="relu")
+        for f, e in zip(fast, eager):
+            torch.testing.assert_close(f, e, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("shape,layout", [((1, 3, 400, 400), "contiguous"), ((2, 48, 60, 50), "channels_last"),
@@ -522,3 +532,15 @@ def test_triton_empty_inputs():
         ref = ops.instance_norm(torch.randn(shape), None, None, None, None, None, True, 1e-5, "none", 0.0)
         assert out.shape == ref[0].shape and mean.shape == ref[1].shape
         torch.testing.assert_close(mean, ref[1], equal_nan=True)
+
+
+def test_triton_operands_with_other_size_one_strides():
+    kernels = _triton()
+    x, _, _, _, grad = _inputs((1, 3, 4, 5), torch.float32)
+    wide = torch.cat([grad, grad], 1)[:, 3:]  # contiguous, another batch stride
+    _, mean, var = ops.instance_norm(x, None, None, None, None, None, True, 1e-5, "relu", 0.0)
+    got = kernels.instance_norm_backward(wide, x, None, None, mean, var, True, 1e-5, "relu", 0.0, [True, False, False])
+    want = ops.instance_norm_backward(grad, x, None, None, mean, var, True, 1e-5, "relu", 0.0, [True, False, False])
+    torch.testing.assert_close(got[0], want[0])
+    out = kernels.instance_norm(x, None, None, None, None, wide, True, 1e-5, "relu", 0.0)[0]
+    torch.testing.assert_close(out, ops.instance_norm(x, None, None, None, None, grad, True, 1e-5, "relu", 0.0)[0])

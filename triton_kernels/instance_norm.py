@@ -147,6 +147,14 @@ def _instance_norm_bwd_kernel(
             tl.store(dx_ptr + offs, dx.to(dx_ptr.dtype.element_ty), mask=inside)
 
 
+def _walked_like(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """An operand of x's shape that the kernels can index with x's geometry (computed from the
+    sizes): itself when it has x's layout, whatever the strides of its size-1 dims; else a copy."""
+    interleaved = is_channels_innermost(x) and not x.is_contiguous()
+    same = is_channels_innermost(t) if interleaved else t.is_contiguous()
+    return t if same else in_layout_of(t, x)
+
+
 def _compute_dtype(dtype: torch.dtype):
     return tl.float64 if dtype == torch.float64 else tl.float32
 
@@ -170,7 +178,7 @@ def instance_norm(x, weight, bias, running_mean, running_var, residual, use_inpu
 
     check_forward_args(x, weight, bias, running_mean, running_var, residual, use_input_stats, activation)
     x_ = channel_major_or_innermost(x)
-    res_ = in_layout_of(residual, x_) if residual is not None else None
+    res_ = _walked_like(residual, x_) if residual is not None else None
     N, C, M, sn, sc, sm, block_c, block_m = _geometry(x_)
     stats = opmath_dtype(x.dtype)
     out = torch.empty_like(x_)
@@ -203,7 +211,7 @@ def instance_norm_backward(grad_out, x, weight, bias, mean, var, use_input_stats
 
     check_backward_args(grad_out, x, weight, bias, mean, var, activation, output_mask)
     x_ = channel_major_or_innermost(x)
-    g_ = in_layout_of(grad_out, x_)
+    g_ = _walked_like(grad_out, x_)
     grad_input, grad_weight, grad_bias = backward_outputs_like(x, weight, bias, output_mask)
     N, C, M, sn, sc, sm, block_c, block_m = _geometry(x_)
     stats = opmath_dtype(x.dtype)
