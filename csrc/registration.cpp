@@ -49,6 +49,21 @@ TORCH_LIBRARY(fastgen, m) {
   // --- RealNVP: affine coupling with log-det (csrc/coupling.cpp) --------------------------
 
   // --- Image-to-image: instance norm (csrc/instance_norm.cpp) -----------------------------
+  m.set_python_module("fastgen.ops.instance_norm");
+  // out = act((x - mean) * rstd * weight + bias) + residual per (sample, channel), with
+  // activation "none" | "relu" | "leaky_relu". use_input_stats: the statistics of x (returned
+  // as mean and the biased var, (N, C) in float32, float64 for float64 inputs); otherwise
+  // running_mean/running_var are used (and returned broadcast to (N, C)). The running stats
+  // are updated by fastgen.functional from the returned mean and var.
+  m.def("instance_norm(Tensor input, Tensor? weight, Tensor? bias, Tensor? running_mean,"
+        " Tensor? running_var, Tensor? residual, bool use_input_stats, float eps, str activation,"
+        " float negative_slope) -> (Tensor out, Tensor mean, Tensor var)");
+  // Gradients of input, weight and bias (output_mask picks them; the others come back as
+  // empty tensors). The residual's gradient is grad_out itself.
+  m.def("instance_norm_backward(Tensor grad_out, Tensor input, Tensor? weight, Tensor? bias,"
+        " Tensor mean, Tensor var, bool use_input_stats, float eps, str activation,"
+        " float negative_slope, bool[3] output_mask)"
+        " -> (Tensor grad_input, Tensor grad_weight, Tensor grad_bias)");
 
   // --- Image-to-image: PixelShuffle (+PReLU) (csrc/pixel_shuffle.cpp) ---------------------
 

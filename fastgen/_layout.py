@@ -44,3 +44,24 @@ def in_layout_of(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     if t.stride() == like.stride():
         return t
     return torch.empty_like(like).copy_(t)
+
+
+def is_channels_innermost(t: torch.Tensor) -> bool:
+    """Dense with dim 1 (channels) innermost, then the spatial dims in order, then the batch:
+    channels_last for 4-D, channels_last_3d for 5-D, (N, L, C) memory for 3-D. Size-1 dims
+    are ignored, as is_contiguous() does. Used by ops that walk (N, C, *spatial) tensors
+    natively in either layout (mirrors channels_innermost in csrc/instance_norm.cpp)."""
+    if t.dim() < 3:
+        return False
+    expected = 1
+    for d in [1, *range(t.dim() - 1, 1, -1), 0]:
+        if not bool(t.shape[d] == 1) and bool(t.stride(d) != expected):
+            return False
+        expected = expected * t.shape[d]
+    return True
+
+
+def channel_major_or_innermost(t: torch.Tensor) -> torch.Tensor:
+    """`t` if it is contiguous or channels-innermost dense, else a contiguous copy: the two
+    layouts per-channel kernels (instance norm) walk natively, keeping the input's layout."""
+    return t if t.is_contiguous() or is_channels_innermost(t) else t.contiguous()

@@ -100,6 +100,88 @@ def kl_normal(mu: torch.Tensor, logvar: torch.Tensor, *, reduction: str = "mean"
 # Image-to-image: instance norm (csrc/instance_norm.cpp)
 # =========================================================================================
 
+__all__ += ["instance_norm"]
+
+_ACTIVATIONS = (None, "relu", "leaky_relu")
+
+
+def _check_activation(fn: str, activation, negative_slope) -> None:
+    if activation not in _ACTIVATIONS:
+        _checks.fail(fn, f"activation must be None, 'relu' or 'leaky_relu', got {activation!r}")
+    if isinstance(negative_slope, bool) or not isinstance(negative_slope, (int, float)):
+        _checks.fail(fn, f"negative_slope must be a number, got {type(negative_slope).__name__}", TypeError)
+
+
+def _check_channels(fn: str, name: str, t, x: torch.Tensor) -> None:
+    if t is None:
+        return
+    _checks.check_floating(fn, name, t)
+    channels = x.shape[1]
+    if t.shape != (channels,):
+        _checks.fail(fn, f"{name} must have shape ({channels},) (the input's channels), got {tuple(t.shape)}")
+    if t.device != x.device:
+        _checks.fail(fn, f"{name} must be on the device of input ({x.device}), got {t.device}")
+
+
+def instance_norm(
+    input: torch.Tensor,
+    running_mean: torch.Tensor | None = None,
+    running_var: torch.Tensor | None = None,
+    weight: torch.Tensor | None = None,
+    bias: torch.Tensor | None = None,
+    use_input_stats: bool = True,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+    *,
+    activation: str | None = None,
+    negative_slope: float = 0.01,
+    residual: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """torch.nn.functional.instance_norm fused with an activation and a residual add:
+
+        out = act(instance_norm(input, ...)) + residual
+
+    with activation None, "relu" or "leaky_relu" (negative_slope), in one pass forward and one
+    pass backward. input is (N, C, *spatial), contiguous or channels-last (the output keeps its
+    memory format). Statistics are computed in float32 (float64 for float64 input). With
+    use_input_stats and running_mean/running_var given, those are updated in place as torch
+    does (momentum, unbiased variance); with use_input_stats=False they normalize instead.
+    """
+    fn = "instance_norm"
+    _checks.check_floating(fn, "input", input)
+    if input.dim() < 2:
+        _checks.fail(fn, f"input must have at least 2 dimensions (N, C, ...), got {input.dim()}-D input of shape "
+                         f"{tuple(input.shape)}")
+    for name, t in (("weight", weight), ("bias", bias), ("running_mean", running_mean),
+                    ("running_var", running_var)):
+        _check_channels(fn, name, t, input)
+    if residual is not None:
+        _checks.check_like(fn, "residual", residual, "input", input)
+    _check_activation(fn, activation, negative_slope)
+    spatial = 1
+    for size in input.shape[2:]:
+        spatial *= size
+    if use_input_stats:
+        if spatial == 1:
+            # torch's own error (torch.nn.functional._verify_spatial_size)
+            _checks.fail(fn, f"Expected more than 1 spatial element when training, got input size {input.size()}")
+    elif running_mean is None or running_var is None:
+        _checks.fail(fn, "running_mean and running_var must be given when use_input_stats is False")
+    out, mean, var = _ops.instance_norm(
+        input, weight, bias,
+        None if use_input_stats else running_mean, None if use_input_stats else running_var,
+        residual, bool(use_input_stats), float(eps), activation or "none", float(negative_slope),
+    )
+    if use_input_stats and (running_mean is not None or running_var is not None):
+        if spatial:  # torch leaves the running stats alone for an empty spatial size
+            with torch.no_grad():
+                if running_mean is not None:
+                    running_mean.mul_(1 - momentum).add_(mean.mean(0).to(running_mean.dtype), alpha=momentum)
+                if running_var is not None:
+                    unbiased = var.mean(0) * (spatial / (spatial - 1))
+                    running_var.mul_(1 - momentum).add_(unbiased.to(running_var.dtype), alpha=momentum)
+    return out
+
 
 # =========================================================================================
 # Image-to-image: PixelShuffle (+PReLU) (csrc/pixel_shuffle.cpp)

@@ -16,6 +16,20 @@ REPARAM_KL = {
 # RealNVP coupling
 
 # Image-to-image: instance norm, PixelShuffle
+# Instance norm + activation (CycleGAN / pix2pix): (8, 256, 64, 64) is a batch of the ResNet
+# generator's 64x64x256 blocks, (1, 64, 256, 256) its first layer at CycleGAN's batch size 1;
+# the PatchGAN discriminator's norms see (1, 128, 64, 64), (1, 256, 32, 32), (1, 512, 31, 31).
+INSTANCE_NORM = {
+    "quick": [(8, 256, 64, 64), (1, 64, 256, 256)],
+    "full": [(8, 256, 64, 64), (1, 64, 256, 256), (1, 256, 64, 64), (1, 128, 128, 128)],
+}
+INSTANCE_NORM_RESIDUAL = {"quick": [(1, 256, 64, 64)], "full": [(1, 256, 64, 64), (8, 256, 64, 64)]}
+INSTANCE_NORM_DISCRIMINATOR = {"quick": [(1, 128, 64, 64)], "full": [(1, 128, 64, 64), (1, 256, 32, 32), (1, 512, 31, 31)]}
+# Generator training steps on (batch, channels, height, width) images: CycleGAN and pix2pix
+# train at batch 1 on 256x256 crops (--full). A step there takes seconds, so the quick set
+# uses 128x128 crops to keep `make bench` short (the same layers at a quarter of the pixels).
+CYCLEGAN_GENERATOR = {"quick": [(1, 3, 128, 128)], "full": [(1, 3, 128, 128), (1, 3, 256, 256)]}
+PIX2PIX_GENERATOR = {"quick": [(1, 3, 128, 128)], "full": [(1, 3, 128, 128), (1, 3, 256, 256)]}
 
 # GAN training core
 # WGAN-GP interpolation and penalty on critic-input-sized tensors: DCGAN's 64x64 RGB at batch 64,

@@ -9,6 +9,8 @@ from fastgen.models.vae import CVAE, VAE, ConvVAE, VAEOutput
 # RealNVP
 
 # CycleGAN, pix2pix, SRGAN
+from fastgen.models.cyclegan import CycleGAN, CycleGANLosses, NLayerDiscriminator, ResnetGenerator
+from fastgen.models.pix2pix import Pix2Pix, Pix2PixLosses, UnetGenerator
 
 # DCGAN, CGAN, WGAN-GP, Progressive GAN
 from fastgen.models.gan import (CGAN, DCGAN, WGANGP, CGANDiscriminator, CGANGenerator, DCGANDiscriminator,

@@ -8,6 +8,7 @@ from fastgen.nn.vae import Reparameterize
 # RealNVP
 
 # Image-to-image: instance norm
+from fastgen.nn.instance_norm import InstanceNorm1d, InstanceNorm2d, InstanceNorm3d
 
 # Image-to-image: PixelShuffle
 

@@ -8,6 +8,8 @@ from fastgen.reference.models.vae import CVAE, VAE, ConvVAE
 # RealNVP
 
 # CycleGAN, pix2pix, SRGAN
+from fastgen.reference.models.cyclegan import CycleGAN, NLayerDiscriminator, ResnetGenerator
+from fastgen.reference.models.pix2pix import Pix2Pix, UnetGenerator
 
 # DCGAN, CGAN, WGAN-GP, Progressive GAN
 from fastgen.reference.models.gan import (CGAN, DCGAN, WGANGP, CGANDiscriminator, CGANGenerator, DCGANDiscriminator,

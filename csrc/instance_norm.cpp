@@ -1,0 +1,950 @@
+// Instance normalization fused with its activation and the residual add (CycleGAN, pix2pix):
+//
+//   y[n,c,s]   = (x[n,c,s] - mean[n,c]) * rstd[n,c] * weight[c] + bias[c]
+//   out[n,c,s] = act(y) + residual[n,c,s]          act: identity | relu | leaky_relu(slope)
+//
+// mean and the biased var are taken over the M spatial elements of each (n, c) plane
+// (training), or are the running statistics (use_input_stats=false); rstd = 1/sqrt(var + eps).
+// Backward, with gy = grad_out * act'(y) and xc = x - mean:
+//   grad_x = weight * rstd * (gy - mean_s(gy) - xc * rstd^2 * mean_s(gy * xc))   (input stats)
+//   grad_x = weight * rstd * gy                                                    (running stats)
+//   grad_weight[c] = sum_n rstd * sum_s gy * xc,   grad_bias[c] = sum_{n,s} gy
+//
+// Layouts: contiguous (every (n, c) plane is one run of M elements, "planar") and channels
+// innermost (channels_last, channels_last_3d, NLC: every sample is an M x C row-major matrix,
+// "interleaved"). The output keeps the input's layout; any other layout is made contiguous.
+//
+// Work is split into tasks of (sample, channel block, spatial chunk) small enough to stay in
+// L2. When a task covers whole planes (the usual case) it computes the statistics and then
+// normalizes from cache, so forward reads x from memory once, and backward reads x and
+// grad_out once. Bigger planes are cut into chunks whose moments (mean, M2) are combined
+// exactly (Chan et al.) in a fixed order before a second sweep. Chunking depends only on the
+// shape, never on the thread count, so results are deterministic.
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
+#include <ATen/ops/zeros.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <type_traits>
+#include <vector>
+
+#include "common/rows.h"
+#include "common/vec_io.h"
+
+namespace fastgen {
+namespace {
+
+enum class Act { None, Relu, LeakyRelu };
+
+// One task's slice of x (and of grad_out in backward) is at most this many bytes.
+constexpr int64_t kTaskBytes = 512 * 1024;
+// Most channels one interleaved task covers (its per-channel arrays live on the stack).
+constexpr int64_t kMaxBlock = 1024;
+// Channels an interleaved sweep keeps in registers at once, in vectors.
+constexpr int kGroupVectors = 4;
+// Work below this many elements is not worth waking another thread for.
+constexpr int64_t kGrainElements = 32768;
+
+Act parse_activation(c10::string_view name, const char* op) {
+  if (name == "none") return Act::None;
+  if (name == "relu") return Act::Relu;
+  if (name == "leaky_relu") return Act::LeakyRelu;
+  TORCH_CHECK(false, "fastgen.", op, ": activation must be 'none', 'relu' or 'leaky_relu', got '",
+              std::string(name), "'");
+}
+
+template <typename F>
+void with_act(Act act, const F& f) {
+  switch (act) {
+    case Act::None: f(std::integral_constant<Act, Act::None>{}); break;
+    case Act::Relu: f(std::integral_constant<Act, Act::Relu>{}); break;
+    case Act::LeakyRelu: f(std::integral_constant<Act, Act::LeakyRelu>{}); break;
+  }
+}
+
+template <typename F>
+void with_bool(bool b, const F& f) {
+  if (b) {
+    f(std::true_type{});
+  } else {
+    f(std::false_type{});
+  }
+}
+
+// NaN in, NaN out, as torch's relu and leaky_relu (clamp_min passes NaN from its first argument).
+template <Act A, typename Vec>
+inline Vec activate(const Vec& y, const Vec& slope) {
+  if constexpr (A == Act::Relu) {
+    return at::vec::clamp_min(y, Vec(0));
+  } else if constexpr (A == Act::LeakyRelu) {
+    return Vec::blendv(y * slope, y, y > Vec(0));
+  } else {
+    return y;
+  }
+}
+
+// grad * act'(y) with torch's conventions: relu passes the gradient unless y <= 0
+// (threshold_backward), leaky_relu scales it unless y > 0.
+template <Act A, typename Vec>
+inline Vec activation_grad(const Vec& y, const Vec& grad, const Vec& slope) {
+  if constexpr (A == Act::Relu) {
+    return Vec::blendv(grad, Vec(0), y <= Vec(0));
+  } else if constexpr (A == Act::LeakyRelu) {
+    return Vec::blendv(grad * slope, grad, y > Vec(0));
+  } else {
+    return grad;
+  }
+}
+
+// ------------------------------------------------------------------------------------------
+// layout and work split
+
+// Dense with dim 1 (channels) innermost, then the spatial dims in order, then the batch:
+// channels_last for 4-D, channels_last_3d for 5-D, (N, L, C) memory for 3-D.
+bool channels_innermost(const at::Tensor& t) {
+  if (t.dim() < 3) return false;
+  int64_t expected = 1;
+  auto next = [&](int64_t d) {
+    if (t.size(d) != 1 && t.stride(d) != expected) return false;
+    expected *= t.size(d);
+    return true;
+  };
+  if (!next(1)) return false;
+  for (int64_t d = t.dim() - 1; d >= 2; --d) {
+    if (!next(d)) return false;
+  }
+  return next(0);
+}
+
+struct Plan {
+  bool interleaved = false;
+  int64_t N = 0, C = 0, M = 0;
+  int64_t cb = 1;      // channels per task (1 when planar)
+  int64_t blocks = 0;  // channel blocks per sample
+  int64_t rows = 0;    // spatial elements per chunk
+  int64_t chunks = 0;  // chunks per (sample, channel block)
+
+  int64_t tasks() const { return N * blocks * chunks; }
+  bool whole_planes() const { return chunks == 1; }
+
+  struct Task {
+    int64_t n, c0, count, r0, r1;
+  };
+  Task task(int64_t t) const {
+    const int64_t chunk = t % chunks;
+    const int64_t nb = t / chunks;
+    const int64_t block = nb % blocks;
+    Task out;
+    out.n = nb / blocks;
+    out.c0 = block * cb;
+    out.count = std::min(cb, C - out.c0);
+    out.r0 = chunk * rows;
+    out.r1 = std::min(M, out.r0 + rows);
+    return out;
+  }
+  int64_t grain() const { return std::max<int64_t>(1, kGrainElements / std::max<int64_t>(1, rows * cb)); }
+};
+
+Plan make_plan(bool interleaved, int64_t N, int64_t C, int64_t M, int64_t elem_size, int64_t width) {
+  Plan p;
+  p.interleaved = interleaved;
+  p.N = N;
+  p.C = C;
+  p.M = M;
+  const int64_t budget = std::max<int64_t>(kTaskBytes / elem_size, width);
+  if (interleaved) {
+    // Whole rows: a chunk of rows of one sample is one contiguous block of memory. (Blocks of
+    // channels would read each row in short pieces at a power-of-two stride, which thrashes
+    // the cache sets.)
+    p.cb = C;
+    const int64_t threads = at::get_num_threads();
+    if (M * C <= budget && N < threads && C > width) {
+      // Small samples, too few to share out: split the channels instead (results do not
+      // change: every channel is summed in its own lane, row after row).
+      const int64_t per_thread = (C + threads - 1) / threads;
+      p.cb = (per_thread + width - 1) / width * width;
+    }
+    p.cb = std::max<int64_t>(1, std::min({p.cb, C, kMaxBlock}));
+  }
+  p.blocks = C == 0 ? 0 : (C + p.cb - 1) / p.cb;
+  p.rows = M * p.cb <= budget ? M : std::max<int64_t>(width, budget / p.cb / width * width);
+  p.chunks = M == 0 ? 0 : (M + p.rows - 1) / p.rows;
+  return p;
+}
+
+// Per-channel arrays of one task, padded to whole vectors.
+template <typename opmath_t>
+struct alignas(64) ChannelArray {
+  opmath_t v[kMaxBlock + 64 / sizeof(opmath_t)];
+  opmath_t* data() { return v; }
+  const opmath_t* data() const { return v; }
+  opmath_t& operator[](int64_t i) { return v[i]; }
+  opmath_t operator[](int64_t i) const { return v[i]; }
+};
+
+// ------------------------------------------------------------------------------------------
+// planar sweeps: one contiguous run of `len` elements of one (n, c) plane
+
+// Mean and M2 = sum (x - mean)^2 of a run, two passes (the run is in cache for the second).
+template <typename scalar_t>
+void planar_moments(const scalar_t* x, int64_t len, at::opmath_type<scalar_t>& mean_out,
+                    at::opmath_type<scalar_t>& m2_out) {
+  using IO = VecIO<scalar_t>;
+  using Vec = typename IO::Vec;
+  using opmath_t = at::opmath_type<scalar_t>;
+  constexpr int64_t W = IO::size();
+  // The mean is summed relative to the run's first element, exact for data near it, so a
+  // large offset does not cost the mean the precision the variance needs.
+  const opmath_t origin = static_cast<opmath_t>(x[0]);
+  const Vec k(origin);
+  Vec s0(0), s1(0), s2(0), s3(0);
+  int64_t i = 0;
+  for (; i + 4 * W <= len; i += 4 * W) {
+    s0 = s0 + (IO::load(x + i) - k);
+    s1 = s1 + (IO::load(x + i + W) - k);
+    s2 = s2 + (IO::load(x + i + 2 * W) - k);
+    s3 = s3 + (IO::load(x + i + 3 * W) - k);
+  }
+  for (; i < len; i += W) {
+    const int64_t n = std::min(W, len - i);
+    s0 = s0 + Vec::set(Vec(0), IO::load(x + i, n) - k, n);
+  }
+  const opmath_t mean = origin + IO::sum_lanes((s0 + s1) + (s2 + s3)) / static_cast<opmath_t>(len);
+  const Vec m(mean);
+  s0 = s1 = s2 = s3 = Vec(0);
+  i = 0;
+  for (; i + 4 * W <= len; i += 4 * W) {
+    const Vec d0 = IO::load(x + i) - m, d1 = IO::load(x + i + W) - m;
+    const Vec d2 = IO::load(x + i + 2 * W) - m, d3 = IO::load(x + i + 3 * W) - m;
+    s0 = at::vec::fmadd(d0, d0, s0);
+    s1 = at::vec::fmadd(d1, d1, s1);
+    s2 = at::vec::fmadd(d2, d2, s2);
+    s3 = at::vec::fmadd(d3, d3, s3);
+  }
+  for (; i < len; i += W) {
+    const int64_t n = std::min(W, len - i);
+    const Vec d = Vec::set(Vec(0), IO::load(x + i, n) - m, n);  // lanes past n stay 0
+    s0 = at::vec::fmadd(d, d, s0);
+  }
+  mean_out = mean;
+  m2_out = IO::sum_lanes((s0 + s1) + (s2 + s3));
+}
+
+template <typename scalar_t, Act A, bool RES>
+void planar_normalize(const scalar_t* x, const scalar_t* res, scalar_t* out, int64_t len,
+                      at::opmath_type<scalar_t> mean, at::opmath_type<scalar_t> scale,
+                      at::opmath_type<scalar_t> shift, at::opmath_type<scalar_t> slope) {
+  using IO = VecIO<scalar_t>;
+  using Vec = typename IO::Vec;
+  constexpr int64_t W = IO::size();
+  const Vec m(mean), a(scale), b(shift), s(slope);
+  int64_t i = 0;
+  for (; i + 2 * W <= len; i += 2 * W) {
+    Vec y0 = activate<A>(at::vec::fmadd(IO::load(x + i) - m, a, b), s);
+    Vec y1 = activate<A>(at::vec::fmadd(IO::load(x + i + W) - m, a, b), s);
+    if constexpr (RES) {
+      y0 = y0 + IO::load(res + i);
+      y1 = y1 + IO::load(res + i + W);
+    }
+    IO::store(out + i, y0);
+    IO::store(out + i + W, y1);
+  }
+  for (; i < len; i += W) {
+    const int64_t n = std::min(W, len - i);
+    Vec y = activate<A>(at::vec::fmadd(IO::load(x + i, n) - m, a, b), s);
+    if constexpr (RES) y = y + IO::load(res + i, n);
+    IO::store(out + i, y, n);
+  }
+}
+
+// sum gy and sum gy * (x - mean) over a run.
+template <typename scalar_t, Act A>
+void planar_grad_sums(const scalar_t* g, const scalar_t* x, int64_t len, at::opmath_type<scalar_t> mean,
+                      at::opmath_type<scalar_t> scale, at::opmath_type<scalar_t> shift,
+                      at::opmath_type<scalar_t> slope, at::opmath_type<scalar_t>& sum_gy,
+                      at::opmath_type<scalar_t>& sum_gy_xc) {
+  using IO = VecIO<scalar_t>;
+  using Vec = typename IO::Vec;
+  constexpr int64_t W = IO::size();
+  const Vec m(mean), a(scale), b(shift), s(slope);
+  Vec s1a(0), s1b(0), s2a(0), s2b(0);
+  int64_t i = 0;
+  for (; i + 2 * W <= len; i += 2 * W) {
+    const Vec xc0 = IO::load(x + i) - m, xc1 = IO::load(x + i + W) - m;
+    const Vec gy0 = activation_grad<A>(at::vec::fmadd(xc0, a, b), IO::load(g + i), s);
+    const Vec gy1 = activation_grad<A>(at::vec::fmadd(xc1, a, b), IO::load(g + i + W), s);
+    s1a = s1a + gy0;
+    s1b = s1b + gy1;
+    s2a = at::vec::fmadd(gy0, xc0, s2a);
+    s2b = at::vec::fmadd(gy1, xc1, s2b);
+  }
+  for (; i < len; i += W) {
+    const int64_t n = std::min(W, len - i);
+    // Lanes past n: g is 0, so gy is 0 (relu/leaky scale it, never create it).
+    const Vec xc = IO::load(x + i, n) - m;
+    const Vec gy = activation_grad<A>(at::vec::fmadd(xc, a, b), IO::load(g + i, n), s);
+    s1a = s1a + gy;
+    s2a = at::vec::fmadd(gy, xc, s2a);
+  }
+  sum_gy = IO::sum_lanes(s1a + s1b);
+  sum_gy_xc = IO::sum_lanes(s2a + s2b);
+}
+
+// grad_x = gy * cg + (x - mean) * cx + ca over a run.
+template <typename scalar_t, Act A>
+void planar_grad_input(const scalar_t* g, const scalar_t* x, scalar_t* dx, int64_t len,
+                       at::opmath_type<scalar_t> mean, at::opmath_type<scalar_t> scale,
+                       at::opmath_type<scalar_t> shift, at::opmath_type<scalar_t> slope,
+                       at::opmath_type<scalar_t> cg, at::opmath_type<scalar_t> cx, at::opmath_type<scalar_t> ca) {
+  using IO = VecIO<scalar_t>;
+  using Vec = typename IO::Vec;
+  constexpr int64_t W = IO::size();
+  const Vec m(mean), a(scale), b(shift), s(slope), vg(cg), vx(cx), va(ca);
+  int64_t i = 0;
+  for (; i + 2 * W <= len; i += 2 * W) {
+    const Vec xc0 = IO::load(x + i) - m, xc1 = IO::load(x + i + W) - m;
+    const Vec gy0 = activation_grad<A>(at::vec::fmadd(xc0, a, b), IO::load(g + i), s);
+    const Vec gy1 = activation_grad<A>(at::vec::fmadd(xc1, a, b), IO::load(g + i + W), s);
+    IO::store(dx + i, at::vec::fmadd(gy0, vg, at::vec::fmadd(xc0, vx, va)));
+    IO::store(dx + i + W, at::vec::fmadd(gy1, vg, at::vec::fmadd(xc1, vx, va)));
+  }
+  for (; i < len; i += W) {
+    const int64_t n = std::min(W, len - i);
+    const Vec xc = IO::load(x + i, n) - m;
+    const Vec gy = activation_grad<A>(at::vec::fmadd(xc, a, b), IO::load(g + i, n), s);
+    IO::store(dx + i, at::vec::fmadd(gy, vg, at::vec::fmadd(xc, vx, va)), n);
+  }
+}
+
+// ------------------------------------------------------------------------------------------
+// interleaved sweeps: rows [r0, r1) of one sample's M x C row-major matrix (img), channels
+// [c, c + span), NV vectors of channels held in registers (the last one holds
+// span - (NV - 1) * W lanes). Per-channel arrays (mean, scale, sums, ...) start at channel c.
+// Callers walk a task's rows in short tiles and, inside a tile, every channel group, so
+// memory is read row after row (see for_tiles).
+
+template <int NV, int64_t W>
+constexpr int64_t lanes(int v, int64_t span) {
+  return v < NV - 1 ? W : span - (NV - 1) * W;
+}
+
+// Three per-channel coefficient arrays held as NV vectors each: (mean, scale, shift) for
+// y = (x - mean) * scale + shift, or (cg, cx, ca) for grad_x = gy * cg + (x - mean) * cx + ca.
+template <typename Vec, int NV, typename opmath_t>
+struct Coefficients {
+  Vec p[NV], q[NV], r[NV];
+  Coefficients(const opmath_t* p_in, const opmath_t* q_in, const opmath_t* r_in) {
+    for (int v = 0; v < NV; ++v) {
+      p[v] = Vec::loadu(p_in + v * Vec::size());
+      q[v] = Vec::loadu(q_in + v * Vec::size());
+      r[v] = Vec::loadu(r_in + v * Vec::size());
+    }
+  }
+};
+
+// sum[j] += sum over rows of (x - origin), origin: the row `origin_row` (see planar_moments).
+template <typename scalar_t, int NV>
+void interleaved_sum_group(const scalar_t* img, int64_t C, int64_t c, int64_t span, int64_t r0, int64_t r1,
+                           int64_t origin_row, at::opmath_type<scalar_t>* sum) {
+  using IO = VecIO<scalar_t>;
+  using Vec = typename IO::Vec;
+  constexpr int64_t W = IO::size();
+  Vec acc[NV], k[NV];
+  for (int v = 0; v < NV; ++v) {
+    acc[v] = Vec(0);
+    k[v] = IO::load(img + origin_row * C + c + v * W, lanes<NV, W>(v, span));
+  }
+  for (int64_t r = r0; r < r1; ++r) {
+    const scalar_t* row = img + r * C + c;
+    for (int v = 0; v < NV; ++v) acc[v] = acc[v] + (IO::load(row + v * W, lanes<NV, W>(v, span)) - k[v]);
+  }
+  for (int v = 0; v < NV; ++v) (Vec::loadu(sum + v * W) + acc[v]).store(sum + v * W);
+}
+
+// m2[j] += sum over rows of (x - mean)^2.
+template <typename scalar_t, int NV>
+void interleaved_m2_group(const scalar_t* img, int64_t C, int64_t c, int64_t span, int64_t r0, int64_t r1,
+                          const at::opmath_type<scalar_t>* mean, at::opmath_type<scalar_t>* m2) {
+  using IO = VecIO<scalar_t>;
+  using Vec = typename IO::Vec;
+  constexpr int64_t W = IO::size();
+  Vec acc[NV], m[NV];
+  for (int v = 0; v < NV; ++v) {
+    acc[v] = Vec(0);
+    m[v] = Vec::loadu(mean + v * W);
+  }
+  for (int64_t r = r0; r < r1; ++r) {
+    const scalar_t* row = img + r * C + c;
+    for (int v = 0; v < NV; ++v) {
+      const Vec d = IO::load(row + v * W, lanes<NV, W>(v, span)) - m[v];
+      acc[v] = at::vec::fmadd(d, d, acc[v]);
+    }
+  }
+  for (int v = 0; v < NV; ++v) (Vec::loadu(m2 + v * W) + acc[v]).store(m2 + v * W);
+}
+
+template <typename scalar_t, int NV, Act A, bool RES>
+void interleaved_normalize_group(const scalar_t* img, const scalar_t* rimg, scalar_t* oimg, int64_t C, int64_t c,
+                                 int64_t span, int64_t r0, int64_t r1, const at::opmath_type<scalar_t>* mean,
+                                 const at::opmath_type<scalar_t>* scale, const at::opmath_type<scalar_t>* shift,
+                                 at::opmath_type<scalar_t> slope) {
+  using IO = VecIO<scalar_t>;
+  using Vec = typename IO::Vec;
+  constexpr int64_t W = IO::size();
+  const Coefficients<Vec, NV, at::opmath_type<scalar_t>> k(mean, scale, shift);
+  const Vec s(slope);
+  for (int64_t r = r0; r < r1; ++r) {
+    const int64_t off = r * C + c;
+    for (int v = 0; v < NV; ++v) {
+      const int64_t n = lanes<NV, W>(v, span);
+      Vec y = activate<A>(at::vec::fmadd(IO::load(img + off + v * W, n) - k.p[v], k.q[v], k.r[v]), s);
+      if constexpr (RES) y = y + IO::load(rimg + off + v * W, n);
+      IO::store(oimg + off + v * W, y, n);
+    }
+  }
+}
+
+// sum_gy[j] += sum gy, sum_gy_xc[j] += sum gy * (x - mean).
+template <typename scalar_t, int NV, Act A>
+void interleaved_grad_sums_group(const scalar_t* gimg, const scalar_t* ximg, int64_t C, int64_t c, int64_t span,
+                                 int64_t r0, int64_t r1, const at::opmath_type<scalar_t>* mean,
+                                 const at::opmath_type<scalar_t>* scale, const at::opmath_type<scalar_t>* shift,
+                                 at::opmath_type<scalar_t> slope, at::opmath_type<scalar_t>* sum_gy,
+                                 at::opmath_type<scalar_t>* sum_gy_xc) {
+  using IO = VecIO<scalar_t>;
+  using Vec = typename IO::Vec;
+  constexpr int64_t W = IO::size();
+  const Coefficients<Vec, NV, at::opmath_type<scalar_t>> k(mean, scale, shift);
+  Vec s1[NV], s2[NV];
+  for (int v = 0; v < NV; ++v) s1[v] = s2[v] = Vec(0);
+  const Vec s(slope);
+  for (int64_t r = r0; r < r1; ++r) {
+    const int64_t off = r * C + c;
+    for (int v = 0; v < NV; ++v) {
+      const int64_t n = lanes<NV, W>(v, span);
+      const Vec xc = IO::load(ximg + off + v * W, n) - k.p[v];
+      const Vec gy =
+          activation_grad<A>(at::vec::fmadd(xc, k.q[v], k.r[v]), IO::load(gimg + off + v * W, n), s);
+      s1[v] = s1[v] + gy;
+      s2[v] = at::vec::fmadd(gy, xc, s2[v]);
+    }
+  }
+  for (int v = 0; v < NV; ++v) {
+    (Vec::loadu(sum_gy + v * W) + s1[v]).store(sum_gy + v * W);
+    (Vec::loadu(sum_gy_xc + v * W) + s2[v]).store(sum_gy_xc + v * W);
+  }
+}
+
+template <typename scalar_t, int NV, Act A>
+void interleaved_grad_input_group(const scalar_t* gimg, const scalar_t* ximg, scalar_t* dimg, int64_t C, int64_t c,
+                                  int64_t span, int64_t r0, int64_t r1, const at::opmath_type<scalar_t>* mean,
+                                  const at::opmath_type<scalar_t>* scale, const at::opmath_type<scalar_t>* shift,
+                                  at::opmath_type<scalar_t> slope, const at::opmath_type<scalar_t>* cg,
+                                  const at::opmath_type<scalar_t>* cx, const at::opmath_type<scalar_t>* ca) {
+  using IO = VecIO<scalar_t>;
+  using Vec = typename IO::Vec;
+  constexpr int64_t W = IO::size();
+  const Coefficients<Vec, NV, at::opmath_type<scalar_t>> k(mean, scale, shift);
+  const Coefficients<Vec, NV, at::opmath_type<scalar_t>> d(cg, cx, ca);  // grad_x = gy * cg + xc * cx + ca
+  const Vec s(slope);
+  for (int64_t r = r0; r < r1; ++r) {
+    const int64_t off = r * C + c;
+    for (int v = 0; v < NV; ++v) {
+      const int64_t n = lanes<NV, W>(v, span);
+      const Vec xc = IO::load(ximg + off + v * W, n) - k.p[v];
+      const Vec gy =
+          activation_grad<A>(at::vec::fmadd(xc, k.q[v], k.r[v]), IO::load(gimg + off + v * W, n), s);
+      IO::store(dimg + off + v * W, at::vec::fmadd(gy, d.p[v], at::vec::fmadd(xc, d.q[v], d.r[v])), n);
+    }
+  }
+}
+
+// Rows of one tile: about 16 KiB of a sample's rows, so a tile stays in L1 while every
+// channel group walks it. Sums are taken per tile and then added up, which also keeps the
+// float32 rounding of a channel's sum (one lane, row after row) to about (tile + tiles) ulp.
+inline int64_t tile_rows(int64_t C, int64_t elem_size) {
+  return std::clamp<int64_t>((16 * 1024) / std::max<int64_t>(1, C * elem_size), 4, 128);
+}
+
+// Calls group(std::integral_constant<int, NV>, c, span, r0, r1) for every tile of rows
+// [r0, r1) and, inside it, every group of at most kGroupVectors vectors of channels
+// [c0, c0 + count).
+template <int64_t W, typename F>
+void for_tiles(int64_t c0, int64_t count, int64_t r0, int64_t r1, int64_t tile, const F& group) {
+  for (int64_t rt = r0; rt < r1; rt += tile) {
+    const int64_t re = std::min(r1, rt + tile);
+    for (int64_t c = c0; c < c0 + count; c += kGroupVectors * W) {
+      const int64_t span = std::min<int64_t>(kGroupVectors * W, c0 + count - c);
+      switch ((span + W - 1) / W) {
+        case 1: group(std::integral_constant<int, 1>{}, c, span, rt, re); break;
+        case 2: group(std::integral_constant<int, 2>{}, c, span, rt, re); break;
+        case 3: group(std::integral_constant<int, 3>{}, c, span, rt, re); break;
+        default: group(std::integral_constant<int, 4>{}, c, span, rt, re); break;
+      }
+    }
+  }
+}
+static_assert(kGroupVectors == 4, "for_tiles dispatches 1 to 4 vectors");
+
+// ------------------------------------------------------------------------------------------
+// forward
+
+template <typename scalar_t>
+struct Params {
+  using opmath_t = at::opmath_type<scalar_t>;
+  const opmath_t* weight = nullptr;  // (C,) or null: 1
+  const opmath_t* bias = nullptr;    // (C,) or null: 0
+  opmath_t* mean = nullptr;          // (N, C)
+  opmath_t* var = nullptr;           // (N, C)
+  opmath_t eps = 0, slope = 0;
+  int64_t C = 0;
+
+  opmath_t w(int64_t c) const { return weight ? weight[c] : opmath_t(1); }
+  opmath_t b(int64_t c) const { return bias ? bias[c] : opmath_t(0); }
+  opmath_t rstd(int64_t nc) const { return opmath_t(1) / std::sqrt(var[nc] + eps); }
+};
+
+// Chan et al.'s exact merge of chunk moments, in chunk order.
+struct MomentMerge {
+  double count = 0, mean = 0, m2 = 0;
+  void add(double n, double chunk_mean, double chunk_m2) {
+    if (n == 0) return;
+    if (count == 0) {
+      count = n;
+      mean = chunk_mean;
+      m2 = chunk_m2;
+      return;
+    }
+    const double total = count + n;
+    const double delta = chunk_mean - mean;
+    mean += delta * n / total;
+    m2 += chunk_m2 + delta * delta * count * n / total;
+    count = total;
+  }
+};
+
+template <typename scalar_t, Act A, bool RES>
+void forward_kernel(const Plan& p, const Params<scalar_t>& prm, const scalar_t* x, const scalar_t* res,
+                    scalar_t* out, bool use_input_stats) {
+  using opmath_t = at::opmath_type<scalar_t>;
+  constexpr int64_t W = VecIO<scalar_t>::size();
+  const int64_t C = p.C, M = p.M;
+  const int64_t tile = tile_rows(C, sizeof(scalar_t));
+
+  // Moments of task t's channels over its rows, into mean/m2 (indexed by channel - c0).
+  auto moments = [&](const Plan::Task& t, opmath_t* mean, opmath_t* m2) {
+    if (!p.interleaved) {
+      planar_moments(x + (t.n * C + t.c0) * M + t.r0, t.r1 - t.r0, mean[0], m2[0]);
+      return;
+    }
+    const scalar_t* img = x + t.n * M * C;
+    const int64_t padded = (t.count + W - 1) / W * W;  // the group sweeps touch whole vectors
+    std::fill(mean, mean + padded, opmath_t(0));
+    std::fill(m2, m2 + padded, opmath_t(0));
+    for_tiles<W>(t.c0, t.count, t.r0, t.r1, tile, [&](auto nv, int64_t c, int64_t span, int64_t r0, int64_t r1) {
+      interleaved_sum_group<scalar_t, decltype(nv)::value>(img, C, c, span, r0, r1, t.r0, mean + (c - t.c0));
+    });
+    const opmath_t rows = static_cast<opmath_t>(t.r1 - t.r0);
+    const scalar_t* origin = img + t.r0 * C + t.c0;
+    for (int64_t j = 0; j < t.count; ++j) mean[j] = static_cast<opmath_t>(origin[j]) + mean[j] / rows;
+    for_tiles<W>(t.c0, t.count, t.r0, t.r1, tile, [&](auto nv, int64_t c, int64_t span, int64_t r0, int64_t r1) {
+      interleaved_m2_group<scalar_t, decltype(nv)::value>(img, C, c, span, r0, r1, mean + (c - t.c0),
+                                                         m2 + (c - t.c0));
+    });
+  };
+
+  if (use_input_stats && !p.whole_planes()) {
+    // Phase 1: chunk moments in parallel; then merge them per (n, c) in chunk order.
+    const int64_t tasks = p.tasks();
+    std::vector<opmath_t> part_mean(tasks * p.cb), part_m2(tasks * p.cb);
+    at::parallel_for(0, tasks, p.grain(), [&](int64_t first, int64_t last) {
+      ChannelArray<opmath_t> mean, m2;
+      for (int64_t ti = first; ti < last; ++ti) {
+        const Plan::Task t = p.task(ti);
+        moments(t, mean.data(), m2.data());
+        std::copy(mean.data(), mean.data() + t.count, &part_mean[ti * p.cb]);
+        std::copy(m2.data(), m2.data() + t.count, &part_m2[ti * p.cb]);
+      }
+    });
+    at::parallel_for(0, p.N * p.blocks, 1, [&](int64_t first, int64_t last) {
+      for (int64_t nb = first; nb < last; ++nb) {
+        const Plan::Task head = p.task(nb * p.chunks);
+        for (int64_t j = 0; j < head.count; ++j) {
+          MomentMerge merge;
+          for (int64_t k = 0; k < p.chunks; ++k) {
+            const Plan::Task t = p.task(nb * p.chunks + k);
+            const int64_t at = (nb * p.chunks + k) * p.cb + j;
+            merge.add(static_cast<double>(t.r1 - t.r0), part_mean[at], part_m2[at]);
+          }
+          const int64_t nc = head.n * C + head.c0 + j;
+          prm.mean[nc] = static_cast<opmath_t>(merge.mean);
+          prm.var[nc] = static_cast<opmath_t>(merge.m2 / static_cast<double>(M));
+        }
+      }
+    });
+  }
+
+  // Phase 2 (or the only phase): normalize, computing whole-plane statistics first if needed.
+  at::parallel_for(0, p.tasks(), p.grain(), [&](int64_t first, int64_t last) {
+    ChannelArray<opmath_t> mean, scale, shift, m2;
+    for (int64_t ti = first; ti < last; ++ti) {
+      const Plan::Task t = p.task(ti);
+      const int64_t nc0 = t.n * C + t.c0;
+      if (use_input_stats && p.whole_planes()) {
+        moments(t, mean.data(), m2.data());
+        for (int64_t j = 0; j < t.count; ++j) {
+          prm.mean[nc0 + j] = mean[j];
+          prm.var[nc0 + j] = m2[j] / static_cast<opmath_t>(M);
+        }
+      }
+      for (int64_t j = 0; j < t.count; ++j) {
+        mean[j] = prm.mean[nc0 + j];
+        scale[j] = prm.w(t.c0 + j) * prm.rstd(nc0 + j);
+        shift[j] = prm.b(t.c0 + j);
+      }
+      if (!p.interleaved) {
+        const int64_t off = nc0 * M + t.r0;
+        planar_normalize<scalar_t, A, RES>(x + off, RES ? res + off : nullptr, out + off, t.r1 - t.r0, mean[0],
+                                           scale[0], shift[0], prm.slope);
+        continue;
+      }
+      const int64_t img = t.n * M * C;
+      for_tiles<W>(t.c0, t.count, t.r0, t.r1, tile, [&](auto nv, int64_t c, int64_t span, int64_t r0, int64_t r1) {
+        const int64_t j = c - t.c0;
+        interleaved_normalize_group<scalar_t, decltype(nv)::value, A, RES>(
+            x + img, RES ? res + img : nullptr, out + img, C, c, span, r0, r1, mean.data() + j,
+            scale.data() + j, shift.data() + j, prm.slope);
+      });
+    }
+  });
+}
+
+// ------------------------------------------------------------------------------------------
+// backward
+
+template <typename scalar_t, Act A>
+void backward_kernel(const Plan& p, const Params<scalar_t>& prm, const scalar_t* g, const scalar_t* x,
+                     scalar_t* dx, at::opmath_type<scalar_t>* sum_gy, at::opmath_type<scalar_t>* sum_gy_xc,
+                     bool use_input_stats, bool need_sums) {
+  using opmath_t = at::opmath_type<scalar_t>;
+  constexpr int64_t W = VecIO<scalar_t>::size();
+  const int64_t C = p.C, M = p.M;
+  const int64_t tile = tile_rows(C, sizeof(scalar_t));
+
+  // mean, scale (= weight * rstd) and shift (= bias) of task t's channels.
+  auto coefficients = [&](const Plan::Task& t, opmath_t* mean, opmath_t* scale, opmath_t* shift) {
+    const int64_t nc0 = t.n * C + t.c0;
+    for (int64_t j = 0; j < t.count; ++j) {
+      mean[j] = prm.mean[nc0 + j];
+      scale[j] = prm.w(t.c0 + j) * prm.rstd(nc0 + j);
+      shift[j] = prm.b(t.c0 + j);
+    }
+  };
+  auto sums = [&](const Plan::Task& t, const opmath_t* mean, const opmath_t* scale, const opmath_t* shift,
+                  opmath_t* s1, opmath_t* s2) {
+    if (!p.interleaved) {
+      const int64_t off = (t.n * C + t.c0) * M + t.r0;
+      planar_grad_sums<scalar_t, A>(g + off, x + off, t.r1 - t.r0, mean[0], scale[0], shift[0], prm.slope, s1[0],
+                                    s2[0]);
+      return;
+    }
+    const int64_t img = t.n * M * C;
+    const int64_t padded = (t.count + W - 1) / W * W;  // the group sweeps touch whole vectors
+    std::fill(s1, s1 + padded, opmath_t(0));
+    std::fill(s2, s2 + padded, opmath_t(0));
+    for_tiles<W>(t.c0, t.count, t.r0, t.r1, tile, [&](auto nv, int64_t c, int64_t span, int64_t r0, int64_t r1) {
+      const int64_t j = c - t.c0;
+      interleaved_grad_sums_group<scalar_t, decltype(nv)::value, A>(g + img, x + img, C, c, span, r0, r1, mean + j,
+                                                                   scale + j, shift + j, prm.slope, s1 + j, s2 + j);
+    });
+  };
+
+  if (need_sums && !p.whole_planes()) {
+    const int64_t tasks = p.tasks();
+    std::vector<opmath_t> part_s1(tasks * p.cb), part_s2(tasks * p.cb);
+    at::parallel_for(0, tasks, p.grain(), [&](int64_t first, int64_t last) {
+      ChannelArray<opmath_t> mean, scale, shift, s1, s2;
+      for (int64_t ti = first; ti < last; ++ti) {
+        const Plan::Task t = p.task(ti);
+        coefficients(t, mean.data(), scale.data(), shift.data());
+        sums(t, mean.data(), scale.data(), shift.data(), s1.data(), s2.data());
+        std::copy(s1.data(), s1.data() + t.count, &part_s1[ti * p.cb]);
+        std::copy(s2.data(), s2.data() + t.count, &part_s2[ti * p.cb]);
+      }
+    });
+    for (int64_t nb = 0; nb < p.N * p.blocks; ++nb) {
+      const Plan::Task head = p.task(nb * p.chunks);
+      for (int64_t j = 0; j < head.count; ++j) {
+        double a = 0, b = 0;
+        for (int64_t k = 0; k < p.chunks; ++k) {
+          a += part_s1[(nb * p.chunks + k) * p.cb + j];
+          b += part_s2[(nb * p.chunks + k) * p.cb + j];
+        }
+        sum_gy[head.n * C + head.c0 + j] = static_cast<opmath_t>(a);
+        sum_gy_xc[head.n * C + head.c0 + j] = static_cast<opmath_t>(b);
+      }
+    }
+  }
+  const bool fused_sums = need_sums && p.whole_planes();
+  if (!fused_sums && dx == nullptr) return;
+
+  at::parallel_for(0, p.tasks(), p.grain(), [&](int64_t first, int64_t last) {
+    ChannelArray<opmath_t> mean, scale, shift, cg, cx, ca, s1, s2;
+    for (int64_t ti = first; ti < last; ++ti) {
+      const Plan::Task t = p.task(ti);
+      const int64_t nc0 = t.n * C + t.c0;
+      coefficients(t, mean.data(), scale.data(), shift.data());
+      if (fused_sums) {
+        sums(t, mean.data(), scale.data(), shift.data(), s1.data(), s2.data());
+        std::copy(s1.data(), s1.data() + t.count, sum_gy + nc0);
+        std::copy(s2.data(), s2.data() + t.count, sum_gy_xc + nc0);
+      }
+      if (dx == nullptr) continue;
+      const opmath_t inv_m = opmath_t(1) / static_cast<opmath_t>(M);
+      for (int64_t j = 0; j < t.count; ++j) {
+        cg[j] = scale[j];  // weight * rstd
+        if (use_input_stats) {
+          const opmath_t rstd = prm.rstd(nc0 + j);
+          cx[j] = -scale[j] * rstd * rstd * sum_gy_xc[nc0 + j] * inv_m;
+          ca[j] = -scale[j] * sum_gy[nc0 + j] * inv_m;
+        } else {
+          cx[j] = 0;
+          ca[j] = 0;
+        }
+      }
+      if (!p.interleaved) {
+        const int64_t off = nc0 * M + t.r0;
+        planar_grad_input<scalar_t, A>(g + off, x + off, dx + off, t.r1 - t.r0, mean[0], scale[0], shift[0],
+                                       prm.slope, cg[0], cx[0], ca[0]);
+        continue;
+      }
+      const int64_t img = t.n * M * C;
+      for_tiles<W>(t.c0, t.count, t.r0, t.r1, tile, [&](auto nv, int64_t c, int64_t span, int64_t r0, int64_t r1) {
+        const int64_t j = c - t.c0;
+        interleaved_grad_input_group<scalar_t, decltype(nv)::value, A>(
+            g + img, x + img, dx + img, C, c, span, r0, r1, mean.data() + j, scale.data() + j,
+            shift.data() + j, prm.slope, cg.data() + j, cx.data() + j, ca.data() + j);
+      });
+    }
+  });
+}
+
+// ------------------------------------------------------------------------------------------
+// argument checks and the ops
+
+void check_input(const at::Tensor& input, const char* op) {
+  TORCH_CHECK(at::isFloatingType(input.scalar_type()), "fastgen.", op,
+              ": input must be a floating-point tensor, got ", input.scalar_type());
+  TORCH_CHECK(input.dim() >= 2, "fastgen.", op, ": input must have at least 2 dimensions (N, C, ...), got ",
+              input.dim(), "-D input of shape ", input.sizes());
+}
+
+int64_t spatial_size(const at::Tensor& input) {
+  int64_t m = 1;
+  for (int64_t d = 2; d < input.dim(); ++d) m *= input.size(d);
+  return m;
+}
+
+// A per-channel parameter as a contiguous (C,) tensor of the op math type, or undefined.
+at::Tensor channel_param(const std::optional<at::Tensor>& t, const at::Tensor& input, const char* name,
+                         const char* op) {
+  if (!t.has_value() || !t->defined()) return at::Tensor();
+  const int64_t C = input.size(1);
+  TORCH_CHECK(at::isFloatingType(t->scalar_type()), "fastgen.", op, ": ", name,
+              " must be a floating-point tensor, got ", t->scalar_type());
+  TORCH_CHECK(t->dim() == 1 && t->size(0) == C, "fastgen.", op, ": ", name, " must have shape (", C,
+              ",) (the input's channels), got ", t->sizes());
+  TORCH_CHECK(t->device() == input.device(), "fastgen.", op, ": ", name, " must be on the device of input (",
+              input.device(), "), got ", t->device());
+  return t->to(at::toOpMathType(input.scalar_type())).contiguous();
+}
+
+void check_like_input(const at::Tensor& t, const at::Tensor& input, const char* name, const char* op) {
+  TORCH_CHECK(t.sizes() == input.sizes(), "fastgen.", op, ": ", name, " must have the shape of input ",
+              input.sizes(), ", got ", t.sizes());
+  TORCH_CHECK(t.scalar_type() == input.scalar_type(), "fastgen.", op, ": ", name,
+              " must have the dtype of input (", input.scalar_type(), "), got ", t.scalar_type());
+  TORCH_CHECK(t.device() == input.device(), "fastgen.", op, ": ", name, " must be on the device of input (",
+              input.device(), "), got ", t.device());
+}
+
+void check_stats(const at::Tensor& t, const at::Tensor& input, const char* name, const char* op) {
+  const auto opmath = at::toOpMathType(input.scalar_type());
+  TORCH_CHECK(t.dim() == 2 && t.size(0) == input.size(0) && t.size(1) == input.size(1), "fastgen.", op, ": ",
+              name, " must have shape (", input.size(0), ", ", input.size(1), "), got ", t.sizes());
+  TORCH_CHECK(t.scalar_type() == opmath, "fastgen.", op, ": ", name, " must be ", opmath, " for ",
+              input.scalar_type(), " input, got ", t.scalar_type());
+  TORCH_CHECK(t.device() == input.device(), "fastgen.", op, ": ", name, " must be on the device of input (",
+              input.device(), "), got ", t.device());
+}
+
+// The layout the kernels walk: input itself when contiguous or channels-innermost, else a copy.
+at::Tensor kernel_layout(const at::Tensor& input, bool& interleaved) {
+  interleaved = !input.is_contiguous() && channels_innermost(input);
+  return (interleaved || input.is_contiguous()) ? input : input.contiguous();
+}
+
+// An operand of x's shape (grad_out, residual) walked with x's indexing. The kernels address
+// elements from the sizes alone, so any tensor in the same layout will do, whatever the
+// strides of its size-1 dims (e.g. a channel slice of a batch-1 cat's gradient); else a copy.
+at::Tensor walked_like(const at::Tensor& t, const at::Tensor& x, bool interleaved) {
+  const bool same = interleaved ? channels_innermost(t) : t.is_contiguous();
+  return same ? t : in_layout_of(t, x);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> instance_norm_cpu(
+    const at::Tensor& input, const std::optional<at::Tensor>& weight_in, const std::optional<at::Tensor>& bias_in,
+    const std::optional<at::Tensor>& running_mean, const std::optional<at::Tensor>& running_var,
+    const std::optional<at::Tensor>& residual_in, bool use_input_stats, double eps, c10::string_view activation,
+    double negative_slope) {
+  const char* op = "instance_norm";
+  check_input(input, op);
+  const Act act = parse_activation(activation, op);
+  const int64_t N = input.size(0), C = input.size(1), M = spatial_size(input);
+  const at::Tensor weight = channel_param(weight_in, input, "weight", op);
+  const at::Tensor bias = channel_param(bias_in, input, "bias", op);
+  const auto opmath = at::toOpMathType(input.scalar_type());
+  at::Tensor mean = at::empty({N, C}, input.options().dtype(opmath));
+  at::Tensor var = at::empty({N, C}, input.options().dtype(opmath));
+  if (use_input_stats) {
+    TORCH_CHECK_VALUE(M != 1, "fastgen.", op, ": Expected more than 1 spatial element when training, got input size ",
+                      input.sizes());
+    if (M == 0) {  // statistics of nothing, as torch's mean and var
+      mean.fill_(std::numeric_limits<double>::quiet_NaN());
+      var.fill_(std::numeric_limits<double>::quiet_NaN());
+    }
+  } else {
+    TORCH_CHECK(running_mean.has_value() && running_mean->defined() && running_var.has_value() &&
+                    running_var->defined(),
+                "fastgen.", op, ": running_mean and running_var must be given when use_input_stats is False");
+    mean.copy_(channel_param(running_mean, input, "running_mean", op).view({1, C}).expand({N, C}));
+    var.copy_(channel_param(running_var, input, "running_var", op).view({1, C}).expand({N, C}));
+  }
+  bool interleaved = false;
+  const at::Tensor x = kernel_layout(input, interleaved);
+  const bool has_res = residual_in.has_value() && residual_in->defined();
+  at::Tensor residual;
+  if (has_res) {
+    check_like_input(*residual_in, input, "residual", op);
+    residual = walked_like(*residual_in, x, interleaved);
+  }
+  at::Tensor out = at::empty_like(x);
+  if (x.numel() == 0) return {out, mean, var};
+
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "instance_norm", [&] {
+    using opmath_t = at::opmath_type<scalar_t>;
+    Params<scalar_t> prm;
+    prm.weight = weight.defined() ? weight.const_data_ptr<opmath_t>() : nullptr;
+    prm.bias = bias.defined() ? bias.const_data_ptr<opmath_t>() : nullptr;
+    prm.mean = mean.mutable_data_ptr<opmath_t>();
+    prm.var = var.mutable_data_ptr<opmath_t>();
+    prm.eps = static_cast<opmath_t>(eps);
+    prm.slope = static_cast<opmath_t>(negative_slope);
+    prm.C = C;
+    const Plan plan = make_plan(interleaved, N, C, M, x.element_size(), VecIO<scalar_t>::size());
+    const scalar_t* res = has_res ? residual.const_data_ptr<scalar_t>() : nullptr;
+    with_act(act, [&](auto a) {
+      with_bool(has_res, [&](auto r) {
+        forward_kernel<scalar_t, decltype(a)::value, decltype(r)::value>(
+            plan, prm, x.const_data_ptr<scalar_t>(), res, out.mutable_data_ptr<scalar_t>(), use_input_stats);
+      });
+    });
+  });
+  return {out, mean, var};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> instance_norm_backward_cpu(
+    const at::Tensor& grad_out_in, const at::Tensor& input, const std::optional<at::Tensor>& weight_in,
+    const std::optional<at::Tensor>& bias_in, const at::Tensor& mean_in, const at::Tensor& var_in,
+    bool use_input_stats, double eps, c10::string_view activation, double negative_slope,
+    std::array<bool, 3> output_mask) {
+  const char* op = "instance_norm_backward";
+  check_input(input, op);
+  const Act act = parse_activation(activation, op);
+  check_like_input(grad_out_in, input, "grad_out", op);
+  check_stats(mean_in, input, "mean", op);
+  check_stats(var_in, input, "var", op);
+  const int64_t N = input.size(0), C = input.size(1), M = spatial_size(input);
+  const at::Tensor weight = channel_param(weight_in, input, "weight", op);
+  const at::Tensor bias = channel_param(bias_in, input, "bias", op);
+  TORCH_CHECK(!output_mask[1] || weight.defined(), "fastgen.", op, ": output_mask[1] (grad_weight) needs weight");
+  TORCH_CHECK(!output_mask[2] || bias.defined(), "fastgen.", op, ": output_mask[2] (grad_bias) needs bias");
+  const at::Tensor mean = mean_in.contiguous();
+  const at::Tensor var = var_in.contiguous();
+  bool interleaved = false;
+  const at::Tensor x = kernel_layout(input, interleaved);
+  const at::Tensor grad_out = walked_like(grad_out_in, x, interleaved);
+  const auto opmath = at::toOpMathType(input.scalar_type());
+
+  at::Tensor grad_input = output_mask[0] ? at::empty_like(x) : at::empty({0}, input.options());
+  const bool need_params = output_mask[1] || output_mask[2];
+  const bool need_sums = need_params || (output_mask[0] && use_input_stats);
+  // Per (n, c): sum gy and sum gy * (x - mean).
+  at::Tensor sums = at::zeros({2, N, C}, input.options().dtype(opmath));
+  if (x.numel() != 0 && (need_sums || output_mask[0])) {
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "instance_norm_backward", [&] {
+      using opmath_t = at::opmath_type<scalar_t>;
+      Params<scalar_t> prm;
+      prm.weight = weight.defined() ? weight.const_data_ptr<opmath_t>() : nullptr;
+      prm.bias = bias.defined() ? bias.const_data_ptr<opmath_t>() : nullptr;
+      prm.mean = const_cast<opmath_t*>(mean.const_data_ptr<opmath_t>());
+      prm.var = const_cast<opmath_t*>(var.const_data_ptr<opmath_t>());
+      prm.eps = static_cast<opmath_t>(eps);
+      prm.slope = static_cast<opmath_t>(negative_slope);
+      prm.C = C;
+      const Plan plan = make_plan(interleaved, N, C, M, x.element_size(), VecIO<scalar_t>::size());
+      opmath_t* s = sums.mutable_data_ptr<opmath_t>();
+      with_act(act, [&](auto a) {
+        backward_kernel<scalar_t, decltype(a)::value>(
+            plan, prm, grad_out.const_data_ptr<scalar_t>(), x.const_data_ptr<scalar_t>(),
+            output_mask[0] ? grad_input.mutable_data_ptr<scalar_t>() : nullptr, s, s + N * C, use_input_stats,
+            need_sums);
+      });
+    });
+  }
+  at::Tensor grad_weight = at::empty({0}, input.options());
+  at::Tensor grad_bias = at::empty({0}, input.options());
+  if (need_params) {
+    // Summed over the batch in double, in sample order.
+    const at::Tensor s = sums.to(at::kDouble);
+    const at::Tensor v = var.to(at::kDouble);
+    at::Tensor gw = at::zeros({C}, input.options().dtype(at::kDouble));
+    at::Tensor gb = at::zeros({C}, input.options().dtype(at::kDouble));
+    const double* s1 = s.const_data_ptr<double>();
+    const double* s2 = s1 + N * C;
+    const double* vp = v.const_data_ptr<double>();
+    double* gwp = gw.mutable_data_ptr<double>();
+    double* gbp = gb.mutable_data_ptr<double>();
+    const bool reduced = opmath == at::kFloat;
+    for (int64_t n = 0; n < N; ++n) {
+      for (int64_t c = 0; c < C; ++c) {
+        const int64_t nc = n * C + c;
+        // rstd as the kernels compute it, in the op math type.
+        const double rstd = reduced ? static_cast<double>(1.0f / std::sqrt(static_cast<float>(vp[nc]) +
+                                                                            static_cast<float>(eps)))
+                                    : 1.0 / std::sqrt(vp[nc] + eps);
+        gwp[c] += rstd * s2[nc];
+        gbp[c] += s1[nc];
+      }
+    }
+    if (output_mask[1]) grad_weight = gw.to(weight_in->scalar_type());
+    if (output_mask[2]) grad_bias = gb.to(bias_in->scalar_type());
+  }
+  return {grad_input, grad_weight, grad_bias};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(fastgen, CPU, m) {
+  m.impl("instance_norm", &instance_norm_cpu);
+  m.impl("instance_norm_backward", &instance_norm_backward_cpu);
+}
+
+}  // namespace fastgen

@@ -1,0 +1,283 @@
+"""Triton kernels for fused instance norm (+activation, +residual): the CUDA side of
+csrc/instance_norm.cpp.
+
+Same math and the same layout rules (fastgen/_layout.py: contiguous or channels-innermost,
+kept in the output). One program normalizes a block of channels of one sample: element
+(n, c, m) sits at n * stride_n + c * stride_c + m * stride_m, so the contiguous (NC*) and
+channels-last (N*C) layouts share the kernels (Triton specializes the stride equal to 1).
+Statistics are two-pass (mean, then sum of squared deviations) in float32 (float64 for
+float64); the sample's planes are re-read from L2 for the second pass and the normalization.
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from fastgen._layout import channel_major_or_innermost, in_layout_of, is_channels_innermost
+
+ACT_CODES = {"none": 0, "relu": 1, "leaky_relu": 2}
+
+
+@triton.jit
+def _activate(y, slope, ACT: tl.constexpr):
+    # NaN in, NaN out (y <= 0 and y > 0 are both false for NaN), as torch's relu / leaky_relu.
+    if ACT == 1:
+        y = tl.where(y <= 0.0, 0.0, y)
+    elif ACT == 2:
+        y = tl.where(y > 0.0, y, y * slope)
+    return y
+
+
+@triton.jit
+def _activation_grad(y, g, slope, ACT: tl.constexpr):
+    # torch's conventions: relu passes the gradient unless y <= 0, leaky_relu scales it unless y > 0.
+    if ACT == 1:
+        g = tl.where(y <= 0.0, 0.0, g)
+    elif ACT == 2:
+        g = tl.where(y > 0.0, g, g * slope)
+    return g
+
+
+@triton.jit
+def _instance_norm_fwd_kernel(
+    x_ptr, res_ptr, w_ptr, b_ptr, out_ptr, mean_ptr, var_ptr,
+    C, M, stride_n, stride_c, stride_m, eps, slope,
+    COMPUTE_STATS: tl.constexpr, HAS_W: tl.constexpr, HAS_B: tl.constexpr, HAS_RES: tl.constexpr,
+    ACT: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_M: tl.constexpr, COMPUTE: tl.constexpr,
+):
+    n = tl.program_id(0).to(tl.int64)
+    cs = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    c_in = cs < C
+    base = n * stride_n + cs[:, None].to(tl.int64) * stride_c
+    if COMPUTE_STATS:
+        acc = tl.zeros([BLOCK_C, BLOCK_M], COMPUTE)
+        for m0 in range(0, M, BLOCK_M):
+            ms = m0 + tl.arange(0, BLOCK_M)
+            inside = c_in[:, None] & (ms < M)[None, :]
+            x = tl.load(x_ptr + base + ms[None, :].to(tl.int64) * stride_m, mask=inside, other=0.0).to(COMPUTE)
+            acc += x
+        mean = tl.sum(acc, axis=1) / M
+        acc = tl.zeros([BLOCK_C, BLOCK_M], COMPUTE)
+        for m0 in range(0, M, BLOCK_M):
+            ms = m0 + tl.arange(0, BLOCK_M)
+            inside = c_in[:, None] & (ms < M)[None, :]
+            x = tl.load(x_ptr + base + ms[None, :].to(tl.int64) * stride_m, mask=inside, other=0.0).to(COMPUTE)
+            d = tl.where(inside, x - mean[:, None], 0.0)
+            acc += d * d
+        var = tl.sum(acc, axis=1) / M
+        tl.store(mean_ptr + n * C + cs, mean, mask=c_in)
+        tl.store(var_ptr + n * C + cs, var, mask=c_in)
+    else:
+        mean = tl.load(mean_ptr + n * C + cs, mask=c_in, other=0.0).to(COMPUTE)
+        var = tl.load(var_ptr + n * C + cs, mask=c_in, other=1.0).to(COMPUTE)
+    scale = 1.0 / tl.sqrt(var + eps)
+    if HAS_W:
+        scale = scale * tl.load(w_ptr + cs, mask=c_in, other=1.0).to(COMPUTE)
+    if HAS_B:
+        shift = tl.load(b_ptr + cs, mask=c_in, other=0.0).to(COMPUTE)
+    else:
+        shift = tl.zeros([BLOCK_C], COMPUTE)
+    for m0 in range(0, M, BLOCK_M):
+        ms = m0 + tl.arange(0, BLOCK_M)
+        inside = c_in[:, None] & (ms < M)[None, :]
+        offs = base + ms[None, :].to(tl.int64) * stride_m
+        x = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
+        y = _activate((x - mean[:, None]) * scale[:, None] + shift[:, None], slope, ACT)
+        if HAS_RES:
+            y += tl.load(res_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
+        tl.store(out_ptr + offs, y.to(out_ptr.dtype.element_ty), mask=inside)
+
+
+@triton.jit
+def _instance_norm_bwd_kernel(
+    g_ptr, x_ptr, w_ptr, b_ptr, mean_ptr, var_ptr, dx_ptr, sums_ptr,
+    N, C, M, stride_n, stride_c, stride_m, eps, slope,
+    USE_INPUT_STATS: tl.constexpr, NEED_SUMS: tl.constexpr, NEED_DX: tl.constexpr,
+    HAS_W: tl.constexpr, HAS_B: tl.constexpr, ACT: tl.constexpr,
+    BLOCK_C: tl.constexpr, BLOCK_M: tl.constexpr, COMPUTE: tl.constexpr,
+):
+    n = tl.program_id(0).to(tl.int64)
+    cs = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    c_in = cs < C
+    base = n * stride_n + cs[:, None].to(tl.int64) * stride_c
+    mean = tl.load(mean_ptr + n * C + cs, mask=c_in, other=0.0).to(COMPUTE)
+    rstd = 1.0 / tl.sqrt(tl.load(var_ptr + n * C + cs, mask=c_in, other=1.0).to(COMPUTE) + eps)
+    if HAS_W:
+        scale = rstd * tl.load(w_ptr + cs, mask=c_in, other=1.0).to(COMPUTE)
+    else:
+        scale = rstd
+    if HAS_B:
+        shift = tl.load(b_ptr + cs, mask=c_in, other=0.0).to(COMPUTE)
+    else:
+        shift = tl.zeros([BLOCK_C], COMPUTE)
+    sum_gy = tl.zeros([BLOCK_C], COMPUTE)
+    sum_gy_xc = tl.zeros([BLOCK_C], COMPUTE)
+    if NEED_SUMS:
+        acc1 = tl.zeros([BLOCK_C, BLOCK_M], COMPUTE)
+        acc2 = tl.zeros([BLOCK_C, BLOCK_M], COMPUTE)
+        for m0 in range(0, M, BLOCK_M):
+            ms = m0 + tl.arange(0, BLOCK_M)
+            inside = c_in[:, None] & (ms < M)[None, :]
+            offs = base + ms[None, :].to(tl.int64) * stride_m
+            xc = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE) - mean[:, None]
+            g = tl.load(g_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
+            gy = _activation_grad(xc * scale[:, None] + shift[:, None], g, slope, ACT)
+            acc1 += gy
+            acc2 += tl.where(inside, gy * xc, 0.0)
+        sum_gy = tl.sum(acc1, axis=1)
+        sum_gy_xc = tl.sum(acc2, axis=1)
+        tl.store(sums_ptr + n * C + cs, sum_gy, mask=c_in)
+        tl.store(sums_ptr + N * C + n * C + cs, sum_gy_xc, mask=c_in)
+    if NEED_DX:
+        if USE_INPUT_STATS:
+            cx = -scale * rstd * rstd * sum_gy_xc / M
+            ca = -scale * sum_gy / M
+        else:
+            cx = tl.zeros([BLOCK_C], COMPUTE)
+            ca = tl.zeros([BLOCK_C], COMPUTE)
+        for m0 in range(0, M, BLOCK_M):
+            ms = m0 + tl.arange(0, BLOCK_M)
+            inside = c_in[:, None] & (ms < M)[None, :]
+            offs = base + ms[None, :].to(tl.int64) * stride_m
+            xc = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE) - mean[:, None]
+            g = tl.load(g_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
+            gy = _activation_grad(xc * scale[:, None] + shift[:, None], g, slope, ACT)
+            dx = gy * scale[:, None] + xc * cx[:, None] + ca[:, None]
+            tl.store(dx_ptr + offs, dx.to(dx_ptr.dtype.element_ty), mask=inside)
+
+
+def _walked_like(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """An operand of x's shape that the kernels can index with x's geometry (computed from the
+    sizes): itself when it has x's layout, whatever the strides of its size-1 dims; else a copy."""
+    interleaved = is_channels_innermost(x) and not x.is_contiguous()
+    same = is_channels_innermost(t) if interleaved else t.is_contiguous()
+    return t if same else in_layout_of(t, x)
+
+
+def _compute_dtype(dtype: torch.dtype):
+    return tl.float64 if dtype == torch.float64 else tl.float32
+
+
+def _geometry(x: torch.Tensor):
+    """(N, C, M, stride_n, stride_c, stride_m, BLOCK_C, BLOCK_M) of a kernel-layout tensor."""
+    N, C = x.shape[0], x.shape[1]
+    M = x.numel() // (N * C) if N * C else 0
+    if is_channels_innermost(x) and not x.is_contiguous():
+        # (N, M, C) memory: channels along the vector; a program covers 32 channels.
+        block_c = min(32, triton.next_power_of_2(max(C, 1)))
+        block_m = max(16, min(128, 4096 // block_c, triton.next_power_of_2(max(M, 1))))
+        return N, C, M, M * C, 1, C, block_c, block_m
+    block_m = max(16, min(1024, triton.next_power_of_2(max(M, 1))))
+    return N, C, M, C * M, M, 1, 1, block_m
+
+
+def instance_norm(x, weight, bias, running_mean, running_var, residual, use_input_stats, eps, activation,
+                  negative_slope):
+    from fastgen.ops.instance_norm import check_forward_args, opmath_dtype
+
+    check_forward_args(x, weight, bias, running_mean, running_var, residual, use_input_stats, activation)
+    x_ = channel_major_or_innermost(x)
+    res_ = _walked_like(residual, x_) if residual is not None else None
+    N, C, M, sn, sc, sm, block_c, block_m = _geometry(x_)
+    stats = opmath_dtype(x.dtype)
+    out = torch.empty_like(x_)
+    if use_input_stats:
+        mean = torch.empty((N, C), dtype=stats, device=x.device)
+        var = torch.empty((N, C), dtype=stats, device=x.device)
+        if M == 0:
+            mean.fill_(float("nan"))
+            var.fill_(float("nan"))
+    else:
+        mean = running_mean.to(stats).reshape(1, C).expand(N, C).contiguous()
+        var = running_var.to(stats).reshape(1, C).expand(N, C).contiguous()
+    if x_.numel() == 0:
+        return out, mean, var
+    w_ = weight.to(stats).contiguous() if weight is not None else mean
+    b_ = bias.to(stats).contiguous() if bias is not None else mean
+    _instance_norm_fwd_kernel[(N, triton.cdiv(C, block_c))](
+        x_, res_ if res_ is not None else x_, w_, b_, out, mean, var,
+        C, M, sn, sc, sm, float(eps), float(negative_slope),
+        COMPUTE_STATS=bool(use_input_stats), HAS_W=weight is not None, HAS_B=bias is not None,
+        HAS_RES=res_ is not None, ACT=ACT_CODES[activation], BLOCK_C=block_c, BLOCK_M=block_m,
+        COMPUTE=_compute_dtype(x.dtype),
+    )
+    return out, mean, var
+
+
+def instance_norm_backward(grad_out, x, weight, bias, mean, var, use_input_stats, eps, activation, negative_slope,
+                           output_mask):
+    from fastgen.ops.instance_norm import backward_outputs_like, check_backward_args, opmath_dtype
+
+    check_backward_args(grad_out, x, weight, bias, mean, var, activation, output_mask)
+    x_ = channel_major_or_innermost(x)
+    g_ = _walked_like(grad_out, x_)
+    grad_input, grad_weight, grad_bias = backward_outputs_like(x, weight, bias, output_mask)
+    N, C, M, sn, sc, sm, block_c, block_m = _geometry(x_)
+    stats = opmath_dtype(x.dtype)
+    need_params = bool(output_mask[1] or output_mask[2])
+    need_sums = need_params or (bool(output_mask[0]) and bool(use_input_stats))
+    sums = torch.zeros((2, N, C), dtype=stats, device=x.device)
+    mean_, var_ = mean.contiguous(), var.contiguous()
+    if x_.numel() and (need_sums or output_mask[0]):
+        w_ = weight.to(stats).contiguous() if weight is not None else mean_
+        b_ = bias.to(stats).contiguous() if bias is not None else mean_
+        _instance_norm_bwd_kernel[(N, triton.cdiv(C, block_c))](
+            g_, x_, w_, b_, mean_, var_, grad_input if output_mask[0] else x_, sums,
+            N, C, M, sn, sc, sm, float(eps), float(negative_slope),
+            USE_INPUT_STATS=bool(use_input_stats), NEED_SUMS=need_sums, NEED_DX=bool(output_mask[0]),
+            HAS_W=weight is not None, HAS_B=bias is not None, ACT=ACT_CODES[activation],
+            BLOCK_C=block_c, BLOCK_M=block_m, COMPUTE=_compute_dtype(x.dtype),
+        )
+    if need_params:
+        rstd = torch.rsqrt(var_ + eps)
+        if output_mask[1]:
+            grad_weight.copy_((rstd * sums[1]).sum(0))
+        if output_mask[2]:
+            grad_bias.copy_(sums[0].sum(0))
+    return grad_input, grad_weight, grad_bias
+
+
+def aot_specs():
+    """(name, kernel, signature, constexprs) for the specializations the launchers use, for the
+    ahead-of-time sm_90 compile test (tests/test_triton_aot.py)."""
+    specs = []
+    for dtype, ptr in (("fp32", "*fp32"), ("bf16", "*bf16"), ("fp16", "*fp16"), ("fp64", "*fp64")):
+        compute = tl.float64 if dtype == "fp64" else tl.float32
+        stat = "*fp64" if dtype == "fp64" else "*fp32"
+        scalar = "fp64" if dtype == "fp64" else "fp32"
+        fwd_sig = {
+            "x_ptr": ptr, "res_ptr": ptr, "w_ptr": stat, "b_ptr": stat, "out_ptr": ptr, "mean_ptr": stat,
+            "var_ptr": stat, "C": "i32", "M": "i32", "stride_n": "i32", "stride_c": "i32", "stride_m": "i32",
+            "eps": scalar, "slope": scalar,
+            "COMPUTE_STATS": "constexpr", "HAS_W": "constexpr", "HAS_B": "constexpr", "HAS_RES": "constexpr",
+            "ACT": "constexpr", "BLOCK_C": "constexpr", "BLOCK_M": "constexpr", "COMPUTE": "constexpr",
+        }
+        bwd_sig = {
+            "g_ptr": ptr, "x_ptr": ptr, "w_ptr": stat, "b_ptr": stat, "mean_ptr": stat, "var_ptr": stat,
+            "dx_ptr": ptr, "sums_ptr": stat, "N": "i32", "C": "i32", "M": "i32", "stride_n": "i32",
+            "stride_c": "i32", "stride_m": "i32", "eps": scalar, "slope": scalar,
+            "USE_INPUT_STATS": "constexpr", "NEED_SUMS": "constexpr", "NEED_DX": "constexpr", "HAS_W": "constexpr",
+            "HAS_B": "constexpr", "ACT": "constexpr", "BLOCK_C": "constexpr", "BLOCK_M": "constexpr",
+            "COMPUTE": "constexpr",
+        }
+        # (layout, BLOCK_C, BLOCK_M): planar (NCHW) and channels-last programs. Every variant in
+        # float32; the other dtypes share the code, so two per kernel are enough there.
+        fwd_variants = ((1, False, True, False), (2, True, True, True), (0, False, False, True))
+        bwd_variants = ((1, True, False), (2, True, True), (0, False, True))
+        if dtype != "fp32":
+            fwd_variants, bwd_variants = fwd_variants[:2], bwd_variants[:2]
+        for layout, block_c, block_m in (("planar", 1, 1024), ("channels_last", 32, 128)):
+            if dtype != "fp32" and layout == "channels_last":
+                fwd_variants, bwd_variants = fwd_variants[1:], bwd_variants[1:]
+            for act, res, stats, affine in fwd_variants:
+                consts = {"COMPUTE_STATS": stats, "HAS_W": affine, "HAS_B": affine, "HAS_RES": res, "ACT": act,
+                          "BLOCK_C": block_c, "BLOCK_M": block_m, "COMPUTE": compute}
+                specs.append((f"instance_norm_fwd[{dtype},{layout},act={act},res={res},stats={stats}]",
+                              _instance_norm_fwd_kernel, fwd_sig, consts))
+            for act, stats, affine in bwd_variants:
+                consts = {"USE_INPUT_STATS": stats, "NEED_SUMS": True, "NEED_DX": True, "HAS_W": affine,
+                          "HAS_B": affine, "ACT": act, "BLOCK_C": block_c, "BLOCK_M": block_m, "COMPUTE": compute}
+                specs.append((f"instance_norm_bwd[{dtype},{layout},act={act},stats={stats}]",
+                              _instance_norm_bwd_kernel, bwd_sig, consts))
+    return specs
