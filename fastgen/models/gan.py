@@ -26,9 +26,8 @@ class GANLayers:
     classes with plain-torch ones, so both share parameters and state_dict keys by construction."""
 
     PixelNorm: type  # (eps) -> module
-    # Optional critic norms, (num_features, affine=True) and (normalized_shape). Both are torch's
-    # for now; InstanceNorm2d becomes fastgen.nn.InstanceNorm2d in FASTGEN_LAYERS once the
-    # image-to-image instance-norm family has landed.
+    # Optional critic norms, (num_features, affine=True) and (normalized_shape). The critic's
+    # instance norm is fastgen's fused one (twice differentiable, as the penalty needs).
     InstanceNorm2d: type
     LayerNorm: type
     fade_in: Callable  # (new, old, alpha) -> alpha * new + (1 - alpha) * old
@@ -39,7 +38,7 @@ class GANLayers:
 
 FASTGEN_LAYERS = GANLayers(
     PixelNorm=fnn.PixelNorm,
-    InstanceNorm2d=nn.InstanceNorm2d,  # integrator: switch to fastgen.nn.InstanceNorm2d
+    InstanceNorm2d=fnn.InstanceNorm2d,
     LayerNorm=nn.LayerNorm,
     fade_in=F.fade_in,
     gradient_penalty=recipes.gradient_penalty,
