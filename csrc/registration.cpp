@@ -55,6 +55,17 @@ TORCH_LIBRARY(fastgen, m) {
   // --- GAN training core: gradient penalty and friends (csrc/grad_penalty.cpp) ------------
 
   // --- Face recognition: margin cross-entropy (csrc/margin_softmax.cpp) -------------------
+  m.set_python_module("fastgen.ops.margin_softmax");
+  // Per row: log-sum-exp of the margin logits over the weight's classes, the target logit and
+  // the target cosine (0 for ignored rows and for targets outside [class_start, class_start + C)).
+  m.def("margin_softmax(Tensor embeddings, Tensor weight, Tensor labels, int class_start, int num_classes,"
+        " float s, float m1, float m2, float m3, bool easy_margin, int ignore_index)"
+        " -> (Tensor lse, Tensor target_logit, Tensor target_cos)");
+  // grad_lse / grad_target may be None; a gradient not in output_mask is an empty tensor.
+  m.def("margin_softmax_backward(Tensor? grad_lse, Tensor? grad_target, Tensor embeddings, Tensor weight,"
+        " Tensor labels, Tensor lse, Tensor target_cos, int class_start, int num_classes, float s, float m1,"
+        " float m2, float m3, bool easy_margin, int ignore_index, bool[2] output_mask)"
+        " -> (Tensor grad_embeddings, Tensor grad_weight)");
 
   // --- build information ---------------------------------------------------------------
   m.def("_float_vector_width() -> int", &float_vector_width);

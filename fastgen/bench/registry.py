@@ -28,6 +28,10 @@ class Workload:
     # ("fastgen", "eager", "compile"): e.g. a model's parameters for a training-step case, where
     # fastgen_fn runs the fastgen model and eager_fn (and so torch.compile) its eager twin.
     params: dict = field(default_factory=dict)
+    # Reference points timed interleaved with the contenders and reported beside them (not
+    # contenders themselves): name -> pass -> no-argument callable, e.g. the bare matmuls an
+    # op is built around, {"bare matmuls": {"fwd": ..., "fwd+bwd": ...}}.
+    baselines: dict = field(default_factory=dict)
 
     def __post_init__(self):
         for i in self.grad_inputs:

@@ -14,5 +14,6 @@ from fastgen.nn.vae import Reparameterize
 # GAN training core
 
 # Face recognition and Siamese losses
+from fastgen.nn.margin_softmax import ArcFaceLoss, CombinedMarginLoss, CosFaceLoss, SphereFaceLoss
 
 __all__ = [name for name, value in dict(globals()).items() if not name.startswith("_") and not isinstance(value, _ModuleType)]
