@@ -15,5 +15,6 @@ from fastgen.nn.vae import Reparameterize
 
 # Face recognition and Siamese losses
 from fastgen.nn.margin_softmax import ArcFaceLoss, CombinedMarginLoss, CosFaceLoss, SphereFaceLoss
+from fastgen.nn.triplet import BatchHardTripletLoss, ContrastiveLoss, TripletMarginLoss
 
 __all__ = [name for name, value in dict(globals()).items() if not name.startswith("_") and not isinstance(value, _ModuleType)]
