@@ -402,26 +402,43 @@ void check_batch_hard(const at::Tensor& emb, const at::Tensor& labels, const cha
               emb.device(), "), got ", labels.device());
 }
 
-// Squared distance between rows i and j (no eps: identical points are at 0).
+// Squared distance between two rows (no eps: identical points are at 0), summed in element
+// order with fused multiply-adds: exactly what the forward's vector lanes compute, so the
+// backward sees the forward's distances bit for bit.
 template <typename scalar_t>
 Opmath<scalar_t> squared_distance(const scalar_t* x, const scalar_t* y, int64_t n) {
-  using IO = VecIO<scalar_t>;
-  using Vec = typename IO::Vec;
-  constexpr int64_t W = IO::size();
-  Vec acc0(0), acc1(0);
-  int64_t i = 0;
-  for (; i + 2 * W <= n; i += 2 * W) {
-    const Vec v0 = IO::load(x + i) - IO::load(y + i);
-    const Vec v1 = IO::load(x + i + W) - IO::load(y + i + W);
+  using opmath_t = Opmath<scalar_t>;
+  opmath_t acc = 0;
+  for (int64_t k = 0; k < n; ++k) {
+    const opmath_t v = static_cast<opmath_t>(x[k]) - static_cast<opmath_t>(y[k]);
+    acc = std::fma(v, v, acc);
+  }
+  return acc;
+}
+
+// Squared distances from one anchor row `a` (opmath, E elements) to candidates [j0, j0 + 4W)
+// of the transposed embeddings eT (E x ld, opmath): each lane sums its candidate's squared
+// differences in element order (as squared_distance above).
+template <typename opmath_t>
+inline void anchor_distances(const opmath_t* a, const opmath_t* eT, int64_t ld, int64_t E, int64_t j0,
+                             opmath_t* out) {
+  using Vec = at::vec::Vectorized<opmath_t>;
+  constexpr int64_t W = Vec::size();
+  Vec acc0(0), acc1(0), acc2(0), acc3(0);
+  for (int64_t k = 0; k < E; ++k) {
+    const Vec ak(a[k]);
+    const opmath_t* col = eT + k * ld + j0;
+    const Vec v0 = ak - Vec::loadu(col), v1 = ak - Vec::loadu(col + W);
+    const Vec v2 = ak - Vec::loadu(col + 2 * W), v3 = ak - Vec::loadu(col + 3 * W);
     acc0 = at::vec::fmadd(v0, v0, acc0);
     acc1 = at::vec::fmadd(v1, v1, acc1);
+    acc2 = at::vec::fmadd(v2, v2, acc2);
+    acc3 = at::vec::fmadd(v3, v3, acc3);
   }
-  for (; i < n; i += W) {
-    const int64_t cnt = std::min(W, n - i);
-    const Vec v = IO::load(x + i, cnt) - IO::load(y + i, cnt);
-    acc0 = at::vec::fmadd(v, v, acc0);
-  }
-  return IO::sum_lanes(acc0 + acc1);
+  acc0.store(out);
+  acc1.store(out + W);
+  acc2.store(out + 2 * W);
+  acc3.store(out + 3 * W);
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_hard_triplet_loss_cpu(const at::Tensor& emb_in,
@@ -441,33 +458,49 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_hard_triplet_loss_cpu(const
   const int64_t* y = labels.const_data_ptr<int64_t>();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, emb.scalar_type(), "batch_hard_triplet_loss", [&] {
     using opmath_t = Opmath<scalar_t>;
+    constexpr int64_t W = at::vec::Vectorized<opmath_t>::size();
+    constexpr int64_t kGroup = 4 * W;  // candidates per anchor_distances call
     const scalar_t* e = emb.const_data_ptr<scalar_t>();
+    // The embeddings transposed (E x ld, candidates padded to whole groups) in opmath, so one
+    // vector holds one element of W candidates: W distances per FMA, no horizontal sums.
+    const int64_t ld = std::max<int64_t>(kGroup, (B + kGroup - 1) / kGroup * kGroup);
+    std::vector<opmath_t> eT(static_cast<size_t>(E * ld), opmath_t(0));
+    for (int64_t j = 0; j < B; ++j) {
+      for (int64_t k = 0; k < E; ++k) eT[k * ld + j] = static_cast<opmath_t>(e[j * E + k]);
+    }
     at::parallel_for(0, B, std::max<int64_t>(1, kRowGrain / std::max<int64_t>(B * E, 1)), [&](int64_t i0, int64_t i1) {
+      std::vector<opmath_t> a(E);
+      alignas(64) opmath_t d2[kGroup];
       for (int64_t i = i0; i < i1; ++i) {
+        for (int64_t k = 0; k < E; ++k) a[k] = static_cast<opmath_t>(e[i * E + k]);
         // Hardest positive: the largest distance (the first on ties); hardest negative: the
-        // smallest. Squared distances order the same as distances.
+        // smallest. Squared distances order as distances do. NaN wins and stays (torch's
+        // max / min propagate it).
         opmath_t best_pos = -1, best_neg = std::numeric_limits<opmath_t>::infinity();
         int64_t p = -1, n = -1;
-        for (int64_t j = 0; j < B; ++j) {
-          if (j == i) continue;
-          const opmath_t d2 = squared_distance(e + i * E, e + j * E, E);
-          // NaN wins and stays (torch's max / min propagate it).
-          if (y[j] == y[i]) {
-            if (!std::isnan(best_pos) && (std::isnan(d2) || d2 > best_pos)) {
-              best_pos = d2;
-              p = j;
+        for (int64_t j0 = 0; j0 < B; j0 += kGroup) {
+          anchor_distances(a.data(), eT.data(), ld, E, j0, d2);
+          const int64_t count = std::min(kGroup, B - j0);
+          for (int64_t l = 0; l < count; ++l) {
+            const int64_t j = j0 + l;
+            if (j == i) continue;
+            if (y[j] == y[i]) {
+              if (!std::isnan(best_pos) && (std::isnan(d2[l]) || d2[l] > best_pos)) {
+                best_pos = d2[l];
+                p = j;
+              }
+            } else if (!std::isnan(best_neg) && (std::isnan(d2[l]) || d2[l] < best_neg)) {
+              best_neg = d2[l];
+              n = j;
             }
-          } else if (!std::isnan(best_neg) && (std::isnan(d2) || d2 < best_neg)) {
-            best_neg = d2;
-            n = j;
           }
         }
         pos_idx[i] = p;
         neg_idx[i] = n;
         if (p >= 0 && n >= 0) {
-          const double dp = squared ? best_pos : std::sqrt(static_cast<double>(best_pos));
-          const double dn = squared ? best_neg : std::sqrt(static_cast<double>(best_neg));
-          const double v = static_cast<double>(static_cast<opmath_t>(dp)) - static_cast<opmath_t>(dn) + margin;
+          const opmath_t dp = squared ? best_pos : std::sqrt(best_pos);
+          const opmath_t dn = squared ? best_neg : std::sqrt(best_neg);
+          const double v = static_cast<double>(dp - dn + static_cast<opmath_t>(margin));
           loss[i] = std::isnan(v) ? v : std::max(v, 0.0);
         }
       }
@@ -530,7 +563,7 @@ at::Tensor batch_hard_triplet_loss_backward_cpu(const at::Tensor& grad, const at
       const opmath_t d2p = squared_distance(e + i * E, e + p * E, E);
       const opmath_t d2n = squared_distance(e + i * E, e + n * E, E);
       const opmath_t dp = squared ? d2p : std::sqrt(d2p), dn = squared ? d2n : std::sqrt(d2n);
-      if (!(dp - dn + static_cast<opmath_t>(margin) > 0)) continue;  // relu's gradient
+      if (!(dp - dn + static_cast<opmath_t>(margin) > 0)) continue;  // relu's gradient (as forward rounds it)
       const opmath_t gi = static_cast<opmath_t>(g[i]);
       if (squared) {
         add_pair(i, p, 2 * gi);

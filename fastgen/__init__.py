@@ -20,6 +20,9 @@ __all__ = ["build_info", "functional", "nn", "models", "__version__"]
 # GAN training core: top-level recipes
 
 # Face recognition: fastgen.distributed
+from fastgen import distributed  # noqa: E402,F401  (model-parallel margin loss on torch.distributed)
+
+__all__ += ["distributed"]
 
 
 def __getattr__(name):
