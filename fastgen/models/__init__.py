@@ -12,5 +12,6 @@ from fastgen.models.vae import CVAE, VAE, ConvVAE, VAEOutput
 # DCGAN, CGAN, WGAN-GP, Progressive GAN
 
 # Siamese / ArcFace embedding networks
+from fastgen.models.siamese import ArcFaceNet, SiameseNet
 
 __all__ = [name for name, value in dict(globals()).items() if not name.startswith("_") and not isinstance(value, _ModuleType)]

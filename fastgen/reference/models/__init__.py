@@ -11,5 +11,6 @@ from fastgen.reference.models.vae import CVAE, VAE, ConvVAE
 # DCGAN, CGAN, WGAN-GP, Progressive GAN
 
 # Siamese / ArcFace embedding networks
+from fastgen.reference.models.siamese import ArcFaceNet, SiameseNet
 
 __all__ = [name for name, value in dict(globals()).items() if not name.startswith("_") and not isinstance(value, _ModuleType)]
