@@ -440,3 +440,53 @@ def test_bad_inputs_to_the_ops_directly():
             meta(0, 4), labels_meta, *args)
     lse_meta, _, cos_meta = ops.margin_softmax(meta(3, 4), meta(5, 4), labels_meta, *args)
     assert lse_meta.shape == (3,) and lse_meta.dtype == torch.float32
+
+
+# --------------------------------------------------------------------------- Triton (interpreter)
+
+
+def _triton():
+    pytest.importorskip("triton")
+    from fastgen.triton_kernels import margin_softmax as kernels
+
+    return kernels
+
+
+@pytest.mark.parametrize("dtype,margin", [(torch.float32, "arcface"), (torch.float32, "sphereface"),
+                                          (torch.float32, "easy"), (torch.float64, "combined"),
+                                          (torch.bfloat16, "cosface")])
+def test_triton_forward_and_backward_match_cpu(dtype, margin):
+    kernels = _triton()
+    x, w, _ = _inputs(35, 90, 40)
+    x, w = x.to(dtype), w.to(dtype)
+    labels = torch.tensor([5, -100, 89, 0] + [i * 7 % 90 for i in range(31)])
+    m = MARGINS[margin]
+    tol = dict(rtol=2e-2, atol=2e-2) if dtype == torch.bfloat16 else dict(rtol=1e-4, atol=1e-5)
+    for class_start, shard in ((0, w), (40, w[40:75])):  # the whole weight and a shard of it
+        args = (class_start, 90, 16.0, m["m1"], m["m2"], m["m3"], m.get("easy_margin", False), -100)
+        got = kernels.margin_softmax(x, shard, labels, *args)
+        want = ops.margin_softmax(x, shard, labels, *args)
+        for a, b in zip(got, want):
+            assert a.shape == b.shape and a.dtype == b.dtype
+            torch.testing.assert_close(a, b, **tol)
+        lse, _, cos_t = want
+        grads = (torch.randn(35).to(lse.dtype), torch.randn(35).to(lse.dtype))
+        for mask in ([True, True], [False, True]):
+            got = kernels.margin_softmax_backward(*grads, x, shard, labels, lse, cos_t, *args, mask)
+            want = ops.margin_softmax_backward(*grads, x, shard, labels, lse, cos_t, *args, mask)
+            for a, b in zip(got, want):
+                assert a.shape == b.shape and a.dtype == b.dtype
+                torch.testing.assert_close(a, b, **tol)
+
+
+def test_triton_empty_batch_and_bad_labels():
+    kernels = _triton()
+    w = torch.randn(5, 4)
+    lse, target, cos_t = kernels.margin_softmax(torch.zeros(0, 4), w, torch.zeros(0, dtype=torch.long), 0, 5, 64.0,
+                                                1.0, 0.5, 0.0, False, -100)
+    assert lse.shape == (0,)
+    gx, gw = kernels.margin_softmax_backward(lse, None, torch.zeros(0, 4), w, torch.zeros(0, dtype=torch.long), lse,
+                                             cos_t, 0, 5, 64.0, 1.0, 0.5, 0.0, False, -100, [True, True])
+    assert gx.shape == (0, 4) and torch.equal(gw, torch.zeros(5, 4))
+    _raises(r"fastgen.margin_softmax: labels must be class indices in \[0, 5\)", kernels.margin_softmax,
+            torch.randn(2, 4), w, torch.tensor([0, 7]), 0, 5, 64.0, 1.0, 0.5, 0.0, False, -100)
