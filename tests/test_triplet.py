@@ -334,3 +334,68 @@ def test_bad_inputs_to_the_ops_directly():
             meta, torch.empty(4, 2, device="meta"), 1.0, 2.0, 1e-6, False, "mean")
     _raises(r"fastgen.batch_hard_triplet_loss: labels must be an integer tensor", ops.batch_hard_triplet_loss, meta,
             torch.empty(4, device="meta"), 0.3, False, "mean")
+
+
+# --------------------------------------------------------------------------- Triton (interpreter)
+
+
+def _triton():
+    pytest.importorskip("triton")
+    from fastgen.triton_kernels import triplet as kernels
+
+    return kernels
+
+
+def _close(got, want, dtype):
+    tol = dict(rtol=2e-2, atol=2e-2) if dtype == torch.bfloat16 else dict(rtol=1e-4, atol=1e-5)
+    for a, b in zip(got, want):
+        assert a.shape == b.shape and a.dtype == b.dtype
+        torch.testing.assert_close(a, b, **tol)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_triton_triplet_and_contrastive_match_cpu(dtype):
+    kernels = _triton()
+    a, pos, neg = (_randn(19, 70, seed=s).to(dtype) for s in (1, 2, 3))
+    pos[0] = a[0]
+    for p, swap in ((2.0, True), (1.0, False), (math.inf, True), (3.0, False)):
+        for reduction, g in (("mean", torch.tensor(0.7)), ("none", torch.randn(19))):
+            args = (12.0 if p != math.inf else 2.0, p, 1e-6, swap, reduction)
+            _close((kernels.triplet_margin_loss(a, pos, neg, *args),),
+                   (ops.triplet_margin_loss(a, pos, neg, *args),), dtype)
+            _close(kernels.triplet_margin_loss_backward(g.to(dtype), a, pos, neg, *args),
+                   ops.triplet_margin_loss_backward(g.to(dtype), a, pos, neg, *args), dtype)
+    y = (torch.arange(19) % 2).to(dtype)
+    for reduction, g in (("sum", torch.tensor(1.5)), ("none", torch.randn(19))):
+        args = (11.0, 1e-6, reduction)
+        _close((kernels.contrastive_loss(a, pos, y, *args),), (ops.contrastive_loss(a, pos, y, *args),), dtype)
+        _close(kernels.contrastive_loss_backward(g.to(dtype), a, pos, y, *args, True),
+               ops.contrastive_loss_backward(g.to(dtype), a, pos, y, *args, True), dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_triton_batch_hard_matches_cpu(dtype):
+    kernels = _triton()
+    e = _randn(37, 40, seed=8).to(dtype)
+    e[5] = e[4]  # a duplicate
+    labels = _pk_labels(37, 3)
+    labels[-1] = 99  # an anchor without positives
+    for squared in (False, True):
+        for reduction, g in (("mean", torch.tensor(1.0)), ("none", torch.randn(37))):
+            got = kernels.batch_hard_triplet_loss(e, labels, 0.5, squared, reduction)
+            want = ops.batch_hard_triplet_loss(e, labels, 0.5, squared, reduction)
+            assert torch.equal(got[1], want[1]) and torch.equal(got[2], want[2])
+            _close(got[:1], want[:1], dtype)
+            _close((kernels.batch_hard_triplet_loss_backward(g.to(dtype), e, want[1], want[2], 0.5, squared,
+                                                             reduction),),
+                   (ops.batch_hard_triplet_loss_backward(g.to(dtype), e, want[1], want[2], 0.5, squared,
+                                                         reduction),), dtype)
+
+
+def test_triton_empty_batch():
+    kernels = _triton()
+    x = torch.zeros(0, 4)
+    assert torch.isnan(kernels.triplet_margin_loss(x, x, x, 1.0, 2.0, 1e-6, False, "mean"))
+    assert kernels.contrastive_loss(x, x, torch.zeros(0), 1.0, 1e-6, "sum").item() == 0
+    loss, pos, neg = kernels.batch_hard_triplet_loss(x, torch.zeros(0, dtype=torch.long), 0.3, False, "mean")
+    assert loss.item() == 0 and pos.shape == (0,)
