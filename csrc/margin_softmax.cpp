@@ -30,6 +30,7 @@
 #include <torch/library.h>
 
 #include <array>
+#include <atomic>
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -220,7 +221,7 @@ NormalizedRows<scalar_t> normalize_rows(const at::Tensor& x_in) {
 
 // Work split. Classes are cut into chunks; each chunk's (B, chunk) cosine buffer stays in
 // cache from its GEMM through the passes over it. Consecutive chunks form kBlocks blocks
-// (fewer for small C), and one parallel region runs whole blocks on each thread with
+// (fewer for small C), and one parallel region hands whole blocks to the threads, which run
 // single-threaded GEMMs: no fork/join per chunk, the chunk stays in its core's cache from
 // the weight-norm pass to the last GEMM, and each block keeps its own partial results
 // (online log-sum-exp state, grad of the normalized embeddings) that are combined in block
@@ -393,14 +394,17 @@ void forward_kernel(const at::Tensor& emb, const at::Tensor& weight, const std::
   const Split sp = split_classes(B, E, C);
   const auto opts = emb.options().dtype(c10::CppTypeToScalarType<opmath_t>::value);
   std::vector<LseState<opmath_t>> states(sp.blocks, LseState<opmath_t>(B));
-  at::parallel_for(0, sp.blocks, 1, [&](int64_t k0, int64_t k1) {
+  std::atomic<int64_t> next_block{0};
+  at::parallel_for(0, std::min<int64_t>(sp.blocks, at::get_num_threads()), 1, [&](int64_t, int64_t) {
     // Worker threads do not inherit the caller's dispatch state: the GEMMs below must not
     // see autograd (the weight may require grad; this is already the op's kernel).
     at::AutoDispatchBelowADInplaceOrView below_autograd;
     at::Tensor buffer = at::empty({B * sp.chunk}, opts);
     at::Tensor widened = std::is_same_v<scalar_t, opmath_t> ? at::Tensor() : at::empty({sp.chunk, E}, opts);
     WeightChunk<scalar_t> ch;
-    for (int64_t k = k0; k < k1; ++k) {
+    // Blocks are handed out one at a time (a thread that runs late on a busy machine takes
+    // fewer); what a block computes depends only on its index.
+    for (int64_t k = next_block++; k < sp.blocks; k = next_block++) {
       for (int64_t j = sp.first_chunk(k); j < sp.first_chunk(k + 1); ++j) {
         const int64_t c0 = j * sp.chunk, n = std::min(sp.chunk, C - c0);
         load_chunk<scalar_t>(weight, c0, n, mg.s, widened, ch);
@@ -542,7 +546,8 @@ void backward_kernel(const std::vector<double>& grad_lse, const std::vector<doub
   at::Tensor partial_xn = need_x ? at::empty({sp.blocks, B, E}, opts) : at::Tensor();
   scalar_t* gw_out = need_w ? grad_weight.mutable_data_ptr<scalar_t>() : nullptr;
 
-  at::parallel_for(0, sp.blocks, 1, [&](int64_t k0, int64_t k1) {
+  std::atomic<int64_t> next_block{0};
+  at::parallel_for(0, std::min<int64_t>(sp.blocks, at::get_num_threads()), 1, [&](int64_t, int64_t) {
     // Worker threads do not inherit the caller's dispatch state: the GEMMs below must not
     // see autograd (the weight may require grad; this is already the op's kernel).
     at::AutoDispatchBelowADInplaceOrView below_autograd;
@@ -551,7 +556,9 @@ void backward_kernel(const std::vector<double>& grad_lse, const std::vector<doub
     at::Tensor u_wide = (kWide || !need_w) ? at::Tensor() : at::empty({sp.chunk, E}, opts);
     std::vector<opmath_t> unit(E);
     WeightChunk<scalar_t> ch;
-    for (int64_t k = k0; k < k1; ++k) {
+    // Blocks are handed out one at a time (a thread that runs late on a busy machine takes
+    // fewer); what a block computes depends only on its index.
+    for (int64_t k = next_block++; k < sp.blocks; k = next_block++) {
       at::Tensor acc = need_x ? partial_xn.select(0, k) : at::Tensor();
       for (int64_t j = sp.first_chunk(k); j < sp.first_chunk(k + 1); ++j) {
         const int64_t c0 = j * sp.chunk, n = std::min(sp.chunk, C - c0);

@@ -8,6 +8,8 @@ import os
 def _ms(stats: dict) -> str:
     if "error" in stats:
         return "failed"
+    if "median_s" not in stats:  # not run (--no-compile)
+        return "-"
     return f"{stats['median_s'] * 1e3:.3f}"
 
 
