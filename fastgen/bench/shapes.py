@@ -32,8 +32,3 @@ BATCH_HARD_TRIPLET = {
     "quick": [(512, 128)],
     "full": [(128, 128), (512, 128), (512, 512), (2048, 128)],
 }
-# Triplet margin / contrastive loss on (B, E) embedding pairs and triplets.
-SIAMESE_PAIRS = {
-    "quick": [(4096, 128)],
-    "full": [(256, 128), (4096, 128), (16384, 512)],
-}
