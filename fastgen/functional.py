@@ -154,7 +154,7 @@ def _check_margin_args(fn: str, embeddings, weight, labels, s, reduction) -> Non
     _checks.check_reduction(fn, reduction)
 
 
-def margin_loss_from_rows(lse: torch.Tensor, target_logit: torch.Tensor, labels: torch.Tensor, ignore_index: int,
+def _margin_loss_from_rows(lse: torch.Tensor, target_logit: torch.Tensor, labels: torch.Tensor, ignore_index: int,
                           reduction: str, dtype: torch.dtype) -> torch.Tensor:
     """Cross-entropy from the per-row log-sum-exp and target logit (both 0 on ignored rows):
     loss[b] = lse[b] - target_logit[b]; "mean" divides by the number of rows not ignored (NaN
@@ -199,7 +199,7 @@ def margin_cross_entropy(
     _check_margin_args(fn, embeddings, weight, labels, s, reduction)
     lse, target_logit, _ = _ops.margin_softmax(embeddings, weight, labels, 0, weight.shape[0], float(s), float(m1),
                                                float(m2), float(m3), bool(easy_margin), int(ignore_index))
-    return margin_loss_from_rows(lse, target_logit, labels, ignore_index, reduction, embeddings.dtype)
+    return _margin_loss_from_rows(lse, target_logit, labels, ignore_index, reduction, embeddings.dtype)
 
 
 __all__ += ["contrastive_loss", "triplet_margin_loss", "batch_hard_triplet_loss"]

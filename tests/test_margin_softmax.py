@@ -490,3 +490,24 @@ def test_triton_empty_batch_and_bad_labels():
     assert gx.shape == (0, 4) and torch.equal(gw, torch.zeros(5, 4))
     _raises(r"fastgen.margin_softmax: labels must be class indices in \[0, 5\)", kernels.margin_softmax,
             torch.randn(2, 4), w, torch.tensor([0, 7]), 0, 5, 64.0, 1.0, 0.5, 0.0, False, -100)
+
+
+# --------------------------------------------------------------------------- benchmark case
+
+
+def test_bench_case_reports_the_bare_matmuls(tmp_path, capsys):
+    import json
+
+    from fastgen.bench.__main__ import main
+
+    assert main(["--ops", "margin_ce", "--shapes", "8x300x16", "--repeats", "3", "--no-compile",
+                 "--out", str(tmp_path)]) == 0
+    table = capsys.readouterr().out
+    assert "baseline 'bare matmuls' for margin_ce 8x300x16 fwd+bwd:" in table
+    rows = json.loads((tmp_path / "bench.json").read_text())["results"]
+    assert {r["pass"] for r in rows} == {"fwd", "fwd+bwd"}
+    for r in rows:
+        assert set(r["impls"]) == {"fastgen", "eager"}
+        bare = r["baselines"]["bare matmuls"]
+        assert bare["median_s"] > 0 and bare["peak_bytes"] >= 0
+        assert bare["ratios"]["fastgen"] == r["impls"]["fastgen"]["median_s"] / bare["median_s"]
