@@ -88,6 +88,34 @@ TORCH_LIBRARY(fastgen, m) {
   m.def("pixel_norm_backward(Tensor grad, Tensor x, float eps) -> Tensor");
 
   // --- Face recognition: margin cross-entropy (csrc/margin_softmax.cpp) -------------------
+  m.set_python_module("fastgen.ops.margin_softmax");
+  // Per row: log-sum-exp of the margin logits over the weight's classes, the target logit and
+  // the target cosine (0 for ignored rows and for targets outside [class_start, class_start + C)).
+  m.def("margin_softmax(Tensor embeddings, Tensor weight, Tensor labels, int class_start, int num_classes,"
+        " float s, float m1, float m2, float m3, bool easy_margin, int ignore_index)"
+        " -> (Tensor lse, Tensor target_logit, Tensor target_cos)");
+  // grad_lse / grad_target may be None; a gradient not in output_mask is an empty tensor.
+  m.def("margin_softmax_backward(Tensor? grad_lse, Tensor? grad_target, Tensor embeddings, Tensor weight,"
+        " Tensor labels, Tensor lse, Tensor target_cos, int class_start, int num_classes, float s, float m1,"
+        " float m2, float m3, bool easy_margin, int ignore_index, bool[2] output_mask)"
+        " -> (Tensor grad_embeddings, Tensor grad_weight)");
+  // Siamese losses (csrc/triplet.cpp): inputs (B, D); the backward ops take the gradient of the
+  // (reduced) loss.
+  m.set_python_module("fastgen.ops.triplet");
+  m.def("triplet_margin_loss(Tensor anchor, Tensor positive, Tensor negative, float margin, float p, float eps,"
+        " bool swap, str reduction) -> Tensor");
+  m.def("triplet_margin_loss_backward(Tensor grad, Tensor anchor, Tensor positive, Tensor negative, float margin,"
+        " float p, float eps, bool swap, str reduction)"
+        " -> (Tensor grad_anchor, Tensor grad_positive, Tensor grad_negative)");
+  m.def("contrastive_loss(Tensor x1, Tensor x2, Tensor y, float margin, float eps, str reduction) -> Tensor");
+  // grad_y is an empty tensor unless y_grad (y floating-point).
+  m.def("contrastive_loss_backward(Tensor grad, Tensor x1, Tensor x2, Tensor y, float margin, float eps,"
+        " str reduction, bool y_grad) -> (Tensor grad_x1, Tensor grad_x2, Tensor grad_y)");
+  // positive / negative: each anchor's hardest positive and negative row (-1: none).
+  m.def("batch_hard_triplet_loss(Tensor embeddings, Tensor labels, float margin, bool squared, str reduction)"
+        " -> (Tensor loss, Tensor positive, Tensor negative)");
+  m.def("batch_hard_triplet_loss_backward(Tensor grad, Tensor embeddings, Tensor positive, Tensor negative,"
+        " float margin, bool squared, str reduction) -> Tensor");
 
   // --- build information ---------------------------------------------------------------
   m.def("_float_vector_width() -> int", &float_vector_width);

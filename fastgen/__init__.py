@@ -23,6 +23,9 @@ from fastgen.gan import clip_weights_, gradient_penalty, r1_regularization  # no
 __all__ += ["gradient_penalty", "r1_regularization", "clip_weights_"]
 
 # Face recognition: fastgen.distributed
+from fastgen import distributed  # noqa: E402,F401  (model-parallel margin loss on torch.distributed)
+
+__all__ += ["distributed"]
 
 
 def __getattr__(name):

@@ -33,6 +33,10 @@ class Workload:
     # result is reported as that implementation's error instead of being timed (e.g. torch.compile
     # silently dropping a double-backward gradient).
     check: Callable[[str, str, Any], str | None] | None = None
+    # Reference points timed interleaved with the contenders and reported beside them (not
+    # contenders themselves): name -> pass -> no-argument callable, e.g. the bare matmuls an
+    # op is built around, {"bare matmuls": {"fwd": ..., "fwd+bwd": ...}}.
+    baselines: dict = field(default_factory=dict)
 
     def __post_init__(self):
         for i in self.grad_inputs:

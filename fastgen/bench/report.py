@@ -8,6 +8,8 @@ import os
 def _ms(stats: dict) -> str:
     if "error" in stats:
         return "failed"
+    if "median_s" not in stats:  # not run (--no-compile)
+        return "-"
     return f"{stats['median_s'] * 1e3:.3f}"
 
 
@@ -33,6 +35,11 @@ def markdown(rows: list[dict]) -> str:
             f"| {_ms(co)} | {_ratio(r, 'speedup_vs_eager')} | {_ratio(r, 'speedup_vs_compile')} "
             f"| {_mib(fg)} / {_mib(ea)} / {_mib(co)} | {gbps} | {roof} |"
         )
+    for r in rows:
+        for name, stats in r.get("baselines", {}).items():
+            ratios = ", ".join(f"{n} {v:.2f}x" for n, v in stats["ratios"].items())
+            lines.append(f"\nbaseline '{name}' for {r['case']} {'x'.join(map(str, r['shape']))} {r['pass']}: "
+                         f"{stats['median_s'] * 1e3:.3f} ms (same run); time relative to it: {ratios}")
     failures = [(r, n, s["error"]) for r in rows for n, s in r["impls"].items() if "error" in s]
     for r, name, err in failures:
         lines.append(f"\n{name} failed on {r['case']} {r['pass']}: {err}")

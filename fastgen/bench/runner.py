@@ -94,7 +94,12 @@ def run_case(case: Case, shape: tuple, dtype: torch.dtype, repeats: int, impls: 
                 runnable[name] = call
             except Exception as exc:  # noqa: BLE001 - a contender failing is a result
                 row["impls"][name] = {"error": _first_line(exc)}
-        timed = timing.time_interleaved(runnable, repeats=repeats, min_sample_s=min_sample_s)
+        baselines = {f"baseline:{b}": per_pass[pass_name] for b, per_pass in work.baselines.items()
+                     if pass_name in per_pass}
+        timed = timing.time_interleaved({**runnable, **baselines}, repeats=repeats, min_sample_s=min_sample_s)
+        for name, fn in baselines.items():
+            stats = row.setdefault("baselines", {})[name.split(":", 1)[1]] = timed.pop(name)
+            stats["peak_bytes"] = timing.peak_memory_bytes(fn)
         for name, stats in timed.items():
             stats["peak_bytes"] = timing.peak_memory_bytes(runnable[name])
             stats["gbps"] = row["min_bytes"] / stats["median_s"] / 1e9
@@ -107,5 +112,8 @@ def run_case(case: Case, shape: tuple, dtype: torch.dtype, repeats: int, impls: 
             for other in ("eager", "compile"):
                 if "median_s" in row["impls"].get(other, {}):
                     row[f"speedup_vs_{other}"] = row["impls"][other]["median_s"] / fg["median_s"]
+        for stats in row.get("baselines", {}).values():
+            # Each contender's time in units of the baseline's (fastgen 1.20 = 20% above it).
+            stats["ratios"] = {n: s["median_s"] / stats["median_s"] for n, s in row["impls"].items() if "median_s" in s}
         rows.append(row)
     return rows

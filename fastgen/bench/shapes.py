@@ -52,3 +52,15 @@ WGAN_GP_STEP = {
 }
 
 # Face recognition: margin cross-entropy, triplet
+# ArcFace (Deng et al.): 512-d embeddings; (B, C, E) with C from 10k (a mid-size identity set)
+# to 100k classes (MS1M-scale; Partial FC shards millions across GPUs).
+MARGIN_CE = {
+    "quick": [(512, 10_000, 512), (256, 100_000, 512)],
+    "full": [(128, 10_000, 512), (512, 10_000, 512), (256, 100_000, 512)],
+}
+# Batch-hard triplet (Hermans et al.): P x K batches (here K = 4 images per identity) of
+# FaceNet's 128-d embeddings; (B, E).
+BATCH_HARD_TRIPLET = {
+    "quick": [(512, 128)],
+    "full": [(128, 128), (512, 128), (512, 512), (2048, 128)],
+}

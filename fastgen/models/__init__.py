@@ -18,5 +18,6 @@ from fastgen.models.gan import (CGAN, DCGAN, WGANGP, CGANDiscriminator, CGANGene
 from fastgen.models.progan import ProGAN, ProGANDiscriminator, ProGANGenerator
 
 # Siamese / ArcFace embedding networks
+from fastgen.models.siamese import ArcFaceNet, SiameseNet
 
 __all__ = [name for name, value in dict(globals()).items() if not name.startswith("_") and not isinstance(value, _ModuleType)]

@@ -16,5 +16,7 @@ from fastgen.nn.instance_norm import InstanceNorm1d, InstanceNorm2d, InstanceNor
 from fastgen.nn.gan import EqualizedConv2d, EqualizedLinear, MinibatchStdDev, PixelNorm
 
 # Face recognition and Siamese losses
+from fastgen.nn.margin_softmax import ArcFaceLoss, CombinedMarginLoss, CosFaceLoss, SphereFaceLoss
+from fastgen.nn.triplet import BatchHardTripletLoss, ContrastiveLoss, TripletMarginLoss
 
 __all__ = [name for name, value in dict(globals()).items() if not name.startswith("_") and not isinstance(value, _ModuleType)]

@@ -17,5 +17,6 @@ from fastgen.reference.models.gan import (CGAN, DCGAN, WGANGP, CGANDiscriminator
 from fastgen.reference.models.progan import ProGAN, ProGANDiscriminator, ProGANGenerator
 
 # Siamese / ArcFace embedding networks
+from fastgen.reference.models.siamese import ArcFaceNet, SiameseNet
 
 __all__ = [name for name, value in dict(globals()).items() if not name.startswith("_") and not isinstance(value, _ModuleType)]

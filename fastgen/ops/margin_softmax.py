@@ -1,0 +1,166 @@
+"""Margin softmax (ArcFace / CosFace / SphereFace / combined): fake impls, autograd (double
+backward included) and the CUDA (Triton) kernels for fastgen::margin_softmax and
+fastgen::margin_softmax_backward.
+
+The math lives in csrc/margin_softmax.cpp. The double backward differentiates a torch-op
+formulation of the op (torch_margin_softmax below), which materializes the batch x classes
+cosines: it exists for correctness of higher-order gradients, not speed.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from fastgen._double_backward import vjp_of_vjp
+
+_ops = torch.ops.fastgen
+
+INTEGER_DTYPES = (torch.int8, torch.uint8, torch.int16, torch.int32, torch.int64)
+
+
+def opmath_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def clamp_eps(dtype: torch.dtype) -> float:
+    """How far the target cosine is kept from +-1 before acos (representable next to 1 in the
+    input dtype, so d acos/d cos stays finite); the same in csrc/margin_softmax.cpp."""
+    return {torch.bfloat16: 2.0**-7, torch.float16: 2.0**-10}.get(dtype, 1e-7)
+
+
+def check_args(op, embeddings, weight, labels, class_start, num_classes, s) -> None:
+    """The checks csrc/margin_softmax.cpp makes, for the fake impls and the Triton launchers."""
+    torch._check(embeddings.dim() == 2, lambda: f"fastgen.{op}: embeddings must be 2-D (batch, embedding_size), got {embeddings.dim()}-D")
+    torch._check(embeddings.dtype.is_floating_point, lambda: f"fastgen.{op}: embeddings must be a floating-point tensor, got {embeddings.dtype}")
+    torch._check(weight.dim() == 2, lambda: f"fastgen.{op}: weight must be 2-D (num_classes, embedding_size), got {weight.dim()}-D")
+    torch._check(weight.dtype == embeddings.dtype, lambda: f"fastgen.{op}: weight must have the dtype of embeddings ({embeddings.dtype}), got {weight.dtype}")
+    torch._check(weight.device == embeddings.device, lambda: f"fastgen.{op}: weight must be on the device of embeddings ({embeddings.device}), got {weight.device}")
+    torch._check(weight.shape[1] == embeddings.shape[1], lambda: f"fastgen.{op}: weight must have embedding size {embeddings.shape[1]} (the embeddings' size), got {weight.shape[1]}")
+    torch._check(weight.shape[0] > 0, lambda: f"fastgen.{op}: weight must have at least one class, got 0")
+    torch._check(labels.dim() == 1 and labels.shape[0] == embeddings.shape[0], lambda: f"fastgen.{op}: labels must have shape ({embeddings.shape[0]},), got {tuple(labels.shape)}")
+    torch._check(labels.dtype in INTEGER_DTYPES, lambda: f"fastgen.{op}: labels must be an integer tensor, got {labels.dtype}")
+    torch._check(labels.device == embeddings.device, lambda: f"fastgen.{op}: labels must be on the device of embeddings ({embeddings.device}), got {labels.device}")
+    torch._check(class_start >= 0 and class_start + weight.shape[0] <= num_classes, lambda: f"fastgen.{op}: the weight's classes [class_start, class_start + {weight.shape[0]}) must lie in [0, num_classes), got class_start={class_start}, num_classes={num_classes}")
+    torch._check(s > 0 and math.isfinite(s), lambda: f"fastgen.{op}: s must be a positive finite scale, got {s}")
+
+
+def _check_rows(op, name, t, batch) -> None:
+    if t is not None:
+        torch._check(t.dim() == 1 and t.shape[0] == batch, lambda: f"fastgen.{op}: {name} must have shape ({batch},), got {tuple(t.shape)}")
+
+
+@torch.library.register_fake("fastgen::margin_softmax")
+def _margin_softmax_fake(embeddings, weight, labels, class_start, num_classes, s, m1, m2, m3, easy_margin, ignore_index):
+    check_args("margin_softmax", embeddings, weight, labels, class_start, num_classes, s)
+    rows = embeddings.new_empty((embeddings.shape[0],), dtype=opmath_dtype(embeddings.dtype))
+    return rows, torch.empty_like(rows), torch.empty_like(rows)
+
+
+@torch.library.register_fake("fastgen::margin_softmax_backward")
+def _margin_softmax_backward_fake(grad_lse, grad_target, embeddings, weight, labels, lse, target_cos, class_start,
+                                  num_classes, s, m1, m2, m3, easy_margin, ignore_index, output_mask):
+    op = "margin_softmax_backward"
+    check_args(op, embeddings, weight, labels, class_start, num_classes, s)
+    batch = embeddings.shape[0]
+    for name, t in (("lse", lse), ("target_cos", target_cos), ("grad_lse", grad_lse), ("grad_target", grad_target)):
+        _check_rows(op, name, t, batch)
+    grad_emb = torch.empty_like(embeddings, memory_format=torch.contiguous_format) if output_mask[0] else embeddings.new_empty((0,))
+    grad_w = weight.new_empty(weight.shape) if output_mask[1] else weight.new_empty((0,))
+    return grad_emb, grad_w
+
+
+# ---------------------------------------------------------------------------------------
+# the op in torch ops (double backward)
+
+
+def torch_target_logit(cos_t, s, m1, m2, m3, easy_margin, eps):
+    """s * (psi - m3) of csrc/margin_softmax.cpp's target_logit, in differentiable torch ops."""
+    c = cos_t.clamp(-1 + eps, 1 - eps)
+    phi = m1 * torch.acos(c) + m2
+    k = torch.floor(phi.detach() / math.pi)
+    psi = (1 - 2 * torch.remainder(k, 2)) * torch.cos(phi) - 2 * k
+    if easy_margin:
+        value = torch.where(cos_t > 0, psi, cos_t)
+    elif m1 == 1.0:
+        value = torch.where(phi > math.pi, cos_t - m2 * math.sin(m2), psi)
+    else:
+        value = psi
+    return s * (value - m3)
+
+
+def torch_margin_softmax(embeddings, weight, labels, class_start, num_classes, s, m1, m2, m3, easy_margin,
+                         ignore_index):
+    """(lse, target_logit) of fastgen::margin_softmax, materializing the cosines."""
+    compute = opmath_dtype(embeddings.dtype)
+    cos = F.normalize(embeddings.to(compute), dim=1) @ F.normalize(weight.to(compute), dim=1).T
+    local = labels.long() - class_start
+    ignored = labels == ignore_index
+    has_target = ~ignored & (local >= 0) & (local < weight.shape[0])
+    index = torch.where(has_target, local, 0)[:, None]
+    cos_t = cos.gather(1, index).squeeze(1)
+    target = torch_target_logit(cos_t, s, m1, m2, m3, easy_margin, clamp_eps(embeddings.dtype))
+    logits = s * cos
+    logits = logits.scatter(1, index, torch.where(has_target, target, logits.gather(1, index).squeeze(1))[:, None])
+    lse = torch.where(ignored, 0.0, torch.logsumexp(logits, 1))
+    return lse, torch.where(has_target, target, 0.0)
+
+
+# ---------------------------------------------------------------------------------------
+# autograd
+
+
+def _setup(ctx, inputs, output):
+    embeddings, weight, labels = inputs[:3]
+    lse, _, target_cos = output
+    ctx.params = inputs[3:]
+    ctx.mark_non_differentiable(target_cos)
+    ctx.save_for_backward(embeddings, weight, labels, lse, target_cos)
+
+
+def _backward(ctx, grad_lse, grad_target, _grad_target_cos):
+    embeddings, weight, labels, lse, target_cos = ctx.saved_tensors
+    mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[1]]
+    grad_emb, grad_w = _ops.margin_softmax_backward(grad_lse, grad_target, embeddings, weight, labels, lse,
+                                                    target_cos, *ctx.params, mask)
+    return (grad_emb if mask[0] else None, grad_w if mask[1] else None) + (None,) * 9
+
+
+def _setup_backward(ctx, inputs, output):
+    grad_lse, grad_target, embeddings, weight, labels, lse, target_cos = inputs[:7]
+    ctx.params = inputs[7:15]
+    ctx.output_mask = inputs[15]
+    ctx.save_for_backward(grad_lse, grad_target, embeddings, weight, labels)
+
+
+def _backward_backward(ctx, gg_emb, gg_w):
+    grad_lse, grad_target, embeddings, weight, labels = ctx.saved_tensors
+    params = ctx.params
+    gg = [gg_emb if ctx.output_mask[0] else None, gg_w if ctx.output_mask[1] else None, None]
+    d_cots, d_primals = vjp_of_vjp(
+        lambda e, w, y: torch_margin_softmax(e, w, y, *params),
+        (embeddings, weight, labels), (grad_lse, grad_target), gg, differentiable=(True, True, False))
+    return (d_cots[0], d_cots[1], d_primals[0], d_primals[1]) + (None,) * 12
+
+
+torch.library.register_autograd("fastgen::margin_softmax", _backward, setup_context=_setup)
+torch.library.register_autograd("fastgen::margin_softmax_backward", _backward_backward, setup_context=_setup_backward)
+
+
+# ---------------------------------------------------------------------------------------
+# CUDA: Triton kernels, imported on first use
+
+
+@torch.library.register_kernel("fastgen::margin_softmax", "cuda")
+def _margin_softmax_cuda(*args):
+    from fastgen.triton_kernels import margin_softmax as kernels
+
+    return kernels.margin_softmax(*args)
+
+
+@torch.library.register_kernel("fastgen::margin_softmax_backward", "cuda")
+def _margin_softmax_backward_cuda(*args):
+    from fastgen.triton_kernels import margin_softmax as kernels
+
+    return kernels.margin_softmax_backward(*args)

@@ -1,0 +1,293 @@
+"""Triton kernels for the margin softmax (the CUDA side of csrc/margin_softmax.cpp).
+
+Forward: one fused kernel computes tiles of cos = x_n W^T with tl.dot (never stored), puts the
+margin logit in the target column and keeps an online log-sum-exp per row; each program covers
+a block of rows and a split of the classes, and the splits' (max, sum) are merged afterwards.
+Backward: per chunk of classes, a fused kernel recomputes the cosines and writes
+d(loss)/d(cos) / ||w_c|| into a chunk buffer, cuBLAS does the two contractions (grad of the
+normalized embeddings, grad of the chunk's weight rows), and a row kernel applies the
+normalizations' backward. The B target logits (acos, margins) are torch ops on (B,) tensors,
+shared with the double backward (fastgen/ops/margin_softmax.py).
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from fastgen.ops.margin_softmax import check_args, clamp_eps, opmath_dtype, torch_target_logit
+
+NORM_EPS = 1e-12  # F.normalize's eps
+BLOCK_B, BLOCK_C, BLOCK_E = 32, 64, 32
+ROW_BLOCK_E = 256
+
+
+@triton.jit
+def _row_norm_kernel(x_ptr, norm_ptr, out_ptr, E, eps, WRITE_OUT: tl.constexpr, BLOCK: tl.constexpr,
+                     COMPUTE: tl.constexpr):
+    """norm[r] = ||x[r]||; with WRITE_OUT, out[r] = x[r] / max(norm, eps) (as F.normalize)."""
+    row = tl.program_id(0).to(tl.int64)
+    acc = tl.zeros([BLOCK], COMPUTE)
+    for e0 in range(0, E, BLOCK):
+        cols = e0 + tl.arange(0, BLOCK)
+        v = tl.load(x_ptr + row * E + cols, mask=cols < E, other=0.0).to(COMPUTE)
+        acc += v * v
+    norm = tl.sqrt(tl.sum(acc, axis=0))
+    tl.store(norm_ptr + row, norm)
+    if WRITE_OUT:
+        denom = tl.maximum(norm, eps)
+        for e0 in range(0, E, BLOCK):
+            cols = e0 + tl.arange(0, BLOCK)
+            v = tl.load(x_ptr + row * E + cols, mask=cols < E, other=0.0).to(COMPUTE)
+            tl.store(out_ptr + row * E + cols, v / denom, mask=cols < E)
+
+
+@triton.jit
+def _cos_tile(xn_ptr, w_ptr, rows, cols, B, C, E, BLOCK_B: tl.constexpr, BLOCK_C: tl.constexpr,
+              BLOCK_E: tl.constexpr, COMPUTE: tl.constexpr):
+    """x_n[rows] . w[cols] (raw weight rows), a (BLOCK_B, BLOCK_C) tile in COMPUTE."""
+    acc = tl.zeros([BLOCK_B, BLOCK_C], COMPUTE)
+    ks = tl.arange(0, BLOCK_E)
+    for e0 in range(0, E, BLOCK_E):
+        k = e0 + ks
+        a = tl.load(xn_ptr + rows[:, None] * E + k[None, :], mask=(rows[:, None] < B) & (k[None, :] < E), other=0.0)
+        w = tl.load(w_ptr + cols[:, None] * E + k[None, :], mask=(cols[:, None] < C) & (k[None, :] < E), other=0.0)
+        acc += tl.dot(a.to(COMPUTE), tl.trans(w.to(COMPUTE)), input_precision="ieee")
+    return acc
+
+
+@triton.jit
+def _margin_lse_kernel(xn_ptr, w_ptr, w_inv_ptr, local_ptr, target_ptr, max_ptr, sum_ptr, B, C, E,
+                       classes_per_split, splits, s,
+                       BLOCK_B: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_E: tl.constexpr, COMPUTE: tl.constexpr):
+    """Online (max, sum of exp) of the logits of rows block pid(0) over classes split pid(1)."""
+    rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B).to(tl.int64)
+    split = tl.program_id(1)
+    local = tl.load(local_ptr + rows, mask=rows < B, other=-1)
+    target = tl.load(target_ptr + rows, mask=rows < B, other=0.0).to(COMPUTE)
+    run_max = tl.full([BLOCK_B], float("-inf"), COMPUTE)
+    run_sum = tl.zeros([BLOCK_B], COMPUTE)
+    c_begin = split * classes_per_split
+    c_end = tl.minimum(C, c_begin + classes_per_split)
+    for c0 in range(c_begin, c_end, BLOCK_C):
+        cols = c0 + tl.arange(0, BLOCK_C).to(tl.int64)
+        dots = _cos_tile(xn_ptr, w_ptr, rows, cols, B, C, E, BLOCK_B, BLOCK_C, BLOCK_E, COMPUTE)
+        scale = s * tl.load(w_inv_ptr + cols, mask=cols < C, other=0.0).to(COMPUTE)
+        logits = dots * scale[None, :]
+        logits = tl.where(cols[None, :] == local[:, None], target[:, None], logits)
+        logits = tl.where(cols[None, :] < c_end, logits, float("-inf"))
+        new_max = tl.maximum(run_max, tl.max(logits, axis=1))
+        run_sum = run_sum * tl.exp(run_max - new_max) + tl.sum(tl.exp(logits - new_max[:, None]), axis=1)
+        run_max = new_max
+    tl.store(max_ptr + rows * splits + split, run_max, mask=rows < B)
+    tl.store(sum_ptr + rows * splits + split, run_sum, mask=rows < B)
+
+
+@triton.jit
+def _margin_grad_kernel(xn_ptr, w_ptr, w_inv_ptr, coef_ptr, lse_ptr, local_ptr, target_grad_ptr, g_ptr, B, n, E,
+                        c0, s,
+                        BLOCK_B: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_E: tl.constexpr, COMPUTE: tl.constexpr):
+    """G[b, c] = d(loss)/d(cos[b, c0 + c]) / ||w_c|| for a (BLOCK_B, BLOCK_C) tile of the chunk
+    [c0, c0 + n) (w_ptr points at row c0); G is (B, n)."""
+    rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B).to(tl.int64)
+    cols = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C).to(tl.int64)
+    dots = _cos_tile(xn_ptr, w_ptr, rows, cols, B, n, E, BLOCK_B, BLOCK_C, BLOCK_E, COMPUTE)
+    inv = tl.load(w_inv_ptr + cols, mask=cols < n, other=0.0).to(COMPUTE)
+    coef = tl.load(coef_ptr + rows, mask=rows < B, other=0.0).to(COMPUTE)
+    lse = tl.load(lse_ptr + rows, mask=rows < B, other=0.0).to(COMPUTE)
+    local = tl.load(local_ptr + rows, mask=rows < B, other=-1)
+    target_grad = tl.load(target_grad_ptr + rows, mask=rows < B, other=0.0).to(COMPUTE)
+    p = tl.exp(dots * (s * inv)[None, :] - lse[:, None])
+    g = tl.where(coef[:, None] != 0, coef[:, None] * p * inv[None, :], 0.0)
+    g = tl.where((c0 + cols)[None, :] == local[:, None], target_grad[:, None] * inv[None, :], g)
+    tl.store(g_ptr + rows[:, None] * n + cols[None, :], g, mask=(rows[:, None] < B) & (cols[None, :] < n))
+
+
+@triton.jit
+def _project_rows_kernel(g_ptr, v_ptr, denom_ptr, post_ptr, project_ptr, out_ptr, E,
+                         BLOCK: tl.constexpr, COMPUTE: tl.constexpr):
+    """out[r] = (g[r] - u (u . g[r])) * post[r] with u = v[r] / denom[r] (the backward of
+    x / max(||x||, eps)); without the projection where project[r] == 0."""
+    row = tl.program_id(0).to(tl.int64)
+    denom = tl.load(denom_ptr + row).to(COMPUTE)
+    post = tl.load(post_ptr + row).to(COMPUTE)
+    project = tl.load(project_ptr + row)
+    acc = tl.zeros([BLOCK], COMPUTE)
+    for e0 in range(0, E, BLOCK):
+        cols = e0 + tl.arange(0, BLOCK)
+        g = tl.load(g_ptr + row * E + cols, mask=cols < E, other=0.0).to(COMPUTE)
+        u = tl.load(v_ptr + row * E + cols, mask=cols < E, other=0.0).to(COMPUTE) / denom
+        acc += u * g
+    dot = tl.where(project != 0, tl.sum(acc, axis=0), 0.0)
+    for e0 in range(0, E, BLOCK):
+        cols = e0 + tl.arange(0, BLOCK)
+        g = tl.load(g_ptr + row * E + cols, mask=cols < E, other=0.0).to(COMPUTE)
+        u = tl.load(v_ptr + row * E + cols, mask=cols < E, other=0.0).to(COMPUTE) / denom
+        tl.store(out_ptr + row * E + cols, ((g - u * dot) * post).to(out_ptr.dtype.element_ty), mask=cols < E)
+
+
+# ---------------------------------------------------------------------------------------
+# launchers
+
+
+def _tl_compute(dtype: torch.dtype):
+    return tl.float64 if dtype == torch.float64 else tl.float32
+
+
+def _row_norms(x: torch.Tensor, normalized: bool):
+    compute = opmath_dtype(x.dtype)
+    rows, cols = x.shape
+    norm = torch.empty(rows, dtype=compute, device=x.device)
+    out = torch.empty((rows, cols), dtype=compute, device=x.device) if normalized else norm
+    if rows:
+        _row_norm_kernel[(rows,)](x, norm, out, cols, NORM_EPS, WRITE_OUT=normalized, BLOCK=ROW_BLOCK_E,
+                                  COMPUTE=_tl_compute(x.dtype))
+    return (out, norm) if normalized else norm
+
+
+def _check_labels(op, labels, num_classes, ignore_index):
+    ok = (labels == ignore_index) | ((labels >= 0) & (labels < num_classes))
+    if not bool(ok.all()):
+        bad = labels[~ok][0].item()
+        raise RuntimeError(f"fastgen.{op}: labels must be class indices in [0, {num_classes}) or ignore_index "
+                           f"({ignore_index}), got {bad}")
+
+
+def _targets(labels, class_start, classes, ignore_index):
+    local = labels.long() - class_start
+    ignored = labels == ignore_index
+    has_target = ~ignored & (local >= 0) & (local < classes)
+    return ignored, has_target, torch.where(has_target, local, -1)
+
+
+def _splits(rows: int, classes: int) -> int:
+    """Class splits per row block: enough programs to fill a GPU (a few hundred)."""
+    row_blocks = triton.cdiv(rows, BLOCK_B)
+    return max(1, min(triton.cdiv(classes, BLOCK_C), triton.cdiv(512, row_blocks)))
+
+
+def margin_softmax(embeddings, weight, labels, class_start, num_classes, s, m1, m2, m3, easy_margin, ignore_index):
+    check_args("margin_softmax", embeddings, weight, labels, class_start, num_classes, s)
+    _check_labels("margin_softmax", labels, num_classes, ignore_index)
+    batch, emb = embeddings.shape
+    classes = weight.shape[0]
+    compute = opmath_dtype(embeddings.dtype)
+    embeddings, weight = embeddings.contiguous(), weight.contiguous()
+    lse = torch.zeros(batch, dtype=compute, device=embeddings.device)
+    if batch == 0:
+        return lse, lse.clone(), lse.clone()
+    xn, _ = _row_norms(embeddings, normalized=True)
+    w_inv = 1.0 / _row_norms(weight, normalized=False).clamp_min(NORM_EPS)
+    ignored, has_target, local = _targets(labels, class_start, classes, ignore_index)
+    index = local.clamp_min(0)
+    cos_t = ((xn * weight[index].to(compute)).sum(1) * w_inv[index]).to(compute)
+    target = torch_target_logit(cos_t.double(), s, m1, m2, m3, easy_margin, clamp_eps(embeddings.dtype)).to(compute)
+    cos_t = torch.where(has_target, cos_t, 0.0)
+    target = torch.where(has_target, target, 0.0)
+    splits = _splits(batch, classes)
+    per_split = triton.cdiv(triton.cdiv(classes, splits), BLOCK_C) * BLOCK_C
+    splits = triton.cdiv(classes, per_split)
+    maxes = torch.empty((batch, splits), dtype=compute, device=embeddings.device)
+    sums = torch.empty_like(maxes)
+    _margin_lse_kernel[(triton.cdiv(batch, BLOCK_B), splits)](
+        xn, weight, w_inv, local, target, maxes, sums, batch, classes, emb, per_split, splits, float(s),
+        BLOCK_B=BLOCK_B, BLOCK_C=BLOCK_C, BLOCK_E=BLOCK_E, COMPUTE=_tl_compute(embeddings.dtype))
+    top = maxes.max(1).values
+    lse = top + torch.log((sums * torch.exp(maxes - top[:, None])).sum(1))
+    return torch.where(ignored, 0.0, lse), target, cos_t
+
+
+def _target_grads(target_cos, lse, grad_lse, grad_target, has_target, s, m1, m2, m3, easy_margin, eps, compute):
+    """d(loss)/d(target cosine) per row, as csrc/margin_softmax.cpp computes it."""
+    with torch.enable_grad():
+        c = target_cos.detach().double().requires_grad_()
+        logit = torch_target_logit(c, s, m1, m2, m3, easy_margin, eps)
+        dlogit = torch.autograd.grad(logit.sum(), c)[0]
+    p = torch.exp(logit.detach().to(compute).double() - lse.double())
+    return torch.where(has_target, (grad_lse.double() * p + grad_target.double()) * dlogit, 0.0).to(compute)
+
+
+def margin_softmax_backward(grad_lse, grad_target, embeddings, weight, labels, lse, target_cos, class_start,
+                            num_classes, s, m1, m2, m3, easy_margin, ignore_index, output_mask):
+    op = "margin_softmax_backward"
+    check_args(op, embeddings, weight, labels, class_start, num_classes, s)
+    _check_labels(op, labels, num_classes, ignore_index)
+    batch, emb = embeddings.shape
+    classes = weight.shape[0]
+    compute = opmath_dtype(embeddings.dtype)
+    need_x, need_w = output_mask
+    grad_emb = torch.empty_like(embeddings, memory_format=torch.contiguous_format) if need_x \
+        else embeddings.new_empty((0,))
+    grad_w = weight.new_empty(weight.shape) if need_w else weight.new_empty((0,))
+    if not (need_x or need_w):
+        return grad_emb, grad_w
+    if batch == 0:
+        grad_w.zero_()
+        return grad_emb, grad_w
+    embeddings, weight = embeddings.contiguous(), weight.contiguous()
+    zeros = torch.zeros(batch, dtype=compute, device=embeddings.device)
+    gl = grad_lse.to(compute) if grad_lse is not None else zeros
+    gt = grad_target.to(compute) if grad_target is not None else zeros
+    ignored, has_target, local = _targets(labels, class_start, classes, ignore_index)
+    coef = torch.where(ignored, 0.0, gl * s).contiguous()
+    lse = lse.to(compute).contiguous()
+    target_grad = _target_grads(target_cos, lse, gl, gt, has_target, s, m1, m2, m3, easy_margin,
+                                clamp_eps(embeddings.dtype), compute).contiguous()
+    xn, x_norm = _row_norms(embeddings, normalized=True)
+    w_norm = _row_norms(weight, normalized=False)
+    w_denom = w_norm.clamp_min(NORM_EPS)
+    w_inv = 1.0 / w_denom
+    w_project = (w_norm >= NORM_EPS).to(torch.int8)
+    ones = torch.ones(max(classes, batch), dtype=compute, device=embeddings.device)
+    grad_xn = torch.zeros((batch, emb), dtype=compute, device=embeddings.device) if need_x else None
+    chunk = max(BLOCK_C, min(classes, (1 << 25) // max(batch, 1)))  # (B, chunk) buffer of 128 MiB at most
+    buffer = torch.empty(batch * chunk, dtype=compute, device=embeddings.device)
+    u_buffer = torch.empty((chunk, emb), dtype=compute, device=embeddings.device) if need_w else None
+    for c0 in range(0, classes, chunk):
+        n = min(chunk, classes - c0)
+        g = buffer[: batch * n].view(batch, n)
+        w_chunk = weight[c0:c0 + n]
+        _margin_grad_kernel[(triton.cdiv(batch, BLOCK_B), triton.cdiv(n, BLOCK_C))](
+            xn, w_chunk, w_inv[c0:c0 + n], coef, lse, local, target_grad, g, batch, n, emb, c0, float(s),
+            BLOCK_B=BLOCK_B, BLOCK_C=BLOCK_C, BLOCK_E=BLOCK_E, COMPUTE=_tl_compute(embeddings.dtype))
+        w_wide = w_chunk.to(compute)
+        if need_x:
+            grad_xn.addmm_(g, w_wide)
+        if need_w:
+            u = torch.mm(g.t(), xn, out=u_buffer[:n])
+            _project_rows_kernel[(n,)](u, w_chunk, w_denom[c0:c0 + n], ones, w_project[c0:c0 + n], grad_w[c0:c0 + n],
+                                       emb, BLOCK=ROW_BLOCK_E, COMPUTE=_tl_compute(embeddings.dtype))
+    if need_x:
+        _project_rows_kernel[(batch,)](grad_xn, xn, ones, 1.0 / x_norm.clamp_min(NORM_EPS),
+                                       (x_norm >= NORM_EPS).to(torch.int8), grad_emb, emb,
+                                       BLOCK=ROW_BLOCK_E, COMPUTE=_tl_compute(embeddings.dtype))
+    return grad_emb, grad_w
+
+
+def aot_specs():
+    """(name, kernel, signature, constexprs) for every specialization the launchers use, for the
+    ahead-of-time sm_90 compile test (tests/test_triton_aot.py)."""
+    specs = []
+    for name, ptr in (("fp32", "*fp32"), ("bf16", "*bf16"), ("fp16", "*fp16"), ("fp64", "*fp64")):
+        compute = tl.float64 if name == "fp64" else tl.float32
+        acc = "*fp64" if name == "fp64" else "*fp32"
+        tiles = {"BLOCK_B": BLOCK_B, "BLOCK_C": BLOCK_C, "BLOCK_E": BLOCK_E, "COMPUTE": compute}
+        for write_out in (True, False):
+            sig = {"x_ptr": ptr, "norm_ptr": acc, "out_ptr": acc, "E": "i32", "eps": "fp32",
+                   "WRITE_OUT": "constexpr", "BLOCK": "constexpr", "COMPUTE": "constexpr"}
+            specs.append((f"margin_row_norm[{name},out={write_out}]", _row_norm_kernel, sig,
+                          {"WRITE_OUT": write_out, "BLOCK": ROW_BLOCK_E, "COMPUTE": compute}))
+        sig = {"xn_ptr": acc, "w_ptr": ptr, "w_inv_ptr": acc, "local_ptr": "*i64", "target_ptr": acc,
+               "max_ptr": acc, "sum_ptr": acc, "B": "i32", "C": "i32", "E": "i32", "classes_per_split": "i32",
+               "splits": "i32", "s": "fp32", **{k: "constexpr" for k in tiles}}
+        specs.append((f"margin_lse[{name}]", _margin_lse_kernel, sig, dict(tiles)))
+        sig = {"xn_ptr": acc, "w_ptr": ptr, "w_inv_ptr": acc, "coef_ptr": acc, "lse_ptr": acc, "local_ptr": "*i64",
+               "target_grad_ptr": acc, "g_ptr": acc, "B": "i32", "n": "i32", "E": "i32", "c0": "i32", "s": "fp32",
+               **{k: "constexpr" for k in tiles}}
+        specs.append((f"margin_grad[{name}]", _margin_grad_kernel, sig, dict(tiles)))
+        for out_name, out in (("weight", ptr), ("embeddings", ptr)):
+            sig = {"g_ptr": acc, "v_ptr": ptr if out_name == "weight" else acc, "denom_ptr": acc, "post_ptr": acc,
+                   "project_ptr": "*i8", "out_ptr": out, "E": "i32", "BLOCK": "constexpr", "COMPUTE": "constexpr"}
+            specs.append((f"margin_project[{name},{out_name}]", _project_rows_kernel, sig,
+                          {"BLOCK": ROW_BLOCK_E, "COMPUTE": compute}))
+    return specs
