@@ -6,6 +6,7 @@ from types import ModuleType as _ModuleType
 from fastgen.models.vae import CVAE, VAE, ConvVAE, VAEOutput
 
 # RealNVP
+from fastgen.models.realnvp import RealNVP, RealNVP2d
 
 # CycleGAN, pix2pix, SRGAN
 

@@ -5,6 +5,7 @@ from types import ModuleType as _ModuleType
 from fastgen.reference.models.vae import CVAE, VAE, ConvVAE
 
 # RealNVP
+from fastgen.reference.models.realnvp import RealNVP, RealNVP2d
 
 # CycleGAN, pix2pix, SRGAN
 
