@@ -24,6 +24,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <numeric>
 #include <string>
@@ -303,9 +304,9 @@ struct Kernel {
     const scalar_t* s = p.s + row_s + so;
     const scalar_t* x = p.x + row_x + xo;
     const scalar_t* g = p.g ? p.g + row_g + xo : nullptr;
-    scalar_t* gi = p.y + row_out + xo;
-    scalar_t* gs = p.gs + row_sout + so;
-    scalar_t* gt = p.gt + row_sout + so;
+    scalar_t* gi = p.y ? p.y + row_out + xo : nullptr;
+    scalar_t* gs = p.gs ? p.gs + row_sout + so : nullptr;
+    scalar_t* gt = p.gt ? p.gt + row_sout + so : nullptr;
     for (int64_t i = 0; i < len; i += W) {
       const int64_t n = std::min(W, len - i);
       const Vec sv = IO::load(s + i, n);
@@ -340,9 +341,9 @@ struct Kernel {
         gs_v = dse * sc * (Vec(1) - th * th);
         if (gscale != nullptr) (Vec::loadu(gscale + so + i, n) + dse * th).store(gscale + so + i, n);
       }
-      IO::store(gi + i, gi_v, n);
-      IO::store(gs + i, gs_v, n);
-      IO::store(gt + i, gt_v, n);
+      if (gi != nullptr) IO::store(gi + i, gi_v, n);
+      if (gs != nullptr) IO::store(gs + i, gs_v, n);
+      if (gt != nullptr) IO::store(gt + i, gt_v, n);
     }
   }
 
@@ -381,15 +382,17 @@ struct Kernel {
         const int64_t row_out = row * plan.cols, row_sout = row * plan.s_cols;
         walk_row(plan, [&](int64_t xo, int64_t so, int64_t len, int kind) {
           if (kind == kCopy) {
-            scalar_t* gi = p.y + row_out + xo;
-            if (p.g != nullptr) {
-              std::memcpy(gi, p.g + row * p.g_rs + xo, len * sizeof(scalar_t));
-            } else {
-              std::fill(gi, gi + len, scalar_t(0));
+            if (p.y != nullptr) {
+              scalar_t* gi = p.y + row_out + xo;
+              if (p.g != nullptr) {
+                std::memcpy(gi, p.g + row * p.g_rs + xo, len * sizeof(scalar_t));
+              } else {
+                std::fill(gi, gi + len, scalar_t(0));
+              }
             }
             if (so >= 0) {  // checkerboard: s and t have entries here, which get no gradient
-              std::fill(p.gs + row_sout + so, p.gs + row_sout + so + len, scalar_t(0));
-              std::fill(p.gt + row_sout + so, p.gt + row_sout + so + len, scalar_t(0));
+              if (p.gs != nullptr) std::fill(p.gs + row_sout + so, p.gs + row_sout + so + len, scalar_t(0));
+              if (p.gt != nullptr) std::fill(p.gt + row_sout + so, p.gt + row_sout + so + len, scalar_t(0));
             }
           } else {
             backward_segment(p, row * p.x_rs, row * p.s_rs, row * p.g_rs, row_out, row_sout, scale, gscale, xo,
@@ -473,13 +476,15 @@ std::tuple<at::Tensor, at::Tensor> affine_coupling_cpu(const at::Tensor& x_in, c
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> affine_coupling_backward_cpu(
     const std::optional<at::Tensor>& grad_output_in, const std::optional<at::Tensor>& grad_logdet_in,
     const at::Tensor& x_in, const at::Tensor& s_in, const std::optional<at::Tensor>& scale_in,
-    c10::string_view mask_name, int64_t parity, bool inverse) {
+    c10::string_view mask_name, int64_t parity, bool inverse, std::array<bool, 4> output_mask) {
   const char* op = "affine_coupling_backward";
   const Mask mask = parse_mask(mask_name, op);
   check_x(x_in, mask, parity, op);
   check_s_like(s_in, x_in, mask, op, "s");
   const bool has_scale = scale_in.has_value() && scale_in->defined();
   if (has_scale) check_scale(*scale_in, s_in, x_in, op);
+  const bool want_input = output_mask[0], want_s = output_mask[1], want_t = output_mask[2];
+  const bool want_scale = has_scale && output_mask[3];
   const bool has_g = grad_output_in.has_value() && grad_output_in->defined();
   const bool has_gl = grad_logdet_in.has_value() && grad_logdet_in->defined();
   const int64_t rows = x_in.size(0);
@@ -505,11 +510,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> affine_coupling_backw
   bool per_row = false;
   const at::Tensor scale = has_scale ? scale_rows(*scale_in, s, l, per_row) : at::Tensor();
 
-  at::Tensor grad_input = at::empty_strided(x.sizes(), l.x_strides, x.options());
-  at::Tensor grad_s = at::empty_strided(s.sizes(), l.s_strides, s.options());
-  at::Tensor grad_t = at::empty_strided(s.sizes(), l.s_strides, s.options());
+  // Outputs not asked for are (distinct) empty tensors.
+  const auto none = [&] { return at::empty({0}, x.options()); };
+  at::Tensor grad_input = want_input ? at::empty_strided(x.sizes(), l.x_strides, x.options()) : none();
+  at::Tensor grad_s = want_s ? at::empty_strided(s.sizes(), l.s_strides, s.options()) : none();
+  at::Tensor grad_t = want_t ? at::empty_strided(s.sizes(), l.s_strides, s.options()) : none();
   const int64_t per = rows_per_slab(plan.cols);
-  const int64_t accumulators = !has_scale ? 0 : per_row ? rows : (rows + per - 1) / per;
+  const int64_t accumulators = !want_scale ? 0 : per_row ? rows : (rows + per - 1) / per;
   at::Tensor gscale = at::zeros({accumulators, plan.s_cols}, x.options().dtype(acc_type));
 
   if (rows != 0 && plan.cols != 0) {
@@ -528,18 +535,18 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> affine_coupling_backw
       if (has_scale) {
         p.scale = scale.const_data_ptr<opmath_t>();
         p.scale_rs = per_row ? plan.s_cols : 0;
-        p.gscale = gscale.mutable_data_ptr<opmath_t>();
+        if (want_scale) p.gscale = gscale.mutable_data_ptr<opmath_t>();
         p.gscale_per_row = per_row;
       }
-      p.y = grad_input.mutable_data_ptr<scalar_t>();
-      p.gs = grad_s.mutable_data_ptr<scalar_t>();
-      p.gt = grad_t.mutable_data_ptr<scalar_t>();
+      if (want_input) p.y = grad_input.mutable_data_ptr<scalar_t>();
+      if (want_s) p.gs = grad_s.mutable_data_ptr<scalar_t>();
+      if (want_t) p.gt = grad_t.mutable_data_ptr<scalar_t>();
       dispatch_variant<scalar_t>(inverse, has_scale, [&](auto kernel) { decltype(kernel)::backward(plan, p, rows); });
     });
   }
 
   at::Tensor grad_scale;
-  if (has_scale) {
+  if (want_scale) {
     // Sum the slab accumulators in order (per-row ones are already per row), view the result in
     // s's layout, and reduce it to the scale's shape.
     std::vector<int64_t> sizes(s.sizes().begin(), s.sizes().end());
@@ -559,7 +566,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> affine_coupling_backw
     grad_scale = at::empty(scale_in->sizes(), scale_in->options())
                      .copy_(full.to(at::kDouble).sum_to_size(scale_in->sizes()));
   } else {
-    grad_scale = at::empty({0}, x.options());
+    grad_scale = none();
   }
   return {grad_input, grad_s, grad_t, grad_scale};
 }

@@ -54,9 +54,10 @@ TORCH_LIBRARY(fastgen, m) {
   m.def("affine_coupling(Tensor x, Tensor s, Tensor t, Tensor? scale, str mask, int mask_parity,"
         " bool inverse) -> (Tensor y, Tensor logdet)");
   // x is the untransformed side: the forward's input when inverse=False, its output when
-  // inverse=True. grad_output / grad_logdet may be None. grad_scale is empty without scale.
+  // inverse=True. grad_output / grad_logdet may be None. output_mask says which of grad_input,
+  // grad_s, grad_t, grad_scale to compute; the others (and grad_scale without scale) are empty.
   m.def("affine_coupling_backward(Tensor? grad_output, Tensor? grad_logdet, Tensor x, Tensor s,"
-        " Tensor? scale, str mask, int mask_parity, bool inverse)"
+        " Tensor? scale, str mask, int mask_parity, bool inverse, bool[4] output_mask)"
         " -> (Tensor grad_input, Tensor grad_s, Tensor grad_t, Tensor grad_scale)");
 
   // --- Image-to-image: instance norm (csrc/instance_norm.cpp) -----------------------------

@@ -81,7 +81,8 @@ def _coupling_bwd_kernel(
     rows, cols, s_cols, g_rs, x_rs, s_rs, scale_rs,
     block, half, tr_begin, n1, n2, sp0, sp1, sp2, parity,
     CHECKER: tl.constexpr, INVERSE: tl.constexpr, HAS_SCALE: tl.constexpr, HAS_G: tl.constexpr,
-    HAS_GL: tl.constexpr, ROWS: tl.constexpr, BLOCK: tl.constexpr, COMPUTE: tl.constexpr,
+    HAS_GL: tl.constexpr, WANT_GI: tl.constexpr, WANT_GS: tl.constexpr, WANT_GT: tl.constexpr,
+    WANT_GSCALE: tl.constexpr, ROWS: tl.constexpr, BLOCK: tl.constexpr, COMPUTE: tl.constexpr,
 ):
     # One program: BLOCK elements of ROWS consecutive rows; the grad_scale terms of those rows
     # are summed in registers and written as one partial row (reduced on the host).
@@ -133,15 +134,16 @@ def _coupling_bwd_kernel(
             acc += dse * th
         else:
             gs = dse
-        tl.store(gi_ptr + row * cols + k, gi.to(gi_ptr.dtype.element_ty), mask=m_in)
-        if CHECKER:
-            # s and t have an entry for every element; the conditioning ones get zeros.
-            tl.store(gs_ptr + row * s_cols + s_off, gs.to(gs_ptr.dtype.element_ty), mask=m_in)
-            tl.store(gt_ptr + row * s_cols + s_off, gt.to(gt_ptr.dtype.element_ty), mask=m_in)
-        else:
-            tl.store(gs_ptr + row * s_cols + s_off, gs.to(gs_ptr.dtype.element_ty), mask=m_on)
-            tl.store(gt_ptr + row * s_cols + s_off, gt.to(gt_ptr.dtype.element_ty), mask=m_on)
-    if HAS_SCALE:
+        if WANT_GI:
+            tl.store(gi_ptr + row * cols + k, gi.to(gi_ptr.dtype.element_ty), mask=m_in)
+        # With the checkerboard s and t have an entry for every element: the conditioning ones
+        # get zeros.
+        m_st = m_in if CHECKER else m_on
+        if WANT_GS:
+            tl.store(gs_ptr + row * s_cols + s_off, gs.to(gs_ptr.dtype.element_ty), mask=m_st)
+        if WANT_GT:
+            tl.store(gt_ptr + row * s_cols + s_off, gt.to(gt_ptr.dtype.element_ty), mask=m_st)
+    if WANT_GSCALE:
         tl.store(gscale_ptr + group * s_cols + s_off, acc, mask=inside & transformed)
 
 
@@ -205,8 +207,9 @@ def affine_coupling(x, s, t, scale, mask, mask_parity, inverse):
     return y, partials.sum(1)
 
 
-def affine_coupling_backward(grad_output, grad_logdet, x, s, scale, mask, mask_parity, inverse):
+def affine_coupling_backward(grad_output, grad_logdet, x, s, scale, mask, mask_parity, inverse, output_mask):
     check_backward_args(grad_output, grad_logdet, x, s, scale, mask, mask_parity)
+    want_input, want_s, want_t, want_scale = output_mask
     order, x_strides, s_strides = layout(x, mask)
     x_, s_ = with_rows(x, x_strides), with_rows(s, s_strides)
     g_ = with_rows(grad_output, x_strides) if grad_output is not None else None
@@ -215,30 +218,34 @@ def affine_coupling_backward(grad_output, grad_logdet, x, s, scale, mask, mask_p
     s_cols = s.numel() // rows if rows else 0
     acc = logdet_dtype(x.dtype)
     gl = grad_logdet.to(acc).contiguous() if grad_logdet is not None else None
-    grad_input = torch.empty_strided(x.shape, x_strides, dtype=x.dtype, device=x.device)
-    grad_s = torch.empty_strided(s.shape, s_strides, dtype=s.dtype, device=s.device)
-    grad_t = torch.empty_strided(s.shape, s_strides, dtype=s.dtype, device=s.device)
+    none = lambda: x.new_empty((0,))  # noqa: E731  (outputs not asked for)
+    grad_input = torch.empty_strided(x.shape, x_strides, dtype=x.dtype, device=x.device) if want_input else none()
+    grad_s = torch.empty_strided(s.shape, s_strides, dtype=s.dtype, device=s.device) if want_s else none()
+    grad_t = torch.empty_strided(s.shape, s_strides, dtype=s.dtype, device=s.device) if want_t else none()
     has_scale = scale is not None
+    want_scale = has_scale and want_scale
     per_row = False
     if has_scale:
         scale_buf, per_row = _scale_rows(scale, s_, s_strides)
     rows_per_program = 1 if per_row else 16
     groups = triton.cdiv(rows, rows_per_program) if rows else 0
-    gscale = torch.zeros((groups, s_cols), dtype=acc, device=x.device)
+    gscale = torch.zeros((groups if want_scale else 1, s_cols), dtype=acc, device=x.device)
     if rows and cols:
         block = _block(cols)
         _coupling_bwd_kernel[(groups, triton.cdiv(cols, block))](
             g_ if g_ is not None else x_, gl if gl is not None else gscale, x_, s_,
-            scale_buf if has_scale else x_, grad_input, grad_s, grad_t, gscale,
+            scale_buf if has_scale else x_, grad_input if want_input else x_, grad_s if want_s else x_,
+            grad_t if want_t else x_, gscale,
             rows, cols, s_cols, g_.stride(0) if g_ is not None else 0, x_.stride(0), s_.stride(0),
             s_cols if per_row else 0,
             **_plan(x_, order, mask, mask_parity),
             CHECKER=mask == "checkerboard", INVERSE=bool(inverse), HAS_SCALE=has_scale,
-            HAS_G=g_ is not None, HAS_GL=gl is not None, ROWS=rows_per_program, BLOCK=block,
+            HAS_G=g_ is not None, HAS_GL=gl is not None, WANT_GI=bool(want_input), WANT_GS=bool(want_s),
+            WANT_GT=bool(want_t), WANT_GSCALE=want_scale, ROWS=rows_per_program, BLOCK=block,
             COMPUTE=_compute(x.dtype),
         )
-    if not has_scale:
-        return grad_input, grad_s, grad_t, x.new_empty((0,))
+    if not want_scale:
+        return grad_input, grad_s, grad_t, none()
     sizes = list(s.shape)
     if not per_row:
         gscale = gscale.sum(0, keepdim=True)
@@ -269,8 +276,10 @@ def aot_specs():
                    "gs_ptr": ptr, "gt_ptr": ptr, "gscale_ptr": acc, "rows": "i32", "cols": "i32", "s_cols": "i32",
                    "g_rs": "i32", "x_rs": "i32", "s_rs": "i32", "scale_rs": "i32", **plan_sig,
                    "CHECKER": "constexpr", "INVERSE": "constexpr", "HAS_SCALE": "constexpr", "HAS_G": "constexpr",
-                   "HAS_GL": "constexpr", "ROWS": "constexpr", "BLOCK": "constexpr", "COMPUTE": "constexpr"}
+                   "HAS_GL": "constexpr", "WANT_GI": "constexpr", "WANT_GS": "constexpr", "WANT_GT": "constexpr",
+                   "WANT_GSCALE": "constexpr", "ROWS": "constexpr", "BLOCK": "constexpr", "COMPUTE": "constexpr"}
             consts = {"CHECKER": checker, "INVERSE": not inverse, "HAS_SCALE": has_scale, "HAS_G": True, "HAS_GL": True,
+                      "WANT_GI": True, "WANT_GS": True, "WANT_GT": not checker, "WANT_GSCALE": has_scale,
                       "ROWS": 16, "BLOCK": 1024, "COMPUTE": compute}
             name = f"coupling_bwd[{dtype},{'checkerboard' if checker else 'channel'},inverse={not inverse},scale={has_scale}]"
             specs.append((name, _coupling_bwd_kernel, sig, consts))

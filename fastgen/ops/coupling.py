@@ -125,12 +125,15 @@ def _affine_coupling_fake(x, s, t, scale, mask, mask_parity, inverse):
 
 
 @torch.library.register_fake("fastgen::affine_coupling_backward")
-def _affine_coupling_backward_fake(grad_output, grad_logdet, x, s, scale, mask, mask_parity, inverse):
+def _affine_coupling_backward_fake(grad_output, grad_logdet, x, s, scale, mask, mask_parity, inverse, output_mask):
     check_backward_args(grad_output, grad_logdet, x, s, scale, mask, mask_parity)
     _, x_strides, s_strides = layout(x, mask)
-    grad_scale = scale.new_empty(scale.shape) if scale is not None else x.new_empty((0,))
-    return (x.new_empty_strided(x.shape, x_strides), s.new_empty_strided(s.shape, s_strides),
-            s.new_empty_strided(s.shape, s_strides), grad_scale)
+    want_input, want_s, want_t, want_scale = output_mask
+    none = lambda: x.new_empty((0,))  # noqa: E731
+    return (x.new_empty_strided(x.shape, x_strides) if want_input else none(),
+            s.new_empty_strided(s.shape, s_strides) if want_s else none(),
+            s.new_empty_strided(s.shape, s_strides) if want_t else none(),
+            scale.new_empty(scale.shape) if (scale is not None and want_scale) else none())
 
 
 # ---------------------------------------------------------------------------------------
@@ -149,14 +152,25 @@ def _setup(ctx, inputs, output):
 
 def _backward(ctx, grad_y, grad_logdet):
     x_side, s, scale = ctx.saved_tensors
+    need_x, need_s, need_t = ctx.needs_input_grad[:3]
+    need_scale = ctx.has_scale and ctx.needs_input_grad[3]
+    # Going forward with the channel mask, grad_t is grad_y's transformed half exactly: hand
+    # out that view (as eager's cat backward does) instead of writing a copy.
+    t_is_view = need_t and ctx.mask == "channel" and not ctx.inverse
     grad_in, grad_s, grad_t, grad_scale = _ops.affine_coupling_backward(
-        grad_y, grad_logdet, x_side, s, scale, ctx.mask, ctx.mask_parity, ctx.inverse)
-    return grad_in, grad_s, grad_t, (grad_scale if ctx.has_scale else None), None, None, None
+        grad_y, grad_logdet, x_side, s, scale, ctx.mask, ctx.mask_parity, ctx.inverse,
+        [need_x, need_s, need_t and not t_is_view, need_scale])
+    if t_is_view:
+        half = s.shape[1]
+        grad_t = grad_y.narrow(1, half if ctx.mask_parity == 0 else 0, half) if grad_y is not None else None
+    return (grad_in if need_x else None, grad_s if need_s else None, grad_t if need_t else None,
+            grad_scale if need_scale else None, None, None, None)
 
 
 def _setup_backward(ctx, inputs, output):
-    grad_output, grad_logdet, x, s, scale, mask, mask_parity, inverse = inputs
+    grad_output, grad_logdet, x, s, scale, mask, mask_parity, inverse, output_mask = inputs
     ctx.mask, ctx.mask_parity, ctx.inverse = mask, mask_parity, inverse
+    ctx.output_mask = list(output_mask)
     ctx.save_for_backward(grad_output, grad_logdet, x, s, scale)
 
 
@@ -203,6 +217,10 @@ def _backward_backward(ctx, gg_in, gg_s, gg_t, gg_scale):
     (grad_s = dse without scale), and grad_in = g on the conditioning part.
     """
     g, gl, X, s, scale = ctx.saved_tensors
+    # Outputs that were not computed (empty) carry no gradient.
+    gg_in, gg_s, gg_t, gg_scale = (gg if want else None for gg, want in zip((gg_in, gg_s, gg_t, gg_scale), ctx.output_mask))
+    if scale is None:
+        gg_scale = None
     inverse = ctx.inverse
     parts = _Parts(X, ctx.mask, ctx.mask_parity)
     zeros = torch.zeros_like(s)
@@ -247,7 +265,7 @@ def _backward_backward(ctx, gg_in, gg_s, gg_t, gg_scale):
     d_g = parts.join(gg_in, parts.only(d_g_tr)) if g is not None else None
     d_x = parts.join(None, parts.only(d_x_tr)) if g is not None else None
     d_gl = d_gl.to(gl.dtype) if gl is not None else None
-    return d_g, d_gl, d_x, parts.only(d_s), d_scale, None, None, None
+    return d_g, d_gl, d_x, parts.only(d_s), d_scale, None, None, None, None
 
 
 torch.library.register_autograd("fastgen::affine_coupling", _backward, setup_context=_setup)
@@ -266,7 +284,8 @@ def _affine_coupling_cuda(x, s, t, scale, mask, mask_parity, inverse):
 
 
 @torch.library.register_kernel("fastgen::affine_coupling_backward", "cuda")
-def _affine_coupling_backward_cuda(grad_output, grad_logdet, x, s, scale, mask, mask_parity, inverse):
+def _affine_coupling_backward_cuda(grad_output, grad_logdet, x, s, scale, mask, mask_parity, inverse, output_mask):
     from fastgen.triton_kernels import coupling as kernels
 
-    return kernels.affine_coupling_backward(grad_output, grad_logdet, x, s, scale, mask, mask_parity, inverse)
+    return kernels.affine_coupling_backward(grad_output, grad_logdet, x, s, scale, mask, mask_parity, inverse,
+                                            output_mask)
