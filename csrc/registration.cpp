@@ -47,6 +47,18 @@ TORCH_LIBRARY(fastgen, m) {
         " -> (Tensor grad_mu, Tensor grad_logvar, Tensor grad_eps)");
 
   // --- RealNVP: affine coupling with log-det (csrc/coupling.cpp) --------------------------
+  m.set_python_module("fastgen.ops.coupling");
+  // y = x_b * exp(s) + t on the transformed part (inverse: (x_b - t) * exp(-s)), identity
+  // elsewhere; logdet (B,) = +-sum(s) in float32 (float64 for float64). mask: "channel" |
+  // "checkerboard"; scale (broadcast to s), when given, makes s_eff = scale * tanh(s).
+  m.def("affine_coupling(Tensor x, Tensor s, Tensor t, Tensor? scale, str mask, int mask_parity,"
+        " bool inverse) -> (Tensor y, Tensor logdet)");
+  // x is the untransformed side: the forward's input when inverse=False, its output when
+  // inverse=True. grad_output / grad_logdet may be None. output_mask says which of grad_input,
+  // grad_s, grad_t, grad_scale to compute; the others (and grad_scale without scale) are empty.
+  m.def("affine_coupling_backward(Tensor? grad_output, Tensor? grad_logdet, Tensor x, Tensor s,"
+        " Tensor? scale, str mask, int mask_parity, bool inverse, bool[4] output_mask)"
+        " -> (Tensor grad_input, Tensor grad_s, Tensor grad_t, Tensor grad_scale)");
 
   // --- Image-to-image: instance norm (csrc/instance_norm.cpp) -----------------------------
   m.set_python_module("fastgen.ops.instance_norm");

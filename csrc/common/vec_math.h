@@ -38,6 +38,24 @@ inline Vec exp(const Vec& x_in) {
 // float64 kernels keep Sleef's exp (double is not the hot path).
 inline at::vec::Vectorized<double> exp(const at::vec::Vectorized<double>& x) { return x.exp(); }
 
+// tanh(x) to about 2 ulp (Cephes' tanhf), inlined: x + x^3 P(x^2) for |x| < 0.625, else
+// 1 - 2 / (exp(2|x|) + 1) with the sign of x. Saturates to +-1 and propagates NaN.
+inline Vec tanh(const Vec& x) {
+  const Vec ax = x.abs();
+  const Vec sign = x & Vec(-0.0f);
+  const Vec large = (Vec(1.0f) - Vec(2.0f) / (exp(ax + ax) + Vec(1.0f))) | sign;
+  const Vec z = x * x;
+  Vec p(-5.70498872745e-3f);
+  p = at::vec::fmadd(p, z, Vec(2.06390887954e-2f));
+  p = at::vec::fmadd(p, z, Vec(-5.37397155531e-2f));
+  p = at::vec::fmadd(p, z, Vec(1.33314422036e-1f));
+  p = at::vec::fmadd(p, z, Vec(-3.33332819422e-1f));
+  const Vec small = at::vec::fmadd(p * z, x, x);
+  return Vec::blendv(large, small, ax < Vec(0.625f));
+}
+
+inline at::vec::Vectorized<double> tanh(const at::vec::Vectorized<double>& x) { return x.tanh(); }
+
 // Natural logarithm of positive, normal floats (Cephes' logf polynomial, about 1 ulp).
 inline Vec log_positive(const Vec& x) {
   const IVec bits = at::vec::cast<int32_t>(x);

@@ -7,6 +7,7 @@ from fastgen.models.autoencoder import AutoEncoder
 from fastgen.models.vae import CVAE, VAE, ConvVAE, VAEOutput
 
 # RealNVP
+from fastgen.models.realnvp import RealNVP, RealNVP2d
 
 # CycleGAN, pix2pix, SRGAN
 from fastgen.models.cyclegan import CycleGAN, CycleGANLosses, NLayerDiscriminator, ResnetGenerator

@@ -6,6 +6,7 @@ from types import ModuleType as _ModuleType
 from fastgen.nn.vae import Reparameterize
 
 # RealNVP
+from fastgen.nn.coupling import AffineCoupling
 
 # Image-to-image: instance norm
 from fastgen.nn.instance_norm import InstanceNorm1d, InstanceNorm2d, InstanceNorm3d

@@ -6,6 +6,7 @@ from fastgen.reference.models.autoencoder import AutoEncoder
 from fastgen.reference.models.vae import CVAE, VAE, ConvVAE
 
 # RealNVP
+from fastgen.reference.models.realnvp import RealNVP, RealNVP2d
 
 # CycleGAN, pix2pix, SRGAN
 from fastgen.reference.models.cyclegan import CycleGAN, NLayerDiscriminator, ResnetGenerator
