@@ -23,6 +23,7 @@ def params(family: str, size: str = "quick"):
 
 
 def run(benchmark, case, shape, pass_name, impl, dtype=torch.float32):
+    torch._dynamo.reset()  # see fastgen/bench/runner.py: no case inherits another's compile cache
     work = case.make(shape, dtype)
     fn = implementations(work, (impl,))[impl]
     call = pass_callable(fn, work, pass_name, impl)

@@ -77,6 +77,10 @@ def implementations(work: Workload, impls: Iterable[str] = IMPLS) -> dict[str, C
 def run_case(case: Case, shape: tuple, dtype: torch.dtype, repeats: int, impls: Iterable[str] = IMPLS,
              min_sample_s: float = 2e-3) -> list[dict]:
     """Every pass of one case at one shape: a result row per pass."""
+    # A fresh dynamo cache per case: cases built from the same eager function would otherwise
+    # share its code object's cache and, past torch._dynamo's recompile limit, silently run the
+    # eager code under the "compile" label.
+    torch._dynamo.reset()
     work = case.make(shape, dtype)
     fns = implementations(work, impls)
     rows = []
