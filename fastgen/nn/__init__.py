@@ -10,6 +10,7 @@ from fastgen.nn.vae import Reparameterize
 # Image-to-image: instance norm
 
 # Image-to-image: PixelShuffle
+from fastgen.nn.pixel_shuffle import PixelShuffle, PixelShufflePReLU, PixelUnshuffle, PReLU
 
 # GAN training core
 
