@@ -22,6 +22,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <string>
 #include <vector>
 
 #include "common/vec_io.h"
@@ -43,6 +44,15 @@ struct Geometry {
 
   int64_t small_channels() const { return channels * r * r; }
 };
+
+// "(2, 3, 4)", as the Python side prints shapes.
+std::string shape_str(at::IntArrayRef sizes) {
+  std::string out = "(";
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    out += (i ? ", " : "") + std::to_string(sizes[i]);
+  }
+  return out + (sizes.size() == 1 ? ",)" : ")");
+}
 
 at::MemoryFormat layout_of(const at::Tensor& t) {
   return t.dim() == 4 ? t.suggest_memory_format() : at::MemoryFormat::Contiguous;
@@ -539,8 +549,8 @@ std::tuple<at::Tensor, at::Tensor> pixel_shuffle_prelu_backward_cpu(
   check_weight(weight, self, g.channels, op);
   const std::vector<int64_t> out_sizes = big_sizes(self, g);
   TORCH_CHECK(grad_output.sizes() == at::IntArrayRef(out_sizes), "fastgen.", op,
-              ": grad_output must have the output's shape ", at::IntArrayRef(out_sizes), ", got ",
-              grad_output.sizes());
+              ": grad_output must have the output's shape ", shape_str(out_sizes), ", got ",
+              shape_str(grad_output.sizes()));
   TORCH_CHECK(grad_output.scalar_type() == self.scalar_type(), "fastgen.", op,
               ": grad_output must have the dtype of input (", self.scalar_type(), "), got ",
               grad_output.scalar_type());

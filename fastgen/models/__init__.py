@@ -8,6 +8,7 @@ from fastgen.models.vae import CVAE, VAE, ConvVAE, VAEOutput
 # RealNVP
 
 # CycleGAN, pix2pix, SRGAN
+from fastgen.models.srgan import SRGANDiscriminator, SRGANGeneratorLoss, SRGANLoss, SRResNet
 
 # DCGAN, CGAN, WGAN-GP, Progressive GAN
 

@@ -7,6 +7,7 @@ from fastgen.reference.models.vae import CVAE, VAE, ConvVAE
 # RealNVP
 
 # CycleGAN, pix2pix, SRGAN
+from fastgen.reference.models.srgan import SRGANDiscriminator, SRGANLoss, SRResNet
 
 # DCGAN, CGAN, WGAN-GP, Progressive GAN
 
