@@ -330,14 +330,15 @@ void shuffle_backward(const scalar_t* grad, const scalar_t* x, scalar_t* dx,
             }
           }
         } else {
+          Vec term(0);  // flushed to lanes every kFlushSteps vector steps and at the end
+          int64_t steps = 0;
           for (int64_t oh = 0; oh < Hr; ++oh) {
             const int64_t h = oh / r, i = oh % r;
             const int64_t row0 = (i * r * H + h) * W;  // small plane i*r + j is at +j*H*W
             const scalar_t* grow = gp + oh * Wr;
             if (r == 2) {
               const int64_t row1 = row0 + H * W;
-              Vec term(0);
-              for (int64_t w = 0, steps = 1; w < W; w += V, ++steps) {
+              for (int64_t w = 0; w < W; w += V) {
                 const int64_t n = std::min(V, W - w);
                 Vec g0, g1;
                 if (n == V) {
@@ -356,9 +357,10 @@ void shuffle_backward(const scalar_t* grad, const scalar_t* x, scalar_t* dx,
                   IO::store(dxp + row0 + w, da, n);
                   IO::store(dxp + row1 + w, db, n);
                 }
-                if (want_da && (steps % kFlushSteps == 0 || w + V >= W)) {
+                if (want_da && ++steps == kFlushSteps) {
                   add_lanes(lanes, term);
                   term = zero;
+                  steps = 0;
                 }
               }
             } else {
@@ -372,6 +374,7 @@ void shuffle_backward(const scalar_t* grad, const scalar_t* x, scalar_t* dx,
               }
             }
           }
+          if (want_da) add_lanes(lanes, term);
         }
         if (want_da) {
           for (int64_t k = 0; k < V; ++k) acc += lanes[k];
