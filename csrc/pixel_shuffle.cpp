@@ -126,6 +126,27 @@ inline Vec prelu_vec(const Vec& x, const Vec& a) {
   }
 }
 
+// Runs fn(task) for tasks [0, tasks) in parallel; a task covers `elements` elements, and
+// chunks of tasks are sized to be worth waking a thread for.
+template <typename Fn>
+void parallel_tasks(int64_t tasks, int64_t elements, const Fn& fn) {
+  const int64_t grain = std::max<int64_t>(1, kGrainElements / std::max<int64_t>(1, elements));
+  at::parallel_for(0, tasks, grain, [&](int64_t first, int64_t last) {
+    for (int64_t t = first; t < last; ++t) fn(t);
+  });
+}
+
+// The PReLU weights of channel c (a vector of channels c.. c+V-1, or one), zero without PReLU.
+template <typename scalar_t, bool kPrelu>
+struct Weights {
+  using opmath_t = at::opmath_type<scalar_t>;
+  using Vec = typename VecIO<scalar_t>::Vec;
+  const opmath_t* data;  // weight_buffer(); null without PReLU
+
+  Vec vec(int64_t c) const { return kPrelu ? Vec::loadu(data + c) : Vec(0); }
+  opmath_t at(int64_t c) const { return kPrelu ? data[c] : opmath_t(0); }
+};
+
 // ---------------------------------------------------------------------------------------
 // forward: small -> big, y = prelu(x)
 
@@ -138,53 +159,48 @@ void shuffle_forward(const scalar_t* src, scalar_t* dst, const at::opmath_type<s
   constexpr int64_t V = IO::size();
   const int64_t C = g.channels, r = g.r, H = g.height, W = g.width;
   const int64_t Hr = H * r, Wr = W * r, Cs = g.small_channels();
-  // weights is null without PReLU.
-  auto weight_vec = [&](int64_t c) { return kPrelu ? Vec::loadu(weights + c) : Vec(0); };
-  auto weight_at = [&](int64_t c) { return kPrelu ? weights[c] : opmath_t(0); };
+  const Weights<scalar_t, kPrelu> wt{weights};
 
   if (!g.channels_last) {
     // One task per big plane (n, c): its rows oh = h*r + i interleave the rows h of the r
     // small planes c*r*r + i*r + j, j = 0..r-1.
     const int64_t plane = Hr * Wr;
-    const int64_t grain = std::max<int64_t>(1, kGrainElements / std::max<int64_t>(1, plane));
-    at::parallel_for(0, g.batch * C, grain, [&](int64_t first, int64_t last) {
-      for (int64_t p = first; p < last; ++p) {
-        const opmath_t a = weight_at(p % C);
-        const Vec av(a);
-        const scalar_t* in = src + p * r * r * H * W;  // small plane p*r*r
-        scalar_t* out = dst + p * plane;
-        if (r == 1) {
-          for (int64_t k = 0; k < plane; k += V) {
-            const int64_t n = std::min(V, plane - k);
-            IO::store(out + k, prelu_vec<kPrelu>(IO::load(in + k, n), av), n);
-          }
-          continue;
+    parallel_tasks(g.batch * C, plane, [&](int64_t p) {
+      const opmath_t a = wt.at(p % C);
+      const Vec av(a);
+      const scalar_t* in = src + p * r * r * H * W;  // small plane p*r*r
+      scalar_t* out = dst + p * plane;
+      if (r == 1) {
+        for (int64_t k = 0; k < plane; k += V) {
+          const int64_t n = std::min(V, plane - k);
+          IO::store(out + k, prelu_vec<kPrelu>(IO::load(in + k, n), av), n);
         }
-        for (int64_t oh = 0; oh < Hr; ++oh) {
-          const int64_t h = oh / r, i = oh % r;
-          const scalar_t* row0 = in + (i * r * H + h) * W;  // small plane i*r + j is at +j*H*W
-          scalar_t* orow = out + oh * Wr;
-          if (r == 2) {
-            const scalar_t* row1 = row0 + H * W;
-            for (int64_t w = 0; w < W; w += V) {
-              const int64_t n = std::min(V, W - w);
-              auto lohi = at::vec::interleave2(IO::load(row0 + w, n), IO::load(row1 + w, n));
-              const Vec lo = prelu_vec<kPrelu>(lohi.first, av);
-              const Vec hi = prelu_vec<kPrelu>(lohi.second, av);
-              if (n == V) {
-                IO::store(orow + 2 * w, lo);
-                IO::store(orow + 2 * w + V, hi);
-              } else {
-                IO::store(orow + 2 * w, lo, std::min(2 * n, V));
-                if (2 * n > V) IO::store(orow + 2 * w + V, hi, 2 * n - V);
-              }
+        return;
+      }
+      for (int64_t oh = 0; oh < Hr; ++oh) {
+        const int64_t h = oh / r, i = oh % r;
+        const scalar_t* row0 = in + (i * r * H + h) * W;  // small plane i*r + j is at +j*H*W
+        scalar_t* orow = out + oh * Wr;
+        if (r == 2) {
+          const scalar_t* row1 = row0 + H * W;
+          for (int64_t w = 0; w < W; w += V) {
+            const int64_t n = std::min(V, W - w);
+            auto lohi = at::vec::interleave2(IO::load(row0 + w, n), IO::load(row1 + w, n));
+            const Vec lo = prelu_vec<kPrelu>(lohi.first, av);
+            const Vec hi = prelu_vec<kPrelu>(lohi.second, av);
+            if (n == V) {
+              IO::store(orow + 2 * w, lo);
+              IO::store(orow + 2 * w + V, hi);
+            } else {
+              IO::store(orow + 2 * w, lo, std::min(2 * n, V));
+              if (2 * n > V) IO::store(orow + 2 * w + V, hi, 2 * n - V);
             }
-          } else {
-            for (int64_t j = 0; j < r; ++j) {
-              const scalar_t* srow = row0 + j * H * W;
-              for (int64_t w = 0; w < W; ++w) {
-                orow[w * r + j] = static_cast<scalar_t>(prelu<kPrelu>(static_cast<opmath_t>(srow[w]), a));
-              }
+          }
+        } else {
+          for (int64_t j = 0; j < r; ++j) {
+            const scalar_t* srow = row0 + j * H * W;
+            for (int64_t w = 0; w < W; ++w) {
+              orow[w * r + j] = static_cast<scalar_t>(prelu<kPrelu>(static_cast<opmath_t>(srow[w]), a));
             }
           }
         }
@@ -195,52 +211,48 @@ void shuffle_forward(const scalar_t* src, scalar_t* dst, const at::opmath_type<s
 
   // channels_last: one task per small row (n, h); each small pixel (Cs channels) feeds the r*r
   // big pixels (h*r + i, w*r + j), channel c of which is small channel c*r*r + i*r + j.
-  const int64_t row_elems = W * Cs;
-  const int64_t grain = std::max<int64_t>(1, kGrainElements / std::max<int64_t>(1, row_elems));
-  at::parallel_for(0, g.batch * H, grain, [&](int64_t first, int64_t last) {
-    for (int64_t q = first; q < last; ++q) {
-      const int64_t n = q / H, h = q % H;
-      for (int64_t w = 0; w < W; ++w) {
-        const scalar_t* px = src + (q * W + w) * Cs;
-        scalar_t* big0 = dst + ((n * Hr + h * r) * Wr + w * r) * C;  // big pixel (i, j) = (0, 0)
-        if (r == 1) {
-          int64_t c = 0;
-          for (; c + V <= C; c += V) {
-            IO::store(big0 + c, prelu_vec<kPrelu>(IO::load(px + c), weight_vec(c)));
-          }
-          for (; c < C; ++c) {
-            big0[c] = static_cast<scalar_t>(prelu<kPrelu>(static_cast<opmath_t>(px[c]), weight_at(c)));
-          }
-          continue;
-        }
+  parallel_tasks(g.batch * H, W * Cs, [&](int64_t q) {
+    const int64_t n = q / H, h = q % H;
+    for (int64_t w = 0; w < W; ++w) {
+      const scalar_t* px = src + (q * W + w) * Cs;
+      scalar_t* big0 = dst + ((n * Hr + h * r) * Wr + w * r) * C;  // big pixel (i, j) = (0, 0)
+      if (r == 1) {
         int64_t c = 0;
-        if (r == 2) {
-          scalar_t* b00 = big0;
-          scalar_t* b01 = big0 + C;
-          scalar_t* b10 = big0 + Wr * C;
-          scalar_t* b11 = b10 + C;
-          for (; c + V <= C; c += V) {
-            // 4V small channels = V big channels x 4 sub-pixels s = 2i + j (s fastest).
-            const scalar_t* s = px + 4 * c;
-            auto e1o1 = at::vec::deinterleave2(IO::load(s), IO::load(s + V));
-            auto e2o2 = at::vec::deinterleave2(IO::load(s + 2 * V), IO::load(s + 3 * V));
-            auto s0s2 = at::vec::deinterleave2(e1o1.first, e2o2.first);
-            auto s1s3 = at::vec::deinterleave2(e1o1.second, e2o2.second);
-            const Vec av = weight_vec(c);
-            IO::store(b00 + c, prelu_vec<kPrelu>(s0s2.first, av));
-            IO::store(b01 + c, prelu_vec<kPrelu>(s1s3.first, av));
-            IO::store(b10 + c, prelu_vec<kPrelu>(s0s2.second, av));
-            IO::store(b11 + c, prelu_vec<kPrelu>(s1s3.second, av));
-          }
+        for (; c + V <= C; c += V) {
+          IO::store(big0 + c, prelu_vec<kPrelu>(IO::load(px + c), wt.vec(c)));
         }
-        // Channels past the last whole vector (all of them for r > 2).
-        for (int64_t i = 0; i < r; ++i) {
-          for (int64_t j = 0; j < r; ++j) {
-            scalar_t* b = big0 + (i * Wr + j) * C;
-            const scalar_t* s = px + i * r + j;
-            for (int64_t cc = c; cc < C; ++cc) {
-              b[cc] = static_cast<scalar_t>(prelu<kPrelu>(static_cast<opmath_t>(s[cc * r * r]), weight_at(cc)));
-            }
+        for (; c < C; ++c) {
+          big0[c] = static_cast<scalar_t>(prelu<kPrelu>(static_cast<opmath_t>(px[c]), wt.at(c)));
+        }
+        continue;
+      }
+      int64_t c = 0;
+      if (r == 2) {
+        scalar_t* b00 = big0;
+        scalar_t* b01 = big0 + C;
+        scalar_t* b10 = big0 + Wr * C;
+        scalar_t* b11 = b10 + C;
+        for (; c + V <= C; c += V) {
+          // 4V small channels = V big channels x 4 sub-pixels s = 2i + j (s fastest).
+          const scalar_t* s = px + 4 * c;
+          auto e1o1 = at::vec::deinterleave2(IO::load(s), IO::load(s + V));
+          auto e2o2 = at::vec::deinterleave2(IO::load(s + 2 * V), IO::load(s + 3 * V));
+          auto s0s2 = at::vec::deinterleave2(e1o1.first, e2o2.first);
+          auto s1s3 = at::vec::deinterleave2(e1o1.second, e2o2.second);
+          const Vec av = wt.vec(c);
+          IO::store(b00 + c, prelu_vec<kPrelu>(s0s2.first, av));
+          IO::store(b01 + c, prelu_vec<kPrelu>(s1s3.first, av));
+          IO::store(b10 + c, prelu_vec<kPrelu>(s0s2.second, av));
+          IO::store(b11 + c, prelu_vec<kPrelu>(s1s3.second, av));
+        }
+      }
+      // Channels past the last whole vector (all of them for r > 2).
+      for (int64_t i = 0; i < r; ++i) {
+        for (int64_t j = 0; j < r; ++j) {
+          scalar_t* b = big0 + (i * Wr + j) * C;
+          const scalar_t* s = px + i * r + j;
+          for (int64_t cc = c; cc < C; ++cc) {
+            b[cc] = static_cast<scalar_t>(prelu<kPrelu>(static_cast<opmath_t>(s[cc * r * r]), wt.at(cc)));
           }
         }
       }
@@ -281,8 +293,7 @@ void shuffle_backward(const scalar_t* grad, const scalar_t* x, scalar_t* dx,
   const bool want_dx = dx != nullptr;
   const bool want_da = kPrelu && partials != nullptr;
   const Vec zero(0);
-  auto weight_vec = [&](int64_t c) { return kPrelu ? Vec::loadu(weights + c) : zero; };
-  auto weight_at = [&](int64_t c) { return kPrelu ? weights[c] : opmath_t(0); };
+  const Weights<scalar_t, kPrelu> wt{weights};
 
   // dx for one vector of (x, grad); the weight-gradient terms are added to term.
   auto step_vec = [&](const Vec& xv, const Vec& gv, const Vec& av, Vec& term) -> Vec {
@@ -306,167 +317,157 @@ void shuffle_backward(const scalar_t* grad, const scalar_t* x, scalar_t* dx,
 
   if (!g.channels_last) {
     const int64_t plane = Hr * Wr;
-    const int64_t grain = std::max<int64_t>(1, kGrainElements / std::max<int64_t>(1, plane));
-    at::parallel_for(0, g.batch * C, grain, [&](int64_t first, int64_t last) {
-      for (int64_t p = first; p < last; ++p) {
-        const opmath_t a = weight_at(p % C);
-        const Vec av(a);
-        alignas(64) double lanes[V] = {};
-        double acc = 0.0;
-        const int64_t small_offset = p * r * r * H * W;
-        const scalar_t* gp = grad + p * plane;
-        const scalar_t* xp = kPrelu ? x + small_offset : nullptr;
-        scalar_t* dxp = want_dx ? dx + small_offset : nullptr;
-        if (r == 1) {
-          Vec term(0);
-          for (int64_t k = 0, steps = 1; k < plane; k += V, ++steps) {
-            const int64_t n = std::min(V, plane - k);
-            const Vec xv = kPrelu ? IO::load(xp + k, n) : zero;
-            const Vec d = step_vec(xv, IO::load(gp + k, n), av, term);
-            if (want_dx) IO::store(dxp + k, d, n);
-            if (want_da && (steps % kFlushSteps == 0 || k + V >= plane)) {
-              add_lanes(lanes, term);
-              term = zero;
-            }
+    parallel_tasks(g.batch * C, plane, [&](int64_t p) {
+      const opmath_t a = wt.at(p % C);
+      const Vec av(a);
+      alignas(64) double lanes[V] = {};
+      double acc = 0.0;
+      const int64_t small_offset = p * r * r * H * W;
+      const scalar_t* gp = grad + p * plane;
+      const scalar_t* xp = kPrelu ? x + small_offset : nullptr;
+      scalar_t* dxp = want_dx ? dx + small_offset : nullptr;
+      if (r == 1) {
+        Vec term(0);
+        for (int64_t k = 0, steps = 1; k < plane; k += V, ++steps) {
+          const int64_t n = std::min(V, plane - k);
+          const Vec xv = kPrelu ? IO::load(xp + k, n) : zero;
+          const Vec d = step_vec(xv, IO::load(gp + k, n), av, term);
+          if (want_dx) IO::store(dxp + k, d, n);
+          if (want_da && (steps % kFlushSteps == 0 || k + V >= plane)) {
+            add_lanes(lanes, term);
+            term = zero;
           }
-        } else {
-          Vec term(0);  // flushed to lanes every kFlushSteps vector steps and at the end
-          int64_t steps = 0;
-          for (int64_t oh = 0; oh < Hr; ++oh) {
-            const int64_t h = oh / r, i = oh % r;
-            const int64_t row0 = (i * r * H + h) * W;  // small plane i*r + j is at +j*H*W
-            const scalar_t* grow = gp + oh * Wr;
-            if (r == 2) {
-              const int64_t row1 = row0 + H * W;
-              for (int64_t w = 0; w < W; w += V) {
-                const int64_t n = std::min(V, W - w);
-                Vec g0, g1;
-                if (n == V) {
-                  g0 = IO::load(grow + 2 * w);
-                  g1 = IO::load(grow + 2 * w + V);
-                } else {
-                  g0 = IO::load(grow + 2 * w, std::min(2 * n, V));
-                  g1 = 2 * n > V ? IO::load(grow + 2 * w + V, 2 * n - V) : zero;
-                }
-                const auto gab = at::vec::deinterleave2(g0, g1);
-                const Vec xa = kPrelu ? IO::load(xp + row0 + w, n) : zero;
-                const Vec xb = kPrelu ? IO::load(xp + row1 + w, n) : zero;
-                const Vec da = step_vec(xa, gab.first, av, term);
-                const Vec db = step_vec(xb, gab.second, av, term);
-                if (want_dx) {
-                  IO::store(dxp + row0 + w, da, n);
-                  IO::store(dxp + row1 + w, db, n);
-                }
-                if (want_da && ++steps == kFlushSteps) {
-                  add_lanes(lanes, term);
-                  term = zero;
-                  steps = 0;
-                }
+        }
+      } else {
+        Vec term(0);  // flushed to lanes every kFlushSteps vector steps and at the end
+        int64_t steps = 0;
+        for (int64_t oh = 0; oh < Hr; ++oh) {
+          const int64_t h = oh / r, i = oh % r;
+          const int64_t row0 = (i * r * H + h) * W;  // small plane i*r + j is at +j*H*W
+          const scalar_t* grow = gp + oh * Wr;
+          if (r == 2) {
+            const int64_t row1 = row0 + H * W;
+            for (int64_t w = 0; w < W; w += V) {
+              const int64_t n = std::min(V, W - w);
+              Vec g0, g1;
+              if (n == V) {
+                g0 = IO::load(grow + 2 * w);
+                g1 = IO::load(grow + 2 * w + V);
+              } else {
+                g0 = IO::load(grow + 2 * w, std::min(2 * n, V));
+                g1 = 2 * n > V ? IO::load(grow + 2 * w + V, 2 * n - V) : zero;
               }
-            } else {
-              for (int64_t j = 0; j < r; ++j) {
-                const int64_t row = row0 + j * H * W;
-                for (int64_t w = 0; w < W; ++w) {
-                  const opmath_t xv = kPrelu ? static_cast<opmath_t>(xp[row + w]) : opmath_t(0);
-                  const opmath_t d = step(xv, static_cast<opmath_t>(grow[w * r + j]), a, acc);
-                  if (want_dx) dxp[row + w] = static_cast<scalar_t>(d);
-                }
+              const auto gab = at::vec::deinterleave2(g0, g1);
+              const Vec xa = kPrelu ? IO::load(xp + row0 + w, n) : zero;
+              const Vec xb = kPrelu ? IO::load(xp + row1 + w, n) : zero;
+              const Vec da = step_vec(xa, gab.first, av, term);
+              const Vec db = step_vec(xb, gab.second, av, term);
+              if (want_dx) {
+                IO::store(dxp + row0 + w, da, n);
+                IO::store(dxp + row1 + w, db, n);
+              }
+              if (want_da && ++steps == kFlushSteps) {
+                add_lanes(lanes, term);
+                term = zero;
+                steps = 0;
+              }
+            }
+          } else {
+            for (int64_t j = 0; j < r; ++j) {
+              const int64_t row = row0 + j * H * W;
+              for (int64_t w = 0; w < W; ++w) {
+                const opmath_t xv = kPrelu ? static_cast<opmath_t>(xp[row + w]) : opmath_t(0);
+                const opmath_t d = step(xv, static_cast<opmath_t>(grow[w * r + j]), a, acc);
+                if (want_dx) dxp[row + w] = static_cast<scalar_t>(d);
               }
             }
           }
-          if (want_da) add_lanes(lanes, term);
         }
-        if (want_da) {
-          for (int64_t k = 0; k < V; ++k) acc += lanes[k];
-          partials[p] = acc;
-        }
+        if (want_da) add_lanes(lanes, term);
+      }
+      if (want_da) {
+        for (int64_t k = 0; k < V; ++k) acc += lanes[k];
+        partials[p] = acc;
       }
     });
     return;
   }
 
-  const int64_t row_elems = W * Cs;
-  const int64_t grain = std::max<int64_t>(1, kGrainElements / std::max<int64_t>(1, row_elems));
-  at::parallel_for(0, g.batch * H, grain, [&](int64_t first, int64_t last) {
+  const int64_t vector_channels = (r == 1 || r == 2) ? C / V * V : 0;
+  parallel_tasks(g.batch * H, W * Cs, [&](int64_t q) {
     // Per-channel opmath sums of the last few pixels' whole-vector channels.
     std::vector<opmath_t> recent(static_cast<size_t>(want_da ? C : 0), opmath_t(0));
-    const int64_t vector_channels = (r == 1 || r == 2) ? C / V * V : 0;
-    for (int64_t q = first; q < last; ++q) {
-      const int64_t n = q / H, h = q % H;
-      double* acc = want_da ? partials + q * C : nullptr;
-      for (int64_t w = 0; w < W; ++w) {
-        if (want_da && w > 0 && w % kFlushSteps == 0) {
-          for (int64_t c = 0; c < vector_channels; c += V) {
-            add_lanes(acc + c, Vec::loadu(recent.data() + c));
-            zero.store(recent.data() + c);
-          }
-        }
-        const int64_t px = (q * W + w) * Cs;
-        const scalar_t* big0 = grad + ((n * Hr + h * r) * Wr + w * r) * C;
-        int64_t c = 0;
-        if (r == 1) {
-          for (; c + V <= C; c += V) {
-            Vec term(0);
-            const Vec xv = kPrelu ? IO::load(x + px + c) : zero;
-            const Vec d = step_vec(xv, IO::load(big0 + c), weight_vec(c), term);
-            if (want_dx) IO::store(dx + px + c, d);
-            if (want_da) (Vec::loadu(recent.data() + c) + term).store(recent.data() + c);
-          }
-        } else if (r == 2) {
-          const scalar_t* b00 = big0;
-          const scalar_t* b01 = big0 + C;
-          const scalar_t* b10 = big0 + Wr * C;
-          const scalar_t* b11 = b10 + C;
-          for (; c + V <= C; c += V) {
-            Vec s0 = zero, s1 = zero, s2 = zero, s3 = zero;
-            if constexpr (kPrelu) {
-              const scalar_t* xs = x + px + 4 * c;
-              auto e1o1 = at::vec::deinterleave2(IO::load(xs), IO::load(xs + V));
-              auto e2o2 = at::vec::deinterleave2(IO::load(xs + 2 * V), IO::load(xs + 3 * V));
-              auto s0s2 = at::vec::deinterleave2(e1o1.first, e2o2.first);
-              auto s1s3 = at::vec::deinterleave2(e1o1.second, e2o2.second);
-              s0 = s0s2.first, s2 = s0s2.second, s1 = s1s3.first, s3 = s1s3.second;
-            }
-            const Vec av = weight_vec(c);
-            Vec term(0);
-            const Vec d0 = step_vec(s0, IO::load(b00 + c), av, term);
-            const Vec d1 = step_vec(s1, IO::load(b01 + c), av, term);
-            const Vec d2 = step_vec(s2, IO::load(b10 + c), av, term);
-            const Vec d3 = step_vec(s3, IO::load(b11 + c), av, term);
-            if (want_dx) {
-              auto e1e2 = at::vec::interleave2(d0, d2);
-              auto o1o2 = at::vec::interleave2(d1, d3);
-              auto v01 = at::vec::interleave2(e1e2.first, o1o2.first);
-              auto v23 = at::vec::interleave2(e1e2.second, o1o2.second);
-              scalar_t* out = dx + px + 4 * c;
-              IO::store(out, v01.first);
-              IO::store(out + V, v01.second);
-              IO::store(out + 2 * V, v23.first);
-              IO::store(out + 3 * V, v23.second);
-            }
-            if (want_da) (Vec::loadu(recent.data() + c) + term).store(recent.data() + c);
-          }
-        }
-        // Channels past the last whole vector (all of them for r > 2).
-        for (int64_t i = 0; i < r; ++i) {
-          for (int64_t j = 0; j < r; ++j) {
-            const scalar_t* b = big0 + (i * Wr + j) * C;
-            const int64_t s = px + i * r + j;
-            for (int64_t cc = c; cc < C; ++cc) {
-              const opmath_t xv = kPrelu ? static_cast<opmath_t>(x[s + cc * r * r]) : opmath_t(0);
-              double unused = 0.0;
-              const opmath_t d = step(xv, static_cast<opmath_t>(b[cc]), weight_at(cc), want_da ? acc[cc] : unused);
-              if (want_dx) dx[s + cc * r * r] = static_cast<scalar_t>(d);
-            }
-          }
-        }
-      }
-      if (want_da) {
+    const int64_t n = q / H, h = q % H;
+    double* acc = want_da ? partials + q * C : nullptr;
+    for (int64_t w = 0; w < W; ++w) {
+      if (want_da && w > 0 && w % kFlushSteps == 0) {
         for (int64_t c = 0; c < vector_channels; c += V) {
           add_lanes(acc + c, Vec::loadu(recent.data() + c));
           zero.store(recent.data() + c);
         }
       }
+      const int64_t px = (q * W + w) * Cs;
+      const scalar_t* big0 = grad + ((n * Hr + h * r) * Wr + w * r) * C;
+      int64_t c = 0;
+      if (r == 1) {
+        for (; c + V <= C; c += V) {
+          Vec term(0);
+          const Vec xv = kPrelu ? IO::load(x + px + c) : zero;
+          const Vec d = step_vec(xv, IO::load(big0 + c), wt.vec(c), term);
+          if (want_dx) IO::store(dx + px + c, d);
+          if (want_da) (Vec::loadu(recent.data() + c) + term).store(recent.data() + c);
+        }
+      } else if (r == 2) {
+        const scalar_t* b00 = big0;
+        const scalar_t* b01 = big0 + C;
+        const scalar_t* b10 = big0 + Wr * C;
+        const scalar_t* b11 = b10 + C;
+        for (; c + V <= C; c += V) {
+          Vec s0 = zero, s1 = zero, s2 = zero, s3 = zero;
+          if constexpr (kPrelu) {
+            const scalar_t* xs = x + px + 4 * c;
+            auto e1o1 = at::vec::deinterleave2(IO::load(xs), IO::load(xs + V));
+            auto e2o2 = at::vec::deinterleave2(IO::load(xs + 2 * V), IO::load(xs + 3 * V));
+            auto s0s2 = at::vec::deinterleave2(e1o1.first, e2o2.first);
+            auto s1s3 = at::vec::deinterleave2(e1o1.second, e2o2.second);
+            s0 = s0s2.first, s2 = s0s2.second, s1 = s1s3.first, s3 = s1s3.second;
+          }
+          const Vec av = wt.vec(c);
+          Vec term(0);
+          const Vec d0 = step_vec(s0, IO::load(b00 + c), av, term);
+          const Vec d1 = step_vec(s1, IO::load(b01 + c), av, term);
+          const Vec d2 = step_vec(s2, IO::load(b10 + c), av, term);
+          const Vec d3 = step_vec(s3, IO::load(b11 + c), av, term);
+          if (want_dx) {
+            auto e1e2 = at::vec::interleave2(d0, d2);
+            auto o1o2 = at::vec::interleave2(d1, d3);
+            auto v01 = at::vec::interleave2(e1e2.first, o1o2.first);
+            auto v23 = at::vec::interleave2(e1e2.second, o1o2.second);
+            scalar_t* out = dx + px + 4 * c;
+            IO::store(out, v01.first);
+            IO::store(out + V, v01.second);
+            IO::store(out + 2 * V, v23.first);
+            IO::store(out + 3 * V, v23.second);
+          }
+          if (want_da) (Vec::loadu(recent.data() + c) + term).store(recent.data() + c);
+        }
+      }
+      // Channels past the last whole vector (all of them for r > 2).
+      for (int64_t i = 0; i < r; ++i) {
+        for (int64_t j = 0; j < r; ++j) {
+          const scalar_t* b = big0 + (i * Wr + j) * C;
+          const int64_t s = px + i * r + j;
+          for (int64_t cc = c; cc < C; ++cc) {
+            const opmath_t xv = kPrelu ? static_cast<opmath_t>(x[s + cc * r * r]) : opmath_t(0);
+            double unused = 0.0;
+            const opmath_t d = step(xv, static_cast<opmath_t>(b[cc]), wt.at(cc), want_da ? acc[cc] : unused);
+            if (want_dx) dx[s + cc * r * r] = static_cast<scalar_t>(d);
+          }
+        }
+      }
+    }
+    if (want_da) {
+      for (int64_t c = 0; c < vector_channels; c += V) add_lanes(acc + c, Vec::loadu(recent.data() + c));
     }
   });
 }

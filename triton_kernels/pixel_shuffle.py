@@ -16,8 +16,13 @@ import triton.language as tl
 
 
 @triton.jit
-def _offsets(n, c, s, C, H, W, r, CHANNELS_LAST: tl.constexpr):
-    """Offsets of big element (n, c, s = oh * W*r + ow) in the big and the small tensor."""
+def _tile(C, H, W, r, CHANNELS_LAST: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):
+    """This program's tile: image n, channels c, the in-bounds mask, and the offsets of its big
+    elements (n, c, s = oh * W*r + ow) in the big and the small tensor."""
+    s = tl.program_id(0) * BLOCK_S + tl.arange(0, BLOCK_S)
+    c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    n = tl.program_id(2).to(tl.int64)
+    inside = (c < C)[:, None] & (s < H * r * W * r)[None, :]
     Hr = H * r
     Wr = W * r
     oh = s // Wr
@@ -32,7 +37,7 @@ def _offsets(n, c, s, C, H, W, r, CHANNELS_LAST: tl.constexpr):
     else:
         big = (n * C + c[:, None]) * (Hr * Wr) + s[None, :]
         small = ((n * Cs + k) * H + h[None, :]) * W + w[None, :]
-    return big, small
+    return n, c, inside, big, small
 
 
 @triton.jit
@@ -43,11 +48,7 @@ def _to_big_kernel(
     BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr, COMPUTE: tl.constexpr,
 ):
     # pixel_shuffle (HAS_PRELU=False) and pixel_shuffle_prelu: small -> big.
-    s = tl.program_id(0) * BLOCK_S + tl.arange(0, BLOCK_S)
-    c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
-    n = tl.program_id(2).to(tl.int64)
-    inside = (c < C)[:, None] & (s < H * r * W * r)[None, :]
-    big, small = _offsets(n, c, s, C, H, W, r, CHANNELS_LAST)
+    n, c, inside, big, small = _tile(C, H, W, r, CHANNELS_LAST, BLOCK_C, BLOCK_S)
     x = tl.load(small_ptr + small, mask=inside, other=0.0).to(COMPUTE)
     if HAS_PRELU:
         # weight_stride is 0 for a single shared weight.
@@ -65,11 +66,7 @@ def _to_small_kernel(
 ):
     # pixel_unshuffle (HAS_PRELU=False: small = big) and the backward of pixel_shuffle_prelu:
     # dx = x > 0 ? grad : a * grad, partial[n, tile, c] = sum over the tile of (x > 0 ? 0 : x * grad).
-    s = tl.program_id(0) * BLOCK_S + tl.arange(0, BLOCK_S)
-    c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
-    n = tl.program_id(2).to(tl.int64)
-    inside = (c < C)[:, None] & (s < H * r * W * r)[None, :]
-    big, small = _offsets(n, c, s, C, H, W, r, CHANNELS_LAST)
+    n, c, inside, big, small = _tile(C, H, W, r, CHANNELS_LAST, BLOCK_C, BLOCK_S)
     g = tl.load(big_ptr + big, mask=inside, other=0.0).to(COMPUTE)
     if HAS_PRELU:
         x = tl.load(x_ptr + small, mask=inside, other=0.0).to(COMPUTE)
