@@ -185,10 +185,13 @@ def prelu(input: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     _check_prelu_weight(fn, weight, input, channels, "input.size(1)")
     if input.dim() == 4:
         return _ops.pixel_shuffle_prelu(input, weight, 1)
-    # Any other rank: (N, C, rest) as a (N, C, rest, 1) image.
+    # Any other rank as an image: (N, C) as channels_last (N, C, 1, 1) (so the kernel runs along
+    # C), (N, C, rest...) as (N, C, rest, 1), and no channel dim as one (1, 1, numel, 1) plane.
     shape = input.shape
     if input.dim() < 2:
         image = input.reshape(1, 1, input.numel(), 1)
+    elif input.dim() == 2:
+        image = input.reshape(shape[0], 1, 1, shape[1]).permute(0, 3, 1, 2)
     else:
         rest = 1
         for size in shape[2:]:
