@@ -177,30 +177,32 @@ void shuffle_forward(const scalar_t* src, scalar_t* dst, const at::opmath_type<s
         }
         return;
       }
-      for (int64_t oh = 0; oh < Hr; ++oh) {
-        const int64_t h = oh / r, i = oh % r;
-        const scalar_t* row0 = in + (i * r * H + h) * W;  // small plane i*r + j is at +j*H*W
-        scalar_t* orow = out + oh * Wr;
-        if (r == 2) {
-          const scalar_t* row1 = row0 + H * W;
-          for (int64_t w = 0; w < W; w += V) {
-            const int64_t n = std::min(V, W - w);
-            auto lohi = at::vec::interleave2(IO::load(row0 + w, n), IO::load(row1 + w, n));
-            const Vec lo = prelu_vec<kPrelu>(lohi.first, av);
-            const Vec hi = prelu_vec<kPrelu>(lohi.second, av);
-            if (n == V) {
-              IO::store(orow + 2 * w, lo);
-              IO::store(orow + 2 * w + V, hi);
-            } else {
-              IO::store(orow + 2 * w, lo, std::min(2 * n, V));
-              if (2 * n > V) IO::store(orow + 2 * w + V, hi, 2 * n - V);
+      for (int64_t h = 0; h < H; ++h) {
+        for (int64_t i = 0; i < r; ++i) {
+          const int64_t oh = h * r + i;
+          const scalar_t* row0 = in + (i * r * H + h) * W;  // small plane i*r + j is at +j*H*W
+          scalar_t* orow = out + oh * Wr;
+          if (r == 2) {
+            const scalar_t* row1 = row0 + H * W;
+            for (int64_t w = 0; w < W; w += V) {
+              const int64_t n = std::min(V, W - w);
+              auto lohi = at::vec::interleave2(IO::load(row0 + w, n), IO::load(row1 + w, n));
+              const Vec lo = prelu_vec<kPrelu>(lohi.first, av);
+              const Vec hi = prelu_vec<kPrelu>(lohi.second, av);
+              if (n == V) {
+                IO::store(orow + 2 * w, lo);
+                IO::store(orow + 2 * w + V, hi);
+              } else {
+                IO::store(orow + 2 * w, lo, std::min(2 * n, V));
+                if (2 * n > V) IO::store(orow + 2 * w + V, hi, 2 * n - V);
+              }
             }
-          }
-        } else {
-          for (int64_t j = 0; j < r; ++j) {
-            const scalar_t* srow = row0 + j * H * W;
-            for (int64_t w = 0; w < W; ++w) {
-              orow[w * r + j] = static_cast<scalar_t>(prelu<kPrelu>(static_cast<opmath_t>(srow[w]), a));
+          } else {
+            for (int64_t j = 0; j < r; ++j) {
+              const scalar_t* srow = row0 + j * H * W;
+              for (int64_t w = 0; w < W; ++w) {
+                orow[w * r + j] = static_cast<scalar_t>(prelu<kPrelu>(static_cast<opmath_t>(srow[w]), a));
+              }
             }
           }
         }
@@ -341,44 +343,46 @@ void shuffle_backward(const scalar_t* grad, const scalar_t* x, scalar_t* dx,
       } else {
         Vec term(0);  // flushed to lanes every kFlushSteps vector steps and at the end
         int64_t steps = 0;
-        for (int64_t oh = 0; oh < Hr; ++oh) {
-          const int64_t h = oh / r, i = oh % r;
-          const int64_t row0 = (i * r * H + h) * W;  // small plane i*r + j is at +j*H*W
-          const scalar_t* grow = gp + oh * Wr;
-          if (r == 2) {
-            const int64_t row1 = row0 + H * W;
-            for (int64_t w = 0; w < W; w += V) {
-              const int64_t n = std::min(V, W - w);
-              Vec g0, g1;
-              if (n == V) {
-                g0 = IO::load(grow + 2 * w);
-                g1 = IO::load(grow + 2 * w + V);
-              } else {
-                g0 = IO::load(grow + 2 * w, std::min(2 * n, V));
-                g1 = 2 * n > V ? IO::load(grow + 2 * w + V, 2 * n - V) : zero;
+        for (int64_t h = 0; h < H; ++h) {
+          for (int64_t i = 0; i < r; ++i) {
+            const int64_t oh = h * r + i;
+            const int64_t row0 = (i * r * H + h) * W;  // small plane i*r + j is at +j*H*W
+            const scalar_t* grow = gp + oh * Wr;
+            if (r == 2) {
+              const int64_t row1 = row0 + H * W;
+              for (int64_t w = 0; w < W; w += V) {
+                const int64_t n = std::min(V, W - w);
+                Vec g0, g1;
+                if (n == V) {
+                  g0 = IO::load(grow + 2 * w);
+                  g1 = IO::load(grow + 2 * w + V);
+                } else {
+                  g0 = IO::load(grow + 2 * w, std::min(2 * n, V));
+                  g1 = 2 * n > V ? IO::load(grow + 2 * w + V, 2 * n - V) : zero;
+                }
+                const auto gab = at::vec::deinterleave2(g0, g1);
+                const Vec xa = kPrelu ? IO::load(xp + row0 + w, n) : zero;
+                const Vec xb = kPrelu ? IO::load(xp + row1 + w, n) : zero;
+                const Vec da = step_vec(xa, gab.first, av, term);
+                const Vec db = step_vec(xb, gab.second, av, term);
+                if (want_dx) {
+                  IO::store(dxp + row0 + w, da, n);
+                  IO::store(dxp + row1 + w, db, n);
+                }
+                if (want_da && ++steps == kFlushSteps) {
+                  add_lanes(lanes, term);
+                  term = zero;
+                  steps = 0;
+                }
               }
-              const auto gab = at::vec::deinterleave2(g0, g1);
-              const Vec xa = kPrelu ? IO::load(xp + row0 + w, n) : zero;
-              const Vec xb = kPrelu ? IO::load(xp + row1 + w, n) : zero;
-              const Vec da = step_vec(xa, gab.first, av, term);
-              const Vec db = step_vec(xb, gab.second, av, term);
-              if (want_dx) {
-                IO::store(dxp + row0 + w, da, n);
-                IO::store(dxp + row1 + w, db, n);
-              }
-              if (want_da && ++steps == kFlushSteps) {
-                add_lanes(lanes, term);
-                term = zero;
-                steps = 0;
-              }
-            }
-          } else {
-            for (int64_t j = 0; j < r; ++j) {
-              const int64_t row = row0 + j * H * W;
-              for (int64_t w = 0; w < W; ++w) {
-                const opmath_t xv = kPrelu ? static_cast<opmath_t>(xp[row + w]) : opmath_t(0);
-                const opmath_t d = step(xv, static_cast<opmath_t>(grow[w * r + j]), a, acc);
-                if (want_dx) dxp[row + w] = static_cast<scalar_t>(d);
+            } else {
+              for (int64_t j = 0; j < r; ++j) {
+                const int64_t row = row0 + j * H * W;
+                for (int64_t w = 0; w < W; ++w) {
+                  const opmath_t xv = kPrelu ? static_cast<opmath_t>(xp[row + w]) : opmath_t(0);
+                  const opmath_t d = step(xv, static_cast<opmath_t>(grow[w * r + j]), a, acc);
+                  if (want_dx) dxp[row + w] = static_cast<scalar_t>(d);
+                }
               }
             }
           }
