@@ -27,7 +27,7 @@ _CAPABILITY_FLAGS = {
         "-mavx512bw",
         "-mfma",
     ],
-    "AVX2": ["-DCPU_CAPABILITY=AVX2", "-DCPU_CAPABILITY_AVX2", "-mavx2", "-mfma"],
+    "AVX2": ["-DCPU_CAPABILITY=AVX2", "-DCPU_CAPABILITY_AVX2", "-mavx2", "-mfma", "-mf16c"],  # F16C: ATen's Half <-> float
     "DEFAULT": ["-DCPU_CAPABILITY=DEFAULT"],
 }
 
