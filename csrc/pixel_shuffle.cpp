@@ -126,6 +126,23 @@ inline Vec prelu_vec(const Vec& x, const Vec& a) {
   }
 }
 
+// A small position (h, w) stepped through a plane by kHalf (which divides W) at a time, for the
+// flat walks of factor 2: big_offset is where its interleaved pair starts in big row 2h + i.
+struct FlatPosition {
+  int64_t width;
+  int64_t h = 0;
+  int64_t w = 0;
+
+  int64_t big_offset(int64_t i, int64_t big_width) const { return (2 * h + i) * big_width + 2 * w; }
+  void advance(int64_t step) {
+    w += step;
+    if (w == width) {
+      w = 0;
+      ++h;
+    }
+  }
+};
+
 // Runs fn(task) for tasks [0, tasks) in parallel; a task covers `elements` elements, and
 // chunks of tasks are sized to be worth waking a thread for.
 template <typename Fn>
@@ -157,6 +174,7 @@ void shuffle_forward(const scalar_t* src, scalar_t* dst, const at::opmath_type<s
   using Vec = typename IO::Vec;
   using opmath_t = at::opmath_type<scalar_t>;
   constexpr int64_t V = IO::size();
+  constexpr int64_t kHalf = V / 2;
   const int64_t C = g.channels, r = g.r, H = g.height, W = g.width;
   const int64_t Hr = H * r, Wr = W * r, Cs = g.small_channels();
   const Weights<scalar_t, kPrelu> wt{weights};
@@ -174,6 +192,28 @@ void shuffle_forward(const scalar_t* src, scalar_t* dst, const at::opmath_type<s
         for (int64_t k = 0; k < plane; k += V) {
           const int64_t n = std::min(V, plane - k);
           IO::store(out + k, prelu_vec<kPrelu>(IO::load(in + k, n), av), n);
+        }
+        return;
+      }
+      if (r == 2 && W % kHalf == 0) {
+        // Walk the small planes 2i and 2i + 1 flat, across rows: half a vector of small
+        // positions never straddles a row (kHalf divides W), so each interleaved half is V
+        // contiguous outputs. Loads and stores stay whole, aligned vectors whatever W is.
+        const int64_t HW = H * W;
+        for (int64_t i = 0; i < 2; ++i) {
+          const scalar_t* pa = in + 2 * i * HW;
+          const scalar_t* pb = pa + HW;
+          FlatPosition pos{W};
+          for (int64_t t = 0; t < HW; t += V) {
+            const int64_t n = std::min(V, HW - t);  // V, or kHalf at the end of an odd plane
+            const auto lohi = at::vec::interleave2(IO::load(pa + t, n), IO::load(pb + t, n));
+            IO::store(out + pos.big_offset(i, Wr), prelu_vec<kPrelu>(lohi.first, av));
+            pos.advance(kHalf);
+            if (n > kHalf) {
+              IO::store(out + pos.big_offset(i, Wr), prelu_vec<kPrelu>(lohi.second, av));
+              pos.advance(kHalf);
+            }
+          }
         }
         return;
       }
@@ -290,6 +330,7 @@ void shuffle_backward(const scalar_t* grad, const scalar_t* x, scalar_t* dx,
   using Vec = typename IO::Vec;
   using opmath_t = at::opmath_type<scalar_t>;
   constexpr int64_t V = IO::size();
+  constexpr int64_t kHalf = V / 2;
   const int64_t C = g.channels, r = g.r, H = g.height, W = g.width;
   const int64_t Hr = H * r, Wr = W * r, Cs = g.small_channels();
   const bool want_dx = dx != nullptr;
@@ -340,6 +381,40 @@ void shuffle_backward(const scalar_t* grad, const scalar_t* x, scalar_t* dx,
             term = zero;
           }
         }
+      } else if (r == 2 && W % kHalf == 0) {
+        // The forward's flat walk (see shuffle_forward), reversed.
+        const int64_t HW = H * W;
+        Vec term(0);
+        int64_t steps = 0;
+        for (int64_t i = 0; i < 2; ++i) {
+          const int64_t pa = 2 * i * HW, pb = pa + HW;
+          FlatPosition pos{W};
+          for (int64_t t = 0; t < HW; t += V) {
+            const int64_t n = std::min(V, HW - t);  // V, or kHalf at the end of an odd plane
+            const Vec g0 = IO::load(gp + pos.big_offset(i, Wr));
+            pos.advance(kHalf);
+            Vec g1 = zero;
+            if (n > kHalf) {
+              g1 = IO::load(gp + pos.big_offset(i, Wr));
+              pos.advance(kHalf);
+            }
+            const auto gab = at::vec::deinterleave2(g0, g1);
+            const Vec xa = kPrelu ? IO::load(xp + pa + t, n) : zero;
+            const Vec xb = kPrelu ? IO::load(xp + pb + t, n) : zero;
+            const Vec da = step_vec(xa, gab.first, av, term);
+            const Vec db = step_vec(xb, gab.second, av, term);
+            if (want_dx) {
+              IO::store(dxp + pa + t, da, n);
+              IO::store(dxp + pb + t, db, n);
+            }
+            if (want_da && ++steps == kFlushSteps) {
+              add_lanes(lanes, term);
+              term = zero;
+              steps = 0;
+            }
+          }
+        }
+        if (want_da) add_lanes(lanes, term);
       } else {
         Vec term(0);  // flushed to lanes every kFlushSteps vector steps and at the end
         int64_t steps = 0;

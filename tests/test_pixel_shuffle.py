@@ -414,8 +414,11 @@ def test_random_shapes_dtypes_and_layouts(batch, channels, r, h, w, dtype, layou
     ey, egx, egw = _shuffle_prelu_grads(R.pixel_shuffle_prelu, x, weight, r, grad)
     assert torch.equal(y, ey) and y.stride() == ey.stride()
     assert torch.equal(gx, egx)
-    _, _, rgw = _shuffle_prelu_grads(R.pixel_shuffle_prelu, x.double(), weight.double(), r, grad.double())
-    assert_parity(gw, egw, rgw, what="grad_weight")
+    if dtype == torch.float64:  # eager is the float64 reference itself: the sums agree to rounding
+        torch.testing.assert_close(gw, egw, rtol=1e-12, atol=1e-12)
+    else:
+        _, _, rgw = _shuffle_prelu_grads(R.pixel_shuffle_prelu, x.double(), weight.double(), r, grad.double())
+        assert_parity(gw, egw, rgw, what="grad_weight")
     assert torch.equal(F.pixel_unshuffle(y, r), R.pixel_unshuffle(ey, r))
 
 
