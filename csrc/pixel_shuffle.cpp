@@ -12,9 +12,10 @@
 // Layouts: 4-D inputs whose strides suggest channels_last (NHWC) are walked natively and give
 // channels_last outputs, as torch's pixel_shuffle does; everything else is made contiguous
 // (NCHW), with the leading dims flattened into one batch dim.
-// Upscale factor 2 (and 1, a plain PReLU) has vectorized paths: NCHW rows are (de)interleaved
-// pairwise with at::vec::interleave2, NHWC pixels by two rounds of it. Other factors use
-// scalar loops (still one pass).
+// Upscale factor 2 (and 1, a plain PReLU) has vectorized paths: NCHW plane pairs are
+// (de)interleaved with at::vec::interleave2 (walked flat across rows when half a vector divides
+// W, else row by row), NHWC pixels by two rounds of it. Other factors use scalar loops (still
+// one pass).
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
@@ -94,14 +95,13 @@ std::vector<int64_t> big_sizes(const at::Tensor& small, const Geometry& g) {
   return sizes;
 }
 
-// The PReLU weights as C opmath values (a single weight is repeated), or empty for none.
+// The PReLU weights as C opmath values (a single weight is repeated).
 template <typename scalar_t>
 std::vector<at::opmath_type<scalar_t>> weight_buffer(const at::Tensor& weight, int64_t channels) {
   using opmath_t = at::opmath_type<scalar_t>;
   const at::Tensor w = weight.contiguous();
   const scalar_t* src = w.const_data_ptr<scalar_t>();
-  // Padded to whole vectors so the NHWC loops may load a full vector at any block start.
-  std::vector<opmath_t> out(static_cast<size_t>(channels + VecIO<scalar_t>::size()), opmath_t(0));
+  std::vector<opmath_t> out(static_cast<size_t>(channels), opmath_t(0));
   for (int64_t c = 0; c < channels; ++c) {
     out[c] = static_cast<opmath_t>(src[w.numel() == 1 ? 0 : c]);
   }
@@ -198,7 +198,7 @@ void shuffle_forward(const scalar_t* src, scalar_t* dst, const at::opmath_type<s
       if (r == 2 && W % kHalf == 0) {
         // Walk the small planes 2i and 2i + 1 flat, across rows: half a vector of small
         // positions never straddles a row (kHalf divides W), so each interleaved half is V
-        // contiguous outputs. Loads and stores stay whole, aligned vectors whatever W is.
+        // contiguous outputs: whole-vector loads and stores, no per-row tails.
         const int64_t HW = H * W;
         for (int64_t i = 0; i < 2; ++i) {
           const scalar_t* pa = in + 2 * i * HW;
@@ -369,23 +369,41 @@ void shuffle_backward(const scalar_t* grad, const scalar_t* x, scalar_t* dx,
       const scalar_t* gp = grad + p * plane;
       const scalar_t* xp = kPrelu ? x + small_offset : nullptr;
       scalar_t* dxp = want_dx ? dx + small_offset : nullptr;
+      // Weight-gradient terms: summed in `term`, flushed to the double lanes every kFlushSteps.
+      Vec term(0);
+      int64_t steps = 0;
+      auto count_step = [&]() {
+        if (want_da && ++steps == kFlushSteps) {
+          add_lanes(lanes, term);
+          term = zero;
+          steps = 0;
+        }
+      };
+      // Factor 2: the big-layout grads (g0, g1) of n small positions at offsets sa and sb of
+      // the small planes 2i and 2i + 1 (x and dx share the small layout).
+      auto pair_step = [&](const Vec& g0, const Vec& g1, int64_t sa, int64_t sb, int64_t n) {
+        const auto gab = at::vec::deinterleave2(g0, g1);
+        const Vec xa = kPrelu ? IO::load(xp + sa, n) : zero;
+        const Vec xb = kPrelu ? IO::load(xp + sb, n) : zero;
+        const Vec da = step_vec(xa, gab.first, av, term);
+        const Vec db = step_vec(xb, gab.second, av, term);
+        if (want_dx) {
+          IO::store(dxp + sa, da, n);
+          IO::store(dxp + sb, db, n);
+        }
+        count_step();
+      };
       if (r == 1) {
-        Vec term(0);
-        for (int64_t k = 0, steps = 1; k < plane; k += V, ++steps) {
+        for (int64_t k = 0; k < plane; k += V) {
           const int64_t n = std::min(V, plane - k);
           const Vec xv = kPrelu ? IO::load(xp + k, n) : zero;
           const Vec d = step_vec(xv, IO::load(gp + k, n), av, term);
           if (want_dx) IO::store(dxp + k, d, n);
-          if (want_da && (steps % kFlushSteps == 0 || k + V >= plane)) {
-            add_lanes(lanes, term);
-            term = zero;
-          }
+          count_step();
         }
       } else if (r == 2 && W % kHalf == 0) {
         // The forward's flat walk (see shuffle_forward), reversed.
         const int64_t HW = H * W;
-        Vec term(0);
-        int64_t steps = 0;
         for (int64_t i = 0; i < 2; ++i) {
           const int64_t pa = 2 * i * HW, pb = pa + HW;
           FlatPosition pos{W};
@@ -398,57 +416,22 @@ void shuffle_backward(const scalar_t* grad, const scalar_t* x, scalar_t* dx,
               g1 = IO::load(gp + pos.big_offset(i, Wr));
               pos.advance(kHalf);
             }
-            const auto gab = at::vec::deinterleave2(g0, g1);
-            const Vec xa = kPrelu ? IO::load(xp + pa + t, n) : zero;
-            const Vec xb = kPrelu ? IO::load(xp + pb + t, n) : zero;
-            const Vec da = step_vec(xa, gab.first, av, term);
-            const Vec db = step_vec(xb, gab.second, av, term);
-            if (want_dx) {
-              IO::store(dxp + pa + t, da, n);
-              IO::store(dxp + pb + t, db, n);
-            }
-            if (want_da && ++steps == kFlushSteps) {
-              add_lanes(lanes, term);
-              term = zero;
-              steps = 0;
-            }
+            pair_step(g0, g1, pa + t, pb + t, n);
           }
         }
-        if (want_da) add_lanes(lanes, term);
       } else {
-        Vec term(0);  // flushed to lanes every kFlushSteps vector steps and at the end
-        int64_t steps = 0;
         for (int64_t h = 0; h < H; ++h) {
           for (int64_t i = 0; i < r; ++i) {
             const int64_t oh = h * r + i;
             const int64_t row0 = (i * r * H + h) * W;  // small plane i*r + j is at +j*H*W
             const scalar_t* grow = gp + oh * Wr;
             if (r == 2) {
-              const int64_t row1 = row0 + H * W;
               for (int64_t w = 0; w < W; w += V) {
                 const int64_t n = std::min(V, W - w);
-                Vec g0, g1;
-                if (n == V) {
-                  g0 = IO::load(grow + 2 * w);
-                  g1 = IO::load(grow + 2 * w + V);
-                } else {
-                  g0 = IO::load(grow + 2 * w, std::min(2 * n, V));
-                  g1 = 2 * n > V ? IO::load(grow + 2 * w + V, 2 * n - V) : zero;
-                }
-                const auto gab = at::vec::deinterleave2(g0, g1);
-                const Vec xa = kPrelu ? IO::load(xp + row0 + w, n) : zero;
-                const Vec xb = kPrelu ? IO::load(xp + row1 + w, n) : zero;
-                const Vec da = step_vec(xa, gab.first, av, term);
-                const Vec db = step_vec(xb, gab.second, av, term);
-                if (want_dx) {
-                  IO::store(dxp + row0 + w, da, n);
-                  IO::store(dxp + row1 + w, db, n);
-                }
-                if (want_da && ++steps == kFlushSteps) {
-                  add_lanes(lanes, term);
-                  term = zero;
-                  steps = 0;
-                }
+                const int64_t m = 2 * n;  // big elements
+                const Vec g0 = IO::load(grow + 2 * w, std::min(m, V));
+                const Vec g1 = m > V ? IO::load(grow + 2 * w + V, m - V) : zero;
+                pair_step(g0, g1, row0 + w, row0 + H * W + w, n);
               }
             } else {
               for (int64_t j = 0; j < r; ++j) {
@@ -462,8 +445,8 @@ void shuffle_backward(const scalar_t* grad, const scalar_t* x, scalar_t* dx,
             }
           }
         }
-        if (want_da) add_lanes(lanes, term);
       }
+      if (want_da) add_lanes(lanes, term);
       if (want_da) {
         for (int64_t k = 0; k < V; ++k) acc += lanes[k];
         partials[p] = acc;
