@@ -78,6 +78,16 @@ TORCH_LIBRARY(fastgen, m) {
         " -> (Tensor grad_input, Tensor grad_weight, Tensor grad_bias)");
 
   // --- Image-to-image: PixelShuffle (+PReLU) (csrc/pixel_shuffle.cpp) ---------------------
+  m.set_python_module("fastgen.ops.pixel_shuffle");
+  // (*, C*r*r, H, W) <-> (*, C, H*r, W*r); 4-D channels_last inputs give channels_last outputs.
+  m.def("pixel_shuffle(Tensor self, int upscale_factor) -> Tensor");
+  m.def("pixel_unshuffle(Tensor self, int downscale_factor) -> Tensor");
+  // PReLU (weight: 1 or C elements) applied to the shuffled output, in the same pass.
+  m.def("pixel_shuffle_prelu(Tensor self, Tensor weight, int upscale_factor) -> Tensor");
+  // Gradients the flags ask for; an unrequested one is an empty (0,) tensor.
+  m.def("pixel_shuffle_prelu_backward(Tensor grad_output, Tensor self, Tensor weight,"
+        " int upscale_factor, bool input_grad, bool weight_grad)"
+        " -> (Tensor grad_input, Tensor grad_weight)");
 
   // --- GAN training core: gradient penalty and friends (csrc/grad_penalty.cpp) ------------
   m.set_python_module("fastgen.ops.grad_penalty");

@@ -27,7 +27,8 @@ _CAPABILITY_FLAGS = {
         "-mavx512bw",
         "-mfma",
     ],
-    "AVX2": ["-DCPU_CAPABILITY=AVX2", "-DCPU_CAPABILITY_AVX2", "-mavx2", "-mfma"],
+    # -mf16c: ATen's scalar Half <-> float conversions use F16C intrinsics in AVX2 builds.
+    "AVX2": ["-DCPU_CAPABILITY=AVX2", "-DCPU_CAPABILITY_AVX2", "-mavx2", "-mfma", "-mf16c"],
     "DEFAULT": ["-DCPU_CAPABILITY=DEFAULT"],
 }
 

@@ -47,6 +47,19 @@ INSTANCE_NORM_DISCRIMINATOR = {"quick": [(1, 128, 64, 64)], "full": [(1, 128, 64
 # uses 128x128 crops to keep `make bench` short (the same layers at a quarter of the pixels).
 CYCLEGAN_GENERATOR = {"quick": [(1, 3, 128, 128)], "full": [(1, 3, 128, 128), (1, 3, 256, 256)]}
 PIX2PIX_GENERATOR = {"quick": [(1, 3, 128, 128)], "full": [(1, 3, 128, 128), (1, 3, 256, 256)]}
+# SRGAN upsampler input (conv output before PixelShuffle(2) + PReLU): the x4 SRResNet's first
+# stage at its 24x24 training crops (16, 256, 24, 24), its second stage (16, 256, 48, 48), and a
+# larger (16, 256, 64, 64) map.
+PIXEL_SHUFFLE_PRELU = {
+    "quick": [(16, 256, 24, 24), (16, 256, 64, 64)],
+    "full": [(16, 256, 24, 24), (16, 256, 48, 48), (16, 256, 64, 64)],
+}
+PIXEL_SHUFFLE_PRELU_CHANNELS_LAST = {
+    "quick": [(16, 256, 24, 24)],
+    "full": [(16, 256, 24, 24), (16, 256, 48, 48), (16, 256, 64, 64)],
+}
+# SRResNet training step: batch 16 of 24x24 low-resolution crops (96x96 HR, x4), as in the paper.
+SRRESNET_TRAIN = {"quick": [(16, 3, 24, 24)], "full": [(16, 3, 24, 24)]}
 
 # GAN training core
 # WGAN-GP interpolation and penalty on critic-input-sized tensors: DCGAN's 64x64 RGB at batch 64,

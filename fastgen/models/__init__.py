@@ -12,6 +12,7 @@ from fastgen.models.realnvp import RealNVP, RealNVP2d
 # CycleGAN, pix2pix, SRGAN
 from fastgen.models.cyclegan import CycleGAN, CycleGANLosses, NLayerDiscriminator, ResnetGenerator
 from fastgen.models.pix2pix import Pix2Pix, Pix2PixLosses, UnetGenerator
+from fastgen.models.srgan import SRGANDiscriminator, SRGANGeneratorLoss, SRGANLoss, SRResNet
 
 # DCGAN, CGAN, WGAN-GP, Progressive GAN
 from fastgen.models.gan import (CGAN, DCGAN, WGANGP, CGANDiscriminator, CGANGenerator, DCGANDiscriminator,

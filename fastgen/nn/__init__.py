@@ -12,6 +12,7 @@ from fastgen.nn.coupling import AffineCoupling
 from fastgen.nn.instance_norm import InstanceNorm1d, InstanceNorm2d, InstanceNorm3d
 
 # Image-to-image: PixelShuffle
+from fastgen.nn.pixel_shuffle import PixelShuffle, PixelShufflePReLU, PixelUnshuffle, PReLU
 
 # GAN training core
 from fastgen.nn.gan import EqualizedConv2d, EqualizedLinear, MinibatchStdDev, PixelNorm

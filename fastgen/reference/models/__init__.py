@@ -11,6 +11,7 @@ from fastgen.reference.models.realnvp import RealNVP, RealNVP2d
 # CycleGAN, pix2pix, SRGAN
 from fastgen.reference.models.cyclegan import CycleGAN, NLayerDiscriminator, ResnetGenerator
 from fastgen.reference.models.pix2pix import Pix2Pix, UnetGenerator
+from fastgen.reference.models.srgan import SRGANDiscriminator, SRGANLoss, SRResNet
 
 # DCGAN, CGAN, WGAN-GP, Progressive GAN
 from fastgen.reference.models.gan import (CGAN, DCGAN, WGANGP, CGANDiscriminator, CGANGenerator, DCGANDiscriminator,

@@ -1,0 +1,226 @@
+"""PixelShuffle / PixelUnshuffle and PixelShuffle + PReLU: fake impls, autograd (double backward
+included) and the CUDA (Triton) kernels for fastgen::pixel_shuffle, fastgen::pixel_unshuffle,
+fastgen::pixel_shuffle_prelu and fastgen::pixel_shuffle_prelu_backward.
+
+The kernels live in csrc/pixel_shuffle.cpp. pixel_shuffle and pixel_unshuffle are each other's
+gradient; the backward of pixel_shuffle_prelu_backward is written in torch ops below.
+"""
+from __future__ import annotations
+
+import torch
+from torch._prims_common import suggest_memory_format
+
+_ops = torch.ops.fastgen
+
+
+def memory_format(t: torch.Tensor) -> torch.memory_format:
+    """The layout the kernels walk and write: channels_last for a 4-D tensor whose strides
+    suggest it (as torch's pixel_shuffle decides), else contiguous."""
+    if t.dim() == 4 and suggest_memory_format(t) == torch.channels_last:
+        return torch.channels_last
+    return torch.contiguous_format
+
+
+# ---------------------------------------------------------------------------------------
+# checks: the ones csrc/pixel_shuffle.cpp makes, for the fake impls and the Triton launchers
+
+
+def _check_input(op: str, x, factor: int, factor_name: str) -> None:
+    torch._check(x.dim() >= 3, lambda: f"fastgen.{op}: input must have at least 3 dimensions (*, C, H, W), got {x.dim()}")
+    torch._check(x.dtype.is_floating_point, lambda: f"fastgen.{op}: input must be a floating-point tensor, got {x.dtype}")
+    torch._check(factor > 0, lambda: f"fastgen.{op}: {factor_name} must be positive, got {factor}")
+
+
+def check_shuffle(op: str, x, upscale_factor: int) -> int:
+    """Checks a pixel_shuffle input; returns C, the output channels."""
+    _check_input(op, x, upscale_factor, "upscale_factor")
+    rr = upscale_factor * upscale_factor
+    torch._check(x.shape[-3] % rr == 0, lambda: f"fastgen.{op}: input.size(-3) (channels) must be divisible by upscale_factor**2 = {rr}, got {x.shape[-3]}")
+    return x.shape[-3] // rr
+
+
+def check_unshuffle(op: str, x, downscale_factor: int) -> None:
+    _check_input(op, x, downscale_factor, "downscale_factor")
+    r = downscale_factor
+    torch._check(x.shape[-2] % r == 0 and x.shape[-1] % r == 0, lambda: f"fastgen.{op}: input's height and width must be divisible by downscale_factor = {r}, got {x.shape[-2]} x {x.shape[-1]}")
+
+
+def check_weight(op: str, weight, x, channels) -> None:
+    torch._check(weight.dim() <= 1, lambda: f"fastgen.{op}: weight must be a scalar or 1-D tensor, got {weight.dim()} dimensions")
+    torch._check(weight.numel() == 1 or weight.numel() == channels, lambda: f"fastgen.{op}: weight must have 1 or C = {channels} (output channels) elements, got {weight.numel()}")
+    torch._check(weight.dtype == x.dtype, lambda: f"fastgen.{op}: weight must have the dtype of input ({x.dtype}), got {weight.dtype}")
+    torch._check(weight.device == x.device, lambda: f"fastgen.{op}: weight must be on the device of input ({x.device}), got {weight.device}")
+
+
+def check_backward(grad_output, x, weight, upscale_factor: int) -> int:
+    op = "pixel_shuffle_prelu_backward"
+    channels = check_shuffle(op, x, upscale_factor)
+    check_weight(op, weight, x, channels)
+    shape = shuffled_shape(x, upscale_factor)
+    torch._check(tuple(grad_output.shape) == shape, lambda: f"fastgen.{op}: grad_output must have the output's shape {shape}, got {tuple(grad_output.shape)}")
+    torch._check(grad_output.dtype == x.dtype, lambda: f"fastgen.{op}: grad_output must have the dtype of input ({x.dtype}), got {grad_output.dtype}")
+    torch._check(grad_output.device == x.device, lambda: f"fastgen.{op}: grad_output must be on the device of input ({x.device}), got {grad_output.device}")
+    return channels
+
+
+def shuffled_shape(x, r: int) -> tuple:
+    return (*x.shape[:-3], x.shape[-3] // (r * r), x.shape[-2] * r, x.shape[-1] * r)
+
+
+def unshuffled_shape(x, r: int) -> tuple:
+    return (*x.shape[:-3], x.shape[-3] * r * r, x.shape[-2] // r, x.shape[-1] // r)
+
+
+def _empty(shape, like: torch.Tensor, fmt: torch.memory_format) -> torch.Tensor:
+    return torch.empty(shape, dtype=like.dtype, device=like.device, memory_format=fmt)
+
+
+# ---------------------------------------------------------------------------------------
+# fake impls
+
+
+@torch.library.register_fake("fastgen::pixel_shuffle")
+def _pixel_shuffle_fake(self, upscale_factor):
+    check_shuffle("pixel_shuffle", self, upscale_factor)
+    return _empty(shuffled_shape(self, upscale_factor), self, memory_format(self))
+
+
+@torch.library.register_fake("fastgen::pixel_unshuffle")
+def _pixel_unshuffle_fake(self, downscale_factor):
+    check_unshuffle("pixel_unshuffle", self, downscale_factor)
+    return _empty(unshuffled_shape(self, downscale_factor), self, memory_format(self))
+
+
+@torch.library.register_fake("fastgen::pixel_shuffle_prelu")
+def _pixel_shuffle_prelu_fake(self, weight, upscale_factor):
+    channels = check_shuffle("pixel_shuffle_prelu", self, upscale_factor)
+    check_weight("pixel_shuffle_prelu", weight, self, channels)
+    return _empty(shuffled_shape(self, upscale_factor), self, memory_format(self))
+
+
+@torch.library.register_fake("fastgen::pixel_shuffle_prelu_backward")
+def _pixel_shuffle_prelu_backward_fake(grad_output, self, weight, upscale_factor, input_grad, weight_grad):
+    check_backward(grad_output, self, weight, upscale_factor)
+    grad_input = _empty(self.shape, self, memory_format(self)) if input_grad else self.new_empty((0,))
+    grad_weight = weight.new_empty(weight.shape) if weight_grad else weight.new_empty((0,))
+    return grad_input, grad_weight
+
+
+# ---------------------------------------------------------------------------------------
+# autograd
+
+
+def _setup_factor(ctx, inputs, output):
+    ctx.factor = inputs[1]
+
+
+def _pixel_shuffle_backward(ctx, grad):
+    return _ops.pixel_unshuffle(grad, ctx.factor), None
+
+
+def _pixel_unshuffle_backward(ctx, grad):
+    return _ops.pixel_shuffle(grad, ctx.factor), None
+
+
+def _setup_pixel_shuffle_prelu(ctx, inputs, output):
+    x, weight, upscale_factor = inputs
+    ctx.factor = upscale_factor
+    ctx.save_for_backward(x, weight)
+
+
+def _pixel_shuffle_prelu_backward(ctx, grad):
+    x, weight = ctx.saved_tensors
+    input_grad, weight_grad = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+    grad_input, grad_weight = _ops.pixel_shuffle_prelu_backward(grad, x, weight, ctx.factor, input_grad, weight_grad)
+    return (grad_input if input_grad else None), (grad_weight if weight_grad else None), None
+
+
+def _weight_broadcast(weight: torch.Tensor) -> torch.Tensor:
+    """The weight shaped to broadcast against a (*, C, H, W) tensor."""
+    return weight.reshape(()) if weight.numel() == 1 else weight.reshape(-1, 1, 1)
+
+
+def _sum_to_weight(t: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """The adjoint of _weight_broadcast: a (*, C, H, W) tensor summed to the weight's shape."""
+    if weight.numel() == 1:
+        return t.sum().reshape(weight.shape)
+    dims = [d for d in range(t.dim()) if d != t.dim() - 3]
+    return t.sum(dims).reshape(weight.shape)
+
+
+def _setup_backward(ctx, inputs, output):
+    grad_output, x, weight, upscale_factor, input_grad, weight_grad = inputs
+    ctx.factor = upscale_factor
+    ctx.input_grad, ctx.weight_grad = input_grad, weight_grad
+    ctx.save_for_backward(grad_output, x, weight)
+
+
+def _backward_backward(ctx, gg_input, gg_weight):
+    """Vector-Jacobian product of pixel_shuffle_prelu_backward, in differentiable torch ops.
+
+    With xs = shuffle(x), m = xs > 0 and a the weight broadcast over its channels:
+      grad_input  = unshuffle(where(m, g, a * g))
+      grad_weight = sum over all but the channel of where(m, 0, xs * g)
+    (the mask's derivative is zero almost everywhere).
+    """
+    grad_output, x, weight = ctx.saved_tensors
+    r = ctx.factor
+    if not ctx.input_grad:
+        gg_input = None
+    if not ctx.weight_grad:
+        gg_weight = None
+    xs = _ops.pixel_shuffle(x, r)
+    positive = xs > 0
+    a = _weight_broadcast(weight)
+    zero = torch.zeros((), dtype=x.dtype, device=x.device)
+    d_grad = d_x = d_weight = None
+    if gg_input is not None:
+        gg_big = _ops.pixel_shuffle(gg_input, r)
+        d_grad = torch.where(positive, gg_big, a * gg_big)
+        d_weight = _sum_to_weight(torch.where(positive, zero, gg_big * grad_output), weight)
+    if gg_weight is not None:
+        b = _weight_broadcast(gg_weight)
+        term = torch.where(positive, zero, xs * b)
+        d_grad = term if d_grad is None else d_grad + term
+        d_x = _ops.pixel_unshuffle(torch.where(positive, zero, grad_output * b), r)
+    return d_grad, d_x, d_weight, None, None, None
+
+
+torch.library.register_autograd("fastgen::pixel_shuffle", _pixel_shuffle_backward, setup_context=_setup_factor)
+torch.library.register_autograd("fastgen::pixel_unshuffle", _pixel_unshuffle_backward, setup_context=_setup_factor)
+torch.library.register_autograd("fastgen::pixel_shuffle_prelu", _pixel_shuffle_prelu_backward,
+                                setup_context=_setup_pixel_shuffle_prelu)
+torch.library.register_autograd("fastgen::pixel_shuffle_prelu_backward", _backward_backward,
+                                setup_context=_setup_backward)
+
+
+# ---------------------------------------------------------------------------------------
+# CUDA: Triton kernels, imported on first use
+
+
+@torch.library.register_kernel("fastgen::pixel_shuffle", "cuda")
+def _pixel_shuffle_cuda(self, upscale_factor):
+    from fastgen.triton_kernels import pixel_shuffle as kernels
+
+    return kernels.pixel_shuffle(self, upscale_factor)
+
+
+@torch.library.register_kernel("fastgen::pixel_unshuffle", "cuda")
+def _pixel_unshuffle_cuda(self, downscale_factor):
+    from fastgen.triton_kernels import pixel_shuffle as kernels
+
+    return kernels.pixel_unshuffle(self, downscale_factor)
+
+
+@torch.library.register_kernel("fastgen::pixel_shuffle_prelu", "cuda")
+def _pixel_shuffle_prelu_cuda(self, weight, upscale_factor):
+    from fastgen.triton_kernels import pixel_shuffle as kernels
+
+    return kernels.pixel_shuffle_prelu(self, weight, upscale_factor)
+
+
+@torch.library.register_kernel("fastgen::pixel_shuffle_prelu_backward", "cuda")
+def _pixel_shuffle_prelu_backward_cuda(grad_output, self, weight, upscale_factor, input_grad, weight_grad):
+    from fastgen.triton_kernels import pixel_shuffle as kernels
+
+    return kernels.pixel_shuffle_prelu_backward(grad_output, self, weight, upscale_factor, input_grad, weight_grad)
