@@ -6,7 +6,9 @@
 //   logit[b, y] = s * (psi(m1 * acos(cos) + m2) - m3)   (the target class, see target_logit)
 //   lse[b] = logsumexp_c logit[b, c],   loss[b] = lse[b] - logit[b, y_b]
 //
-// The op returns per row (lse, target logit, target cosine); the reduction is a few scalar
+// The op returns per row (lse, target logit, target cosine); lse is float64 whatever the input
+// dtype: with s = 64 the logits are large, and a float32 lse (one ulp is ~4e-6 at 64) would
+// put that error into every softmax probability of the backward. The reduction is a few scalar
 // ops in Python (fastgen/functional.py). Classes are processed in chunks: for each chunk the
 // vendor GEMM (at::mm -> MKL) computes x_n @ W_chunk^T into a small buffer that stays in
 // cache, and a vectorized pass over it updates an online log-sum-exp. Nothing of size
@@ -45,16 +47,12 @@ constexpr double kPi = 3.14159265358979323846;
 // F.normalize's eps: rows are divided by max(||row||, kNormEps).
 constexpr double kNormEps = 1e-12;
 
-// The target cosine is clamped to [-1 + eps, 1 - eps] before acos, with eps representable
-// next to 1 in the input dtype, so d acos / d cos stays finite. fastgen/reference/
-// margin_softmax.py uses the same values.
-double clamp_eps_for(at::ScalarType dtype) {
-  switch (dtype) {
-    case at::kBFloat16: return 0.0078125;      // 2^-7
-    case at::kHalf: return 0.0009765625;       // 2^-10
-    default: return 1e-7;
-  }
-}
+// The target cosine is clamped to [-1 + eps, 1 - eps] before acos so that d acos / d cos stays
+// finite. The kernels compute cosines in float32 (float64), where 1e-7 is enough, whatever the
+// input dtype. (Eager code in bfloat16 or float16 needs a clamp representable next to 1 in that
+// dtype, 2^-7 or 2^-10 - see fastgen/reference/margin_softmax.py - which zeroes the margin's
+// gradient for every target cosine past 0.992 in bfloat16; fastgen does not inherit that.)
+constexpr double kClampEps = 1e-7;
 
 struct Margin {
   double s, m1, m2, m3;
@@ -328,7 +326,7 @@ struct LseState {
 template <typename opmath_t>
 void forward_chunk_rows(opmath_t* buf, int64_t B, int64_t n, int64_t c0, const opmath_t* inv_norm,
                         const opmath_t* scale, const std::vector<RowTarget>& rows, const Margin& mg,
-                        LseState<opmath_t>& state, opmath_t* tlogit, opmath_t* tcos) {
+                        LseState<double>& state, opmath_t* tlogit, opmath_t* tcos) {
   using Vec = at::vec::Vectorized<opmath_t>;
   constexpr int64_t W = Vec::size();
   const opmath_t neg_inf = -std::numeric_limits<opmath_t>::infinity();
@@ -384,7 +382,7 @@ void forward_kernel(const at::Tensor& emb, const at::Tensor& weight, const std::
                     const Margin& mg, at::Tensor& lse_out, at::Tensor& target_logit_out, at::Tensor& target_cos_out) {
   using opmath_t = Opmath<scalar_t>;
   const int64_t B = emb.size(0), E = emb.size(1), C = weight.size(0);
-  opmath_t* lse = lse_out.mutable_data_ptr<opmath_t>();
+  double* lse = lse_out.mutable_data_ptr<double>();
   opmath_t* tlogit = target_logit_out.mutable_data_ptr<opmath_t>();
   opmath_t* tcos = target_cos_out.mutable_data_ptr<opmath_t>();
   for (int64_t b = 0; b < B; ++b) tlogit[b] = tcos[b] = opmath_t(0);
@@ -393,7 +391,7 @@ void forward_kernel(const at::Tensor& emb, const at::Tensor& weight, const std::
   const NormalizedRows<scalar_t> x = normalize_rows<scalar_t>(emb);
   const Split sp = split_classes(B, E, C);
   const auto opts = emb.options().dtype(c10::CppTypeToScalarType<opmath_t>::value);
-  std::vector<LseState<opmath_t>> states(sp.blocks, LseState<opmath_t>(B));
+  std::vector<LseState<double>> states(sp.blocks, LseState<double>(B));
   std::atomic<int64_t> next_block{0};
   at::parallel_for(0, std::min<int64_t>(sp.blocks, at::get_num_threads()), 1, [&](int64_t, int64_t) {
     // Worker threads do not inherit the caller's dispatch state: the GEMMs below must not
@@ -417,10 +415,10 @@ void forward_kernel(const at::Tensor& emb, const at::Tensor& weight, const std::
   });
   for (int64_t b = 0; b < B; ++b) {
     if (rows[b].ignored) {
-      lse[b] = opmath_t(0);
+      lse[b] = 0.0;
       continue;
     }
-    LseState<opmath_t>& total = states[0];
+    LseState<double>& total = states[0];
     for (int64_t k = 1; k < sp.blocks; ++k) total.merge(b, states[k].max[b], states[k].sum[b]);
     lse[b] = total.max[b] + std::log(total.sum[b]);
   }
@@ -434,10 +432,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> margin_softmax_cpu(
   const std::vector<int64_t> y = read_labels(labels, num_classes, ignore_index, op);
   const at::Tensor weight = weight_in.contiguous();
   const int64_t B = emb.size(0);
-  const Margin mg{s, m1, m2, m3, easy_margin, clamp_eps_for(emb.scalar_type())};
+  const Margin mg{s, m1, m2, m3, easy_margin, kClampEps};
   const auto rows = row_targets(y, class_start, weight.size(0), ignore_index);
   const auto opmath = emb.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-  at::Tensor lse = at::empty({B}, emb.options().dtype(opmath));
+  at::Tensor lse = at::empty({B}, emb.options().dtype(at::kDouble));
   at::Tensor tlogit = at::empty({B}, emb.options().dtype(opmath));
   at::Tensor tcos = at::empty({B}, emb.options().dtype(opmath));
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, emb.scalar_type(), "margin_softmax", [&] {
@@ -468,7 +466,9 @@ struct RowGrads {
   std::vector<T> coef;         // s * d(loss)/d(lse[b]): weight of the softmax term
   std::vector<T> target;       // d(loss)/d(target cosine) (rows whose target is in this shard)
   std::vector<uint8_t> active; // the row sends any gradient
-  const T* lse = nullptr;
+  // lse split as hi + lo (hi = lse rounded to T): exp((l - hi) - lo) keeps the float64 lse's
+  // precision, since l - hi is exact where the probability is large (Sterbenz).
+  std::vector<T> lse_hi, lse_lo;
 };
 
 // One chunk's raw dot products in `buf` -> G[b, c] = d(loss)/d(cos[b, c]) / ||w_c|| in place,
@@ -485,15 +485,16 @@ void backward_chunk_rows(opmath_t* buf, int64_t B, int64_t n, int64_t c0, const 
       std::fill(z, z + n, opmath_t(0));
     } else {
       // coef * softmax[b, c] / ||w_c||, softmax = exp(s cos - lse)
-      const Vec vl(rg.lse[b]), vc(coef);
+      const Vec hi(rg.lse_hi[b]), lo(rg.lse_lo[b]), vc(coef);
       int64_t i = 0;
       for (; i + W <= n; i += W) {
-        const Vec p = vec_math::exp(Vec::loadu(z + i) * Vec::loadu(scale + i) - vl);  // as forward rounds it
+        // The logit rounded as the forward rounded it (the build keeps a * b - c unfused).
+        const Vec p = vec_math::exp((Vec::loadu(z + i) * Vec::loadu(scale + i) - hi) - lo);
         (vc * p * Vec::loadu(inv_norm + i)).store(z + i);
       }
       if (i < n) {
         const int64_t r = n - i;
-        const Vec p = vec_math::exp(Vec::loadu(z + i, r) * Vec::loadu(scale + i, r) - vl);
+        const Vec p = vec_math::exp((Vec::loadu(z + i, r) * Vec::loadu(scale + i, r) - hi) - lo);
         (vc * p * Vec::loadu(inv_norm + i, r)).store(z + i, r);
       }
     }
@@ -518,12 +519,18 @@ void backward_kernel(const std::vector<double>& grad_lse, const std::vector<doub
     if (need_w) grad_weight.zero_();
     return;
   }
-  const at::Tensor lse_t = lse_in.to(opts.dtype()).contiguous();
+  const at::Tensor lse_t = lse_in.to(at::kDouble).contiguous();
+  const double* lse = lse_t.const_data_ptr<double>();
   const at::Tensor tcos_t = tcos_in.to(opts.dtype()).contiguous();
   const opmath_t* tcos = tcos_t.const_data_ptr<opmath_t>();
 
   RowGrads<opmath_t> rg;
-  rg.lse = lse_t.const_data_ptr<opmath_t>();
+  rg.lse_hi.resize(B);
+  rg.lse_lo.resize(B);
+  for (int64_t b = 0; b < B; ++b) {
+    rg.lse_hi[b] = static_cast<opmath_t>(lse[b]);
+    rg.lse_lo[b] = static_cast<opmath_t>(lse[b] - static_cast<double>(rg.lse_hi[b]));
+  }
   rg.coef.assign(B, opmath_t(0));
   rg.target.assign(B, opmath_t(0));
   rg.active.assign(B, 0);
@@ -535,7 +542,7 @@ void backward_kernel(const std::vector<double>& grad_lse, const std::vector<doub
       double logit, dlogit;
       target_logit(static_cast<double>(tcos[b]), mg, logit, dlogit);
       // The logit as forward rounded it, so a row whose softmax is all target gets p = 1 exactly.
-      const double p = std::exp(static_cast<double>(static_cast<opmath_t>(logit)) - static_cast<double>(rg.lse[b]));
+      const double p = std::exp(static_cast<double>(static_cast<opmath_t>(logit)) - lse[b]);
       rg.target[b] = static_cast<opmath_t>((grad_lse[b] * p + grad_target[b]) * dlogit);
     }
   }
@@ -649,7 +656,7 @@ std::tuple<at::Tensor, at::Tensor> margin_softmax_backward_cpu(
   const std::vector<double> gl = read_row_grads(grad_lse_in, B, op, "grad_lse");
   const std::vector<double> gt = read_row_grads(grad_target_in, B, op, "grad_target");
   const at::Tensor weight = weight_in.contiguous();
-  const Margin mg{s, m1, m2, m3, easy_margin, clamp_eps_for(emb.scalar_type())};
+  const Margin mg{s, m1, m2, m3, easy_margin, kClampEps};
   const auto rows = row_targets(y, class_start, weight.size(0), ignore_index);
   const bool need_x = output_mask[0], need_w = output_mask[1];
   at::Tensor grad_emb = need_x ? at::empty(emb.sizes(), emb.options()) : at::empty({0}, emb.options());

@@ -65,6 +65,10 @@ def cxx_flags(capability: str | None = None) -> list[str]:
         "-O3",
         "-fopenmp",  # without it at::parallel_for runs on one thread
         "-fvisibility=hidden",
+        # Round every product as written: GCC would otherwise fuse a * b - c into one FMA where
+        # the code does not ask for it, and a value recomputed in backward would then differ from
+        # the forward's rounded one (at::vec::fmadd still gives an FMA where one is wanted).
+        "-ffp-contract=off",
         "-Wno-unknown-pragmas",  # ATen headers carry clang and CUDA pragmas
         *_CAPABILITY_FLAGS[capability],
     ]

@@ -15,7 +15,11 @@ def _max_err(x: torch.Tensor, ref: torch.Tensor) -> float:
 
 
 def assert_parity(fast: torch.Tensor, eager: torch.Tensor, ref64: torch.Tensor, *, factor: float = 2.0,
-                  what: str = "") -> None:
+                  floor_ulps: float = FLOOR_ULPS, what: str = "") -> None:
+    """floor_ulps widens the floor only for a computation that amplifies rounding by a known
+    factor: eager's error on one small instance is a lucky or unlucky draw of that same
+    amplified noise (e.g. margin softmax logits are s * cos: an ulp of a cosine is s ulps of
+    a logit, whichever order the roundings happen in)."""
     assert fast.shape == ref64.shape, f"{what}: shape {tuple(fast.shape)} != {tuple(ref64.shape)}"
     assert fast.dtype == eager.dtype, f"{what}: dtype {fast.dtype} != eager's {eager.dtype}"
     dtype = eager.dtype
@@ -23,7 +27,7 @@ def assert_parity(fast: torch.Tensor, eager: torch.Tensor, ref64: torch.Tensor, 
     assert torch.equal(nan_fast, nan_ref), f"{what}: NaN pattern differs from the reference"
     fast, eager, ref64 = (t.double().nan_to_num() for t in (fast, eager, ref64))
     scale = max(1.0, ref64.abs().max().item()) if ref64.numel() else 1.0
-    floor = FLOOR_ULPS * torch.finfo(dtype).eps * scale
+    floor = floor_ulps * torch.finfo(dtype).eps * scale
     err_fast, err_eager = _max_err(fast, ref64), _max_err(eager, ref64)
     assert err_fast <= factor * err_eager + floor, (
         f"{what}: fastgen error {err_fast:.3g} > {factor} x eager error {err_eager:.3g} + floor {floor:.3g}"

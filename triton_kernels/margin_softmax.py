@@ -15,7 +15,7 @@ import torch
 import triton
 import triton.language as tl
 
-from fastgen.ops.margin_softmax import check_args, clamp_eps, opmath_dtype, torch_target_logit
+from fastgen.ops.margin_softmax import LSE_DTYPE, check_args, clamp_eps, opmath_dtype, torch_target_logit
 
 NORM_EPS = 1e-12  # F.normalize's eps
 BLOCK_B, BLOCK_C, BLOCK_E = 32, 64, 32
@@ -84,7 +84,8 @@ def _margin_lse_kernel(xn_ptr, w_ptr, w_inv_ptr, local_ptr, target_ptr, max_ptr,
 
 
 @triton.jit
-def _margin_grad_kernel(xn_ptr, w_ptr, w_inv_ptr, coef_ptr, lse_ptr, local_ptr, target_grad_ptr, g_ptr, B, n, E,
+def _margin_grad_kernel(xn_ptr, w_ptr, w_inv_ptr, coef_ptr, lse_hi_ptr, lse_lo_ptr, local_ptr, target_grad_ptr, g_ptr,
+                        B, n, E,
                         c0, s,
                         BLOCK_B: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_E: tl.constexpr, COMPUTE: tl.constexpr):
     """G[b, c] = d(loss)/d(cos[b, c0 + c]) / ||w_c|| for a (BLOCK_B, BLOCK_C) tile of the chunk
@@ -94,10 +95,12 @@ def _margin_grad_kernel(xn_ptr, w_ptr, w_inv_ptr, coef_ptr, lse_ptr, local_ptr, 
     dots = _cos_tile(xn_ptr, w_ptr, rows, cols, B, n, E, BLOCK_B, BLOCK_C, BLOCK_E, COMPUTE)
     inv = tl.load(w_inv_ptr + cols, mask=cols < n, other=0.0).to(COMPUTE)
     coef = tl.load(coef_ptr + rows, mask=rows < B, other=0.0).to(COMPUTE)
-    lse = tl.load(lse_ptr + rows, mask=rows < B, other=0.0).to(COMPUTE)
+    # The float64 lse as hi + lo in COMPUTE: (logit - hi) is exact where p is large.
+    lse_hi = tl.load(lse_hi_ptr + rows, mask=rows < B, other=0.0).to(COMPUTE)
+    lse_lo = tl.load(lse_lo_ptr + rows, mask=rows < B, other=0.0).to(COMPUTE)
     local = tl.load(local_ptr + rows, mask=rows < B, other=-1)
     target_grad = tl.load(target_grad_ptr + rows, mask=rows < B, other=0.0).to(COMPUTE)
-    p = tl.exp(dots * (s * inv)[None, :] - lse[:, None])
+    p = tl.exp((dots * (s * inv)[None, :] - lse_hi[:, None]) - lse_lo[:, None])
     g = tl.where(coef[:, None] != 0, coef[:, None] * p * inv[None, :], 0.0)
     g = tl.where((c0 + cols)[None, :] == local[:, None], target_grad[:, None] * inv[None, :], g)
     tl.store(g_ptr + rows[:, None] * n + cols[None, :], g, mask=(rows[:, None] < B) & (cols[None, :] < n))
@@ -173,9 +176,9 @@ def margin_softmax(embeddings, weight, labels, class_start, num_classes, s, m1, 
     classes = weight.shape[0]
     compute = opmath_dtype(embeddings.dtype)
     embeddings, weight = embeddings.contiguous(), weight.contiguous()
-    lse = torch.zeros(batch, dtype=compute, device=embeddings.device)
     if batch == 0:
-        return lse, lse.clone(), lse.clone()
+        rows = torch.zeros(batch, dtype=compute, device=embeddings.device)
+        return torch.zeros(batch, dtype=LSE_DTYPE, device=embeddings.device), rows, rows.clone()
     xn, _ = _row_norms(embeddings, normalized=True)
     w_inv = 1.0 / _row_norms(weight, normalized=False).clamp_min(NORM_EPS)
     ignored, has_target, local = _targets(labels, class_start, classes, ignore_index)
@@ -192,6 +195,8 @@ def margin_softmax(embeddings, weight, labels, class_start, num_classes, s, m1, 
     _margin_lse_kernel[(triton.cdiv(batch, BLOCK_B), splits)](
         xn, weight, w_inv, local, target, maxes, sums, batch, classes, emb, per_split, splits, float(s),
         BLOCK_B=BLOCK_B, BLOCK_C=BLOCK_C, BLOCK_E=BLOCK_E, COMPUTE=_tl_compute(embeddings.dtype))
+    # The splits' (max, sum) combined in float64: lse is float64 (see csrc/margin_softmax.cpp).
+    maxes, sums = maxes.to(LSE_DTYPE), sums.to(LSE_DTYPE)
     top = maxes.max(1).values
     lse = top + torch.log((sums * torch.exp(maxes - top[:, None])).sum(1))
     return torch.where(ignored, 0.0, lse), target, cos_t
@@ -230,7 +235,9 @@ def margin_softmax_backward(grad_lse, grad_target, embeddings, weight, labels, l
     gt = grad_target.to(compute) if grad_target is not None else zeros
     ignored, has_target, local = _targets(labels, class_start, classes, ignore_index)
     coef = torch.where(ignored, 0.0, gl * s).contiguous()
-    lse = lse.to(compute).contiguous()
+    lse = lse.to(LSE_DTYPE)
+    lse_hi = lse.to(compute).contiguous()
+    lse_lo = (lse - lse_hi.to(LSE_DTYPE)).to(compute).contiguous()
     target_grad = _target_grads(target_cos, lse, gl, gt, has_target, s, m1, m2, m3, easy_margin,
                                 clamp_eps(embeddings.dtype), compute).contiguous()
     xn, x_norm = _row_norms(embeddings, normalized=True)
@@ -248,7 +255,7 @@ def margin_softmax_backward(grad_lse, grad_target, embeddings, weight, labels, l
         g = buffer[: batch * n].view(batch, n)
         w_chunk = weight[c0:c0 + n]
         _margin_grad_kernel[(triton.cdiv(batch, BLOCK_B), triton.cdiv(n, BLOCK_C))](
-            xn, w_chunk, w_inv[c0:c0 + n], coef, lse, local, target_grad, g, batch, n, emb, c0, float(s),
+            xn, w_chunk, w_inv[c0:c0 + n], coef, lse_hi, lse_lo, local, target_grad, g, batch, n, emb, c0, float(s),
             BLOCK_B=BLOCK_B, BLOCK_C=BLOCK_C, BLOCK_E=BLOCK_E, COMPUTE=_tl_compute(embeddings.dtype))
         w_wide = w_chunk.to(compute)
         if need_x:
@@ -281,7 +288,7 @@ def aot_specs():
                "max_ptr": acc, "sum_ptr": acc, "B": "i32", "C": "i32", "E": "i32", "classes_per_split": "i32",
                "splits": "i32", "s": "fp32", **{k: "constexpr" for k in tiles}}
         specs.append((f"margin_lse[{name}]", _margin_lse_kernel, sig, dict(tiles)))
-        sig = {"xn_ptr": acc, "w_ptr": ptr, "w_inv_ptr": acc, "coef_ptr": acc, "lse_ptr": acc, "local_ptr": "*i64",
+        sig = {"xn_ptr": acc, "w_ptr": ptr, "w_inv_ptr": acc, "coef_ptr": acc, "lse_hi_ptr": acc, "lse_lo_ptr": acc, "local_ptr": "*i64",
                "target_grad_ptr": acc, "g_ptr": acc, "B": "i32", "n": "i32", "E": "i32", "c0": "i32", "s": "fp32",
                **{k: "constexpr" for k in tiles}}
         specs.append((f"margin_grad[{name}]", _margin_grad_kernel, sig, dict(tiles)))

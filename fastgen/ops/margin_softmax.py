@@ -24,10 +24,16 @@ def opmath_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
+# The per-row log-sum-exp is returned in float64 whatever the input dtype (csrc/margin_softmax.cpp
+# says why); the target logit and cosine in the compute dtype.
+LSE_DTYPE = torch.float64
+
+
 def clamp_eps(dtype: torch.dtype) -> float:
-    """How far the target cosine is kept from +-1 before acos (representable next to 1 in the
-    input dtype, so d acos/d cos stays finite); the same in csrc/margin_softmax.cpp."""
-    return {torch.bfloat16: 2.0**-7, torch.float16: 2.0**-10}.get(dtype, 1e-7)
+    """How far the target cosine is kept from +-1 before acos: the kernels compute cosines in
+    float32 (float64), where 1e-7 keeps d acos/d cos finite, whatever the input dtype (see
+    csrc/margin_softmax.cpp; the eager reference needs a coarser clamp in bfloat16/float16)."""
+    return 1e-7
 
 
 def check_args(op, embeddings, weight, labels, class_start, num_classes, s) -> None:
@@ -55,7 +61,7 @@ def _check_rows(op, name, t, batch) -> None:
 def _margin_softmax_fake(embeddings, weight, labels, class_start, num_classes, s, m1, m2, m3, easy_margin, ignore_index):
     check_args("margin_softmax", embeddings, weight, labels, class_start, num_classes, s)
     rows = embeddings.new_empty((embeddings.shape[0],), dtype=opmath_dtype(embeddings.dtype))
-    return rows, torch.empty_like(rows), torch.empty_like(rows)
+    return embeddings.new_empty((embeddings.shape[0],), dtype=LSE_DTYPE), rows, torch.empty_like(rows)
 
 
 @torch.library.register_fake("fastgen::margin_softmax_backward")
@@ -104,7 +110,7 @@ def torch_margin_softmax(embeddings, weight, labels, class_start, num_classes, s
     logits = s * cos
     logits = logits.scatter(1, index, torch.where(has_target, target, logits.gather(1, index).squeeze(1))[:, None])
     lse = torch.where(ignored, 0.0, torch.logsumexp(logits, 1))
-    return lse, torch.where(has_target, target, 0.0)
+    return lse.to(LSE_DTYPE), torch.where(has_target, target, 0.0)
 
 
 # ---------------------------------------------------------------------------------------
