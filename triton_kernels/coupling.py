@@ -13,6 +13,7 @@ import triton
 import triton.language as tl
 
 from fastgen.ops.coupling import check_args, check_backward_args, layout, logdet_dtype, with_rows
+from fastgen.triton_kernels._common import AOT_DTYPES, compute_dtype
 
 
 @triton.jit
@@ -147,9 +148,6 @@ def _coupling_bwd_kernel(
         tl.store(gscale_ptr + group * s_cols + s_off, acc, mask=inside & transformed)
 
 
-def _compute(dtype: torch.dtype):
-    return tl.float64 if dtype == torch.float64 else tl.float32
-
 
 def _plan(x: torch.Tensor, order, mask: str, parity: int) -> dict:
     """The row walk of csrc/coupling.cpp (make_plan) as kernel arguments."""
@@ -202,7 +200,7 @@ def affine_coupling(x, s, t, scale, mask, mask_parity, inverse):
         cols, x_.stride(0), s_.stride(0), t_.stride(0), (s_.numel() // rows) if per_row else 0, n_blocks,
         **_plan(x_, order, mask, mask_parity),
         CHECKER=mask == "checkerboard", INVERSE=bool(inverse), HAS_SCALE=has_scale, BLOCK=block,
-        COMPUTE=_compute(x.dtype),
+        COMPUTE=compute_dtype(x.dtype),
     )
     return y, partials.sum(1)
 
@@ -242,7 +240,7 @@ def affine_coupling_backward(grad_output, grad_logdet, x, s, scale, mask, mask_p
             CHECKER=mask == "checkerboard", INVERSE=bool(inverse), HAS_SCALE=has_scale,
             HAS_G=g_ is not None, HAS_GL=gl is not None, WANT_GI=bool(want_input), WANT_GS=bool(want_s),
             WANT_GT=bool(want_t), WANT_GSCALE=want_scale, ROWS=rows_per_program, BLOCK=block,
-            COMPUTE=_compute(x.dtype),
+            COMPUTE=compute_dtype(x.dtype),
         )
     if not want_scale:
         return grad_input, grad_s, grad_t, none()
@@ -261,9 +259,7 @@ def aot_specs():
     for the ahead-of-time sm_90 compile test (tests/test_triton_aot.py)."""
     specs = []
     plan_sig = {n: "i32" for n in ("block", "half", "tr_begin", "n1", "n2", "sp0", "sp1", "sp2", "parity")}
-    for dtype, ptr in (("fp32", "*fp32"), ("bf16", "*bf16"), ("fp16", "*fp16"), ("fp64", "*fp64")):
-        compute = tl.float64 if dtype == "fp64" else tl.float32
-        acc = "*fp64" if dtype == "fp64" else "*fp32"
+    for dtype, ptr, acc, compute in AOT_DTYPES:
         for checker, inverse, has_scale in ((False, False, True), (True, True, False)):
             sig = {"x_ptr": ptr, "s_ptr": ptr, "t_ptr": ptr, "scale_ptr": acc, "y_ptr": ptr, "part_ptr": acc,
                    "cols": "i32", "x_rs": "i32", "s_rs": "i32", "t_rs": "i32", "scale_rs": "i32", "n_blocks": "i32",

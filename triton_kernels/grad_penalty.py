@@ -12,6 +12,7 @@ import triton
 import triton.language as tl
 
 from fastgen._layout import batch_major, in_layout_of
+from fastgen.triton_kernels._common import AOT_DTYPES, compute_dtype
 
 NORM_FLOOR = 1e-12  # under the squared norm, as csrc/grad_penalty.cpp
 
@@ -136,9 +137,6 @@ def _penalty_bwd_kernel(
 # launchers
 
 
-def _compute(dtype: torch.dtype):
-    return tl.float64 if dtype == torch.float64 else tl.float32
-
 
 def _acc(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
@@ -168,7 +166,7 @@ def interpolate(real, fake, alpha):
         block, chunk, chunks = _row_tiles(cols)
         _interpolate_fwd_kernel[(rows, chunks)](
             real_, fake_, alpha.contiguous(), out, cols,
-            CHUNK=chunk, BLOCK=block, COMPUTE=_compute(real.dtype),
+            CHUNK=chunk, BLOCK=block, COMPUTE=compute_dtype(real.dtype),
         )
     return out
 
@@ -194,7 +192,7 @@ def interpolate_backward(grad, real, fake, alpha, output_mask):
             grad_real if want_real else grad_, grad_fake if want_fake else grad_, partials,
             cols, chunks,
             WANT_REAL=want_real, WANT_FAKE=want_fake, WANT_ALPHA=want_alpha,
-            CHUNK=chunk, BLOCK=block, COMPUTE=_compute(grad.dtype),
+            CHUNK=chunk, BLOCK=block, COMPUTE=compute_dtype(grad.dtype),
         )
     grad_alpha = partials.sum(1).to(alpha.dtype) if want_alpha else alpha.new_empty((0,))
     return grad_real, grad_fake, grad_alpha
@@ -215,11 +213,11 @@ def grad_penalty(grads, target, weight, one_sided, with_grad=False):
     partials = torch.zeros((rows, max(chunks, 1)), dtype=acc, device=grads.device)
     if cols:
         _sum_squares_kernel[(rows, chunks)](
-            grads_, partials, cols, chunks, CHUNK=chunk, BLOCK=block, COMPUTE=_compute(grads.dtype),
+            grads_, partials, cols, chunks, CHUNK=chunk, BLOCK=block, COMPUTE=compute_dtype(grads.dtype),
         )
     _penalty_finalize_kernel[(1,)](
         partials, norms, penalty, rows, max(chunks, 1), float(target), float(weight),
-        ONE_SIDED=bool(one_sided), SQUARED=target == 0, BLOCK_R=128, COMPUTE=_compute(grads.dtype),
+        ONE_SIDED=bool(one_sided), SQUARED=target == 0, BLOCK_R=128, COMPUTE=compute_dtype(grads.dtype),
     )
     if not with_grad:
         return penalty, norms, grads.new_empty((0,))
@@ -242,7 +240,7 @@ def grad_penalty_backward(grad_penalty, grad_norms, grads, norms, target, weight
             grads_, norms.contiguous(), grad_penalty.reshape(1) if has_gp else norms,
             grad_norms.contiguous() if has_gn else norms, out, cols, float(target), 2.0 * weight / rows,
             HAS_GP=has_gp, HAS_GN=has_gn, ONE_SIDED=bool(one_sided),
-            CHUNK=chunk, BLOCK=block, COMPUTE=_compute(grads.dtype),
+            CHUNK=chunk, BLOCK=block, COMPUTE=compute_dtype(grads.dtype),
         )
     return out
 
@@ -251,9 +249,7 @@ def aot_specs():
     """(name, kernel, signature, constexprs) for every specialization the launchers use, for the
     ahead-of-time sm_90 compile test (tests/test_triton_aot.py)."""
     specs = []
-    for dtype, ptr in (("fp32", "*fp32"), ("bf16", "*bf16"), ("fp16", "*fp16"), ("fp64", "*fp64")):
-        compute = tl.float64 if dtype == "fp64" else tl.float32
-        acc = "*fp64" if dtype == "fp64" else "*fp32"
+    for dtype, ptr, acc, compute in AOT_DTYPES:
         tiles = {"CHUNK": 8192, "BLOCK": 1024, "COMPUTE": compute}
         sig = {"real_ptr": ptr, "fake_ptr": ptr, "alpha_ptr": ptr, "out_ptr": ptr, "cols": "i32",
                "CHUNK": "constexpr", "BLOCK": "constexpr", "COMPUTE": "constexpr"}

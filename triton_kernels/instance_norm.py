@@ -15,6 +15,7 @@ import triton
 import triton.language as tl
 
 from fastgen._layout import channel_major_or_innermost, in_layout_of, is_channels_innermost
+from fastgen.triton_kernels._common import AOT_DTYPES, compute_dtype
 
 ACT_CODES = {"none": 0, "relu": 1, "leaky_relu": 2}
 
@@ -155,9 +156,6 @@ def _walked_like(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return t if same else in_layout_of(t, x)
 
 
-def _compute_dtype(dtype: torch.dtype):
-    return tl.float64 if dtype == torch.float64 else tl.float32
-
 
 def _geometry(x: torch.Tensor):
     """(N, C, M, stride_n, stride_c, stride_m, BLOCK_C, BLOCK_M) of a kernel-layout tensor."""
@@ -200,7 +198,7 @@ def instance_norm(x, weight, bias, running_mean, running_var, residual, use_inpu
         C, M, sn, sc, sm, float(eps), float(negative_slope),
         COMPUTE_STATS=bool(use_input_stats), HAS_W=weight is not None, HAS_B=bias is not None,
         HAS_RES=res_ is not None, ACT=ACT_CODES[activation], BLOCK_C=block_c, BLOCK_M=block_m,
-        COMPUTE=_compute_dtype(x.dtype),
+        COMPUTE=compute_dtype(x.dtype),
     )
     return out, mean, var
 
@@ -227,7 +225,7 @@ def instance_norm_backward(grad_out, x, weight, bias, mean, var, use_input_stats
             N, C, M, sn, sc, sm, float(eps), float(negative_slope),
             USE_INPUT_STATS=bool(use_input_stats), NEED_SUMS=need_sums, NEED_DX=bool(output_mask[0]),
             HAS_W=weight is not None, HAS_B=bias is not None, ACT=ACT_CODES[activation],
-            BLOCK_C=block_c, BLOCK_M=block_m, COMPUTE=_compute_dtype(x.dtype),
+            BLOCK_C=block_c, BLOCK_M=block_m, COMPUTE=compute_dtype(x.dtype),
         )
     if need_params:
         rstd = torch.rsqrt(var_ + eps)
@@ -242,9 +240,8 @@ def aot_specs():
     """(name, kernel, signature, constexprs) for the specializations the launchers use, for the
     ahead-of-time sm_90 compile test (tests/test_triton_aot.py)."""
     specs = []
-    for dtype, ptr in (("fp32", "*fp32"), ("bf16", "*bf16"), ("fp16", "*fp16"), ("fp64", "*fp64")):
-        compute = tl.float64 if dtype == "fp64" else tl.float32
-        stat = "*fp64" if dtype == "fp64" else "*fp32"
+    for dtype, ptr, acc, compute in AOT_DTYPES:
+        stat = acc
         scalar = "fp64" if dtype == "fp64" else "fp32"
         fwd_sig = {
             "x_ptr": ptr, "res_ptr": ptr, "w_ptr": stat, "b_ptr": stat, "out_ptr": ptr, "mean_ptr": stat,

@@ -16,6 +16,7 @@ import triton
 import triton.language as tl
 
 from fastgen.ops.margin_softmax import LSE_DTYPE, check_args, clamp_eps, opmath_dtype, torch_target_logit
+from fastgen.triton_kernels._common import AOT_DTYPES, compute_dtype
 
 NORM_EPS = 1e-12  # F.normalize's eps
 BLOCK_B, BLOCK_C, BLOCK_E = 32, 64, 32
@@ -133,9 +134,6 @@ def _project_rows_kernel(g_ptr, v_ptr, denom_ptr, post_ptr, project_ptr, out_ptr
 # launchers
 
 
-def _tl_compute(dtype: torch.dtype):
-    return tl.float64 if dtype == torch.float64 else tl.float32
-
 
 def _row_norms(x: torch.Tensor, normalized: bool):
     compute = opmath_dtype(x.dtype)
@@ -144,7 +142,7 @@ def _row_norms(x: torch.Tensor, normalized: bool):
     out = torch.empty((rows, cols), dtype=compute, device=x.device) if normalized else norm
     if rows:
         _row_norm_kernel[(rows,)](x, norm, out, cols, NORM_EPS, WRITE_OUT=normalized, BLOCK=ROW_BLOCK_E,
-                                  COMPUTE=_tl_compute(x.dtype))
+                                  COMPUTE=compute_dtype(x.dtype))
     return (out, norm) if normalized else norm
 
 
@@ -194,7 +192,7 @@ def margin_softmax(embeddings, weight, labels, class_start, num_classes, s, m1, 
     sums = torch.empty_like(maxes)
     _margin_lse_kernel[(triton.cdiv(batch, BLOCK_B), splits)](
         xn, weight, w_inv, local, target, maxes, sums, batch, classes, emb, per_split, splits, float(s),
-        BLOCK_B=BLOCK_B, BLOCK_C=BLOCK_C, BLOCK_E=BLOCK_E, COMPUTE=_tl_compute(embeddings.dtype))
+        BLOCK_B=BLOCK_B, BLOCK_C=BLOCK_C, BLOCK_E=BLOCK_E, COMPUTE=compute_dtype(embeddings.dtype))
     # The splits' (max, sum) combined in float64: lse is float64 (see csrc/margin_softmax.cpp).
     maxes, sums = maxes.to(LSE_DTYPE), sums.to(LSE_DTYPE)
     top = maxes.max(1).values
@@ -256,18 +254,18 @@ def margin_softmax_backward(grad_lse, grad_target, embeddings, weight, labels, l
         w_chunk = weight[c0:c0 + n]
         _margin_grad_kernel[(triton.cdiv(batch, BLOCK_B), triton.cdiv(n, BLOCK_C))](
             xn, w_chunk, w_inv[c0:c0 + n], coef, lse_hi, lse_lo, local, target_grad, g, batch, n, emb, c0, float(s),
-            BLOCK_B=BLOCK_B, BLOCK_C=BLOCK_C, BLOCK_E=BLOCK_E, COMPUTE=_tl_compute(embeddings.dtype))
+            BLOCK_B=BLOCK_B, BLOCK_C=BLOCK_C, BLOCK_E=BLOCK_E, COMPUTE=compute_dtype(embeddings.dtype))
         w_wide = w_chunk.to(compute)
         if need_x:
             grad_xn.addmm_(g, w_wide)
         if need_w:
             u = torch.mm(g.t(), xn, out=u_buffer[:n])
             _project_rows_kernel[(n,)](u, w_chunk, w_denom[c0:c0 + n], ones, w_project[c0:c0 + n], grad_w[c0:c0 + n],
-                                       emb, BLOCK=ROW_BLOCK_E, COMPUTE=_tl_compute(embeddings.dtype))
+                                       emb, BLOCK=ROW_BLOCK_E, COMPUTE=compute_dtype(embeddings.dtype))
     if need_x:
         _project_rows_kernel[(batch,)](grad_xn, xn, ones, 1.0 / x_norm.clamp_min(NORM_EPS),
                                        (x_norm >= NORM_EPS).to(torch.int8), grad_emb, emb,
-                                       BLOCK=ROW_BLOCK_E, COMPUTE=_tl_compute(embeddings.dtype))
+                                       BLOCK=ROW_BLOCK_E, COMPUTE=compute_dtype(embeddings.dtype))
     return grad_emb, grad_w
 
 
@@ -275,9 +273,7 @@ def aot_specs():
     """(name, kernel, signature, constexprs) for every specialization the launchers use, for the
     ahead-of-time sm_90 compile test (tests/test_triton_aot.py)."""
     specs = []
-    for name, ptr in (("fp32", "*fp32"), ("bf16", "*bf16"), ("fp16", "*fp16"), ("fp64", "*fp64")):
-        compute = tl.float64 if name == "fp64" else tl.float32
-        acc = "*fp64" if name == "fp64" else "*fp32"
+    for name, ptr, acc, compute in AOT_DTYPES:
         tiles = {"BLOCK_B": BLOCK_B, "BLOCK_C": BLOCK_C, "BLOCK_E": BLOCK_E, "COMPUTE": compute}
         for write_out in (True, False):
             sig = {"x_ptr": ptr, "norm_ptr": acc, "out_ptr": acc, "E": "i32", "eps": "fp32",

@@ -11,6 +11,8 @@ import torch
 import triton
 import triton.language as tl
 
+from fastgen.triton_kernels._common import AOT_DTYPES, compute_dtype
+
 
 @triton.jit
 def _tile(c0, C, P, stride_c, stride_p, BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr):
@@ -62,9 +64,6 @@ def _pixel_norm_bwd_kernel(
         tl.store(gx_ptr + offs, (r[None, :] * g + k[None, :] * x).to(gx_ptr.dtype.element_ty), mask=mask)
 
 
-def _compute(dtype: torch.dtype):
-    return tl.float64 if dtype == torch.float64 else tl.float32
-
 
 def _geometry(x: torch.Tensor):
     """(N, C, P, stride_c, stride_p, BLOCK_C, BLOCK_P) for x in pixel_layout."""
@@ -86,7 +85,7 @@ def pixel_norm(x, eps):
     if x.numel():
         n, c, p, sc, sp, bc, bp = _geometry(x_)
         _pixel_norm_fwd_kernel[(n, triton.cdiv(p, bp))](
-            x_, y, c, p, sc, sp, float(eps), BLOCK_C=bc, BLOCK_P=bp, COMPUTE=_compute(x.dtype),
+            x_, y, c, p, sc, sp, float(eps), BLOCK_C=bc, BLOCK_P=bp, COMPUTE=compute_dtype(x.dtype),
         )
     return y
 
@@ -101,7 +100,7 @@ def pixel_norm_backward(grad, x, eps):
     if x.numel():
         n, c, p, sc, sp, bc, bp = _geometry(x_)
         _pixel_norm_bwd_kernel[(n, triton.cdiv(p, bp))](
-            g_, x_, gx, c, p, sc, sp, float(eps), BLOCK_C=bc, BLOCK_P=bp, COMPUTE=_compute(x.dtype),
+            g_, x_, gx, c, p, sc, sp, float(eps), BLOCK_C=bc, BLOCK_P=bp, COMPUTE=compute_dtype(x.dtype),
         )
     return gx
 
@@ -109,8 +108,7 @@ def pixel_norm_backward(grad, x, eps):
 def aot_specs():
     """(name, kernel, signature, constexprs) for the ahead-of-time sm_90 compile test."""
     specs = []
-    for dtype, ptr in (("fp32", "*fp32"), ("bf16", "*bf16"), ("fp16", "*fp16"), ("fp64", "*fp64")):
-        compute = tl.float64 if dtype == "fp64" else tl.float32
+    for dtype, ptr, acc, compute in AOT_DTYPES:
         for name, kernel, ptrs in (("pixel_norm_fwd", _pixel_norm_fwd_kernel, ("x_ptr", "y_ptr")),
                                    ("pixel_norm_bwd", _pixel_norm_bwd_kernel, ("g_ptr", "x_ptr", "gx_ptr"))):
             sig = {k: ptr for k in ptrs}

@@ -14,6 +14,8 @@ import torch
 import triton
 import triton.language as tl
 
+from fastgen.triton_kernels._common import AOT_DTYPES, compute_dtype
+
 
 @triton.jit
 def _tile(C, H, W, r, CHANNELS_LAST: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):
@@ -83,9 +85,6 @@ def _to_small_kernel(
         tl.store(small_ptr + small, d.to(small_ptr.dtype.element_ty), mask=inside)
 
 
-def _compute_dtype(dtype: torch.dtype):
-    return tl.float64 if dtype == torch.float64 else tl.float32
-
 
 def _tiles(channels: int, positions: int, channels_last: bool) -> tuple[int, int]:
     """(BLOCK_C, BLOCK_S): a wide unit-stride axis, about 2048 elements a tile."""
@@ -112,7 +111,7 @@ def _launch(kernel, small_shape, channels, r, channels_last, dtype, *args, **con
     grid = (triton.cdiv(positions, block_s), triton.cdiv(C, block_c), batch)
     kernel[grid](*args, C, H, W, r, constexprs.pop("weight_stride", 0),
                  CHANNELS_LAST=channels_last, BLOCK_C=block_c, BLOCK_S=block_s,
-                 COMPUTE=_compute_dtype(dtype), **constexprs)
+                 COMPUTE=compute_dtype(dtype), **constexprs)
     return grid
 
 
@@ -191,9 +190,7 @@ def aot_specs():
     """(name, kernel, signature, constexprs) for every specialization the launchers use, for the
     ahead-of-time sm_90 compile test (tests/test_triton_aot.py)."""
     specs = []
-    for dtype, ptr in (("fp32", "*fp32"), ("bf16", "*bf16"), ("fp16", "*fp16"), ("fp64", "*fp64")):
-        compute = tl.float64 if dtype == "fp64" else tl.float32
-        acc = "*fp64" if dtype == "fp64" else "*fp32"
+    for dtype, ptr, acc, compute in AOT_DTYPES:
         for channels_last in (False, True):
             block_c, block_s = (64, 32) if channels_last else (2, 1024)
             layout = "nhwc" if channels_last else "nchw"

@@ -11,6 +11,7 @@ import triton
 import triton.language as tl
 
 from fastgen._layout import batch_major, in_layout_of
+from fastgen.triton_kernels._common import AOT_DTYPES, compute_dtype
 
 # Noise blocks: 64 elements = 4 components x 16 Philox counters (csrc/common/philox.h).
 NOISE_BLOCK = 64
@@ -110,9 +111,6 @@ def _reparam_kl_bwd_kernel(
         tl.store(grad_logvar_ptr + base + col, grad_logvar.to(grad_logvar_ptr.dtype.element_ty), mask=inside)
 
 
-def _compute_dtype(dtype: torch.dtype):
-    return tl.float64 if dtype == torch.float64 else tl.float32
-
 
 def _tiles(cols: int) -> tuple[int, int]:
     """(BLOCK, CHUNK): BLOCK a power of two >= 64 (whole noise blocks), CHUNK a multiple of it."""
@@ -155,7 +153,7 @@ def _forward(mu, logvar, eps, seed, reduction, want_z):
             mu_, logvar_, eps_ if has_eps else mu_, seed if seed is not None else mu_,
             z if want_z else mu_, partials,
             cols, _counters_per_row(cols), chunks,
-            HAS_EPS=has_eps, WANT_Z=want_z, CHUNK=chunk, BLOCK=block, COMPUTE=_compute_dtype(mu.dtype),
+            HAS_EPS=has_eps, WANT_Z=want_z, CHUNK=chunk, BLOCK=block, COMPUTE=compute_dtype(mu.dtype),
         )
         kl_rows = partials.sum(1) * -0.5
     return z, _reduce(kl_rows, reduction, mu.dtype)
@@ -202,7 +200,7 @@ def reparam_kl_backward(grad_z, grad_kl, mu, logvar, eps, seed, reduction, eps_g
             grad_mu, grad_logvar, grad_eps if eps_grad else mu_,
             cols, _counters_per_row(cols),
             HAS_GRAD_Z=has_grad_z, HAS_EPS=has_eps, EPS_GRAD=eps_grad,
-            CHUNK=chunk, BLOCK=block, COMPUTE=_compute_dtype(mu.dtype),
+            CHUNK=chunk, BLOCK=block, COMPUTE=compute_dtype(mu.dtype),
         )
     return grad_mu, grad_logvar, grad_eps
 
@@ -211,9 +209,7 @@ def aot_specs():
     """(name, kernel, signature, constexprs) for every specialization the launchers use, for the
     ahead-of-time sm_90 compile test (tests/test_triton_aot.py)."""
     specs = []
-    for dtype, ptr in (("fp32", "*fp32"), ("bf16", "*bf16"), ("fp16", "*fp16"), ("fp64", "*fp64")):
-        compute = tl.float64 if dtype == "fp64" else tl.float32
-        acc = "*fp64" if dtype == "fp64" else "*fp32"
+    for dtype, ptr, acc, compute in AOT_DTYPES:
         for has_eps in (True, False):
             sig = {
                 "mu_ptr": ptr, "logvar_ptr": ptr, "eps_ptr": ptr, "seed_ptr": "*i64", "z_ptr": ptr,

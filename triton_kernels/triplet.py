@@ -11,6 +11,7 @@ import triton
 import triton.language as tl
 
 from fastgen.ops.triplet import _check_grad, check_batch_hard, check_contrastive, check_triplet
+from fastgen.triton_kernels._common import AOT_DTYPES, compute_dtype
 
 ROWS, BLOCK = 16, 64  # per-row kernels: rows per program, elements per step
 BLOCK_I, BLOCK_J, BLOCK_K = 16, 16, 32  # batch-hard tiles: anchors, candidates, elements
@@ -267,9 +268,6 @@ def _compute(dtype):
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def _tl_compute(dtype):
-    return tl.float64 if dtype == torch.float64 else tl.float32
-
 
 def _reduce(per_row: torch.Tensor, reduction: str, dtype: torch.dtype, count=None) -> torch.Tensor:
     if reduction == "none":
@@ -295,7 +293,7 @@ def triplet_margin_loss(anchor, positive, negative, margin, p, eps, swap, reduct
     if rows:
         _triplet_fwd_kernel[(triton.cdiv(rows, ROWS),)](
             a, pos, neg, loss, rows, dim, float(margin), float(eps), float(p), SWAP=bool(swap), NORM=_norm_kind(p),
-            BLOCK=BLOCK, ROWS=ROWS, COMPUTE=_tl_compute(a.dtype))
+            BLOCK=BLOCK, ROWS=ROWS, COMPUTE=compute_dtype(a.dtype))
     return _reduce(loss, reduction, a.dtype)
 
 
@@ -310,7 +308,7 @@ def triplet_margin_loss_backward(grad, anchor, positive, negative, margin, p, ep
         _triplet_bwd_kernel[(triton.cdiv(rows, ROWS),)](
             _row_grads(grad, reduction, rows, _compute(a.dtype)), a, pos, neg, *grads, rows, dim, float(margin),
             float(eps), float(p), SWAP=bool(swap), NORM=_norm_kind(p), BLOCK=BLOCK, ROWS=ROWS,
-            COMPUTE=_tl_compute(a.dtype))
+            COMPUTE=compute_dtype(a.dtype))
     return grads
 
 
@@ -322,7 +320,7 @@ def contrastive_loss(x1, x2, y, margin, eps, reduction):
     if rows:
         _contrastive_fwd_kernel[(triton.cdiv(rows, ROWS),)](
             a, b, y.to(_compute(a.dtype)).contiguous(), loss, rows, dim, float(margin), float(eps), BLOCK=BLOCK,
-            ROWS=ROWS, COMPUTE=_tl_compute(a.dtype))
+            ROWS=ROWS, COMPUTE=compute_dtype(a.dtype))
     return _reduce(loss, reduction, a.dtype)
 
 
@@ -340,7 +338,7 @@ def contrastive_loss_backward(grad, x1, x2, y, margin, eps, reduction, y_grad):
     if rows:
         _contrastive_bwd_kernel[(triton.cdiv(rows, ROWS),)](
             _row_grads(grad, reduction, rows, compute), a, b, y.to(compute).contiguous(), g1, g2, gy, rows, dim,
-            float(margin), float(eps), BLOCK=BLOCK, ROWS=ROWS, COMPUTE=_tl_compute(a.dtype))
+            float(margin), float(eps), BLOCK=BLOCK, ROWS=ROWS, COMPUTE=compute_dtype(a.dtype))
     return g1, g2, (gy.to(y.dtype) if y_grad else a.new_empty((0,)))
 
 
@@ -356,7 +354,7 @@ def batch_hard_triplet_loss(embeddings, labels, margin, squared, reduction):
     if rows:
         _batch_hard_fwd_kernel[(triton.cdiv(rows, BLOCK_I),)](
             e, labels.long().contiguous(), pos, neg, d2p, d2n, rows, dim, BLOCK_I=BLOCK_I, BLOCK_J=BLOCK_J,
-            BLOCK_K=BLOCK_K, COMPUTE=_tl_compute(e.dtype))
+            BLOCK_K=BLOCK_K, COMPUTE=compute_dtype(e.dtype))
     valid = (pos >= 0) & (neg >= 0)
     dp, dn = (d2p, d2n) if squared else (d2p.clamp_min(0).sqrt(), d2n.clamp_min(0).sqrt())
     per_row = torch.where(valid, torch.relu(dp - dn + margin), 0.0)
@@ -375,7 +373,7 @@ def batch_hard_triplet_loss_backward(grad, embeddings, positive, negative, margi
         g = _row_grads(grad, reduction, rows, compute, count)
         _batch_hard_bwd_kernel[(triton.cdiv(rows, ROWS),)](
             g, e, positive.contiguous(), negative.contiguous(), acc, rows, dim, float(margin), SQUARED=bool(squared),
-            ROWS=ROWS, BLOCK=BLOCK, COMPUTE=_tl_compute(e.dtype))
+            ROWS=ROWS, BLOCK=BLOCK, COMPUTE=compute_dtype(e.dtype))
     return acc.to(e.dtype)
 
 
@@ -383,9 +381,7 @@ def aot_specs():
     """(name, kernel, signature, constexprs) for every specialization the launchers use, for the
     ahead-of-time sm_90 compile test (tests/test_triton_aot.py)."""
     specs = []
-    for name, ptr in (("fp32", "*fp32"), ("bf16", "*bf16"), ("fp16", "*fp16"), ("fp64", "*fp64")):
-        compute = tl.float64 if name == "fp64" else tl.float32
-        acc = "*fp64" if name == "fp64" else "*fp32"
+    for name, ptr, acc, compute in AOT_DTYPES:
         rows = {"BLOCK": BLOCK, "ROWS": ROWS, "COMPUTE": compute}
         scalars = {"B": "i32", "D": "i32", "margin": "fp32", "eps": "fp32", "p": "fp32"}
         # every norm in float32; the other dtypes share the code paths, so p = 2 stands for them

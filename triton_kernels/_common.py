@@ -1,0 +1,21 @@
+"""Helpers shared by the Triton kernel modules."""
+from __future__ import annotations
+
+import torch
+import triton.language as tl
+
+
+def compute_dtype(dtype: torch.dtype):
+    """The Triton dtype the kernels compute and accumulate in: float64 for float64 tensors,
+    float32 for every other floating dtype (as the C++ kernels' opmath)."""
+    return tl.float64 if dtype == torch.float64 else tl.float32
+
+
+# The dtypes every kernel is compiled for ahead of time: (name, pointer type of a tensor in that
+# dtype, pointer type of float accumulation buffers, compute dtype).
+AOT_DTYPES = (
+    ("fp32", "*fp32", "*fp32", tl.float32),
+    ("bf16", "*bf16", "*fp32", tl.float32),
+    ("fp16", "*fp16", "*fp32", tl.float32),
+    ("fp64", "*fp64", "*fp64", tl.float64),
+)
