@@ -15,7 +15,7 @@ DEPS_STAMP  := $(VENV)/.deps-installed
 BUILD_STAMP := $(VENV)/.fastgen-built
 BUILD_INPUTS := setup.py pyproject.toml fastgen/_build.py $(wildcard csrc/*.cpp csrc/*/*.h)
 
-.PHONY: install test bench clean
+.PHONY: install test bench clean demo
 
 install: $(BUILD_STAMP)
 
@@ -36,6 +36,11 @@ test: install
 
 bench: install
 	$(VENV)/bin/fastgen-bench --quick
+
+# Every example in its default setting (each under two minutes on 2 cores); PNGs in examples/out/.
+EXAMPLES := autoencoder vae cvae dcgan wgan_gp realnvp cyclegan pix2pix srgan arcface
+demo: install
+	@set -e; for e in $(EXAMPLES); do echo "== examples.$$e"; $(PY) -m examples.$$e --quiet; done
 
 clean:
 	rm -rf $(VENV) build *.egg-info fastgen/_C*.so

@@ -98,3 +98,14 @@ def test_torch_nn_state_dict_loads_into_fastgen_model():
 
 def test_fastgen_models_namespace():
     assert fastgen.models.VAE is models.VAE
+
+
+def test_autoencoder_matches_eager_twin():
+    torch.manual_seed(0)
+    fast, twin = twin_pair(models.AutoEncoder, eager.AutoEncoder, 64, 32, 4)
+    x = torch.rand(9, 1, 8, 8)
+    assert_training_step_matches(fast, twin, lambda m: m.loss(x))
+    assert fast(x).shape == (9, 64) and fast.encode(x).shape == (9, 4)
+    # reconstruction error is a sum of squares over the features, averaged over the batch
+    torch.testing.assert_close(fast.loss(x), ((fast(x) - x.flatten(1)) ** 2).sum(1).mean())
+    assert op_namespaces(lambda: twin.loss(x).backward()) == {"aten"}
