@@ -192,17 +192,23 @@ struct alignas(64) ChannelArray {
 // ------------------------------------------------------------------------------------------
 // planar sweeps: one contiguous run of `len` elements of one (n, c) plane
 
-// Mean and M2 = sum (x - mean)^2 of a run, two passes (the run is in cache for the second).
+// The mean of a plane is kept as a pair hi + lo of op-math numbers (hi the rounded mean, lo
+// what rounding dropped), and every deviation is taken as (x - hi) - lo, folded into the
+// per-channel coefficients. x - hi is exact for x near the mean (Sterbenz), so deviations stay
+// accurate when the spread of a plane is tiny against its mean (a plane of two close values),
+// where x - round(mean) would lose most of its digits. (ATen keeps such statistics in double.)
+template <typename opmath_t>
+struct SplitMean {
+  opmath_t hi, lo;
+  explicit SplitMean(double mean) : hi(static_cast<opmath_t>(mean)), lo(static_cast<opmath_t>(mean - double(hi))) {}
+};
+
+// sum (x - k) of a run.
 template <typename scalar_t>
-void planar_moments(const scalar_t* x, int64_t len, at::opmath_type<scalar_t>& mean_out,
-                    at::opmath_type<scalar_t>& m2_out) {
+at::opmath_type<scalar_t> planar_offset_sum(const scalar_t* x, int64_t len, at::opmath_type<scalar_t> origin) {
   using IO = VecIO<scalar_t>;
   using Vec = typename IO::Vec;
-  using opmath_t = at::opmath_type<scalar_t>;
   constexpr int64_t W = IO::size();
-  // The mean is summed relative to the run's first element, exact for data near it, so a
-  // large offset does not cost the mean the precision the variance needs.
-  const opmath_t origin = static_cast<opmath_t>(x[0]);
   const Vec k(origin);
   Vec s0(0), s1(0), s2(0), s3(0);
   int64_t i = 0;
@@ -216,10 +222,24 @@ void planar_moments(const scalar_t* x, int64_t len, at::opmath_type<scalar_t>& m
     const int64_t n = std::min(W, len - i);
     s0 = s0 + Vec::set(Vec(0), IO::load(x + i, n) - k, n);
   }
-  const opmath_t mean = origin + IO::sum_lanes((s0 + s1) + (s2 + s3)) / static_cast<opmath_t>(len);
-  const Vec m(mean);
-  s0 = s1 = s2 = s3 = Vec(0);
-  i = 0;
+  return IO::sum_lanes((s0 + s1) + (s2 + s3));
+}
+
+// Mean (as hi + lo) and M2 = sum (x - mean)^2 of a run, two passes (the run is in cache for the
+// second). The mean is summed relative to the run's first element, exact for data near it, so a
+// large offset does not cost the mean the precision the variance needs.
+template <typename scalar_t>
+void planar_moments(const scalar_t* x, int64_t len, at::opmath_type<scalar_t>& hi_out,
+                    at::opmath_type<scalar_t>& lo_out, at::opmath_type<scalar_t>& m2_out) {
+  using IO = VecIO<scalar_t>;
+  using Vec = typename IO::Vec;
+  using opmath_t = at::opmath_type<scalar_t>;
+  constexpr int64_t W = IO::size();
+  const opmath_t origin = static_cast<opmath_t>(x[0]);
+  const SplitMean<opmath_t> mean(double(origin) + double(planar_offset_sum(x, len, origin)) / double(len));
+  const Vec m(mean.hi);
+  Vec s0(0), s1(0), s2(0), s3(0);
+  int64_t i = 0;
   for (; i + 4 * W <= len; i += 4 * W) {
     const Vec d0 = IO::load(x + i) - m, d1 = IO::load(x + i + W) - m;
     const Vec d2 = IO::load(x + i + 2 * W) - m, d3 = IO::load(x + i + 3 * W) - m;
@@ -233,8 +253,10 @@ void planar_moments(const scalar_t* x, int64_t len, at::opmath_type<scalar_t>& m
     const Vec d = Vec::set(Vec(0), IO::load(x + i, n) - m, n);  // lanes past n stay 0
     s0 = at::vec::fmadd(d, d, s0);
   }
-  mean_out = mean;
-  m2_out = IO::sum_lanes((s0 + s1) + (s2 + s3));
+  hi_out = mean.hi;
+  lo_out = mean.lo;
+  // sum (x - hi - lo)^2 = sum (x - hi)^2 - len lo^2, as sum (x - hi) = len lo.
+  m2_out = IO::sum_lanes((s0 + s1) + (s2 + s3)) - static_cast<opmath_t>(len) * mean.lo * mean.lo;
 }
 
 template <typename scalar_t, Act A, bool RES>
@@ -349,17 +371,17 @@ struct Coefficients {
   }
 };
 
-// sum[j] += sum over rows of (x - origin), origin: the row `origin_row` (see planar_moments).
+// sum[j] += sum over rows of (x - origin[j]) (see planar_moments).
 template <typename scalar_t, int NV>
 void interleaved_sum_group(const scalar_t* img, int64_t C, int64_t c, int64_t span, int64_t r0, int64_t r1,
-                           int64_t origin_row, at::opmath_type<scalar_t>* sum) {
+                           const at::opmath_type<scalar_t>* origin, at::opmath_type<scalar_t>* sum) {
   using IO = VecIO<scalar_t>;
   using Vec = typename IO::Vec;
   constexpr int64_t W = IO::size();
   Vec acc[NV], k[NV];
   for (int v = 0; v < NV; ++v) {
     acc[v] = Vec(0);
-    k[v] = IO::load(img + origin_row * C + c + v * W, lanes<NV, W>(v, span));
+    k[v] = Vec::loadu(origin + v * W);
   }
   for (int64_t r = r0; r < r1; ++r) {
     const scalar_t* row = img + r * C + c;
@@ -503,12 +525,15 @@ struct Params {
   const opmath_t* bias = nullptr;    // (C,) or null: 0
   opmath_t* mean = nullptr;          // (N, C)
   opmath_t* var = nullptr;           // (N, C)
-  opmath_t eps = 0, slope = 0;
+  double eps = 0;
+  opmath_t slope = 0;
   int64_t C = 0;
 
   opmath_t w(int64_t c) const { return weight ? weight[c] : opmath_t(1); }
   opmath_t b(int64_t c) const { return bias ? bias[c] : opmath_t(0); }
-  opmath_t rstd(int64_t nc) const { return opmath_t(1) / std::sqrt(var[nc] + eps); }
+  // In double, rounded once: rstd's rounding is amplified in the backward (planes of few
+  // elements), and so is every extra rounding of var + eps, sqrt and the division.
+  opmath_t rstd(int64_t nc) const { return static_cast<opmath_t>(1.0 / std::sqrt(double(var[nc]) + eps)); }
 };
 
 // Chan et al.'s exact merge of chunk moments, in chunk order.
@@ -538,38 +563,51 @@ void forward_kernel(const Plan& p, const Params<scalar_t>& prm, const scalar_t* 
   const int64_t C = p.C, M = p.M;
   const int64_t tile = tile_rows(C, sizeof(scalar_t));
 
-  // Moments of task t's channels over its rows, into mean/m2 (indexed by channel - c0).
-  auto moments = [&](const Plan::Task& t, opmath_t* mean, opmath_t* m2) {
+  // Moments of task t's channels over its rows: the mean as hi + lo (see SplitMean) and m2
+  // (arrays indexed by channel - c0).
+  auto moments = [&](const Plan::Task& t, opmath_t* hi, opmath_t* lo, opmath_t* m2) {
     if (!p.interleaved) {
-      planar_moments(x + (t.n * C + t.c0) * M + t.r0, t.r1 - t.r0, mean[0], m2[0]);
+      planar_moments(x + (t.n * C + t.c0) * M + t.r0, t.r1 - t.r0, hi[0], lo[0], m2[0]);
       return;
     }
     const scalar_t* img = x + t.n * M * C;
     const int64_t padded = (t.count + W - 1) / W * W;  // the group sweeps touch whole vectors
-    std::fill(mean, mean + padded, opmath_t(0));
+    std::fill(lo, lo + padded, opmath_t(0));  // first the sums relative to the first row
     std::fill(m2, m2 + padded, opmath_t(0));
+    const scalar_t* first_row = img + t.r0 * C + t.c0;
+    for (int64_t j = 0; j < padded; ++j) hi[j] = j < t.count ? static_cast<opmath_t>(first_row[j]) : opmath_t(0);
     for_tiles<W>(t.c0, t.count, t.r0, t.r1, tile, [&](auto nv, int64_t c, int64_t span, int64_t r0, int64_t r1) {
-      interleaved_sum_group<scalar_t, decltype(nv)::value>(img, C, c, span, r0, r1, t.r0, mean + (c - t.c0));
+      interleaved_sum_group<scalar_t, decltype(nv)::value>(img, C, c, span, r0, r1, hi + (c - t.c0),
+                                                          lo + (c - t.c0));
     });
-    const opmath_t rows = static_cast<opmath_t>(t.r1 - t.r0);
-    const scalar_t* origin = img + t.r0 * C + t.c0;
-    for (int64_t j = 0; j < t.count; ++j) mean[j] = static_cast<opmath_t>(origin[j]) + mean[j] / rows;
+    const int64_t rows = t.r1 - t.r0;
+    for (int64_t j = 0; j < t.count; ++j) {
+      const SplitMean<opmath_t> mean(double(hi[j]) + double(lo[j]) / double(rows));
+      hi[j] = mean.hi;
+      lo[j] = mean.lo;
+    }
     for_tiles<W>(t.c0, t.count, t.r0, t.r1, tile, [&](auto nv, int64_t c, int64_t span, int64_t r0, int64_t r1) {
-      interleaved_m2_group<scalar_t, decltype(nv)::value>(img, C, c, span, r0, r1, mean + (c - t.c0),
+      interleaved_m2_group<scalar_t, decltype(nv)::value>(img, C, c, span, r0, r1, hi + (c - t.c0),
                                                          m2 + (c - t.c0));
     });
+    for (int64_t j = 0; j < t.count; ++j) m2[j] -= static_cast<opmath_t>(rows) * lo[j] * lo[j];
   };
+
+  // The lo halves of the means when the chunks' moments are merged (phase 1), per (n, c).
+  std::vector<opmath_t> mean_lo;
 
   if (use_input_stats && !p.whole_planes()) {
     // Phase 1: chunk moments in parallel; then merge them per (n, c) in chunk order.
     const int64_t tasks = p.tasks();
-    std::vector<opmath_t> part_mean(tasks * p.cb), part_m2(tasks * p.cb);
+    std::vector<double> part_mean(tasks * p.cb);
+    std::vector<opmath_t> part_m2(tasks * p.cb);
+    mean_lo.resize(p.N * C);
     at::parallel_for(0, tasks, p.grain(), [&](int64_t first, int64_t last) {
-      ChannelArray<opmath_t> mean, m2;
+      ChannelArray<opmath_t> hi, lo, m2;
       for (int64_t ti = first; ti < last; ++ti) {
         const Plan::Task t = p.task(ti);
-        moments(t, mean.data(), m2.data());
-        std::copy(mean.data(), mean.data() + t.count, &part_mean[ti * p.cb]);
+        moments(t, hi.data(), lo.data(), m2.data());
+        for (int64_t j = 0; j < t.count; ++j) part_mean[ti * p.cb + j] = double(hi[j]) + double(lo[j]);
         std::copy(m2.data(), m2.data() + t.count, &part_m2[ti * p.cb]);
       }
     });
@@ -584,7 +622,9 @@ void forward_kernel(const Plan& p, const Params<scalar_t>& prm, const scalar_t* 
             merge.add(static_cast<double>(t.r1 - t.r0), part_mean[at], part_m2[at]);
           }
           const int64_t nc = head.n * C + head.c0 + j;
-          prm.mean[nc] = static_cast<opmath_t>(merge.mean);
+          const SplitMean<opmath_t> mean(merge.mean);
+          prm.mean[nc] = mean.hi;
+          mean_lo[nc] = mean.lo;
           prm.var[nc] = static_cast<opmath_t>(merge.m2 / static_cast<double>(M));
         }
       }
@@ -593,12 +633,12 @@ void forward_kernel(const Plan& p, const Params<scalar_t>& prm, const scalar_t* 
 
   // Phase 2 (or the only phase): normalize, computing whole-plane statistics first if needed.
   at::parallel_for(0, p.tasks(), p.grain(), [&](int64_t first, int64_t last) {
-    ChannelArray<opmath_t> mean, scale, shift, m2;
+    ChannelArray<opmath_t> mean, lo, scale, shift, m2;
     for (int64_t ti = first; ti < last; ++ti) {
       const Plan::Task t = p.task(ti);
       const int64_t nc0 = t.n * C + t.c0;
       if (use_input_stats && p.whole_planes()) {
-        moments(t, mean.data(), m2.data());
+        moments(t, mean.data(), lo.data(), m2.data());
         for (int64_t j = 0; j < t.count; ++j) {
           prm.mean[nc0 + j] = mean[j];
           prm.var[nc0 + j] = m2[j] / static_cast<opmath_t>(M);
@@ -606,8 +646,10 @@ void forward_kernel(const Plan& p, const Params<scalar_t>& prm, const scalar_t* 
       }
       for (int64_t j = 0; j < t.count; ++j) {
         mean[j] = prm.mean[nc0 + j];
+        const opmath_t mean_rest = !use_input_stats ? opmath_t(0) : p.whole_planes() ? lo[j] : mean_lo[nc0 + j];
         scale[j] = prm.w(t.c0 + j) * prm.rstd(nc0 + j);
-        shift[j] = prm.b(t.c0 + j);
+        // y = (x - hi - lo) * scale + b, with the lo term folded into the shift
+        shift[j] = prm.b(t.c0 + j) - mean_rest * scale[j];
       }
       if (!p.interleaved) {
         const int64_t off = nc0 * M + t.r0;
@@ -638,17 +680,44 @@ void backward_kernel(const Plan& p, const Params<scalar_t>& prm, const scalar_t*
   const int64_t C = p.C, M = p.M;
   const int64_t tile = tile_rows(C, sizeof(scalar_t));
 
-  // mean, scale (= weight * rstd) and shift (= bias) of task t's channels.
-  auto coefficients = [&](const Plan::Task& t, opmath_t* mean, opmath_t* scale, opmath_t* shift) {
+  // The saved mean is the forward's hi (see SplitMean); lo, what its rounding dropped, is
+  // recomputed from the data as sum (x - hi) / M (for whole planes while the plane is in cache
+  // for the sweeps that follow; for chunked planes in a pass of its own, merged in double).
+  // offset_sums writes sum (x - hi) over task t's rows.
+  auto offset_sums = [&](const Plan::Task& t, const opmath_t* hi, opmath_t* out) {
+    if (!p.interleaved) {
+      out[0] = planar_offset_sum(x + (t.n * C + t.c0) * M + t.r0, t.r1 - t.r0, hi[0]);
+      return;
+    }
+    const int64_t padded = (t.count + W - 1) / W * W;
+    std::fill(out, out + padded, opmath_t(0));
+    for_tiles<W>(t.c0, t.count, t.r0, t.r1, tile, [&](auto nv, int64_t c, int64_t span, int64_t r0, int64_t r1) {
+      interleaved_sum_group<scalar_t, decltype(nv)::value>(x + t.n * M * C, C, c, span, r0, r1, hi + (c - t.c0),
+                                                          out + (c - t.c0));
+    });
+  };
+  std::vector<opmath_t> mean_lo;  // per (n, c), for chunked planes
+  // hi, lo, scale (= weight * rstd) and shift (= bias - lo * scale) of task t's channels: the
+  // kernels take (x - hi) * scale + shift.
+  auto coefficients = [&](const Plan::Task& t, opmath_t* mean, opmath_t* lo, opmath_t* scale, opmath_t* shift) {
     const int64_t nc0 = t.n * C + t.c0;
+    const int64_t padded = (t.count + W - 1) / W * W;
+    for (int64_t j = 0; j < padded; ++j) mean[j] = j < t.count ? prm.mean[nc0 + j] : opmath_t(0);
+    if (!use_input_stats) {
+      std::fill(lo, lo + t.count, opmath_t(0));  // running statistics are exact as given
+    } else if (p.whole_planes()) {
+      offset_sums(t, mean, lo);
+      for (int64_t j = 0; j < t.count; ++j) lo[j] /= static_cast<opmath_t>(M);
+    } else {
+      std::copy(&mean_lo[nc0], &mean_lo[nc0] + t.count, lo);
+    }
     for (int64_t j = 0; j < t.count; ++j) {
-      mean[j] = prm.mean[nc0 + j];
       scale[j] = prm.w(t.c0 + j) * prm.rstd(nc0 + j);
-      shift[j] = prm.b(t.c0 + j);
+      shift[j] = prm.b(t.c0 + j) - lo[j] * scale[j];
     }
   };
-  auto sums = [&](const Plan::Task& t, const opmath_t* mean, const opmath_t* scale, const opmath_t* shift,
-                  opmath_t* s1, opmath_t* s2) {
+  auto sums_about_hi = [&](const Plan::Task& t, const opmath_t* mean, const opmath_t* scale, const opmath_t* shift,
+                           opmath_t* s1, opmath_t* s2) {
     if (!p.interleaved) {
       const int64_t off = (t.n * C + t.c0) * M + t.r0;
       planar_grad_sums<scalar_t, A>(g + off, x + off, t.r1 - t.r0, mean[0], scale[0], shift[0], prm.slope, s1[0],
@@ -665,16 +734,45 @@ void backward_kernel(const Plan& p, const Params<scalar_t>& prm, const scalar_t*
                                                                    scale + j, shift + j, prm.slope, s1 + j, s2 + j);
     });
   };
+  // sum gy and sum gy * (x - hi - lo) = sum gy * (x - hi) - lo * sum gy.
+  auto sums = [&](const Plan::Task& t, const opmath_t* mean, const opmath_t* lo, const opmath_t* scale,
+                  const opmath_t* shift, opmath_t* s1, opmath_t* s2) {
+    sums_about_hi(t, mean, scale, shift, s1, s2);
+    for (int64_t j = 0; j < t.count; ++j) s2[j] -= lo[j] * s1[j];
+  };
+  if (use_input_stats && !p.whole_planes()) {
+    const int64_t tasks = p.tasks();
+    std::vector<opmath_t> part(tasks * p.cb);
+    mean_lo.resize(p.N * C);
+    at::parallel_for(0, tasks, p.grain(), [&](int64_t first, int64_t last) {
+      ChannelArray<opmath_t> hi, sum;
+      for (int64_t ti = first; ti < last; ++ti) {
+        const Plan::Task t = p.task(ti);
+        const int64_t padded = (t.count + W - 1) / W * W;
+        for (int64_t j = 0; j < padded; ++j) hi[j] = j < t.count ? prm.mean[t.n * C + t.c0 + j] : opmath_t(0);
+        offset_sums(t, hi.data(), sum.data());
+        std::copy(sum.data(), sum.data() + t.count, &part[ti * p.cb]);
+      }
+    });
+    for (int64_t nb = 0; nb < p.N * p.blocks; ++nb) {
+      const Plan::Task head = p.task(nb * p.chunks);
+      for (int64_t j = 0; j < head.count; ++j) {
+        double total = 0;
+        for (int64_t k = 0; k < p.chunks; ++k) total += part[(nb * p.chunks + k) * p.cb + j];
+        mean_lo[head.n * C + head.c0 + j] = static_cast<opmath_t>(total / static_cast<double>(M));
+      }
+    }
+  }
 
   if (need_sums && !p.whole_planes()) {
     const int64_t tasks = p.tasks();
     std::vector<opmath_t> part_s1(tasks * p.cb), part_s2(tasks * p.cb);
     at::parallel_for(0, tasks, p.grain(), [&](int64_t first, int64_t last) {
-      ChannelArray<opmath_t> mean, scale, shift, s1, s2;
+      ChannelArray<opmath_t> mean, lo, scale, shift, s1, s2;
       for (int64_t ti = first; ti < last; ++ti) {
         const Plan::Task t = p.task(ti);
-        coefficients(t, mean.data(), scale.data(), shift.data());
-        sums(t, mean.data(), scale.data(), shift.data(), s1.data(), s2.data());
+        coefficients(t, mean.data(), lo.data(), scale.data(), shift.data());
+        sums(t, mean.data(), lo.data(), scale.data(), shift.data(), s1.data(), s2.data());
         std::copy(s1.data(), s1.data() + t.count, &part_s1[ti * p.cb]);
         std::copy(s2.data(), s2.data() + t.count, &part_s2[ti * p.cb]);
       }
@@ -696,13 +794,13 @@ void backward_kernel(const Plan& p, const Params<scalar_t>& prm, const scalar_t*
   if (!fused_sums && dx == nullptr) return;
 
   at::parallel_for(0, p.tasks(), p.grain(), [&](int64_t first, int64_t last) {
-    ChannelArray<opmath_t> mean, scale, shift, cg, cx, ca, s1, s2;
+    ChannelArray<opmath_t> mean, lo, scale, shift, cg, cx, ca, s1, s2;
     for (int64_t ti = first; ti < last; ++ti) {
       const Plan::Task t = p.task(ti);
       const int64_t nc0 = t.n * C + t.c0;
-      coefficients(t, mean.data(), scale.data(), shift.data());
+      coefficients(t, mean.data(), lo.data(), scale.data(), shift.data());
       if (fused_sums) {
-        sums(t, mean.data(), scale.data(), shift.data(), s1.data(), s2.data());
+        sums(t, mean.data(), lo.data(), scale.data(), shift.data(), s1.data(), s2.data());
         std::copy(s1.data(), s1.data() + t.count, sum_gy + nc0);
         std::copy(s2.data(), s2.data() + t.count, sum_gy_xc + nc0);
       }
@@ -713,7 +811,8 @@ void backward_kernel(const Plan& p, const Params<scalar_t>& prm, const scalar_t*
         if (use_input_stats) {
           const opmath_t rstd = prm.rstd(nc0 + j);
           cx[j] = -scale[j] * rstd * rstd * sum_gy_xc[nc0 + j] * inv_m;
-          ca[j] = -scale[j] * sum_gy[nc0 + j] * inv_m;
+          // grad_x = gy * cg + (x - hi - lo) * cx + ca: the lo term goes into ca
+          ca[j] = -scale[j] * sum_gy[nc0 + j] * inv_m - lo[j] * cx[j];
         } else {
           cx[j] = 0;
           ca[j] = 0;
@@ -845,7 +944,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> instance_norm_cpu(
     prm.bias = bias.defined() ? bias.const_data_ptr<opmath_t>() : nullptr;
     prm.mean = mean.mutable_data_ptr<opmath_t>();
     prm.var = var.mutable_data_ptr<opmath_t>();
-    prm.eps = static_cast<opmath_t>(eps);
+    prm.eps = eps;
     prm.slope = static_cast<opmath_t>(negative_slope);
     prm.C = C;
     const Plan plan = make_plan(interleaved, N, C, M, x.element_size(), VecIO<scalar_t>::size());
@@ -896,7 +995,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> instance_norm_backward_cpu(
       prm.bias = bias.defined() ? bias.const_data_ptr<opmath_t>() : nullptr;
       prm.mean = const_cast<opmath_t*>(mean.const_data_ptr<opmath_t>());
       prm.var = const_cast<opmath_t*>(var.const_data_ptr<opmath_t>());
-      prm.eps = static_cast<opmath_t>(eps);
+      prm.eps = eps;
       prm.slope = static_cast<opmath_t>(negative_slope);
       prm.C = C;
       const Plan plan = make_plan(interleaved, N, C, M, x.element_size(), VecIO<scalar_t>::size());
@@ -926,9 +1025,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> instance_norm_backward_cpu(
     for (int64_t n = 0; n < N; ++n) {
       for (int64_t c = 0; c < C; ++c) {
         const int64_t nc = n * C + c;
-        // rstd as the kernels compute it, in the op math type.
-        const double rstd = reduced ? static_cast<double>(1.0f / std::sqrt(static_cast<float>(vp[nc]) +
-                                                                            static_cast<float>(eps)))
+        // rstd as the kernels compute it (Params::rstd), rounded to the op math type.
+        const double rstd = reduced ? static_cast<double>(static_cast<float>(1.0 / std::sqrt(vp[nc] + eps)))
                                     : 1.0 / std::sqrt(vp[nc] + eps);
         gwp[c] += rstd * s2[nc];
         gbp[c] += s1[nc];

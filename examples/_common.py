@@ -82,6 +82,16 @@ class Run:
     extra: dict = field(default_factory=dict)
 
 
+def optimize(opt: torch.optim.Optimizer, loss: torch.Tensor, clip: float | None = None) -> dict:
+    """One optimizer step on loss (gradient norm clipped to `clip` if given); the logs of a step."""
+    opt.zero_grad()
+    loss.backward()
+    if clip is not None:
+        torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], clip)
+    opt.step()
+    return {"loss": loss.item()}
+
+
 def train(name: str, steps: int, step: Callable[[int], dict], evaluate: Callable[[], float], metric_name: str,
           *, log_every: int = 0, quiet: bool = False, seed: int = 0) -> Run:
     """Runs step(i) -> {"loss": float, ...} for i in range(steps) with a progress bar, printing
@@ -129,14 +139,27 @@ def report_eager(fast: Run, eager: Run) -> None:
 # --------------------------------------------------------------------------- pictures
 
 
-def save_grid(path: str, rows: list[torch.Tensor], *, row_titles: list[str] | None = None, title: str = "",
-              scale: int = 4) -> str:
-    """Writes rows of images (each a (N, C, H, W) tensor in [0, 1]) as one PNG."""
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend (no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def save_figure(fig, path: str) -> str:
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    fig.savefig(path, dpi=72)
+    pyplot().close(fig)
+    return path
+
+
+def save_grid(path: str, rows: list[torch.Tensor], *, row_titles: list[str] | None = None, title: str = "",
+              scale: int = 4) -> str:
+    """Writes rows of images (each a (N, C, H, W) tensor in [0, 1]) as one PNG."""
+    plt = pyplot()
     cols = max(len(r) for r in rows)
     h, w = rows[0].shape[-2:]
     margin = 1.3 if row_titles else 0.1  # inches kept on the left for the row titles
@@ -159,10 +182,7 @@ def save_grid(path: str, rows: list[torch.Tensor], *, row_titles: list[str] | No
         fig.suptitle(title, fontsize=9)
     fig.subplots_adjust(left=margin / width, right=1 - 0.05 / width, top=1 - (0.3 if title else 0.05) / height,
                         bottom=0.05 / height, wspace=0.05, hspace=0.05)
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    fig.savefig(path, dpi=72)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def twin_of(model: torch.nn.Module, twin_cls, *args, **kwargs) -> torch.nn.Module:

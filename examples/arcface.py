@@ -20,7 +20,7 @@ if __package__ in (None, ""):  # run as a script: python examples/arcface.py
 import torch
 import torch.nn.functional as F
 
-from examples._common import Batches, digits, parser, report_eager, train, twin_of
+from examples._common import Batches, digits, optimize, parser, pyplot, report_eager, save_figure, train, twin_of
 from fastgen import models
 from fastgen.reference import models as eager
 
@@ -35,11 +35,7 @@ def _session(model, name, args, train_x, train_y, test_x, test_y):
     batches = Batches(train_x, train_y, batch_size=128, seed=args.seed)
 
     def step(i):
-        loss = model.loss(*batches.next())
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        return {"loss": loss.item()}
+        return optimize(opt, model.loss(*batches.next()))
 
     def evaluate():
         model.eval()
@@ -64,11 +60,7 @@ def accuracy(model, x, y) -> float:
 
 
 def _plot(path, model, x, y, title):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     model.eval()
     with torch.no_grad():
         points = F.normalize(model(x), dim=1)
@@ -92,10 +84,7 @@ def _plot(path, model, x, y, title):
     ax.axis("off")
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    fig.savefig(path, dpi=72)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def main(argv=None):

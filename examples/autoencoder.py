@@ -13,7 +13,7 @@ if __package__ in (None, ""):  # run as a script: python examples/autoencoder.py
 
 import torch
 
-from examples._common import Batches, digits, parser, report_eager, save_grid, train, twin_of
+from examples._common import Batches, digits, optimize, parser, report_eager, save_grid, train, twin_of
 from fastgen import models
 from fastgen.reference import models as eager
 
@@ -25,11 +25,7 @@ def _session(model, name, args, train_x, test_x):
     batches = Batches(train_x, batch_size=64, seed=args.seed)
 
     def step(i):
-        loss = model.loss(batches.next())
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        return {"loss": loss.item()}
+        return optimize(opt, model.loss(batches.next()))
 
     def evaluate():
         with torch.no_grad():

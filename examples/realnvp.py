@@ -16,7 +16,7 @@ if __package__ in (None, ""):  # run as a script: python examples/realnvp.py
 
 import torch
 
-from examples._common import Batches, digits, parser, report_eager, save_grid, train, twin_of
+from examples._common import Batches, digits, optimize, parser, pyplot, report_eager, save_figure, save_grid, train, twin_of
 from fastgen import models
 from fastgen.reference import models as eager
 
@@ -38,11 +38,7 @@ def _moons_session(model, name, args):
     test = moons(2000, args.seed + 1)
 
     def step(i):
-        loss = model.loss(batches.next())
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        return {"loss": loss.item()}
+        return optimize(opt, model.loss(batches.next()))
 
     def evaluate():
         with torch.no_grad():
@@ -59,12 +55,7 @@ def _digits_session(model, name, args, train_x, test_x):
     rng = torch.Generator().manual_seed(args.seed)  # dequantization noise
 
     def step(i):
-        loss = model.loss(batches.next(), generator=rng)
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 100.0)
-        opt.step()
-        return {"loss": loss.item()}
+        return optimize(opt, model.loss(batches.next(), generator=rng), clip=100.0)
 
     def evaluate():
         model.eval()
@@ -78,11 +69,7 @@ def _digits_session(model, name, args, train_x, test_x):
 
 
 def _plot_moons(path, model, steps):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     data = moons(1000, 3)
     side = torch.linspace(-2.5, 2.5, 200)
     grid = torch.stack(torch.meshgrid(side, side, indexing="xy"), -1).reshape(-1, 2)
@@ -104,10 +91,7 @@ def _plot_moons(path, model, steps):
         ax.set_yticks([])
     fig.suptitle(f"RealNVP2d on two moons, {steps} steps", fontsize=9)
     fig.tight_layout()
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    fig.savefig(path, dpi=72)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def main(argv=None):

@@ -13,7 +13,7 @@ if __package__ in (None, ""):  # run as a script: python examples/vae.py
 
 import torch
 
-from examples._common import Batches, digits, parser, report_eager, save_grid, train, twin_of
+from examples._common import Batches, digits, optimize, parser, report_eager, save_grid, train, twin_of
 from fastgen import models
 from fastgen.reference import models as eager
 
@@ -29,11 +29,7 @@ def _session(model, name, args, train_x, test_x, labels=None, test_labels=None):
 
     def step(i):
         batch = batches.next()
-        loss = model.loss(*batch) if labels is not None else model.loss(batch)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        return {"loss": loss.item()}
+        return optimize(opt, model.loss(*batch) if labels is not None else model.loss(batch))
 
     def evaluate():
         with torch.no_grad():

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import warnings
+import zlib
 
 import pytest
 import torch
@@ -61,7 +62,8 @@ def _run(fn, x, w, b, res, grad, **kwargs):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("activation", ACTS)
 def test_forward_and_gradients_match_reference(shape, dtype, activation):
-    x, w, b, res, grad = _inputs(shape, dtype, seed=hash((shape, activation)) % 1000)
+    # A seed per case that is the same in every process (hash() of a str or None is not).
+    x, w, b, res, grad = _inputs(shape, dtype, seed=zlib.crc32(repr((shape, activation)).encode()) % 1000)
     kwargs = dict(activation=activation, negative_slope=0.2)
     fast = _run(F.instance_norm, x, w, b, res, grad, **kwargs)
     eager = _run(R.instance_norm, x, w, b, res, grad, **kwargs)
@@ -544,3 +546,16 @@ def test_triton_operands_with_other_size_one_strides():
     torch.testing.assert_close(got[0], want[0])
     out = kernels.instance_norm(x, None, None, None, None, wide, True, 1e-5, "relu", 0.0)[0]
     torch.testing.assert_close(out, ops.instance_norm(x, None, None, None, None, grad, True, 1e-5, "relu", 0.0)[0])
+
+
+
+def test_two_element_planes_keep_the_precision_of_the_mean():
+    """Planes of two close values (2.43 and 2.42, say): x - round(mean) loses most of the digits
+    of the deviation: the output's error was up to 18x eager's, in 3 of these 1000 seeds,
+    before the mean was kept as hi + lo. (The gradient's residual is in the README.)"""
+    for seed in range(1000):
+        x, w, b, res, grad = _inputs((4, 2, 2), torch.float32, seed=seed)
+        fast = _run(F.instance_norm, x, w, b, res, grad)[0]
+        eager = _run(R.instance_norm, x, w, b, res, grad)[0]
+        ref = _run(R.instance_norm, *(t.double() for t in (x, w, b, res, grad)))[0]
+        assert_parity(fast, eager, ref, what=f"out, seed {seed}")
