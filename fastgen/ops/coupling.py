@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import torch
 
+from fastgen._autograd import register_autograd
+
 _ops = torch.ops.fastgen
 MASKS = ("channel", "checkerboard")
 
@@ -268,8 +270,8 @@ def _backward_backward(ctx, gg_in, gg_s, gg_t, gg_scale):
     return d_g, d_gl, d_x, parts.only(d_s), d_scale, None, None, None, None
 
 
-torch.library.register_autograd("fastgen::affine_coupling", _backward, setup_context=_setup)
-torch.library.register_autograd("fastgen::affine_coupling_backward", _backward_backward, setup_context=_setup_backward)
+register_autograd("fastgen::affine_coupling", _backward, setup_context=_setup)
+register_autograd("fastgen::affine_coupling_backward", _backward_backward, setup_context=_setup_backward)
 
 
 # ---------------------------------------------------------------------------------------

@@ -12,6 +12,8 @@ import math
 
 import torch
 
+from fastgen._autograd import register_autograd
+
 from fastgen._layout import batch_major
 
 _ops = torch.ops.fastgen
@@ -170,8 +172,8 @@ def _interpolate_backward_backward(ctx, gg_real, gg_fake, gg_alpha):
     return d_grad, d_real, d_fake, d_alpha, None
 
 
-torch.library.register_autograd("fastgen::interpolate", _interpolate_backward, setup_context=_setup_interpolate)
-torch.library.register_autograd("fastgen::interpolate_backward", _interpolate_backward_backward,
+register_autograd("fastgen::interpolate", _interpolate_backward, setup_context=_setup_interpolate)
+register_autograd("fastgen::interpolate_backward", _interpolate_backward_backward,
                                 setup_context=_setup_interpolate_backward)
 
 
@@ -236,8 +238,8 @@ def _grad_penalty_backward_backward(ctx, gg):
     return d_gp, d_gn, d_grads, d_norms, None, None, None
 
 
-torch.library.register_autograd("fastgen::grad_penalty", _grad_penalty_backward, setup_context=_setup_grad_penalty)
-torch.library.register_autograd("fastgen::grad_penalty_backward", _grad_penalty_backward_backward,
+register_autograd("fastgen::grad_penalty", _grad_penalty_backward, setup_context=_setup_grad_penalty)
+register_autograd("fastgen::grad_penalty_backward", _grad_penalty_backward_backward,
                                 setup_context=_setup_grad_penalty_backward)
 
 

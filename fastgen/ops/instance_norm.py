@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import torch
 
+from fastgen._autograd import register_autograd
+
 from fastgen._layout import channel_major_or_innermost
 
 _ops = torch.ops.fastgen
@@ -285,8 +287,8 @@ def _backward_backward(ctx, gg_x, gg_w, gg_b):
             d_w.to(weight.dtype) if d_w is not None else None, None, None, None, None, None, None, None, None)
 
 
-torch.library.register_autograd("fastgen::instance_norm", _instance_norm_backward, setup_context=_setup_forward)
-torch.library.register_autograd("fastgen::instance_norm_backward", _backward_backward, setup_context=_setup_backward)
+register_autograd("fastgen::instance_norm", _instance_norm_backward, setup_context=_setup_forward)
+register_autograd("fastgen::instance_norm_backward", _backward_backward, setup_context=_setup_backward)
 
 
 # ---------------------------------------------------------------------------------------

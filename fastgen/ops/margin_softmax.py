@@ -13,6 +13,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from fastgen._autograd import register_autograd
 from fastgen._double_backward import vjp_of_vjp
 
 _ops = torch.ops.fastgen
@@ -150,8 +151,8 @@ def _backward_backward(ctx, gg_emb, gg_w):
     return (d_cots[0], d_cots[1], d_primals[0], d_primals[1]) + (None,) * 12
 
 
-torch.library.register_autograd("fastgen::margin_softmax", _backward, setup_context=_setup)
-torch.library.register_autograd("fastgen::margin_softmax_backward", _backward_backward, setup_context=_setup_backward)
+register_autograd("fastgen::margin_softmax", _backward, setup_context=_setup)
+register_autograd("fastgen::margin_softmax_backward", _backward_backward, setup_context=_setup_backward)
 
 
 # ---------------------------------------------------------------------------------------

@@ -11,6 +11,8 @@ import math
 
 import torch
 
+from fastgen._autograd import register_autograd
+
 _ops = torch.ops.fastgen
 
 
@@ -90,8 +92,8 @@ def _pixel_norm_backward_backward(ctx, a):
     return d_grad, d_x, None
 
 
-torch.library.register_autograd("fastgen::pixel_norm", _pixel_norm_backward, setup_context=_setup_pixel_norm)
-torch.library.register_autograd("fastgen::pixel_norm_backward", _pixel_norm_backward_backward,
+register_autograd("fastgen::pixel_norm", _pixel_norm_backward, setup_context=_setup_pixel_norm)
+register_autograd("fastgen::pixel_norm_backward", _pixel_norm_backward_backward,
                                 setup_context=_setup_backward)
 
 

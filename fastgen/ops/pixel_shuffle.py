@@ -8,6 +8,8 @@ gradient; the backward of pixel_shuffle_prelu_backward is written in torch ops b
 from __future__ import annotations
 
 import torch
+
+from fastgen._autograd import register_autograd
 from torch._prims_common import suggest_memory_format
 
 _ops = torch.ops.fastgen
@@ -186,11 +188,11 @@ def _backward_backward(ctx, gg_input, gg_weight):
     return d_grad, d_x, d_weight, None, None, None
 
 
-torch.library.register_autograd("fastgen::pixel_shuffle", _pixel_shuffle_backward, setup_context=_setup_factor)
-torch.library.register_autograd("fastgen::pixel_unshuffle", _pixel_unshuffle_backward, setup_context=_setup_factor)
-torch.library.register_autograd("fastgen::pixel_shuffle_prelu", _pixel_shuffle_prelu_backward,
+register_autograd("fastgen::pixel_shuffle", _pixel_shuffle_backward, setup_context=_setup_factor)
+register_autograd("fastgen::pixel_unshuffle", _pixel_unshuffle_backward, setup_context=_setup_factor)
+register_autograd("fastgen::pixel_shuffle_prelu", _pixel_shuffle_prelu_backward,
                                 setup_context=_setup_pixel_shuffle_prelu)
-torch.library.register_autograd("fastgen::pixel_shuffle_prelu_backward", _backward_backward,
+register_autograd("fastgen::pixel_shuffle_prelu_backward", _backward_backward,
                                 setup_context=_setup_backward)
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import torch
 
+from fastgen._autograd import register_autograd
+
 from fastgen._layout import batch_major
 
 _ops = torch.ops.fastgen
@@ -209,9 +211,9 @@ def _backward_backward(ctx, gg_mu, gg_logvar, gg_eps):
     return d_grad_z, d_grad_kl, d_mu, d_logvar, d_eps, None, None, None
 
 
-torch.library.register_autograd("fastgen::reparam_kl", _reparam_kl_backward, setup_context=_setup_reparam_kl)
-torch.library.register_autograd("fastgen::kl_normal", _kl_normal_backward, setup_context=_setup_kl_normal)
-torch.library.register_autograd("fastgen::reparam_kl_backward", _backward_backward, setup_context=_setup_backward)
+register_autograd("fastgen::reparam_kl", _reparam_kl_backward, setup_context=_setup_reparam_kl)
+register_autograd("fastgen::kl_normal", _kl_normal_backward, setup_context=_setup_kl_normal)
+register_autograd("fastgen::reparam_kl_backward", _backward_backward, setup_context=_setup_backward)
 
 
 # ---------------------------------------------------------------------------------------

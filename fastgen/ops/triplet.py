@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from fastgen._autograd import register_autograd
+
 from fastgen._double_backward import vjp_of_vjp
 
 _ops = torch.ops.fastgen
@@ -240,15 +242,15 @@ def _batch_hard_bwd_bwd(ctx, gg):
     return d_cots[0], d_prim[0], None, None, None, None, None
 
 
-torch.library.register_autograd("fastgen::triplet_margin_loss", _triplet_backward, setup_context=_setup_triplet)
-torch.library.register_autograd("fastgen::triplet_margin_loss_backward", _triplet_bwd_bwd,
+register_autograd("fastgen::triplet_margin_loss", _triplet_backward, setup_context=_setup_triplet)
+register_autograd("fastgen::triplet_margin_loss_backward", _triplet_bwd_bwd,
                                 setup_context=_setup_triplet_bwd)
-torch.library.register_autograd("fastgen::contrastive_loss", _contrastive_backward, setup_context=_setup_contrastive)
-torch.library.register_autograd("fastgen::contrastive_loss_backward", _contrastive_bwd_bwd,
+register_autograd("fastgen::contrastive_loss", _contrastive_backward, setup_context=_setup_contrastive)
+register_autograd("fastgen::contrastive_loss_backward", _contrastive_bwd_bwd,
                                 setup_context=_setup_contrastive_bwd)
-torch.library.register_autograd("fastgen::batch_hard_triplet_loss", _batch_hard_backward,
+register_autograd("fastgen::batch_hard_triplet_loss", _batch_hard_backward,
                                 setup_context=_setup_batch_hard)
-torch.library.register_autograd("fastgen::batch_hard_triplet_loss_backward", _batch_hard_bwd_bwd,
+register_autograd("fastgen::batch_hard_triplet_loss_backward", _batch_hard_bwd_bwd,
                                 setup_context=_setup_batch_hard_bwd)
 
 
