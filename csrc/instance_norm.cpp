@@ -47,6 +47,9 @@ enum class Act { None, Relu, LeakyRelu };
 constexpr int64_t kTaskBytes = 512 * 1024;
 // Most channels one interleaved task covers (its per-channel arrays live on the stack).
 constexpr int64_t kMaxBlock = 1024;
+// Planar planes of at most kBlockBytes / kBlock bytes are processed kBlock at a time.
+constexpr int64_t kBlock = 16;
+constexpr int64_t kBlockBytes = 256 * 1024;
 // Channels an interleaved sweep keeps in registers at once, in vectors.
 constexpr int kGroupVectors = 4;
 // Work below this many elements is not worth waking another thread for.
@@ -562,6 +565,7 @@ void forward_kernel(const Plan& p, const Params<scalar_t>& prm, const scalar_t* 
   constexpr int64_t W = VecIO<scalar_t>::size();
   const int64_t C = p.C, M = p.M;
   const int64_t tile = tile_rows(C, sizeof(scalar_t));
+  const bool small_planes = !p.interleaved && p.whole_planes() && M * int64_t(sizeof(scalar_t)) * kBlock <= kBlockBytes;
 
   // Moments of task t's channels over its rows: the mean as hi + lo (see SplitMean) and m2
   // (arrays indexed by channel - c0).
@@ -633,6 +637,36 @@ void forward_kernel(const Plan& p, const Params<scalar_t>& prm, const scalar_t* 
 
   // Phase 2 (or the only phase): normalize, computing whole-plane statistics first if needed.
   at::parallel_for(0, p.tasks(), p.grain(), [&](int64_t first, int64_t last) {
+    if (small_planes) {
+      // Task ti is plane ti. Small planes are latency-bound one at a time (statistics, rstd,
+      // then the normalization depend on each other), so a block of planes goes through each
+      // step together and their independent chains overlap; the block stays in L2.
+      opmath_t hi[kBlock], lo[kBlock], m2[kBlock], scale[kBlock], shift[kBlock];
+      int64_t c = first % C;
+      for (int64_t b0 = first; b0 < last; b0 += kBlock) {
+        const int64_t nb = std::min(kBlock, last - b0);
+        for (int64_t k = 0; k < nb; ++k) {
+          if (use_input_stats) {
+            planar_moments(x + (b0 + k) * M, M, hi[k], lo[k], m2[k]);
+            prm.mean[b0 + k] = hi[k];
+            prm.var[b0 + k] = m2[k] / static_cast<opmath_t>(M);
+          } else {
+            hi[k] = prm.mean[b0 + k];
+            lo[k] = 0;
+          }
+        }
+        for (int64_t k = 0; k < nb; ++k, c = c + 1 == C ? 0 : c + 1) {
+          scale[k] = prm.w(c) * prm.rstd(b0 + k);
+          shift[k] = prm.b(c) - lo[k] * scale[k];  // y = (x - hi - lo) * scale + b
+        }
+        for (int64_t k = 0; k < nb; ++k) {
+          const int64_t off = (b0 + k) * M;
+          planar_normalize<scalar_t, A, RES>(x + off, RES ? res + off : nullptr, out + off, M, hi[k], scale[k],
+                                             shift[k], prm.slope);
+        }
+      }
+      return;
+    }
     ChannelArray<opmath_t> mean, lo, scale, shift, m2;
     for (int64_t ti = first; ti < last; ++ti) {
       const Plan::Task t = p.task(ti);
@@ -679,6 +713,7 @@ void backward_kernel(const Plan& p, const Params<scalar_t>& prm, const scalar_t*
   constexpr int64_t W = VecIO<scalar_t>::size();
   const int64_t C = p.C, M = p.M;
   const int64_t tile = tile_rows(C, sizeof(scalar_t));
+  const bool small_planes = !p.interleaved && p.whole_planes() && M * int64_t(sizeof(scalar_t)) * kBlock <= kBlockBytes;
 
   // The saved mean is the forward's hi (see SplitMean); lo, what its rounding dropped, is
   // recomputed from the data as sum (x - hi) / M (for whole planes while the plane is in cache
@@ -794,6 +829,47 @@ void backward_kernel(const Plan& p, const Params<scalar_t>& prm, const scalar_t*
   if (!fused_sums && dx == nullptr) return;
 
   at::parallel_for(0, p.tasks(), p.grain(), [&](int64_t first, int64_t last) {
+    if (small_planes) {
+      // Task ti is plane ti; a block of planes goes through each step together (as in the
+      // forward), the same arithmetic as the general path below.
+      opmath_t hi[kBlock], lo[kBlock], scale[kBlock], shift[kBlock];
+      const opmath_t inv_m = opmath_t(1) / static_cast<opmath_t>(M);
+      int64_t c = first % C;
+      for (int64_t b0 = first; b0 < last; b0 += kBlock) {
+        const int64_t nb = std::min(kBlock, last - b0);
+        for (int64_t k = 0; k < nb; ++k) {
+          hi[k] = prm.mean[b0 + k];
+          lo[k] = use_input_stats ? planar_offset_sum(x + (b0 + k) * M, M, hi[k]) / static_cast<opmath_t>(M)
+                                  : opmath_t(0);
+        }
+        for (int64_t k = 0; k < nb; ++k, c = c + 1 == C ? 0 : c + 1) {
+          scale[k] = prm.w(c) * prm.rstd(b0 + k);
+          shift[k] = prm.b(c) - lo[k] * scale[k];
+        }
+        if (fused_sums) {
+          for (int64_t k = 0; k < nb; ++k) {
+            const int64_t nc = b0 + k;
+            opmath_t s1 = 0, s2 = 0;
+            planar_grad_sums<scalar_t, A>(g + nc * M, x + nc * M, M, hi[k], scale[k], shift[k], prm.slope, s1, s2);
+            sum_gy[nc] = s1;
+            sum_gy_xc[nc] = s2 - lo[k] * s1;
+          }
+        }
+        if (dx == nullptr) continue;
+        for (int64_t k = 0; k < nb; ++k) {
+          const int64_t nc = b0 + k;
+          opmath_t cx = 0, ca = 0;
+          if (use_input_stats) {
+            const opmath_t rstd = prm.rstd(nc);
+            cx = -scale[k] * rstd * rstd * sum_gy_xc[nc] * inv_m;
+            ca = -scale[k] * sum_gy[nc] * inv_m - lo[k] * cx;
+          }
+          planar_grad_input<scalar_t, A>(g + nc * M, x + nc * M, dx + nc * M, M, hi[k], scale[k], shift[k],
+                                         prm.slope, scale[k], cx, ca);
+        }
+      }
+      return;
+    }
     ChannelArray<opmath_t> mean, lo, scale, shift, cg, cx, ca, s1, s2;
     for (int64_t ti = first; ti < last; ++ti) {
       const Plan::Task t = p.task(ti);
