@@ -173,29 +173,6 @@ void check_penalty_args(const at::Tensor& grads, double target, double weight, c
   TORCH_CHECK(std::isfinite(weight), "fastgen.", op, ": weight must be a finite number, got ", weight);
 }
 
-// sum of squares of one row slice, four independent accumulators for throughput.
-template <typename scalar_t>
-at::opmath_type<scalar_t> sum_squares(const scalar_t* p, int64_t n) {
-  using IO = VecIO<scalar_t>;
-  using Vec = typename IO::Vec;
-  constexpr int64_t W = IO::size();
-  Vec acc0(0), acc1(0), acc2(0), acc3(0);
-  int64_t j = 0;
-  for (; j + 4 * W <= n; j += 4 * W) {
-    const Vec v0 = IO::load(p + j), v1 = IO::load(p + j + W);
-    const Vec v2 = IO::load(p + j + 2 * W), v3 = IO::load(p + j + 3 * W);
-    acc0 = at::vec::fmadd(v0, v0, acc0);
-    acc1 = at::vec::fmadd(v1, v1, acc1);
-    acc2 = at::vec::fmadd(v2, v2, acc2);
-    acc3 = at::vec::fmadd(v3, v3, acc3);
-  }
-  for (; j < n; j += W) {
-    const Vec v = IO::load(p + j, std::min(W, n - j));
-    acc0 = at::vec::fmadd(v, v, acc0);
-  }
-  return IO::sum_lanes((acc0 + acc1) + (acc2 + acc3));
-}
-
 // The gradient coefficient of a row for the penalty's gradient `grad_penalty`:
 // grad_penalty * (2 weight / B) * h / n, h = n - target (clipped at 0 when one-sided).
 inline double penalty_coef(double norm, double target, bool one_sided, double scale) {

@@ -143,26 +143,6 @@ std::vector<int64_t> read_labels(const at::Tensor& labels, int64_t num_classes, 
 template <typename T>
 using Opmath = at::opmath_type<T>;
 
-// sum of squares of one row of n elements
-template <typename scalar_t>
-Opmath<scalar_t> row_sumsq(const scalar_t* row, int64_t n) {
-  using IO = VecIO<scalar_t>;
-  using Vec = typename IO::Vec;
-  constexpr int64_t W = IO::size();
-  Vec acc0(0), acc1(0);
-  int64_t i = 0;
-  for (; i + 2 * W <= n; i += 2 * W) {
-    const Vec a = IO::load(row + i), b = IO::load(row + i + W);
-    acc0 = at::vec::fmadd(a, a, acc0);
-    acc1 = at::vec::fmadd(b, b, acc1);
-  }
-  for (; i < n; i += W) {
-    const Vec a = IO::load(row + i, std::min(W, n - i));
-    acc0 = at::vec::fmadd(a, a, acc0);
-  }
-  return IO::sum_lanes(acc0 + acc1);
-}
-
 template <typename T>
 T dot(const T* a, const T* b, int64_t n) {
   using Vec = at::vec::Vectorized<T>;
@@ -206,7 +186,7 @@ NormalizedRows<scalar_t> normalize_rows(const at::Tensor& x_in) {
   opmath_t* dst = out.xn.template mutable_data_ptr<opmath_t>();
   at::parallel_for(0, B, std::max<int64_t>(1, 16384 / std::max<int64_t>(E, 1)), [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b) {
-      const double norm = std::sqrt(static_cast<double>(row_sumsq(src + b * E, E)));
+      const double norm = std::sqrt(static_cast<double>(sum_squares(src + b * E, E)));
       out.clamped[b] = norm < kNormEps;
       const opmath_t denom = static_cast<opmath_t>(std::max(norm, kNormEps));
       out.inv_norm[b] = static_cast<opmath_t>(1.0 / std::max(norm, kNormEps));
@@ -269,7 +249,7 @@ void load_chunk(const at::Tensor& weight, int64_t c0, int64_t n, double s, at::T
   ch.scale.resize(n);
   ch.clamped.resize(n);
   for (int64_t r = 0; r < n; ++r) {
-    const double norm = std::sqrt(static_cast<double>(row_sumsq(src + r * E, E)));
+    const double norm = std::sqrt(static_cast<double>(sum_squares(src + r * E, E)));
     ch.clamped[r] = norm < kNormEps;
     ch.denom[r] = static_cast<opmath_t>(std::max(norm, kNormEps));
     ch.inv_norm[r] = static_cast<opmath_t>(1.0 / std::max(norm, kNormEps));

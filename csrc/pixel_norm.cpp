@@ -73,20 +73,9 @@ void forward_interleaved(const scalar_t* x, scalar_t* y, int64_t c, double eps) 
   using Vec = typename IO::Vec;
   using opmath_t = at::opmath_type<scalar_t>;
   constexpr int64_t W = IO::size();
-  Vec acc0(0), acc1(0);
-  int64_t j = 0;
-  for (; j + 2 * W <= c; j += 2 * W) {
-    const Vec v0 = IO::load(x + j), v1 = IO::load(x + j + W);
-    acc0 = at::vec::fmadd(v0, v0, acc0);
-    acc1 = at::vec::fmadd(v1, v1, acc1);
-  }
-  for (; j < c; j += W) {
-    const Vec v = IO::load(x + j, std::min(W, c - j));
-    acc0 = at::vec::fmadd(v, v, acc0);
-  }
-  const opmath_t mean_sq = IO::sum_lanes(acc0 + acc1) / static_cast<opmath_t>(c);
+  const opmath_t mean_sq = sum_squares(x, c) / static_cast<opmath_t>(c);
   const Vec r(opmath_t(1) / std::sqrt(mean_sq + static_cast<opmath_t>(eps)));
-  for (j = 0; j < c; j += W) {
+  for (int64_t j = 0; j < c; j += W) {
     const int64_t n = std::min(W, c - j);
     IO::store(y + j, IO::load(x + j, n) * r, n);
   }

@@ -60,4 +60,28 @@ struct VecIO {
   }
 };
 
+// Sum of squares of n contiguous elements, in the op math type; four independent accumulators
+// for throughput. (Row norms: the penalty's gradients, pixel norm, margin softmax.)
+template <typename scalar_t>
+at::opmath_type<scalar_t> sum_squares(const scalar_t* p, int64_t n) {
+  using IO = VecIO<scalar_t>;
+  using Vec = typename IO::Vec;
+  constexpr int64_t W = IO::size();
+  Vec acc0(0), acc1(0), acc2(0), acc3(0);
+  int64_t j = 0;
+  for (; j + 4 * W <= n; j += 4 * W) {
+    const Vec v0 = IO::load(p + j), v1 = IO::load(p + j + W);
+    const Vec v2 = IO::load(p + j + 2 * W), v3 = IO::load(p + j + 3 * W);
+    acc0 = at::vec::fmadd(v0, v0, acc0);
+    acc1 = at::vec::fmadd(v1, v1, acc1);
+    acc2 = at::vec::fmadd(v2, v2, acc2);
+    acc3 = at::vec::fmadd(v3, v3, acc3);
+  }
+  for (; j < n; j += W) {
+    const Vec v = IO::load(p + j, std::min(W, n - j));
+    acc0 = at::vec::fmadd(v, v, acc0);
+  }
+  return IO::sum_lanes((acc0 + acc1) + (acc2 + acc3));
+}
+
 }  // namespace fastgen
