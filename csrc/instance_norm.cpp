@@ -537,6 +537,22 @@ struct Params {
   // In double, rounded once: rstd's rounding is amplified in the backward (planes of few
   // elements), and so is every extra rounding of var + eps, sqrt and the division.
   opmath_t rstd(int64_t nc) const { return static_cast<opmath_t>(1.0 / std::sqrt(double(var[nc]) + eps)); }
+
+  // The kernels take y = (x - hi) * scale + shift for plane nc of channel c: scale = weight *
+  // rstd, and the mean's lo half (see SplitMean) folded into shift = bias - lo * scale.
+  void coefficients(int64_t nc, int64_t c, opmath_t lo, opmath_t& scale, opmath_t& shift) const {
+    scale = w(c) * rstd(nc);
+    shift = b(c) - lo * scale;
+  }
+
+  // grad_x = gy * scale + (x - hi - lo) * cx + ca, from plane nc's sums of gy and gy * (x - mean)
+  // (input statistics; with running statistics cx = ca = 0). The lo term goes into ca.
+  void grad_coefficients(int64_t nc, opmath_t scale, opmath_t lo, opmath_t sum_gy, opmath_t sum_gy_xc,
+                         opmath_t inv_m, opmath_t& cx, opmath_t& ca) const {
+    const opmath_t r = rstd(nc);
+    cx = -scale * r * r * sum_gy_xc * inv_m;
+    ca = -scale * sum_gy * inv_m - lo * cx;
+  }
 };
 
 // Chan et al.'s exact merge of chunk moments, in chunk order.
@@ -656,8 +672,7 @@ void forward_kernel(const Plan& p, const Params<scalar_t>& prm, const scalar_t* 
           }
         }
         for (int64_t k = 0; k < nb; ++k, c = c + 1 == C ? 0 : c + 1) {
-          scale[k] = prm.w(c) * prm.rstd(b0 + k);
-          shift[k] = prm.b(c) - lo[k] * scale[k];  // y = (x - hi - lo) * scale + b
+          prm.coefficients(b0 + k, c, lo[k], scale[k], shift[k]);
         }
         for (int64_t k = 0; k < nb; ++k) {
           const int64_t off = (b0 + k) * M;
@@ -681,9 +696,7 @@ void forward_kernel(const Plan& p, const Params<scalar_t>& prm, const scalar_t* 
       for (int64_t j = 0; j < t.count; ++j) {
         mean[j] = prm.mean[nc0 + j];
         const opmath_t mean_rest = !use_input_stats ? opmath_t(0) : p.whole_planes() ? lo[j] : mean_lo[nc0 + j];
-        scale[j] = prm.w(t.c0 + j) * prm.rstd(nc0 + j);
-        // y = (x - hi - lo) * scale + b, with the lo term folded into the shift
-        shift[j] = prm.b(t.c0 + j) - mean_rest * scale[j];
+        prm.coefficients(nc0 + j, t.c0 + j, mean_rest, scale[j], shift[j]);
       }
       if (!p.interleaved) {
         const int64_t off = nc0 * M + t.r0;
@@ -747,8 +760,7 @@ void backward_kernel(const Plan& p, const Params<scalar_t>& prm, const scalar_t*
       std::copy(&mean_lo[nc0], &mean_lo[nc0] + t.count, lo);
     }
     for (int64_t j = 0; j < t.count; ++j) {
-      scale[j] = prm.w(t.c0 + j) * prm.rstd(nc0 + j);
-      shift[j] = prm.b(t.c0 + j) - lo[j] * scale[j];
+      prm.coefficients(nc0 + j, t.c0 + j, lo[j], scale[j], shift[j]);
     }
   };
   auto sums_about_hi = [&](const Plan::Task& t, const opmath_t* mean, const opmath_t* scale, const opmath_t* shift,
@@ -843,8 +855,7 @@ void backward_kernel(const Plan& p, const Params<scalar_t>& prm, const scalar_t*
                                   : opmath_t(0);
         }
         for (int64_t k = 0; k < nb; ++k, c = c + 1 == C ? 0 : c + 1) {
-          scale[k] = prm.w(c) * prm.rstd(b0 + k);
-          shift[k] = prm.b(c) - lo[k] * scale[k];
+          prm.coefficients(b0 + k, c, lo[k], scale[k], shift[k]);
         }
         if (fused_sums) {
           for (int64_t k = 0; k < nb; ++k) {
@@ -859,11 +870,7 @@ void backward_kernel(const Plan& p, const Params<scalar_t>& prm, const scalar_t*
         for (int64_t k = 0; k < nb; ++k) {
           const int64_t nc = b0 + k;
           opmath_t cx = 0, ca = 0;
-          if (use_input_stats) {
-            const opmath_t rstd = prm.rstd(nc);
-            cx = -scale[k] * rstd * rstd * sum_gy_xc[nc] * inv_m;
-            ca = -scale[k] * sum_gy[nc] * inv_m - lo[k] * cx;
-          }
+          if (use_input_stats) prm.grad_coefficients(nc, scale[k], lo[k], sum_gy[nc], sum_gy_xc[nc], inv_m, cx, ca);
           planar_grad_input<scalar_t, A>(g + nc * M, x + nc * M, dx + nc * M, M, hi[k], scale[k], shift[k],
                                          prm.slope, scale[k], cx, ca);
         }
@@ -884,14 +891,9 @@ void backward_kernel(const Plan& p, const Params<scalar_t>& prm, const scalar_t*
       const opmath_t inv_m = opmath_t(1) / static_cast<opmath_t>(M);
       for (int64_t j = 0; j < t.count; ++j) {
         cg[j] = scale[j];  // weight * rstd
+        cx[j] = ca[j] = 0;
         if (use_input_stats) {
-          const opmath_t rstd = prm.rstd(nc0 + j);
-          cx[j] = -scale[j] * rstd * rstd * sum_gy_xc[nc0 + j] * inv_m;
-          // grad_x = gy * cg + (x - hi - lo) * cx + ca: the lo term goes into ca
-          ca[j] = -scale[j] * sum_gy[nc0 + j] * inv_m - lo[j] * cx[j];
-        } else {
-          cx[j] = 0;
-          ca[j] = 0;
+          prm.grad_coefficients(nc0 + j, scale[j], lo[j], sum_gy[nc0 + j], sum_gy_xc[nc0 + j], inv_m, cx[j], ca[j]);
         }
       }
       if (!p.interleaved) {
