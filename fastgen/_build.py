@@ -35,7 +35,7 @@ _CAPABILITY_FLAGS = {
 
 def sources() -> list[str]:
     """Every C++ translation unit of fastgen._C, sorted so builds are reproducible."""
-    return sorted(glob.glob(os.path.join(CSRC, "*.cpp")))
+    return sorted(glob.glob(os.path.join(CSRC, "*.cpp")) + glob.glob(os.path.join(CSRC, "autograd", "*.cpp")))
 
 
 def header_dirs() -> list[str]:
