@@ -7,7 +7,7 @@ from torch import nn
 import fastgen
 from fastgen import models
 from fastgen.reference import models as eager
-from tests._models import assert_training_step_matches, op_namespaces, twin_pair
+from tests._models import assert_matches_eager, assert_training_step_matches, op_namespaces, twin_pair
 
 SMALL_G = dict(ngf=8, n_blocks=2)
 SMALL = dict(ngf=8, ndf=8, n_blocks=2, n_layers_D=2)
@@ -30,7 +30,7 @@ def test_generator_training_step_matches_eager_twin(kwargs):
         torch.manual_seed(5)  # dropout masks: same draws on both sides
         return (model(x) - target).abs().mean()
 
-    assert_training_step_matches(fast, twin, loss_of, rtol=1e-4, atol=1e-6)
+    assert_training_step_matches(fast, twin, loss_of)
 
 
 @pytest.mark.parametrize("norm", ["instance", "batch"])
@@ -38,16 +38,14 @@ def test_discriminator_training_step_matches_eager_twin(norm):
     fast, twin = twin_pair(models.NLayerDiscriminator, eager.NLayerDiscriminator, ndf=8, n_layers=3, norm=norm)
     x = _images(side=64)
     assert fast(x).shape == (2, 1, 6, 6)  # one logit per 70x70-receptive-field patch
-    assert_training_step_matches(fast, twin, lambda m: m(x).square().mean(), rtol=1e-4, atol=1e-6)
+    assert_training_step_matches(fast, twin, lambda m: m(x).square().mean())
 
 
 @pytest.mark.parametrize("gan_mode", ["lsgan", "vanilla"])
 def test_cyclegan_objective_matches_eager_twin(gan_mode):
     fast, twin = twin_pair(models.CycleGAN, eager.CycleGAN, gan_mode=gan_mode, **SMALL)
     real_A, real_B = _images(), _images(seed=1)
-    # Two generators in a chain (G_B(G_A(A))) over 4x4 planes: float32 rounding grows to
-    # ~1e-5 of gradients of size ~1 (norm-wise relative difference ~1e-5).
-    assert_training_step_matches(fast, twin, lambda m: m.generator_loss(real_A, real_B).total, rtol=1e-4, atol=1e-4)
+    assert_training_step_matches(fast, twin, lambda m: m.generator_loss(real_A, real_B).total)
 
     def d_loss(m):
         with torch.no_grad():
@@ -55,13 +53,9 @@ def test_cyclegan_objective_matches_eager_twin(gan_mode):
         return m.discriminator_loss(real_A, real_B, out.fake_A, out.fake_B)
 
     fast, twin = twin_pair(models.CycleGAN, eager.CycleGAN, gan_mode=gan_mode, **SMALL)
-    loss_f, loss_t = d_loss(fast), d_loss(twin)
-    loss_f.backward()
-    loss_t.backward()
-    torch.testing.assert_close(loss_f, loss_t, rtol=1e-4, atol=1e-6)
-    for (name, p), q in zip(fast.named_parameters(), twin.parameters()):
-        if name.startswith("netD"):
-            torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-4, msg=name)
+    for model in (fast, twin):  # the discriminators' step alone
+        model.netG_A.requires_grad_(False), model.netG_B.requires_grad_(False)
+    assert_training_step_matches(fast, twin, d_loss)
 
 
 def test_cyclegan_objective_terms():
@@ -105,9 +99,9 @@ def test_torch_nn_checkpoint_loads_into_fastgen_model():
     fast = models.ResnetGenerator(**SMALL_G)
     fast.load_state_dict(twin.state_dict())
     x = _images()
-    torch.testing.assert_close(fast(x), twin(x), rtol=1e-4, atol=1e-5)
+    assert_matches_eager(fast(x), lambda: twin(x))
     # channels_last input: the fused norms keep the layout through the network
-    torch.testing.assert_close(fast(x.to(memory_format=torch.channels_last)), twin(x), rtol=1e-4, atol=1e-5)
+    assert_matches_eager(fast(x.to(memory_format=torch.channels_last)), lambda: twin(x))
 
 
 def test_bad_arguments():

@@ -1,5 +1,6 @@
 """fastgen.models DCGAN, CGAN, WGAN-GP and Progressive GAN against their eager twins
 (fastgen.reference.models), and the GAN layers in fastgen.nn."""
+import contextlib
 import math
 
 import pytest
@@ -9,7 +10,8 @@ from torch import nn
 import fastgen
 from fastgen import models
 from fastgen.reference import models as eager
-from tests._models import assert_training_step_matches, op_namespaces, twin_pair
+from tests._models import (Float64, assert_matches_eager, assert_tensors_match, assert_training_step_matches,
+                           float64_twin, op_namespaces, twin_pair)
 
 SMALL = dict(g_features=8, d_features=8, latent_dim=16)
 
@@ -50,23 +52,25 @@ def test_wgan_gp_critic_step_with_penalty_matches_eager_twin(norm):
     # The critic loss includes the gradient penalty (double backward into the critic's weights);
     # its float32 norms are summed in another order than eager's, hence 1e-4 rather than 1e-5.
     assert_training_step_matches(fast, twin, _both_losses(lambda m: m.critic_loss(real, z, alpha=alpha),
-                                                          lambda m: m.generator_loss(z)), rtol=1e-4, atol=1e-5)
+                                                          lambda m: m.generator_loss(z)))
 
 
 def test_wgan_gp_train_step_matches_eager_twin():
     # n_critic critic steps, then a generator step, with Adam(0, 0.9): both draw the same z and alpha.
     fast, twin = twin_pair(models.WGANGP, eager.WGANGP, image_size=28, channels=1, n_critic=2, **SMALL)
     reals = [torch.randn(4, 1, 28, 28) for _ in range(2)]
+    ref = float64_twin(twin)
     results = []
-    for model in (fast, twin):
+    for model in (fast, twin, ref):
         opt_g, opt_c = model.optimizers()
         assert opt_c.param_groups[0]["betas"] == (0.0, 0.9) and opt_g.param_groups[0]["lr"] == 1e-4
-        results.append(model.train_step(reals, opt_g, opt_c, generator=torch.Generator().manual_seed(3)))
+        with Float64() if model is ref else contextlib.nullcontext():
+            results.append(model.train_step(reals, opt_g, opt_c, generator=torch.Generator().manual_seed(3)))
     for key in ("critic_loss", "generator_loss"):
-        torch.testing.assert_close(results[0][key], results[1][key], rtol=1e-4, atol=1e-5)
-    twin_params = dict(twin.named_parameters())
+        assert_tensors_match(results[0][key], results[1][key], results[2][key], key)
+    twin_params, ref_params = dict(twin.named_parameters()), dict(ref.named_parameters())
     for name, p in fast.named_parameters():
-        torch.testing.assert_close(p, twin_params[name], rtol=1e-4, atol=1e-6, msg=name)
+        assert_tensors_match(p, twin_params[name], ref_params[name], name)
         assert p.requires_grad
     with pytest.raises(ValueError, match=r"real_batches must hold n_critic=2 batches, got 1"):
         fast.train_step(reals[:1], *fast.optimizers())
@@ -89,10 +93,9 @@ def test_progan_training_step_matches_eager_twin(alpha):
     loss = _both_losses(lambda m: m.critic_loss(real, z, stage, alpha, gp_alpha=gp_alpha),
                         lambda m: m.generator_loss(z, stage, alpha))
     if alpha == 1.0:  # no fade-in: the previous stage's to_rgb / from_rgb get no gradient
-        fast_loss, twin_loss = loss(fast), loss(twin)
-        torch.testing.assert_close(fast_loss, twin_loss)
+        assert_matches_eager(loss(fast), lambda: loss(twin), "loss")
         return
-    assert_training_step_matches(fast, twin, loss, rtol=1e-4, atol=1e-5)
+    assert_training_step_matches(fast, twin, loss)
 
 
 def test_progan_stages_and_fade_in():
@@ -149,7 +152,7 @@ def test_torch_nn_state_dict_loads_into_fastgen_models():
         twin = twin_cls(**kwargs).eval()
         fast = fast_cls(**kwargs).eval()
         fast.load_state_dict(twin.state_dict())
-        torch.testing.assert_close(fast(*inputs), twin(*inputs))
+        assert_matches_eager(fast(*inputs), lambda: twin(*inputs))
 
 
 def test_architectures_follow_dcgan():
