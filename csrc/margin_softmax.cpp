@@ -48,16 +48,23 @@ constexpr double kPi = 3.14159265358979323846;
 constexpr double kNormEps = 1e-12;
 
 // The target cosine is clamped to [-1 + eps, 1 - eps] before acos so that d acos / d cos stays
-// finite. The kernels compute cosines in float32 (float64), where 1e-7 is enough, whatever the
-// input dtype. (Eager code in bfloat16 or float16 needs a clamp representable next to 1 in that
-// dtype, 2^-7 or 2^-10 - see fastgen/reference/margin_softmax.py - which zeroes the margin's
-// gradient for every target cosine past 0.992 in bfloat16; fastgen does not inherit that.)
+// finite. The kernels compute cosines in float32 for float32, float16 and bfloat16 inputs, where
+// 1e-7 is enough, and in float64 for float64, which uses float64's own epsilon (1e-7 would move
+// every theta below 4.5e-4 rad to 4.5e-4). (Eager code in bfloat16 or float16 needs a clamp
+// representable next to 1 in that dtype, 2^-7 or 2^-10 - see fastgen/reference/margin_softmax.py -
+// which zeroes the margin's gradient for every target cosine past 0.992 in bfloat16; fastgen does
+// not inherit that.) fastgen/ops/margin_softmax.py's clamp_eps is the same rule.
 constexpr double kClampEps = 1e-7;
+
+double clamp_eps(at::ScalarType dtype) {
+  return dtype == at::kDouble ? std::numeric_limits<double>::epsilon() : kClampEps;
+}
 
 struct Margin {
   double s, m1, m2, m3;
   bool easy_margin;
   double clamp_eps;
+  bool straight_through;
 };
 
 // The target logit s * (psi - m3) for a target cosine `cos`, and its derivative d/d cos.
@@ -68,7 +75,18 @@ struct Margin {
 //           not easy, m1 == 1 and phi > pi  -> psi = cos - m2 sin(m2)   (ArcFace's fallback)
 // The exact gradient through acos (no straight-through estimate). Computed in double: it
 // is B scalars per call.
+// With straight_through (InsightFace's current arcface_torch rule): psi = cos(m1 theta + m2)
+// for every theta, theta = acos(clamp(cos, -1, 1)) (no fallback, no monotonic extension;
+// easy_margin still keeps psi = cos where cos <= 0), and the margin is a constant in backward:
+// d psi / d cos = 1.
 inline void target_logit(double cos, const Margin& mg, double& logit, double& dlogit) {
+  if (mg.straight_through) {
+    const double c = std::min(std::max(cos, -1.0), 1.0);
+    const double psi = (mg.easy_margin && !(cos > 0)) ? cos : std::cos(mg.m1 * std::acos(c) + mg.m2);
+    logit = mg.s * (psi - mg.m3);
+    dlogit = mg.s;
+    return;
+  }
   const double lo = -1.0 + mg.clamp_eps, hi = 1.0 - mg.clamp_eps;
   const double c = std::min(std::max(cos, lo), hi);
   const double theta = std::acos(c);
@@ -406,13 +424,14 @@ void forward_kernel(const at::Tensor& emb, const at::Tensor& weight, const std::
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> margin_softmax_cpu(
     const at::Tensor& emb, const at::Tensor& weight_in, const at::Tensor& labels, int64_t class_start,
-    int64_t num_classes, double s, double m1, double m2, double m3, bool easy_margin, int64_t ignore_index) {
+    int64_t num_classes, double s, double m1, double m2, double m3, bool easy_margin, int64_t ignore_index,
+    bool straight_through) {
   const char* op = "margin_softmax";
   check_args(emb, weight_in, labels, class_start, num_classes, s, op);
   const std::vector<int64_t> y = read_labels(labels, num_classes, ignore_index, op);
   const at::Tensor weight = weight_in.contiguous();
   const int64_t B = emb.size(0);
-  const Margin mg{s, m1, m2, m3, easy_margin, kClampEps};
+  const Margin mg{s, m1, m2, m3, easy_margin, clamp_eps(emb.scalar_type()), straight_through};
   const auto rows = row_targets(y, class_start, weight.size(0), ignore_index);
   const auto opmath = emb.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   at::Tensor lse = at::empty({B}, emb.options().dtype(at::kDouble));
@@ -624,7 +643,7 @@ std::tuple<at::Tensor, at::Tensor> margin_softmax_backward_cpu(
     const std::optional<at::Tensor>& grad_lse_in, const std::optional<at::Tensor>& grad_target_in,
     const at::Tensor& emb, const at::Tensor& weight_in, const at::Tensor& labels, const at::Tensor& lse,
     const at::Tensor& target_cos, int64_t class_start, int64_t num_classes, double s, double m1, double m2,
-    double m3, bool easy_margin, int64_t ignore_index, std::array<bool, 2> output_mask) {
+    double m3, bool easy_margin, int64_t ignore_index, std::array<bool, 2> output_mask, bool straight_through) {
   const char* op = "margin_softmax_backward";
   check_args(emb, weight_in, labels, class_start, num_classes, s, op);
   const int64_t B = emb.size(0);
@@ -636,7 +655,7 @@ std::tuple<at::Tensor, at::Tensor> margin_softmax_backward_cpu(
   const std::vector<double> gl = read_row_grads(grad_lse_in, B, op, "grad_lse");
   const std::vector<double> gt = read_row_grads(grad_target_in, B, op, "grad_target");
   const at::Tensor weight = weight_in.contiguous();
-  const Margin mg{s, m1, m2, m3, easy_margin, kClampEps};
+  const Margin mg{s, m1, m2, m3, easy_margin, clamp_eps(emb.scalar_type()), straight_through};
   const auto rows = row_targets(y, class_start, weight.size(0), ignore_index);
   const bool need_x = output_mask[0], need_w = output_mask[1];
   at::Tensor grad_emb = need_x ? at::empty(emb.sizes(), emb.options()) : at::empty({0}, emb.options());

@@ -113,13 +113,14 @@ TORCH_LIBRARY(fastgen, m) {
   m.set_python_module("fastgen.ops.margin_softmax");
   // Per row: log-sum-exp of the margin logits over the weight's classes, the target logit and
   // the target cosine (0 for ignored rows and for targets outside [class_start, class_start + C)).
+  // straight_through: InsightFace's current rule (no fallback past pi, the margin a constant in backward).
   m.def("margin_softmax(Tensor embeddings, Tensor weight, Tensor labels, int class_start, int num_classes,"
-        " float s, float m1, float m2, float m3, bool easy_margin, int ignore_index)"
+        " float s, float m1, float m2, float m3, bool easy_margin, int ignore_index, bool straight_through=False)"
         " -> (Tensor lse, Tensor target_logit, Tensor target_cos)");
   // grad_lse / grad_target may be None; a gradient not in output_mask is an empty tensor.
   m.def("margin_softmax_backward(Tensor? grad_lse, Tensor? grad_target, Tensor embeddings, Tensor weight,"
         " Tensor labels, Tensor lse, Tensor target_cos, int class_start, int num_classes, float s, float m1,"
-        " float m2, float m3, bool easy_margin, int ignore_index, bool[2] output_mask)"
+        " float m2, float m3, bool easy_margin, int ignore_index, bool[2] output_mask, bool straight_through=False)"
         " -> (Tensor grad_embeddings, Tensor grad_weight)");
   // Siamese losses (csrc/triplet.cpp): inputs (B, D); the backward ops take the gradient of the
   // (reduced) loss.

@@ -675,6 +675,7 @@ def margin_cross_entropy(
     easy_margin: bool = False,
     reduction: str = "mean",
     ignore_index: int = -100,
+    straight_through: bool = False,
 ) -> torch.Tensor:
     """Softmax cross-entropy over cosine logits with a margin on the target class.
 
@@ -683,8 +684,13 @@ def margin_cross_entropy(
     (m1, m2, m3) = (1, m, 0), CosFace (1, 0, m), SphereFace (m, 0, 0) (with the monotonic
     extension (-1)^k cos(m1 theta) - 2k past pi). When theta + m2 > pi (m1 == 1) the target
     logit falls back to cos - m2 sin(m2); with easy_margin the margin applies only where
-    cos > 0. The target cosine is clamped away from +-1 before acos, and the gradient is the
-    exact one through the margin.
+    cos > 0. The target cosine is clamped away from +-1 before acos (by 1e-7, by float64's
+    epsilon in float64), and the gradient is the exact one through the margin (InsightFace's
+    2022 rule).
+
+    straight_through=True gives InsightFace's current arcface_torch rule instead: the target
+    logit is s * (cos(m1 * theta + m2) - m3) for every theta (no fallback past pi, no monotonic
+    extension), and the margin is a constant in backward (d target / d cos = s).
 
     embeddings (B, E), weight (C, E) (the class centers), labels (B,) integer in [0, C) or
     ignore_index. Classes are processed in chunks with an online log-sum-exp: no (B, C)
@@ -693,7 +699,8 @@ def margin_cross_entropy(
     fn = "margin_cross_entropy"
     _check_margin_args(fn, embeddings, weight, labels, s, reduction)
     lse, target_logit, _ = _ops.margin_softmax(embeddings, weight, labels, 0, weight.shape[0], float(s), float(m1),
-                                               float(m2), float(m3), bool(easy_margin), int(ignore_index))
+                                               float(m2), float(m3), bool(easy_margin), int(ignore_index),
+                                               bool(straight_through))
     return _margin_loss_from_rows(lse, target_logit, labels, ignore_index, reduction, embeddings.dtype)
 
 

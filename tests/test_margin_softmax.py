@@ -1,6 +1,7 @@
 """fastgen.functional.margin_cross_entropy, the margin loss modules and fastgen::margin_softmax."""
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -365,13 +366,16 @@ def test_modules_match_reference_modules(name, kwargs):
     assert fast.weight.shape == (50, 16)
     eager.load_state_dict(fast.state_dict())
     x, _, labels = _inputs(7, 50, 16)
+    ref = copy.deepcopy(eager).double()
     x = x.float().requires_grad_()
-    a, b = fast(x, labels), eager(x, labels)
-    torch.testing.assert_close(a, b)
+    x64 = x.detach().double().requires_grad_()
+    a, b, r = fast(x, labels), eager(x, labels), ref(x64, labels)
     ga = torch.autograd.grad(a, (x, fast.weight))
     gb = torch.autograd.grad(b, (x, eager.weight))
-    for p, q in zip(ga, gb):
-        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6)
+    gr = torch.autograd.grad(r, (x64, ref.weight))
+    floor_ulps = max(FLOOR_ULPS, fast.s)  # logits are s * cos (see _check_parity)
+    for what, p, q, t in zip(("loss", "grad_embeddings", "grad_weight"), (a, *ga), (b, *gb), (r, *gr)):
+        assert_parity(p, q, t, floor_ulps=floor_ulps, what=f"{name} {what}")
     torch.testing.assert_close(fast.cosine(x), eager.cosine(x))
     assert "num_classes=50" in repr(fast)
 

@@ -167,7 +167,8 @@ def _splits(rows: int, classes: int) -> int:
     return max(1, min(triton.cdiv(classes, BLOCK_C), triton.cdiv(512, row_blocks)))
 
 
-def margin_softmax(embeddings, weight, labels, class_start, num_classes, s, m1, m2, m3, easy_margin, ignore_index):
+def margin_softmax(embeddings, weight, labels, class_start, num_classes, s, m1, m2, m3, easy_margin, ignore_index,
+                   straight_through=False):
     check_args("margin_softmax", embeddings, weight, labels, class_start, num_classes, s)
     _check_labels("margin_softmax", labels, num_classes, ignore_index)
     batch, emb = embeddings.shape
@@ -182,7 +183,8 @@ def margin_softmax(embeddings, weight, labels, class_start, num_classes, s, m1, 
     ignored, has_target, local = _targets(labels, class_start, classes, ignore_index)
     index = local.clamp_min(0)
     cos_t = ((xn * weight[index].to(compute)).sum(1) * w_inv[index]).to(compute)
-    target = torch_target_logit(cos_t.double(), s, m1, m2, m3, easy_margin, clamp_eps(embeddings.dtype)).to(compute)
+    target = torch_target_logit(cos_t.double(), s, m1, m2, m3, easy_margin, clamp_eps(embeddings.dtype),
+                                straight_through).to(compute)
     cos_t = torch.where(has_target, cos_t, 0.0)
     target = torch.where(has_target, target, 0.0)
     splits = _splits(batch, classes)
@@ -200,18 +202,20 @@ def margin_softmax(embeddings, weight, labels, class_start, num_classes, s, m1, 
     return torch.where(ignored, 0.0, lse), target, cos_t
 
 
-def _target_grads(target_cos, lse, grad_lse, grad_target, has_target, s, m1, m2, m3, easy_margin, eps, compute):
+def _target_grads(target_cos, lse, grad_lse, grad_target, has_target, s, m1, m2, m3, easy_margin, eps, compute,
+                  straight_through):
     """d(loss)/d(target cosine) per row, as csrc/margin_softmax.cpp computes it."""
     with torch.enable_grad():
         c = target_cos.detach().double().requires_grad_()
-        logit = torch_target_logit(c, s, m1, m2, m3, easy_margin, eps)
+        logit = torch_target_logit(c, s, m1, m2, m3, easy_margin, eps, straight_through)
         dlogit = torch.autograd.grad(logit.sum(), c)[0]
     p = torch.exp(logit.detach().to(compute).double() - lse.double())
     return torch.where(has_target, (grad_lse.double() * p + grad_target.double()) * dlogit, 0.0).to(compute)
 
 
 def margin_softmax_backward(grad_lse, grad_target, embeddings, weight, labels, lse, target_cos, class_start,
-                            num_classes, s, m1, m2, m3, easy_margin, ignore_index, output_mask):
+                            num_classes, s, m1, m2, m3, easy_margin, ignore_index, output_mask,
+                            straight_through=False):
     op = "margin_softmax_backward"
     check_args(op, embeddings, weight, labels, class_start, num_classes, s)
     _check_labels(op, labels, num_classes, ignore_index)
@@ -237,7 +241,7 @@ def margin_softmax_backward(grad_lse, grad_target, embeddings, weight, labels, l
     lse_hi = lse.to(compute).contiguous()
     lse_lo = (lse - lse_hi.to(LSE_DTYPE)).to(compute).contiguous()
     target_grad = _target_grads(target_cos, lse, gl, gt, has_target, s, m1, m2, m3, easy_margin,
-                                clamp_eps(embeddings.dtype), compute).contiguous()
+                                clamp_eps(embeddings.dtype), compute, straight_through).contiguous()
     xn, x_norm = _row_norms(embeddings, normalized=True)
     w_norm = _row_norms(weight, normalized=False)
     w_denom = w_norm.clamp_min(NORM_EPS)

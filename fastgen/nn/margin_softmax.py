@@ -13,12 +13,15 @@ from fastgen import _checks, functional as F
 class CombinedMarginLoss(nn.Module):
     """forward(embeddings (B, E), labels (B,)) -> loss; target logit s * (cos(m1 theta + m2) - m3).
 
-    `weight` (num_classes, embedding_size) is initialized like InsightFace's and
-    pytorch-metric-learning's class centers (Xavier uniform)."""
+    `weight` (num_classes, embedding_size) is initialized as InsightFace's arcface_torch
+    initializes its class centers (PartialFC: N(0, 0.01), whatever the number of classes).
+    straight_through=True: InsightFace's current rule (no fallback past pi, the margin a
+    constant in backward); the default is its 2022 rule with the exact gradient
+    (fastgen.functional.margin_cross_entropy)."""
 
     def __init__(self, embedding_size: int, num_classes: int, s: float = 64.0, m1: float = 1.0, m2: float = 0.5,
                  m3: float = 0.0, *, easy_margin: bool = False, reduction: str = "mean", ignore_index: int = -100,
-                 device=None, dtype=None):
+                 straight_through: bool = False, device=None, dtype=None):
         super().__init__()
         name = f"nn.{type(self).__name__}"
         for arg, value in (("embedding_size", embedding_size), ("num_classes", num_classes)):
@@ -30,16 +33,18 @@ class CombinedMarginLoss(nn.Module):
         self.embedding_size, self.num_classes = embedding_size, num_classes
         self.s, self.m1, self.m2, self.m3 = float(s), float(m1), float(m2), float(m3)
         self.easy_margin, self.reduction, self.ignore_index = easy_margin, reduction, ignore_index
+        self.straight_through = bool(straight_through)
         self.weight = nn.Parameter(torch.empty(num_classes, embedding_size, device=device, dtype=dtype))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        nn.init.xavier_uniform_(self.weight)
+        # arcface_torch's PartialFC_V2: torch.normal(0, 0.01, (num_local, embedding_size)).
+        nn.init.normal_(self.weight, 0.0, 0.01)
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return F.margin_cross_entropy(embeddings, self.weight, labels, s=self.s, m1=self.m1, m2=self.m2, m3=self.m3,
                                       easy_margin=self.easy_margin, reduction=self.reduction,
-                                      ignore_index=self.ignore_index)
+                                      ignore_index=self.ignore_index, straight_through=self.straight_through)
 
     @torch.no_grad()
     def cosine(self, embeddings: torch.Tensor) -> torch.Tensor:
@@ -48,7 +53,8 @@ class CombinedMarginLoss(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"embedding_size={self.embedding_size}, num_classes={self.num_classes}, s={self.s}, m1={self.m1}, "
-                f"m2={self.m2}, m3={self.m3}, easy_margin={self.easy_margin}, reduction={self.reduction!r}")
+                f"m2={self.m2}, m3={self.m3}, easy_margin={self.easy_margin}, reduction={self.reduction!r}"
+                + (", straight_through=True" if self.straight_through else ""))
 
 
 class ArcFaceLoss(CombinedMarginLoss):

@@ -32,9 +32,10 @@ LSE_DTYPE = torch.float64
 
 def clamp_eps(dtype: torch.dtype) -> float:
     """How far the target cosine is kept from +-1 before acos: the kernels compute cosines in
-    float32 (float64), where 1e-7 keeps d acos/d cos finite, whatever the input dtype (see
-    csrc/margin_softmax.cpp; the eager reference needs a coarser clamp in bfloat16/float16)."""
-    return 1e-7
+    float32 for float32, float16 and bfloat16 inputs, where 1e-7 keeps d acos/d cos finite, and
+    in float64 for float64, which uses float64's own epsilon (see csrc/margin_softmax.cpp; the
+    eager reference needs a coarser clamp in bfloat16/float16)."""
+    return torch.finfo(torch.float64).eps if dtype == torch.float64 else 1e-7
 
 
 def check_args(op, embeddings, weight, labels, class_start, num_classes, s) -> None:
@@ -59,7 +60,8 @@ def _check_rows(op, name, t, batch) -> None:
 
 
 @torch.library.register_fake("fastgen::margin_softmax")
-def _margin_softmax_fake(embeddings, weight, labels, class_start, num_classes, s, m1, m2, m3, easy_margin, ignore_index):
+def _margin_softmax_fake(embeddings, weight, labels, class_start, num_classes, s, m1, m2, m3, easy_margin, ignore_index,
+                         straight_through=False):
     check_args("margin_softmax", embeddings, weight, labels, class_start, num_classes, s)
     rows = embeddings.new_empty((embeddings.shape[0],), dtype=opmath_dtype(embeddings.dtype))
     return embeddings.new_empty((embeddings.shape[0],), dtype=LSE_DTYPE), rows, torch.empty_like(rows)
@@ -67,7 +69,8 @@ def _margin_softmax_fake(embeddings, weight, labels, class_start, num_classes, s
 
 @torch.library.register_fake("fastgen::margin_softmax_backward")
 def _margin_softmax_backward_fake(grad_lse, grad_target, embeddings, weight, labels, lse, target_cos, class_start,
-                                  num_classes, s, m1, m2, m3, easy_margin, ignore_index, output_mask):
+                                  num_classes, s, m1, m2, m3, easy_margin, ignore_index, output_mask,
+                                  straight_through=False):
     op = "margin_softmax_backward"
     check_args(op, embeddings, weight, labels, class_start, num_classes, s)
     batch = embeddings.shape[0]
@@ -82,8 +85,15 @@ def _margin_softmax_backward_fake(grad_lse, grad_target, embeddings, weight, lab
 # the op in torch ops (double backward)
 
 
-def torch_target_logit(cos_t, s, m1, m2, m3, easy_margin, eps):
+def torch_target_logit(cos_t, s, m1, m2, m3, easy_margin, eps, straight_through=False):
     """s * (psi - m3) of csrc/margin_softmax.cpp's target_logit, in differentiable torch ops."""
+    if straight_through:
+        # InsightFace's current rule: cos(m1 theta + m2) for every theta, the margin a constant
+        # in backward (cos_t - cos_t.detach() is 0 forward and passes d/d cos = 1).
+        psi = torch.cos(m1 * torch.acos(cos_t.detach().clamp(-1, 1)) + m2)
+        if easy_margin:
+            psi = torch.where(cos_t > 0, psi, cos_t.detach())
+        return s * ((cos_t - cos_t.detach() + psi) - m3)
     c = cos_t.clamp(-1 + eps, 1 - eps)
     phi = m1 * torch.acos(c) + m2
     k = torch.floor(phi.detach() / math.pi)
@@ -98,7 +108,7 @@ def torch_target_logit(cos_t, s, m1, m2, m3, easy_margin, eps):
 
 
 def torch_margin_softmax(embeddings, weight, labels, class_start, num_classes, s, m1, m2, m3, easy_margin,
-                         ignore_index):
+                         ignore_index, straight_through=False):
     """(lse, target_logit) of fastgen::margin_softmax, materializing the cosines."""
     compute = opmath_dtype(embeddings.dtype)
     cos = F.normalize(embeddings.to(compute), dim=1) @ F.normalize(weight.to(compute), dim=1).T
@@ -107,7 +117,7 @@ def torch_margin_softmax(embeddings, weight, labels, class_start, num_classes, s
     has_target = ~ignored & (local >= 0) & (local < weight.shape[0])
     index = torch.where(has_target, local, 0)[:, None]
     cos_t = cos.gather(1, index).squeeze(1)
-    target = torch_target_logit(cos_t, s, m1, m2, m3, easy_margin, clamp_eps(embeddings.dtype))
+    target = torch_target_logit(cos_t, s, m1, m2, m3, easy_margin, clamp_eps(embeddings.dtype), straight_through)
     logits = s * cos
     logits = logits.scatter(1, index, torch.where(has_target, target, logits.gather(1, index).squeeze(1))[:, None])
     lse = torch.where(ignored, 0.0, torch.logsumexp(logits, 1))
@@ -121,7 +131,8 @@ def torch_margin_softmax(embeddings, weight, labels, class_start, num_classes, s
 def _setup(ctx, inputs, output):
     embeddings, weight, labels = inputs[:3]
     lse, _, target_cos = output
-    ctx.params = inputs[3:]
+    ctx.params = tuple(inputs[3:11])
+    ctx.straight_through = bool(inputs[11]) if len(inputs) > 11 else False
     ctx.mark_non_differentiable(target_cos)
     ctx.save_for_backward(embeddings, weight, labels, lse, target_cos)
 
@@ -130,25 +141,26 @@ def _backward(ctx, grad_lse, grad_target, _grad_target_cos):
     embeddings, weight, labels, lse, target_cos = ctx.saved_tensors
     mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[1]]
     grad_emb, grad_w = _ops.margin_softmax_backward(grad_lse, grad_target, embeddings, weight, labels, lse,
-                                                    target_cos, *ctx.params, mask)
-    return (grad_emb if mask[0] else None, grad_w if mask[1] else None) + (None,) * 9
+                                                    target_cos, *ctx.params, mask, ctx.straight_through)
+    return (grad_emb if mask[0] else None, grad_w if mask[1] else None) + (None,) * 10
 
 
 def _setup_backward(ctx, inputs, output):
     grad_lse, grad_target, embeddings, weight, labels, lse, target_cos = inputs[:7]
     ctx.params = inputs[7:15]
     ctx.output_mask = inputs[15]
+    ctx.straight_through = bool(inputs[16]) if len(inputs) > 16 else False
     ctx.save_for_backward(grad_lse, grad_target, embeddings, weight, labels)
 
 
 def _backward_backward(ctx, gg_emb, gg_w):
     grad_lse, grad_target, embeddings, weight, labels = ctx.saved_tensors
-    params = ctx.params
+    params = ctx.params + (ctx.straight_through,)
     gg = [gg_emb if ctx.output_mask[0] else None, gg_w if ctx.output_mask[1] else None, None]
     d_cots, d_primals = vjp_of_vjp(
         lambda e, w, y: torch_margin_softmax(e, w, y, *params),
         (embeddings, weight, labels), (grad_lse, grad_target), gg, differentiable=(True, True, False))
-    return (d_cots[0], d_cots[1], d_primals[0], d_primals[1]) + (None,) * 12
+    return (d_cots[0], d_cots[1], d_primals[0], d_primals[1]) + (None,) * 13
 
 
 register_autograd("fastgen::margin_softmax", _backward, setup_context=_setup)
