@@ -55,13 +55,14 @@ def _batch_sizes(batch: int, device: torch.device, group) -> list[int]:
 class _ShardedMarginCE(torch.autograd.Function):
     @staticmethod
     def forward(ctx, embeddings, weight, labels, class_start, num_classes, s, m1, m2, m3, easy_margin, reduction,
-                ignore_index, group):
+                ignore_index, group, straight_through=False):
         sizes = _batch_sizes(embeddings.shape[0], embeddings.device, group)
         rank = dist.get_rank(group)
         x_all = _all_gather_rows(embeddings.detach(), sizes, group)
         labels_all = _all_gather_rows(labels, sizes, group)
         params = (class_start, num_classes, s, m1, m2, m3, easy_margin, ignore_index)
-        lse_local, target_local, cos_local = _ops.margin_softmax(x_all, weight.detach(), labels_all, *params)
+        lse_local, target_local, cos_local = _ops.margin_softmax(x_all, weight.detach(), labels_all, *params,
+                                                                 straight_through)
         # log-sum-exp over every rank's classes: max, then the sum of exp(lse_r - max).
         top = lse_local.clone()
         dist.all_reduce(top, op=dist.ReduceOp.MAX, group=group)
@@ -74,7 +75,7 @@ class _ShardedMarginCE(torch.autograd.Function):
         per_row = lse - target
         first = sum(sizes[:rank])
         ctx.save_for_backward(x_all, weight, labels_all, lse, cos_local)
-        ctx.params, ctx.reduction, ctx.group = params, reduction, group
+        ctx.params, ctx.reduction, ctx.group, ctx.straight_through = params, reduction, group, straight_through
         ctx.sizes, ctx.first, ctx.count = sizes, first, int((~ignored).sum())
         if reduction == "none":
             return per_row[first:first + embeddings.shape[0]].to(embeddings.dtype)
@@ -95,20 +96,20 @@ class _ShardedMarginCE(torch.autograd.Function):
             rows = (grad.to(compute) * scale).expand(lse.shape[0]).contiguous()
         mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[1]]
         grad_x_all, grad_w = _ops.margin_softmax_backward(rows, -rows, x_all, weight, labels_all, lse, cos_local,
-                                                          *ctx.params, mask)
+                                                          *ctx.params, mask, ctx.straight_through)
         grad_x = None
         if mask[0]:
             # every rank's classes contribute to every row's gradient
             dist.all_reduce(grad_x_all, op=dist.ReduceOp.SUM, group=group)
             grad_x = grad_x_all[ctx.first:ctx.first + ctx.sizes[dist.get_rank(group)]]
-        return (grad_x, grad_w if mask[1] else None) + (None,) * 11
+        return (grad_x, grad_w if mask[1] else None) + (None,) * 12
 
 
 def sharded_margin_cross_entropy(embeddings: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor,
                                  class_start: int, num_classes: int, *, s: float = 64.0, m1: float = 1.0,
                                  m2: float = 0.5, m3: float = 0.0, easy_margin: bool = False,
                                  reduction: str = "mean", ignore_index: int = -100,
-                                 group: dist.ProcessGroup | None = None) -> torch.Tensor:
+                                 group: dist.ProcessGroup | None = None, straight_through: bool = False) -> torch.Tensor:
     """fastgen.functional.margin_cross_entropy with the weight sharded over `group`.
 
     embeddings (B_r, E) and labels (B_r,) are this rank's batch (labels are global class
@@ -121,7 +122,8 @@ def sharded_margin_cross_entropy(embeddings: torch.Tensor, weight: torch.Tensor,
         _checks.fail(fn, f"the weight's classes [class_start, class_start + {weight.shape[0]}) must lie in "
                          f"[0, num_classes), got class_start={class_start}, num_classes={num_classes}")
     return _ShardedMarginCE.apply(embeddings, weight, labels, int(class_start), int(num_classes), float(s), float(m1),
-                                  float(m2), float(m3), bool(easy_margin), reduction, int(ignore_index), group)
+                                  float(m2), float(m3), bool(easy_margin), reduction, int(ignore_index), group,
+                                  bool(straight_through))
 
 
 class ShardedMarginCrossEntropy(nn.Module):
@@ -134,7 +136,8 @@ class ShardedMarginCrossEntropy(nn.Module):
 
     def __init__(self, embedding_size: int, num_classes: int, s: float = 64.0, m1: float = 1.0, m2: float = 0.5,
                  m3: float = 0.0, *, easy_margin: bool = False, reduction: str = "mean", ignore_index: int = -100,
-                 process_group: dist.ProcessGroup | None = None, device=None, dtype=None):
+                 straight_through: bool = False, process_group: dist.ProcessGroup | None = None, device=None,
+                 dtype=None):
         super().__init__()
         name = "distributed.ShardedMarginCrossEntropy"
         if not dist.is_available() or not dist.is_initialized():
@@ -150,14 +153,14 @@ class ShardedMarginCrossEntropy(nn.Module):
         self.class_start, self.class_end = shard_range(num_classes, world, rank)
         self.s, self.m1, self.m2, self.m3 = float(s), float(m1), float(m2), float(m3)
         self.easy_margin, self.reduction, self.ignore_index = easy_margin, reduction, ignore_index
+        self.straight_through = bool(straight_through)
         self.weight = nn.Parameter(torch.empty(self.class_end - self.class_start, embedding_size, device=device,
                                                dtype=dtype))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        # Xavier uniform with the fans of the full matrix, as the unsharded head draws it.
-        bound = math.sqrt(6.0 / (self.num_classes + self.embedding_size))
-        nn.init.uniform_(self.weight, -bound, bound)
+        # N(0, 0.01), as the unsharded head and arcface_torch's PartialFC_V2 draw it.
+        nn.init.normal_(self.weight, 0.0, 0.01)
 
     @torch.no_grad()
     def load_full_weight(self, weight: torch.Tensor) -> None:
@@ -171,7 +174,8 @@ class ShardedMarginCrossEntropy(nn.Module):
         return sharded_margin_cross_entropy(embeddings, self.weight, labels, self.class_start, self.num_classes,
                                             s=self.s, m1=self.m1, m2=self.m2, m3=self.m3,
                                             easy_margin=self.easy_margin, reduction=self.reduction,
-                                            ignore_index=self.ignore_index, group=self.group)
+                                            ignore_index=self.ignore_index, group=self.group,
+                                            straight_through=self.straight_through)
 
     def extra_repr(self) -> str:
         return (f"embedding_size={self.embedding_size}, num_classes={self.num_classes}, "
