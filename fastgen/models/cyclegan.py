@@ -33,6 +33,43 @@ FASTGEN_LAYERS = ImageToImageLayers(InstanceNorm2d=fnn.InstanceNorm2d)
 
 NORMS = ("instance", "batch")
 GAN_MODES = ("lsgan", "vanilla")
+INIT_TYPES = ("normal", "xavier", "kaiming", "orthogonal")
+
+
+@torch.no_grad()
+def init_weights(net: nn.Module, init_type: str = "normal", init_gain: float = 0.02) -> nn.Module:
+    """The reference's networks.init_weights (junyanz/pytorch-CycleGAN-and-pix2pix), which its
+    define_G / define_D apply to every network (--init_type normal --init_gain 0.02):
+
+      every Conv*/ConvTranspose* and Linear weight: "normal" N(0, init_gain), "xavier"
+      xavier_normal_(gain=init_gain), "kaiming" kaiming_normal_(a=0, mode="fan_in") (init_gain
+      unused), "orthogonal" orthogonal_(gain=init_gain); their biases 0;
+      every BatchNorm2d: weight N(1, init_gain), bias 0.
+
+    Modules are matched by class name as the reference matches them ("Conv" or "Linear" in the
+    name, "BatchNorm2d" in the name), so a subclass or a fused layer named alike is covered."""
+    check_choice("init_weights", "init_type", init_type, INIT_TYPES)
+
+    def init_func(m: nn.Module) -> None:
+        classname = type(m).__name__
+        weight = getattr(m, "weight", None)
+        if isinstance(weight, torch.Tensor) and ("Conv" in classname or "Linear" in classname):
+            if init_type == "normal":
+                nn.init.normal_(weight, 0.0, init_gain)
+            elif init_type == "xavier":
+                nn.init.xavier_normal_(weight, gain=init_gain)
+            elif init_type == "kaiming":
+                nn.init.kaiming_normal_(weight, a=0, mode="fan_in")
+            else:
+                nn.init.orthogonal_(weight, gain=init_gain)
+            if getattr(m, "bias", None) is not None:
+                nn.init.constant_(m.bias, 0.0)
+        elif "BatchNorm2d" in classname and isinstance(weight, torch.Tensor):
+            nn.init.normal_(weight, 1.0, init_gain)
+            nn.init.constant_(m.bias, 0.0)
+
+    net.apply(init_func)
+    return net
 
 
 def check_choice(owner: str, name: str, value, choices) -> None:
@@ -83,14 +120,17 @@ class ResnetBlock(nn.Module):
 class ResnetGenerator(nn.Module):
     """CycleGAN's generator: c7s1-ngf, two stride-2 downsamplings, n_blocks residual blocks, two
     transposed-conv upsamplings, c7s1-output_nc and tanh, instance norm throughout (ngf=64 and
-    9 blocks for 256x256 images)."""
+    9 blocks for 256x256 images). Weights initialised as the reference's define_G does
+    (init_weights(init_type, init_gain): N(0, 0.02) convs, zero biases by default)."""
 
     layers: ImageToImageLayers = FASTGEN_LAYERS
 
     def __init__(self, input_nc: int = 3, output_nc: int = 3, ngf: int = 64, n_blocks: int = 9,
-                 use_dropout: bool = False, padding_type: str = "reflect", *, layers: ImageToImageLayers | None = None):
+                 use_dropout: bool = False, padding_type: str = "reflect", *, init_type: str = "normal",
+                 init_gain: float = 0.02, layers: ImageToImageLayers | None = None):
         super().__init__()
         name = type(self).__name__
+        check_choice(name, "init_type", init_type, INIT_TYPES)
         if n_blocks < 0:
             raise ValueError(f"{name}: n_blocks must be >= 0, got {n_blocks}")
         check_choice(name, "padding_type", padding_type, ("reflect", "replicate", "zero"))
@@ -109,6 +149,7 @@ class ResnetGenerator(nn.Module):
                       *norm_act(layers, "instance", ngf * mult // 2, "relu")]
         model += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, output_nc, 7), nn.Tanh()]
         self.model = nn.Sequential(*model)
+        init_weights(self, init_type, init_gain)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -117,15 +158,17 @@ class ResnetGenerator(nn.Module):
 class NLayerDiscriminator(nn.Module):
     """PatchGAN discriminator (70x70 receptive field for n_layers=3): conv-LeakyReLU(0.2), then
     n_layers conv-norm-LeakyReLU(0.2) blocks (norm + LeakyReLU fused for instance norm), then a
-    1-channel conv: one real/fake logit per patch."""
+    1-channel conv: one real/fake logit per patch. Initialised as the reference's define_D
+    (init_weights(init_type, init_gain))."""
 
     layers: ImageToImageLayers = FASTGEN_LAYERS
 
     def __init__(self, input_nc: int = 3, ndf: int = 64, n_layers: int = 3, norm: str = "instance", *,
-                 layers: ImageToImageLayers | None = None):
+                 init_type: str = "normal", init_gain: float = 0.02, layers: ImageToImageLayers | None = None):
         super().__init__()
         name = type(self).__name__
         check_choice(name, "norm", norm, NORMS)
+        check_choice(name, "init_type", init_type, INIT_TYPES)
         if n_layers < 1:
             raise ValueError(f"{name}: n_layers must be >= 1, got {n_layers}")
         layers = layers or self.layers
@@ -139,6 +182,7 @@ class NLayerDiscriminator(nn.Module):
                     *norm_act(layers, norm, ndf * mult, "leaky_relu", 0.2)]
         seq += [nn.Conv2d(ndf * mult, 1, 4, stride=1, padding=1)]
         self.model = nn.Sequential(*seq)
+        init_weights(self, init_type, init_gain)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -172,26 +216,31 @@ class CycleGAN(nn.Module):
                  + lambda_identity * (lambda_B |G_A(B) - B| + lambda_A |G_B(A) - A|)
       discriminators: 0.5 (GAN(D(real), real) + GAN(D(fake), fake)) for each.
 
-    gan_mode "lsgan" (the paper's) or "vanilla" (BCE); L1 losses are means over pixels.
+    gan_mode "lsgan" (the paper's) or "vanilla" (BCE); L1 losses are means over pixels. Every
+    network initialised with init_weights(init_type, init_gain), as the reference's
+    (--init_type normal --init_gain 0.02).
     """
 
     layers: ImageToImageLayers = FASTGEN_LAYERS
 
     def __init__(self, input_nc: int = 3, output_nc: int = 3, ngf: int = 64, ndf: int = 64, n_blocks: int = 9,
                  n_layers_D: int = 3, gan_mode: str = "lsgan", lambda_A: float = 10.0, lambda_B: float = 10.0,
-                 lambda_identity: float = 0.5, use_dropout: bool = False):
+                 lambda_identity: float = 0.5, use_dropout: bool = False, init_type: str = "normal",
+                 init_gain: float = 0.02):
         super().__init__()
         check_choice(type(self).__name__, "gan_mode", gan_mode, GAN_MODES)
+        check_choice(type(self).__name__, "init_type", init_type, INIT_TYPES)
         if lambda_identity > 0 and input_nc != output_nc:
             raise ValueError(f"{type(self).__name__}: the identity loss needs input_nc == output_nc, got "
                              f"{input_nc} and {output_nc} (set lambda_identity=0)")
         self.gan_mode = gan_mode
         self.lambda_A, self.lambda_B, self.lambda_identity = lambda_A, lambda_B, lambda_identity
         L = self.layers
-        self.netG_A = ResnetGenerator(input_nc, output_nc, ngf, n_blocks, use_dropout, layers=L)
-        self.netG_B = ResnetGenerator(output_nc, input_nc, ngf, n_blocks, use_dropout, layers=L)
-        self.netD_A = NLayerDiscriminator(output_nc, ndf, n_layers_D, layers=L)
-        self.netD_B = NLayerDiscriminator(input_nc, ndf, n_layers_D, layers=L)
+        init = dict(init_type=init_type, init_gain=init_gain, layers=L)
+        self.netG_A = ResnetGenerator(input_nc, output_nc, ngf, n_blocks, use_dropout, **init)
+        self.netG_B = ResnetGenerator(output_nc, input_nc, ngf, n_blocks, use_dropout, **init)
+        self.netD_A = NLayerDiscriminator(output_nc, ndf, n_layers_D, **init)
+        self.netD_B = NLayerDiscriminator(input_nc, ndf, n_layers_D, **init)
 
     def forward(self, real_A: torch.Tensor, real_B: torch.Tensor):
         """(fake_B, rec_A, fake_A, rec_B)."""

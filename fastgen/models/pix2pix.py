@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fastgen.models.cyclegan import (FASTGEN_LAYERS, GAN_MODES, NORMS, ImageToImageLayers, NLayerDiscriminator,
-                                     check_choice, gan_loss)
+from fastgen.models.cyclegan import (FASTGEN_LAYERS, GAN_MODES, INIT_TYPES, NORMS, ImageToImageLayers,
+                                     NLayerDiscriminator, check_choice, gan_loss, init_weights)
 
 
 class UnetSkipConnectionBlock(nn.Module):
@@ -66,15 +66,18 @@ class UnetGenerator(nn.Module):
     """pix2pix's U-Net: num_downs stride-2 levels (8 for 256x256 images: 256 -> 1 at the
     bottleneck), ngf filters in the outermost level doubling to 8 * ngf, skips between mirrored
     levels, tanh output. norm: "instance" (fused norm + LeakyReLU) or "batch" (the paper's
-    BatchNorm, plain torch); use_dropout: dropout 0.5 in the inner 8 * ngf levels."""
+    BatchNorm, plain torch); use_dropout: dropout 0.5 in the inner 8 * ngf levels. Weights
+    initialised as the reference's define_G does (fastgen.models.cyclegan.init_weights)."""
 
     layers: ImageToImageLayers = FASTGEN_LAYERS
 
     def __init__(self, input_nc: int = 3, output_nc: int = 3, num_downs: int = 8, ngf: int = 64,
-                 norm: str = "instance", use_dropout: bool = False, *, layers: ImageToImageLayers | None = None):
+                 norm: str = "instance", use_dropout: bool = False, *, init_type: str = "normal",
+                 init_gain: float = 0.02, layers: ImageToImageLayers | None = None):
         super().__init__()
         name = type(self).__name__
         check_choice(name, "norm", norm, NORMS)
+        check_choice(name, "init_type", init_type, INIT_TYPES)
         if num_downs < 5:
             raise ValueError(f"{name}: num_downs must be >= 5, got {num_downs}")
         L = layers or self.layers
@@ -89,6 +92,7 @@ class UnetGenerator(nn.Module):
         block = UnetSkipConnectionBlock(ngf, ngf * 2, submodule=block, norm=norm, layers=L)
         self.model = UnetSkipConnectionBlock(output_nc, ngf, input_nc=input_nc, submodule=block, outermost=True,
                                              norm=norm, layers=L)
+        init_weights(self, init_type, init_gain)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -105,18 +109,24 @@ class Pix2Pix(nn.Module):
     """Conditional GAN: G = UnetGenerator maps A to B, D = NLayerDiscriminator (PatchGAN) judges
     the pair cat([A, B], 1). Generator loss GAN(D(A, G(A)), real) + lambda_L1 |G(A) - B|;
     discriminator loss 0.5 (GAN(D(A, B), real) + GAN(D(A, G(A)), fake)). gan_mode "vanilla"
-    (BCE, the paper's) or "lsgan"."""
+    (BCE, the paper's) or "lsgan".
+
+    Defaults are the reference's pix2pix training defaults (pix2pix_model.py sets --norm batch,
+    and use_dropout = not --no_dropout is true): batch norm and dropout 0.5 in the U-Net, both
+    networks initialised with init_weights(init_type="normal", init_gain=0.02)."""
 
     layers: ImageToImageLayers = FASTGEN_LAYERS
 
     def __init__(self, input_nc: int = 3, output_nc: int = 3, num_downs: int = 8, ngf: int = 64, ndf: int = 64,
-                 n_layers_D: int = 3, norm: str = "instance", use_dropout: bool = False, gan_mode: str = "vanilla",
-                 lambda_L1: float = 100.0):
+                 n_layers_D: int = 3, norm: str = "batch", use_dropout: bool = True, gan_mode: str = "vanilla",
+                 lambda_L1: float = 100.0, init_type: str = "normal", init_gain: float = 0.02):
         super().__init__()
         check_choice(type(self).__name__, "gan_mode", gan_mode, GAN_MODES)
+        check_choice(type(self).__name__, "init_type", init_type, INIT_TYPES)
         self.gan_mode, self.lambda_L1 = gan_mode, lambda_L1
-        self.netG = UnetGenerator(input_nc, output_nc, num_downs, ngf, norm, use_dropout, layers=self.layers)
-        self.netD = NLayerDiscriminator(input_nc + output_nc, ndf, n_layers_D, norm, layers=self.layers)
+        init = dict(init_type=init_type, init_gain=init_gain, layers=self.layers)
+        self.netG = UnetGenerator(input_nc, output_nc, num_downs, ngf, norm, use_dropout, **init)
+        self.netD = NLayerDiscriminator(input_nc + output_nc, ndf, n_layers_D, norm, **init)
 
     def forward(self, real_A: torch.Tensor) -> torch.Tensor:
         return self.netG(real_A)
