@@ -15,7 +15,7 @@ DEPS_STAMP  := $(VENV)/.deps-installed
 BUILD_STAMP := $(VENV)/.fastgen-built
 BUILD_INPUTS := setup.py pyproject.toml fastgen/_build.py $(wildcard csrc/*.cpp csrc/*/*.h)
 
-.PHONY: install test bench clean demo
+.PHONY: install test bench bench-deps clean demo
 
 install: $(BUILD_STAMP)
 
@@ -34,8 +34,21 @@ $(BUILD_STAMP): $(DEPS_STAMP) $(BUILD_INPUTS)
 test: install
 	$(PY) -m pytest tests bench --benchmark-disable -q
 
-bench: install
-	$(VENV)/bin/fastgen-bench --quick
+# `make bench` times on tcmalloc: under glibc malloc every tensor of 32 MiB or more is page-faulted
+# afresh on each call, which hides the kernels (README, Benchmarks). BENCH_ALLOCATOR=system or
+# jemalloc to change it. fastgen-bench preloads the library itself (--allocator); bench-deps
+# installs the Debian/Ubuntu packages that provide them when the one asked for is missing.
+BENCH_ALLOCATOR ?= tcmalloc
+BENCH_ALLOCATOR_PACKAGES := libtcmalloc-minimal4 libjemalloc2
+
+bench: bench-deps
+	$(VENV)/bin/fastgen-bench --quick --allocator $(BENCH_ALLOCATOR)
+
+bench-deps: install
+	@if [ "$(BENCH_ALLOCATOR)" = system ] || $(PY) -c 'import sys; from fastgen.bench.allocator import find_library; sys.exit(find_library("$(BENCH_ALLOCATOR)") is None)'; then :; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  apt-get install -y -q $(BENCH_ALLOCATOR_PACKAGES) || { apt-get update -q && apt-get install -y -q $(BENCH_ALLOCATOR_PACKAGES); }; \
+	else echo "make bench: no $(BENCH_ALLOCATOR); install $(BENCH_ALLOCATOR_PACKAGES) (apt-get, as root) or run with BENCH_ALLOCATOR=system" >&2; exit 1; fi
 
 # Every example in its default setting (each under two minutes on 2 cores); PNGs in examples/out/.
 EXAMPLES := autoencoder vae cvae dcgan wgan_gp realnvp cyclegan pix2pix srgan arcface

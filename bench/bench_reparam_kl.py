@@ -1,4 +1,5 @@
-"""pytest-benchmark: VAE reparameterization + KL (fastgen vs eager vs torch.compile).
+"""pytest-benchmark: VAE reparameterization + KL and the MLP VAE training step (fastgen vs eager
+vs torch.compile).
 
     pytest bench/bench_reparam_kl.py --benchmark-only
 """

@@ -4,7 +4,21 @@
     fastgen-bench --full             # the papers' sizes too
     fastgen-bench --ops reparam_kl --dtype bfloat16 --repeats 31
     fastgen-bench --list
-Writes bench/results/bench.json, bench/results/bench.md and bench/results/bench.png.
+    fastgen-bench --allocator tcmalloc   # re-executes itself with tcmalloc preloaded (also: system, jemalloc)
+    fastgen-bench --device cuda --out DIR
+Writes bench/results/bench.json, bench/results/bench.md and bench/results/bench.png (or under --out).
+
+--device cuda (the interface `python -m fastgen.gpu_check` uses): the same cases and standard
+shapes on the GPU, tensors built on the CPU from the same seeds and moved there; CUDA-event
+timing, with a 256 MiB L2 flush before each call of a memory-bound case; a warm-up after the
+first (compiling, autotuning, checked) call; peak memory from torch.cuda.max_memory_allocated;
+the roofline from a device-to-device copy timed in the same run; fastgen, eager and
+torch.compile side by side. Writes DIR/bench.json (environment: device name, capability,
+driver, torch / CUDA / Triton versions, copy bandwidth; every result row carries "device",
+"timer" and "l2_flush"), DIR/bench.md and DIR/bench.png. Exit status 0 when the run completed
+(a case or contender that fails is a result, recorded with its error; `--strict` makes that
+status 1), 2 on bad arguments; without a usable CUDA device it exits non-zero at once with a
+one-line reason.
 """
 from __future__ import annotations
 
@@ -30,7 +44,21 @@ def _parse(argv):
     p.add_argument("--out", default=os.path.join("bench", "results"), help="directory for bench.json/.md/.png")
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: every core this process may use)")
     p.add_argument("--list", action="store_true", help="list the registered cases and exit")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                   help="where to run: cpu (wall-clock timing) or cuda (CUDA events, L2 flush); see above")
+    p.add_argument("--strict", action="store_true",
+                   help="exit with status 1 when any case or contender failed (the results are written first)")
+    p.add_argument("--allocator", choices=allocator_choices(), default=None,
+                   help="run on this malloc: re-executes itself with the library in LD_PRELOAD (found where "
+                        "torch.backends.xeon.run_cpu looks, then via ldconfig); 'system' is glibc's. Default: "
+                        "whatever this process runs on. Recorded in every result")
     return p.parse_args(argv)
+
+
+def allocator_choices():
+    from fastgen.bench.allocator import CHOICES
+
+    return CHOICES
 
 
 def _selected(cases, ops: str):
@@ -46,14 +74,18 @@ def _selected(cases, ops: str):
 
 
 def main(argv=None) -> int:
-    args = _parse(sys.argv[1:] if argv is None else argv)
-    from fastgen.bench import registry, report, runner
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = _parse(argv)
+    from fastgen.bench import allocator, registry, report, runner
+
+    alloc = allocator.ensure(args.allocator, argv)  # may re-execute this process
 
     cases = registry.cases()
     if args.list:
         for c in cases.values():
             print(f"{c.name:28s} {c.family:10s} {c.description}")
         return 0
+    timer = runner.timing.for_device(args.device)  # a CUDA request without a GPU stops here
     threads = args.threads or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
     torch.set_num_threads(threads)
     chosen = _selected(cases, args.ops)
@@ -74,10 +106,13 @@ def main(argv=None) -> int:
     for case, shape in progress:
         if tqdm:
             progress.set_postfix_str(f"{case.name} {'x'.join(map(str, shape))}")
-        rows += runner.run_case(case, shape, DTYPES[args.dtype], repeats=args.repeats, impls=impls)
+        for row in runner.run_case(case, shape, DTYPES[args.dtype], repeats=args.repeats, impls=impls, timer=timer):
+            row["allocator"] = alloc["name"]
+            rows.append(row)
 
     env = runner.environment()
-    env["copy_bandwidth_GBps_256MiB"] = runner.timing.copy_bandwidth_gbps()
+    env.update(timer.environment())
+    env["copy_bandwidth_GBps_256MiB"] = runner.timing.copy_bandwidth_gbps(timer=timer)
     env["size"] = size
     table = report.markdown(rows)
     print(table)
@@ -88,7 +123,8 @@ def main(argv=None) -> int:
     chart = os.path.join(args.out, "bench.png")
     wrote = report.write_chart(chart, rows)
     print(f"\nwrote {os.path.join(args.out, 'bench.json')}, bench.md" + (", bench.png" if wrote else ""), file=sys.stderr)
-    return 0
+    failed = report.failures(rows)
+    return 1 if (args.strict and failed) else 0
 
 
 if __name__ == "__main__":

@@ -48,10 +48,13 @@ class Case:
     name: str
     family: str
     shapes: dict  # {"quick": [...], "full": [...]}
-    make: Callable[[tuple, torch.dtype], Workload]
+    make: Callable[..., Workload]  # make(shape, dtype) on the CPU; make(shape, dtype, device=...) elsewhere
     description: str = ""
     passes: tuple = PASSES
     tags: dict = field(default_factory=dict)
+    # Memory-bound (an op that streams tensors): its roofline fraction is meaningful, and on CUDA
+    # the L2 is flushed before each timed call. False for GEMM-bound ops and whole model steps.
+    memory_bound: bool = True
 
 
 _CASES: dict[str, Case] = {}
@@ -69,6 +72,55 @@ def cases() -> dict[str, Case]:
     import fastgen.bench.cases  # noqa: F401
 
     return dict(_CASES)
+
+
+def _cast_floats(out, dtype):
+    if isinstance(out, torch.Tensor):
+        return out.to(dtype) if out.is_floating_point() else out
+    if isinstance(out, (tuple, list)):
+        return type(out)(_cast_floats(o, dtype) for o in out)
+    return out
+
+
+def _under_autocast(fn: Callable, device_type: str, dtype: torch.dtype, out_dtype: torch.dtype) -> Callable:
+    def run(*args):
+        with torch.autocast(device_type, dtype=dtype):
+            out = fn(*args)
+        # Outputs back in the workload's dtype, so the same upstream gradients (and checks) apply.
+        return _cast_floats(out, out_dtype)
+    return run
+
+
+AUTOCAST_TAG = "[bf16-autocast]"
+
+
+def autocast_variant(case: Case, make: Callable[..., Workload] | None = None,
+                     dtype: torch.dtype = torch.bfloat16) -> Case:
+    """Register `<case.name>[bf16-autocast]`: the same workload with every contender (fastgen,
+    eager, and so torch.compile of eager) run under torch.autocast(device, bfloat16), as mixed
+    precision training runs it; parameters and inputs stay in the workload's dtype (float32).
+    make: the workload to wrap, when not case.make's (e.g. one whose check allows for bfloat16
+    rounding); make(shape, dtype, device=...)."""
+    base = case.make if make is None else make
+
+    def wrapped(shape, work_dtype, device="cpu"):
+        work = base(shape, work_dtype) if device == "cpu" else base(shape, work_dtype, device=device)
+        device_type = torch.device(device).type
+        work.fastgen_fn = _under_autocast(work.fastgen_fn, device_type, dtype, work_dtype)
+        work.eager_fn = _under_autocast(work.eager_fn, device_type, dtype, work_dtype)
+        return work
+
+    name = case.name + AUTOCAST_TAG if "[" not in case.name else case.name[:-1] + "," + AUTOCAST_TAG[1:]
+    return register(Case(name=name, family=case.family, shapes=case.shapes, make=wrapped,
+                         description=case.description + "; under bfloat16 autocast", passes=case.passes,
+                         tags={**case.tags, "autocast": str(dtype).replace("torch.", "")},
+                         memory_bound=case.memory_bound))
+
+
+def on_device(device, *tensors):
+    """The tensors moved to `device` (cases build their inputs on the CPU from seeded generators,
+    so every device sees the same values)."""
+    return tuple(t.to(device) for t in tensors)
 
 
 def nbytes(*tensors_or_sizes) -> int:

@@ -27,7 +27,7 @@ def markdown(rows: list[dict]) -> str:
     lines = [head, "|" + "---|" * 12]
     for r in rows:
         imp = r["impls"]
-        fg, ea, co = imp.get("fastgen", {}), imp.get("eager", {}), imp.get("compile", {})
+        fg, ea, co = [imp.get(n, {"error": r["error"]} if "error" in r else {}) for n in ("fastgen", "eager", "compile")]
         roof = f"{100 * r['roofline_fraction']:.0f}%" if "roofline_fraction" in r else "-"
         gbps = f"{fg['gbps']:.1f}" if "gbps" in fg else "-"
         lines.append(
@@ -40,10 +40,15 @@ def markdown(rows: list[dict]) -> str:
             ratios = ", ".join(f"{n} {v:.2f}x" for n, v in stats["ratios"].items())
             lines.append(f"\nbaseline '{name}' for {r['case']} {'x'.join(map(str, r['shape']))} {r['pass']}: "
                          f"{stats['median_s'] * 1e3:.3f} ms (same run); time relative to it: {ratios}")
-    failures = [(r, n, s["error"]) for r in rows for n, s in r["impls"].items() if "error" in s]
-    for r, name, err in failures:
-        lines.append(f"\n{name} failed on {r['case']} {r['pass']}: {err}")
+    for r, name, err in failures(rows):
+        lines.append(f"\n{name} failed on {r['case']} {'x'.join(map(str, r['shape']))} {r['pass']}: {err}")
     return "\n".join(lines)
+
+
+def failures(rows: list[dict]) -> list[tuple]:
+    """(row, who, error) for every case that could not be built ('case') and every contender that failed."""
+    out = [(r, "case", r["error"]) for r in rows if "error" in r]
+    return out + [(r, n, s["error"]) for r in rows for n, s in r["impls"].items() if "error" in s]
 
 
 def write_json(path: str, env: dict, rows: list[dict]) -> None:

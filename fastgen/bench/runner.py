@@ -10,7 +10,7 @@ from typing import Callable, Iterable
 
 import torch
 
-from fastgen.bench import timing
+from fastgen.bench import allocator, timing
 from fastgen.bench.registry import Case, Workload
 
 IMPLS = ("fastgen", "eager", "compile")
@@ -60,8 +60,7 @@ def environment() -> dict:
         "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "fastgen": fastgen.build_info(),
-        "allocator": "glibc malloc, default settings" if not any(k.startswith("MALLOC_") for k in os.environ)
-        else {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")},
+        "allocator": allocator.describe(),
         "env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "LD_PRELOAD", "OPENBLAS_CORETYPE") if k in os.environ},
     }
 
@@ -74,24 +73,42 @@ def implementations(work: Workload, impls: Iterable[str] = IMPLS) -> dict[str, C
     return {name: fns[name] for name in impls}
 
 
+def make_workload(case: Case, shape: tuple, dtype: torch.dtype, device: str = "cpu") -> Workload:
+    """case.make on `device` (the CPU cases' make(shape, dtype) is called as it always was)."""
+    if device == "cpu":
+        return case.make(shape, dtype)
+    return case.make(shape, dtype, device=device)
+
+
 def run_case(case: Case, shape: tuple, dtype: torch.dtype, repeats: int, impls: Iterable[str] = IMPLS,
-             min_sample_s: float = 2e-3) -> list[dict]:
-    """Every pass of one case at one shape: a result row per pass."""
+             min_sample_s: float = 2e-3, timer: timing.CpuTimer | None = None) -> list[dict]:
+    """Every pass of one case at one shape: a result row per pass. timer: timing.for_device(...)
+    (default: the CPU's); on CUDA, memory-bound cases are timed with the L2 flushed before each call."""
+    timer = timing.for_device("cpu") if timer is None else timer
+    flush = timer.flushes_l2 and case.memory_bound
     # A fresh dynamo cache per case: cases built from the same eager function would otherwise
     # share its code object's cache and, past torch._dynamo's recompile limit, silently run the
     # eager code under the "compile" label.
     torch._dynamo.reset()
-    work = case.make(shape, dtype)
-    fns = implementations(work, impls)
+    try:
+        work = make_workload(case, shape, dtype, timer.device)
+        fns = implementations(work, impls)
+    except Exception as exc:  # noqa: BLE001 - a case that cannot be built is a result, not the end of the run
+        return [{"case": case.name, "family": case.family, "shape": list(shape),
+                 "dtype": str(dtype).replace("torch.", ""), "pass": pass_name, "device": timer.name,
+                 "timer": timer.method, "l2_flush": flush, "memory_bound": case.memory_bound,
+                 "error": _first_line(exc), "impls": {}} for pass_name in case.passes]
     rows = []
     for pass_name in case.passes:
         row = {"case": case.name, "family": case.family, "shape": list(shape), "dtype": str(dtype).replace("torch.", ""),
-               "pass": pass_name, "min_bytes": work.min_bytes[pass_name], "impls": {}}
+               "pass": pass_name, "device": timer.name, "timer": timer.method, "l2_flush": flush,
+               "memory_bound": case.memory_bound, "min_bytes": work.min_bytes[pass_name], "impls": {}}
         runnable = {}
         for name in impls:
             call = pass_callable(fns[name], work, pass_name, name)
             try:
-                result = call()  # first call: compiles under torch.compile; errors are reported, not raised
+                result = call()  # first call: compiles (torch.compile) and autotunes (Triton); errors are reported
+                timer.synchronize()
                 problem = work.check(name, pass_name, result) if work.check is not None else None
                 if problem:
                     raise RuntimeError(f"wrong result: {problem}")
@@ -100,15 +117,16 @@ def run_case(case: Case, shape: tuple, dtype: torch.dtype, repeats: int, impls: 
                 row["impls"][name] = {"error": _first_line(exc)}
         baselines = {f"baseline:{b}": per_pass[pass_name] for b, per_pass in work.baselines.items()
                      if pass_name in per_pass}
-        timed = timing.time_interleaved({**runnable, **baselines}, repeats=repeats, min_sample_s=min_sample_s)
+        timed = timing.time_interleaved({**runnable, **baselines}, repeats=repeats, min_sample_s=min_sample_s,
+                                        timer=timer, flush=flush)
         for name, fn in baselines.items():
             stats = row.setdefault("baselines", {})[name.split(":", 1)[1]] = timed.pop(name)
-            stats["peak_bytes"] = timing.peak_memory_bytes(fn)
+            stats["peak_bytes"] = timer.peak_memory_bytes(fn)
         for name, stats in timed.items():
-            stats["peak_bytes"] = timing.peak_memory_bytes(runnable[name])
+            stats["peak_bytes"] = timer.peak_memory_bytes(runnable[name])
             stats["gbps"] = row["min_bytes"] / stats["median_s"] / 1e9
             row["impls"][name] = stats
-        roofline_s = timing.copy_seconds(row["min_bytes"])
+        roofline_s = timer.copy_seconds(row["min_bytes"])
         row["roofline_s"] = roofline_s
         fg = row["impls"].get("fastgen", {})
         if "median_s" in fg:

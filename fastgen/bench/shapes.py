@@ -13,6 +13,10 @@ REPARAM_KL = {
     "full": [(100, 20), (256, 128), (4096, 512), (64, 16, 16, 16), (16384, 1024)],
 }
 
+# A whole VAE training step (negative ELBO, all gradients): Kingma & Welling's MNIST MLP VAE,
+# 784-400-20, at batch 128 (batch, features); full adds a 4096 batch.
+VAE_STEP = {"quick": [(128, 784)], "full": [(128, 784), (4096, 784)]}
+
 # RealNVP coupling
 # The coupling sizes: a (4096, 512) batch of 512-d vectors (a large-batch tabular /
 # latent flow) and a (64, 12, 32, 32) image batch; full adds RealNVP's CIFAR-10 tensors at
@@ -87,6 +91,13 @@ WGAN_GP_STEP = {
 MARGIN_CE = {
     "quick": [(512, 10_000, 512), (256, 100_000, 512)],
     "full": [(128, 10_000, 512), (512, 10_000, 512), (256, 100_000, 512)],
+}
+# ArcFaceNet training step (batch, classes): the conv encoder on 3x32x32 images, a 512-d
+# BatchNorm'd embedding and the ArcFace head at 10k and 100k classes (the head's 10k x 512 /
+# 100k x 512 class centers dominate: at 100k they are 200 MB of float32).
+ARCFACE_STEP = {
+    "quick": [(64, 10_000), (64, 100_000)],
+    "full": [(64, 10_000), (64, 100_000), (256, 10_000), (256, 100_000)],
 }
 # Batch-hard triplet (Hermans et al.): P x K batches (here K = 4 images per identity) of
 # FaceNet's 128-d embeddings; (B, E).

@@ -7,7 +7,7 @@ import types
 import torch
 
 from fastgen import functional as F
-from fastgen.bench.registry import Case, Workload, nbytes, register
+from fastgen.bench.registry import Case, Workload, nbytes, on_device, register
 from fastgen.bench.shapes import COUPLING_CHANNEL, COUPLING_CHECKERBOARD
 from fastgen.reference import coupling as reference
 
@@ -20,7 +20,7 @@ def _own_code(fn, name: str):
                               fn.__closure__)
 
 
-def _make(shape, dtype, *, mask: str, inverse: bool) -> Workload:
+def _make(shape, dtype, device="cpu", *, mask: str, inverse: bool) -> Workload:
     gen = torch.Generator().manual_seed(0)
     s_shape = (shape[0], shape[1] // 2, *shape[2:]) if mask == "channel" else shape
     x = torch.randn(shape, generator=gen, dtype=dtype)
@@ -28,6 +28,7 @@ def _make(shape, dtype, *, mask: str, inverse: bool) -> Workload:
     t = torch.randn(s_shape, generator=gen, dtype=dtype)
     grad_y = torch.randn(shape, generator=gen, dtype=dtype)
     grad_logdet = torch.randn(shape[0], generator=gen, dtype=torch.float64 if dtype == torch.float64 else torch.float32)
+    x, s, t, grad_y, grad_logdet = on_device(device, x, s, t, grad_y, grad_logdet)
     X, S, L = nbytes(x), nbytes(s), nbytes(grad_logdet)
     # fwd reads x, s, t and writes y and logdet; bwd reads grad_y, grad_logdet, the transformed
     # part of x (of the output, for the inverse) and s, and writes grad_x, grad_s, grad_t.
@@ -54,6 +55,7 @@ for _mask, _shapes in (("channel", COUPLING_CHANNEL), ("checkerboard", COUPLING_
             name=f"coupling[{_mask}{',inverse' if _inverse else ''}]",
             family="realnvp",
             shapes=_shapes,
-            make=lambda shape, dtype, mask=_mask, inverse=_inverse: _make(shape, dtype, mask=mask, inverse=inverse),
+            make=lambda shape, dtype, device="cpu", mask=_mask, inverse=_inverse: _make(shape, dtype, device, mask=mask,
+                                                                                        inverse=inverse),
             description=f"RealNVP affine coupling + log-det, {_mask} mask, {'inverse' if _inverse else 'forward'}",
         ))

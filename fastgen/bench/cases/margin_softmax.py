@@ -1,22 +1,26 @@
 """Margin softmax cross-entropy (ArcFace): fastgen's chunked op vs the eager code a user writes,
-with the three bare matmuls of the computation timed in the same run as the reference point."""
+with the three bare matmuls of the computation timed in the same run as the reference point;
+and the ArcFaceNet training step vs its eager twin."""
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as TF
 
 from fastgen import functional as F
-from fastgen.bench.registry import Case, Workload, nbytes, register
-from fastgen.bench.shapes import MARGIN_CE
+from fastgen import models
+from fastgen.bench.registry import Case, Workload, autocast_variant, nbytes, on_device, register
+from fastgen.bench.shapes import ARCFACE_STEP, MARGIN_CE
 from fastgen.reference import margin_softmax as reference
+from fastgen.reference import models as eager_models
 
 
-def _make(shape, dtype) -> Workload:
+def _make(shape, dtype, device="cpu") -> Workload:
     batch, classes, emb = shape
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(batch, emb, generator=gen, dtype=dtype)
     w = torch.randn(classes, emb, generator=gen, dtype=dtype)
     labels = torch.randint(0, classes, (batch,), generator=gen)
+    x, w, labels = on_device(device, x, w, labels)
     xn, wn = TF.normalize(x), TF.normalize(w)
 
     # The matmuls the computation is built around, on pre-normalized operands, as plain torch
@@ -36,7 +40,7 @@ def _make(shape, dtype) -> Workload:
         eager_fn=lambda e, wt, y: reference.margin_cross_entropy(e, wt, y),
         grad_inputs=(0, 1),
         grad_outputs=lambda out: (out,),
-        upstream_grads=(torch.tensor(1.0, dtype=dtype),),
+        upstream_grads=(torch.tensor(1.0, dtype=dtype, device=device),),
         # fwd reads embeddings and weight; backward reads them again and writes both gradients.
         min_bytes={"fwd": one, "fwd+bwd": 3 * one},
         baselines={"bare matmuls": {"fwd": bare_forward, "fwd+bwd": bare_forward_backward}},
@@ -49,4 +53,42 @@ register(Case(
     shapes=MARGIN_CE,
     make=_make,
     description="ArcFace margin cross-entropy (s=64, m=0.5), shape (B, C, E); baseline: the bare matmuls",
+    memory_bound=False,  # built around three GEMMs
 ))
+
+
+def _make_arcface_step(shape, dtype, device="cpu") -> Workload:
+    batch, classes = shape
+    torch.manual_seed(0)
+    kwargs = dict(num_classes=classes, in_channels=3, image_size=32, embedding_size=512)
+    fast = models.ArcFaceNet(**kwargs).to(device, dtype)
+    twin = eager_models.ArcFaceNet(**kwargs).to(device, dtype)
+    twin.load_state_dict(fast.state_dict())
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, 3, 32, 32, generator=gen, dtype=dtype)
+    labels = torch.randint(0, classes, (batch,), generator=gen)
+    x, labels = on_device(device, x, labels)
+    params = list(fast.parameters())
+    return Workload(
+        inputs=(x, labels),
+        fastgen_fn=lambda x, y: fast.loss(x, y),
+        eager_fn=lambda x, y: twin.loss(x, y),
+        grad_inputs=(),
+        grad_outputs=lambda loss: (loss,),
+        upstream_grads=(torch.tensor(1.0, dtype=dtype, device=device),),
+        # Nominal floor: read the images and every parameter, write every gradient.
+        min_bytes={"fwd": nbytes(x) + nbytes(*params), "fwd+bwd": nbytes(x) + 2 * nbytes(*params)},
+        params={"fastgen": params, "eager": list(twin.parameters()), "compile": list(twin.parameters())},
+    )
+
+
+autocast_variant(register(Case(
+    name="arcface_step",
+    family="face",
+    shapes=ARCFACE_STEP,
+    make=_make_arcface_step,
+    description="ArcFaceNet (conv encoder, 512-d embedding, ArcFace head) training step vs its eager twin; "
+                "shape (B, classes), 3x32x32 images",
+    passes=("fwd+bwd",),
+    memory_bound=False,
+)))

@@ -1,24 +1,28 @@
-"""VAE reparameterization + KL: fastgen's fused op vs the eager code a user writes."""
+"""VAE reparameterization + KL: fastgen's fused op vs the eager code a user writes; and the whole
+VAE training step vs its eager twin."""
 from __future__ import annotations
 
 import torch
 
 from fastgen import functional as F
-from fastgen.bench.registry import Case, Workload, nbytes, register
-from fastgen.bench.shapes import REPARAM_KL
+from fastgen import models
+from fastgen.bench.registry import Case, Workload, autocast_variant, nbytes, on_device, register
+from fastgen.bench.shapes import REPARAM_KL, VAE_STEP
+from fastgen.reference import models as eager_models
 from fastgen.reference import reparam_kl as reference
 
 
-def _make(shape, dtype, *, eps_given: bool) -> Workload:
+def _make(shape, dtype, device="cpu", *, eps_given: bool) -> Workload:
     gen = torch.Generator().manual_seed(0)
     mu = torch.randn(shape, generator=gen, dtype=dtype)
     logvar = 0.5 * torch.randn(shape, generator=gen, dtype=dtype)
     grad_z = torch.randn(shape, generator=gen, dtype=dtype)
     grad_kl = torch.tensor(1.0, dtype=dtype)
+    eps = torch.randn(shape, generator=gen, dtype=dtype) if eps_given else None
+    mu, logvar, grad_z, grad_kl = on_device(device, mu, logvar, grad_z, grad_kl)
     one = nbytes(mu)
     if eps_given:
-        eps = torch.randn(shape, generator=gen, dtype=dtype)
-        inputs = (mu, logvar, eps)
+        inputs = (mu, logvar, eps.to(device))
         # fwd reads mu, logvar, eps and writes z; bwd reads grad_z, mu, logvar, eps, writes 2 grads.
         min_bytes = {"fwd": 4 * one, "fwd+bwd": 10 * one}
     else:
@@ -41,13 +45,47 @@ register(Case(
     name="reparam_kl",
     family="vae",
     shapes=REPARAM_KL,
-    make=lambda shape, dtype: _make(shape, dtype, eps_given=True),
+    make=lambda shape, dtype, device="cpu": _make(shape, dtype, device, eps_given=True),
     description="z = mu + exp(logvar/2) * eps and the KL to N(0, I), eps given",
 ))
 register(Case(
     name="reparam_kl[noise]",
     family="vae",
     shapes=REPARAM_KL,
-    make=lambda shape, dtype: _make(shape, dtype, eps_given=False),
+    make=lambda shape, dtype, device="cpu": _make(shape, dtype, device, eps_given=False),
     description="the same with eps drawn: in-kernel Philox vs eager torch.randn_like",
 ))
+
+
+def _make_vae_step(shape, dtype, device="cpu") -> Workload:
+    batch, features = shape
+    torch.manual_seed(0)
+    fast = models.VAE(in_features=features).to(device, dtype)
+    twin = eager_models.VAE(in_features=features).to(device, dtype)
+    twin.load_state_dict(fast.state_dict())
+    gen = torch.Generator().manual_seed(0)
+    x = (torch.rand(batch, features, generator=gen) < 0.3).to(dtype)  # binarized-MNIST-like targets for BCE
+    (x,) = on_device(device, x)
+    params = list(fast.parameters())
+    return Workload(
+        inputs=(x,),
+        # eps drawn inside: fastgen's in-kernel Philox vs the twin's torch.randn_like.
+        fastgen_fn=lambda x: fast.loss(x),
+        eager_fn=lambda x: twin.loss(x),
+        grad_inputs=(),
+        grad_outputs=lambda loss: (loss,),
+        upstream_grads=(torch.tensor(1.0, dtype=dtype, device=device),),
+        min_bytes={"fwd": nbytes(x) + nbytes(*params), "fwd+bwd": nbytes(x) + 2 * nbytes(*params)},
+        params={"fastgen": params, "eager": list(twin.parameters()), "compile": list(twin.parameters())},
+    )
+
+
+autocast_variant(register(Case(
+    name="vae_step",
+    family="vae",
+    shapes=VAE_STEP,
+    make=_make_vae_step,
+    description="MLP VAE (784-400-20, Bernoulli decoder) negative-ELBO training step vs its eager twin; shape (B, 784)",
+    passes=("fwd+bwd",),
+    memory_bound=False,
+)))
