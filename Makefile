@@ -13,7 +13,7 @@ DEPS   := triton==3.9.0 numpy scipy scikit-learn pytest pytest-benchmark hypothe
 
 DEPS_STAMP  := $(VENV)/.deps-installed
 BUILD_STAMP := $(VENV)/.fastgen-built
-BUILD_INPUTS := setup.py pyproject.toml fastgen/_build.py $(wildcard csrc/*.cpp csrc/*/*.h)
+BUILD_INPUTS := setup.py pyproject.toml fastgen/_build.py $(wildcard csrc/*.cpp csrc/*/*.cpp csrc/*/*.h)
 
 .PHONY: install test bench bench-deps clean demo
 

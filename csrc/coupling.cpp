@@ -31,6 +31,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "common/cpu_kernels.h"
 #include "common/vec_io.h"
 #include "common/vec_math.h"
 
@@ -573,7 +574,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> affine_coupling_backw
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(fastgen, CPU, m) {
+FASTGEN_REGISTER_CPU_KERNELS(coupling, m) {
   m.impl("affine_coupling", &affine_coupling_cpu);
   m.impl("affine_coupling_backward", &affine_coupling_backward_cpu);
 }

@@ -18,6 +18,9 @@
 #include <cmath>
 #include <limits>
 
+#include "common/cpu_kernels.h"
+#include "common/checks.h"
+#include "common/reduction.h"
 #include "common/rows.h"
 #include "common/vec_io.h"
 
@@ -28,31 +31,25 @@ namespace {
 constexpr double kNormFloor = 1e-12;
 
 void check_batched_floating(const at::Tensor& t, const char* op, const char* name) {
-  TORCH_CHECK(t.dim() >= 1, "fastgen.", op, ": ", name,
-              " must have a batch dimension (at least 1-D), got a 0-d tensor");
-  TORCH_CHECK(at::isFloatingType(t.scalar_type()), "fastgen.", op, ": ", name,
-              " must be a floating-point tensor, got ", t.scalar_type());
+  TORCH_CHECK_VALUE(t.dim() >= 1, "fastgen.", op, ": ", name,
+                    " must have a batch dimension (at least 1-D), got a 0-d tensor");
+  checks::floating(op, name, t);
+  checks::same_device(op, name, t, {});
 }
 
 void check_like(const at::Tensor& t, const at::Tensor& ref, const char* op, const char* name,
                 const char* ref_name) {
-  TORCH_CHECK(t.sizes() == ref.sizes(), "fastgen.", op, ": ", name, " must have the shape of ",
-              ref_name, " ", ref.sizes(), ", got ", t.sizes());
-  TORCH_CHECK(t.scalar_type() == ref.scalar_type(), "fastgen.", op, ": ", name,
-              " must have the dtype of ", ref_name, " (", ref.scalar_type(), "), got ", t.scalar_type());
-  TORCH_CHECK(t.device() == ref.device(), "fastgen.", op, ": ", name, " must be on the device of ",
-              ref_name, " (", ref.device(), "), got ", t.device());
+  checks::like(op, name, t, ref_name, ref);
 }
 
 // A per-sample vector (alpha, norms): shape (B,), on x's device; `dtype` as given.
 void check_per_sample(const at::Tensor& v, const at::Tensor& x, at::ScalarType dtype, const char* op,
                       const char* name, const char* x_name) {
-  TORCH_CHECK(v.dim() == 1 && v.size(0) == x.size(0), "fastgen.", op, ": ", name, " must have shape (",
-              x.size(0), ",) (one value per sample of ", x_name, "), got ", v.sizes());
-  TORCH_CHECK(v.scalar_type() == dtype, "fastgen.", op, ": ", name, " must have dtype ", dtype, ", got ",
-              v.scalar_type());
-  TORCH_CHECK(v.device() == x.device(), "fastgen.", op, ": ", name, " must be on the device of ", x_name,
-              " (", x.device(), "), got ", v.device());
+  TORCH_CHECK_VALUE(v.dim() == 1 && v.size(0) == x.size(0), "fastgen.", op, ": ", name, " must have shape (",
+                    x.size(0), ",) (one value per sample of ", x_name, "), got ", v.sizes());
+  TORCH_CHECK_TYPE(v.scalar_type() == dtype, "fastgen.", op, ": ", name, " must have dtype ", dtype, ", got ",
+                   v.scalar_type());
+  checks::same_device(op, x_name, x, {{name, v}});
 }
 
 at::ScalarType acc_type_of(at::ScalarType t) { return t == at::kDouble ? at::kDouble : at::kFloat; }
@@ -112,7 +109,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> interpolate_backward_cpu(
   const bool want_real = output_mask[0], want_fake = output_mask[1], want_alpha = output_mask[2];
   const bool has_real = real_in.has_value() && real_in->defined();
   const bool has_fake = fake_in.has_value() && fake_in->defined();
-  TORCH_CHECK(!want_alpha || (has_real && has_fake), "fastgen.", op,
+  TORCH_CHECK_VALUE(!want_alpha || (has_real && has_fake), "fastgen.", op,
               ": the gradient of alpha needs real and fake, got ", has_real ? "" : "no real ",
               has_fake ? "" : "no fake");
   if (has_real) check_like(*real_in, grad_in, op, "real", "grad");
@@ -168,17 +165,22 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> interpolate_backward_cpu(
 
 void check_penalty_args(const at::Tensor& grads, double target, double weight, const char* op) {
   check_batched_floating(grads, op, "grads");
-  TORCH_CHECK(std::isfinite(target) && target >= 0, "fastgen.", op,
-              ": target must be a finite number >= 0, got ", target);
-  TORCH_CHECK(std::isfinite(weight), "fastgen.", op, ": weight must be a finite number, got ", weight);
+  TORCH_CHECK_VALUE(std::isfinite(target) && target >= 0, "fastgen.", op,
+                    ": target must be a finite number >= 0, got ", target);
+  checks::finite(op, "weight", weight);
+}
+
+// h = norm - target, clipped at 0 when one-sided. A NaN norm stays NaN (as torch's relu
+// and clamp_min pass NaN): the penalty of a NaN gradient is NaN, never a finite number.
+inline double penalty_h(double norm, double target, bool one_sided) {
+  const double h = norm - target;
+  return one_sided && h < 0.0 ? 0.0 : h;
 }
 
 // The gradient coefficient of a row for the penalty's gradient `grad_penalty`:
-// grad_penalty * (2 weight / B) * h / n, h = n - target (clipped at 0 when one-sided).
+// grad_penalty * (2 weight / B) * h / n.
 inline double penalty_coef(double norm, double target, bool one_sided, double scale) {
-  double h = norm - target;
-  if (one_sided) h = h > 0.0 ? h : 0.0;
-  return scale * h / norm;
+  return scale * penalty_h(norm, target, one_sided) / norm;
 }
 
 // out[0, n) = c * g[0, n)
@@ -259,15 +261,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> grad_penalty_cpu(const at::Tensor
       if (target == 0.0) {
         total += static_cast<double>(squares[b]);  // R1: the squared norm itself, no sqrt
       } else {
-        double h = static_cast<double>(norm) - target;
-        if (one_sided) h = h > 0.0 ? h : 0.0;
+        const double h = penalty_h(static_cast<double>(norm), target, one_sided);
         total += h * h;
       }
     }
   });
   const double penalty = rows == 0 ? std::numeric_limits<double>::quiet_NaN()
                                    : weight * total / static_cast<double>(rows);
-  return {at::scalar_tensor(penalty, grads.options()), norms, d_grads};
+  return {scalar_result(penalty, grads.options()), norms, d_grads};
 }
 
 // d(loss)/d(grads) = coef[b] * grads[b], with (n = norms[b], h = n - target, clipped at 0 when one-sided)
@@ -281,8 +282,10 @@ at::Tensor grad_penalty_backward_cpu(const std::optional<at::Tensor>& grad_penal
   check_per_sample(norms_in, grads_in, acc, op, "norms", "grads");
   const bool has_gp = grad_penalty_in.has_value() && grad_penalty_in->defined();
   const bool has_gn = grad_norms_in.has_value() && grad_norms_in->defined();
+  checks::same_device(op, "grads", grads_in, {{"grad_penalty", grad_penalty_in}, {"grad_norms", grad_norms_in}});
   if (has_gp) {
-    TORCH_CHECK(grad_penalty_in->numel() == 1, "fastgen.", op,
+    checks::floating(op, "grad_penalty", *grad_penalty_in);
+    TORCH_CHECK_VALUE(grad_penalty_in->numel() == 1, "fastgen.", op,
                 ": grad_penalty must be a scalar (the gradient of the penalty), got shape ",
                 grad_penalty_in->sizes());
   }
@@ -324,7 +327,7 @@ at::Tensor grad_penalty_backward_cpu(const std::optional<at::Tensor>& grad_penal
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(fastgen, CPU, m) {
+FASTGEN_REGISTER_CPU_KERNELS(grad_penalty, m) {
   m.impl("interpolate", &interpolate_cpu);
   m.impl("interpolate_backward", &interpolate_backward_cpu);
   m.impl("grad_penalty", &grad_penalty_cpu);

@@ -35,6 +35,8 @@
 #include <type_traits>
 #include <vector>
 
+#include "common/cpu_kernels.h"
+#include "common/checks.h"
 #include "common/rows.h"
 #include "common/vec_io.h"
 
@@ -59,7 +61,7 @@ Act parse_activation(c10::string_view name, const char* op) {
   if (name == "none") return Act::None;
   if (name == "relu") return Act::Relu;
   if (name == "leaky_relu") return Act::LeakyRelu;
-  TORCH_CHECK(false, "fastgen.", op, ": activation must be 'none', 'relu' or 'leaky_relu', got '",
+  TORCH_CHECK_VALUE(false, "fastgen.", op, ": activation must be 'none', 'relu' or 'leaky_relu', got '",
               std::string(name), "'");
 }
 
@@ -322,17 +324,29 @@ void planar_grad_sums(const scalar_t* g, const scalar_t* x, int64_t len, at::opm
   sum_gy_xc = IO::sum_lanes(s2a + s2b);
 }
 
-// grad_x = gy * cg + (x - mean) * cx + ca over a run.
+// grad_x = gy * cg + (x - mean) * cx + ca over a run (centered: input statistics; with running
+// statistics cx = ca = 0 and grad_x = gy * cg).
 template <typename scalar_t, Act A>
 void planar_grad_input(const scalar_t* g, const scalar_t* x, scalar_t* dx, int64_t len,
                        at::opmath_type<scalar_t> mean, at::opmath_type<scalar_t> scale,
                        at::opmath_type<scalar_t> shift, at::opmath_type<scalar_t> slope,
-                       at::opmath_type<scalar_t> cg, at::opmath_type<scalar_t> cx, at::opmath_type<scalar_t> ca) {
+                       at::opmath_type<scalar_t> cg, at::opmath_type<scalar_t> cx, at::opmath_type<scalar_t> ca,
+                       bool centered) {
   using IO = VecIO<scalar_t>;
   using Vec = typename IO::Vec;
   constexpr int64_t W = IO::size();
   const Vec m(mean), a(scale), b(shift), s(slope), vg(cg), vx(cx), va(ca);
   int64_t i = 0;
+  if (!centered) {
+    // Running statistics: grad_x = gy * cg alone. x - mean may be infinite (an infinite input
+    // or running mean) where gy is 0 (relu), and inf * 0 would be NaN where eager gives 0.
+    for (; i < len; i += W) {
+      const int64_t n = std::min(W, len - i);
+      const Vec gy = activation_grad<A>(at::vec::fmadd(IO::load(x + i, n) - m, a, b), IO::load(g + i, n), s);
+      IO::store(dx + i, gy * vg, n);
+    }
+    return;
+  }
   for (; i + 2 * W <= len; i += 2 * W) {
     const Vec xc0 = IO::load(x + i) - m, xc1 = IO::load(x + i + W) - m;
     const Vec gy0 = activation_grad<A>(at::vec::fmadd(xc0, a, b), IO::load(g + i), s);
@@ -472,13 +486,27 @@ void interleaved_grad_input_group(const scalar_t* gimg, const scalar_t* ximg, sc
                                   int64_t span, int64_t r0, int64_t r1, const at::opmath_type<scalar_t>* mean,
                                   const at::opmath_type<scalar_t>* scale, const at::opmath_type<scalar_t>* shift,
                                   at::opmath_type<scalar_t> slope, const at::opmath_type<scalar_t>* cg,
-                                  const at::opmath_type<scalar_t>* cx, const at::opmath_type<scalar_t>* ca) {
+                                  const at::opmath_type<scalar_t>* cx, const at::opmath_type<scalar_t>* ca,
+                                  bool centered) {
   using IO = VecIO<scalar_t>;
   using Vec = typename IO::Vec;
   constexpr int64_t W = IO::size();
   const Coefficients<Vec, NV, at::opmath_type<scalar_t>> k(mean, scale, shift);
   const Coefficients<Vec, NV, at::opmath_type<scalar_t>> d(cg, cx, ca);  // grad_x = gy * cg + xc * cx + ca
   const Vec s(slope);
+  if (!centered) {  // running statistics: gy * cg alone (see planar_grad_input)
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t off = r * C + c;
+      for (int v = 0; v < NV; ++v) {
+        const int64_t n = lanes<NV, W>(v, span);
+        const Vec xc = IO::load(ximg + off + v * W, n) - k.p[v];
+        const Vec gy =
+            activation_grad<A>(at::vec::fmadd(xc, k.q[v], k.r[v]), IO::load(gimg + off + v * W, n), s);
+        IO::store(dimg + off + v * W, gy * d.p[v], n);
+      }
+    }
+    return;
+  }
   for (int64_t r = r0; r < r1; ++r) {
     const int64_t off = r * C + c;
     for (int v = 0; v < NV; ++v) {
@@ -872,7 +900,7 @@ void backward_kernel(const Plan& p, const Params<scalar_t>& prm, const scalar_t*
           opmath_t cx = 0, ca = 0;
           if (use_input_stats) prm.grad_coefficients(nc, scale[k], lo[k], sum_gy[nc], sum_gy_xc[nc], inv_m, cx, ca);
           planar_grad_input<scalar_t, A>(g + nc * M, x + nc * M, dx + nc * M, M, hi[k], scale[k], shift[k],
-                                         prm.slope, scale[k], cx, ca);
+                                         prm.slope, scale[k], cx, ca, use_input_stats);
         }
       }
       return;
@@ -899,7 +927,7 @@ void backward_kernel(const Plan& p, const Params<scalar_t>& prm, const scalar_t*
       if (!p.interleaved) {
         const int64_t off = nc0 * M + t.r0;
         planar_grad_input<scalar_t, A>(g + off, x + off, dx + off, t.r1 - t.r0, mean[0], scale[0], shift[0],
-                                       prm.slope, cg[0], cx[0], ca[0]);
+                                       prm.slope, cg[0], cx[0], ca[0], use_input_stats);
         continue;
       }
       const int64_t img = t.n * M * C;
@@ -907,7 +935,7 @@ void backward_kernel(const Plan& p, const Params<scalar_t>& prm, const scalar_t*
         const int64_t j = c - t.c0;
         interleaved_grad_input_group<scalar_t, decltype(nv)::value, A>(
             g + img, x + img, dx + img, C, c, span, r0, r1, mean.data() + j, scale.data() + j,
-            shift.data() + j, prm.slope, cg.data() + j, cx.data() + j, ca.data() + j);
+            shift.data() + j, prm.slope, cg.data() + j, cx.data() + j, ca.data() + j, use_input_stats);
       });
     }
   });
@@ -917,10 +945,10 @@ void backward_kernel(const Plan& p, const Params<scalar_t>& prm, const scalar_t*
 // argument checks and the ops
 
 void check_input(const at::Tensor& input, const char* op) {
-  TORCH_CHECK(at::isFloatingType(input.scalar_type()), "fastgen.", op,
-              ": input must be a floating-point tensor, got ", input.scalar_type());
-  TORCH_CHECK(input.dim() >= 2, "fastgen.", op, ": input must have at least 2 dimensions (N, C, ...), got ",
-              input.dim(), "-D input of shape ", input.sizes());
+  checks::floating(op, "input", input);
+  checks::same_device(op, "input", input, {});
+  TORCH_CHECK_VALUE(input.dim() >= 2, "fastgen.", op, ": input must have at least 2 dimensions (N, C, ...), got ",
+                    input.dim(), "-D input of shape ", input.sizes());
 }
 
 int64_t spatial_size(const at::Tensor& input) {
@@ -934,32 +962,24 @@ at::Tensor channel_param(const std::optional<at::Tensor>& t, const at::Tensor& i
                          const char* op) {
   if (!t.has_value() || !t->defined()) return at::Tensor();
   const int64_t C = input.size(1);
-  TORCH_CHECK(at::isFloatingType(t->scalar_type()), "fastgen.", op, ": ", name,
-              " must be a floating-point tensor, got ", t->scalar_type());
-  TORCH_CHECK(t->dim() == 1 && t->size(0) == C, "fastgen.", op, ": ", name, " must have shape (", C,
-              ",) (the input's channels), got ", t->sizes());
-  TORCH_CHECK(t->device() == input.device(), "fastgen.", op, ": ", name, " must be on the device of input (",
-              input.device(), "), got ", t->device());
+  checks::floating(op, name, *t);
+  TORCH_CHECK_VALUE(t->dim() == 1 && t->size(0) == C, "fastgen.", op, ": ", name, " must have shape (", C,
+                    ",) (the input's channels), got ", t->sizes());
+  checks::same_device(op, "input", input, {{name, t}});
   return t->to(at::toOpMathType(input.scalar_type())).contiguous();
 }
 
 void check_like_input(const at::Tensor& t, const at::Tensor& input, const char* name, const char* op) {
-  TORCH_CHECK(t.sizes() == input.sizes(), "fastgen.", op, ": ", name, " must have the shape of input ",
-              input.sizes(), ", got ", t.sizes());
-  TORCH_CHECK(t.scalar_type() == input.scalar_type(), "fastgen.", op, ": ", name,
-              " must have the dtype of input (", input.scalar_type(), "), got ", t.scalar_type());
-  TORCH_CHECK(t.device() == input.device(), "fastgen.", op, ": ", name, " must be on the device of input (",
-              input.device(), "), got ", t.device());
+  checks::like(op, name, t, "input", input);
 }
 
 void check_stats(const at::Tensor& t, const at::Tensor& input, const char* name, const char* op) {
   const auto opmath = at::toOpMathType(input.scalar_type());
-  TORCH_CHECK(t.dim() == 2 && t.size(0) == input.size(0) && t.size(1) == input.size(1), "fastgen.", op, ": ",
-              name, " must have shape (", input.size(0), ", ", input.size(1), "), got ", t.sizes());
-  TORCH_CHECK(t.scalar_type() == opmath, "fastgen.", op, ": ", name, " must be ", opmath, " for ",
-              input.scalar_type(), " input, got ", t.scalar_type());
-  TORCH_CHECK(t.device() == input.device(), "fastgen.", op, ": ", name, " must be on the device of input (",
-              input.device(), "), got ", t.device());
+  TORCH_CHECK_VALUE(t.dim() == 2 && t.size(0) == input.size(0) && t.size(1) == input.size(1), "fastgen.", op,
+                    ": ", name, " must have shape (", input.size(0), ", ", input.size(1), "), got ", t.sizes());
+  TORCH_CHECK_TYPE(t.scalar_type() == opmath, "fastgen.", op, ": ", name, " must be ", opmath, " for ",
+                   input.scalar_type(), " input, got ", t.scalar_type());
+  checks::same_device(op, "input", input, {{name, t}});
 }
 
 // The layout the kernels walk: input itself when contiguous or channels-innermost, else a copy.
@@ -974,6 +994,31 @@ at::Tensor kernel_layout(const at::Tensor& input, bool& interleaved) {
 at::Tensor walked_like(const at::Tensor& t, const at::Tensor& x, bool interleaved) {
   const bool same = interleaved ? channels_innermost(t) : t.is_contiguous();
   return same ? t : in_layout_of(t, x);
+}
+
+// Planes whose statistics overflow the op math type: (x - mean)^2 leaves float32's range once
+// |x - mean| passes ~1.8e19, and var (then rstd) becomes inf or NaN, whereas the normalized
+// output is of order 1. A call with such a plane (float32, bfloat16 or float16 input: checked on
+// the (N, C) variances after the float32 pass, so the usual call pays nothing) is computed again
+// in double, whose range holds it, and rounded back: it gets float64's result. NaN or inf inputs
+// take the same path and give NaN planes, as eager does.
+// The same path takes variances above kMaxFloatVar, finite or not: the backward's coefficient
+// weight * rstd^3 * sum(gy * xc) / M is of order weight / var, which underflows float32 (below
+// 1.2e-38) and loses its digits long before var itself overflows.
+constexpr double kMaxFloatVar = 1e30;
+
+bool float_stats_ok(const at::Tensor& var) {
+  const at::Tensor t = var.contiguous();
+  const float* v = t.const_data_ptr<float>();
+  for (int64_t i = 0; i < t.numel(); ++i) {
+    if (!(std::abs(v[i]) <= kMaxFloatVar)) return false;  // NaN and inf included
+  }
+  return true;
+}
+
+std::optional<at::Tensor> as_double(const std::optional<at::Tensor>& t) {
+  if (!t.has_value() || !t->defined()) return t;
+  return t->to(at::kDouble);
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> instance_norm_cpu(
@@ -998,8 +1043,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> instance_norm_cpu(
       var.fill_(std::numeric_limits<double>::quiet_NaN());
     }
   } else {
-    TORCH_CHECK(running_mean.has_value() && running_mean->defined() && running_var.has_value() &&
-                    running_var->defined(),
+    TORCH_CHECK_VALUE(running_mean.has_value() && running_mean->defined() && running_var.has_value() &&
+                          running_var->defined(),
                 "fastgen.", op, ": running_mean and running_var must be given when use_input_stats is False");
     mean.copy_(channel_param(running_mean, input, "running_mean", op).view({1, C}).expand({N, C}));
     var.copy_(channel_param(running_var, input, "running_var", op).view({1, C}).expand({N, C}));
@@ -1034,6 +1079,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> instance_norm_cpu(
       });
     });
   });
+  if (use_input_stats && opmath == at::kFloat && !float_stats_ok(var)) {  // see float_stats_ok
+    const auto r = instance_norm_cpu(input.to(at::kDouble), as_double(weight_in), as_double(bias_in), std::nullopt,
+                                     std::nullopt, as_double(residual_in), true, eps, activation, negative_slope);
+    return {std::get<0>(r).to(input.scalar_type()), std::get<1>(r).to(opmath), std::get<2>(r).to(opmath)};
+  }
   return {out, mean, var};
 }
 
@@ -1051,14 +1101,27 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> instance_norm_backward_cpu(
   const int64_t N = input.size(0), C = input.size(1), M = spatial_size(input);
   const at::Tensor weight = channel_param(weight_in, input, "weight", op);
   const at::Tensor bias = channel_param(bias_in, input, "bias", op);
-  TORCH_CHECK(!output_mask[1] || weight.defined(), "fastgen.", op, ": output_mask[1] (grad_weight) needs weight");
-  TORCH_CHECK(!output_mask[2] || bias.defined(), "fastgen.", op, ": output_mask[2] (grad_bias) needs bias");
+  TORCH_CHECK_VALUE(!output_mask[1] || weight.defined(), "fastgen.", op,
+                    ": output_mask[1] (grad_weight) needs weight");
+  TORCH_CHECK_VALUE(!output_mask[2] || bias.defined(), "fastgen.", op, ": output_mask[2] (grad_bias) needs bias");
   const at::Tensor mean = mean_in.contiguous();
   const at::Tensor var = var_in.contiguous();
+  const auto opmath = at::toOpMathType(input.scalar_type());
+  if (use_input_stats && opmath == at::kFloat && input.numel() != 0 && !float_stats_ok(var)) {
+    // Statistics beyond float32's range (see float_stats_ok): recompute them and the gradients in double.
+    const at::Tensor x64 = input.to(at::kDouble);
+    const auto w64 = as_double(weight_in), b64 = as_double(bias_in);
+    const auto stats = instance_norm_cpu(x64, w64, b64, std::nullopt, std::nullopt, std::nullopt, true, eps,
+                                         activation, negative_slope);
+    const auto r = instance_norm_backward_cpu(grad_out_in.to(at::kDouble), x64, w64, b64, std::get<1>(stats),
+                                              std::get<2>(stats), true, eps, activation, negative_slope, output_mask);
+    return {std::get<0>(r).to(input.scalar_type()),
+            std::get<1>(r).to(output_mask[1] ? weight_in->scalar_type() : input.scalar_type()),
+            std::get<2>(r).to(output_mask[2] ? bias_in->scalar_type() : input.scalar_type())};
+  }
   bool interleaved = false;
   const at::Tensor x = kernel_layout(input, interleaved);
   const at::Tensor grad_out = walked_like(grad_out_in, x, interleaved);
-  const auto opmath = at::toOpMathType(input.scalar_type());
 
   at::Tensor grad_input = output_mask[0] ? at::empty_like(x) : at::empty({0}, input.options());
   const bool need_params = output_mask[1] || output_mask[2];
@@ -1100,7 +1163,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> instance_norm_backward_cpu(
     double* gwp = gw.mutable_data_ptr<double>();
     double* gbp = gb.mutable_data_ptr<double>();
     const bool reduced = opmath == at::kFloat;
-    for (int64_t n = 0; n < N; ++n) {
+    // Planes of no elements (M == 0) add nothing: their sums are 0 but their statistics NaN,
+    // and 0 * rstd would make the gradient NaN where eager's is 0.
+    for (int64_t n = 0; n < (M == 0 ? 0 : N); ++n) {
       for (int64_t c = 0; c < C; ++c) {
         const int64_t nc = n * C + c;
         // rstd as the kernels compute it (Params::rstd), rounded to the op math type.
@@ -1118,7 +1183,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> instance_norm_backward_cpu(
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(fastgen, CPU, m) {
+FASTGEN_REGISTER_CPU_KERNELS(instance_norm, m) {
   m.impl("instance_norm", &instance_norm_cpu);
   m.impl("instance_norm_backward", &instance_norm_backward_cpu);
 }

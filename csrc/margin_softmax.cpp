@@ -37,6 +37,7 @@
 #include <limits>
 #include <vector>
 
+#include "common/cpu_kernels.h"
 #include "common/vec_io.h"
 #include "common/vec_math.h"
 
@@ -670,7 +671,7 @@ std::tuple<at::Tensor, at::Tensor> margin_softmax_backward_cpu(
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(fastgen, CPU, m) {
+FASTGEN_REGISTER_CPU_KERNELS(margin_softmax, m) {
   m.impl("margin_softmax", &margin_softmax_cpu);
   m.impl("margin_softmax_backward", &margin_softmax_backward_cpu);
 }

@@ -15,6 +15,7 @@
 
 #include <cmath>
 
+#include "common/cpu_kernels.h"
 #include "common/vec_io.h"
 
 namespace fastgen {
@@ -229,7 +230,7 @@ at::Tensor pixel_norm_backward_cpu(const at::Tensor& grad_in, const at::Tensor& 
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(fastgen, CPU, m) {
+FASTGEN_REGISTER_CPU_KERNELS(pixel_norm, m) {
   m.impl("pixel_norm", &pixel_norm_cpu);
   m.impl("pixel_norm_backward", &pixel_norm_backward_cpu);
 }

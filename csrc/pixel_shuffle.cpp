@@ -26,6 +26,8 @@
 #include <string>
 #include <vector>
 
+#include "common/cpu_kernels.h"
+#include "common/checks.h"
 #include "common/vec_io.h"
 
 namespace fastgen {
@@ -60,14 +62,17 @@ at::MemoryFormat layout_of(const at::Tensor& t) {
 }
 
 void check_input(const at::Tensor& x, const char* op, const char* name) {
-  TORCH_CHECK(x.dim() >= 3, "fastgen.", op, ": ", name,
-              " must have at least 3 dimensions (*, C, H, W), got ", x.dim());
-  TORCH_CHECK(at::isFloatingType(x.scalar_type()), "fastgen.", op, ": ", name,
-              " must be a floating-point tensor, got ", x.scalar_type());
+  TORCH_CHECK_VALUE(x.dim() >= 3, "fastgen.", op, ": ", name,
+                    " must have at least 3 dimensions (*, C, H, W), got ", x.dim());
+  checks::floating(op, name, x);
+  checks::same_device(op, name, x, {});
 }
 
+// r > 0, and r * r and the output's spatial sizes (H * r, W * r) fit in int64: a factor of
+// 2^32 squares to 0, which was then a divisor (SIGFPE).
 void check_factor(int64_t r, const char* op, const char* name) {
-  TORCH_CHECK(r > 0, "fastgen.", op, ": ", name, " must be positive, got ", r);
+  TORCH_CHECK_VALUE(r > 0, "fastgen.", op, ": ", name, " must be positive, got ", r);
+  checks::mul(op, (std::string(name) + "**2").c_str(), r, r);
 }
 
 // Geometry of a pixel_shuffle input `x` (the small tensor) with factor r.
@@ -75,7 +80,9 @@ Geometry small_geometry(const at::Tensor& x, int64_t r, const char* op, const ch
   check_input(x, op, name);
   check_factor(r, op, "upscale_factor");
   const int64_t rr = r * r;
-  TORCH_CHECK(x.size(-3) % rr == 0, "fastgen.", op, ": ", name,
+  checks::mul(op, "the output's height (H * upscale_factor)", x.size(-2), r);
+  checks::mul(op, "the output's width (W * upscale_factor)", x.size(-1), r);
+  TORCH_CHECK_VALUE(x.size(-3) % rr == 0, "fastgen.", op, ": ", name,
               ".size(-3) (channels) must be divisible by upscale_factor**2 = ", rr, ", got ",
               x.size(-3));
   Geometry g;
@@ -538,15 +545,17 @@ void shuffle_backward(const scalar_t* grad, const scalar_t* x, scalar_t* dx,
 // ops
 
 void check_weight(const at::Tensor& weight, const at::Tensor& x, int64_t channels, const char* op) {
-  TORCH_CHECK(weight.dim() <= 1, "fastgen.", op, ": weight must be a scalar or 1-D tensor, got ",
-              weight.dim(), " dimensions");
-  TORCH_CHECK(weight.numel() == 1 || weight.numel() == channels, "fastgen.", op,
-              ": weight must have 1 or C = ", channels, " (output channels) elements, got ",
-              weight.numel());
-  TORCH_CHECK(weight.scalar_type() == x.scalar_type(), "fastgen.", op,
-              ": weight must have the dtype of input (", x.scalar_type(), "), got ", weight.scalar_type());
-  TORCH_CHECK(weight.device() == x.device(), "fastgen.", op, ": weight must be on the device of input (",
-              x.device(), "), got ", weight.device());
+  TORCH_CHECK_VALUE(weight.dim() <= 1, "fastgen.", op, ": weight must be a scalar or 1-D tensor, got ",
+                    weight.dim(), " dimensions");
+  TORCH_CHECK_VALUE(weight.numel() == 1 || weight.numel() == channels, "fastgen.", op,
+                    ": weight must have 1 or C = ", channels, " (output channels) elements, got ",
+                    weight.numel());
+  // As fastgen.functional: a per-channel weight needs the channel dim of a 4-D (N, C, H, W)
+  // input (torch's prelu reads dim 1 as channels, which a 3-D (C, H, W) input lacks).
+  TORCH_CHECK_VALUE(weight.numel() == 1 || x.dim() == 4, "fastgen.", op,
+                    ": input must be 4-D (N, C*r*r, H, W) with a per-channel weight, got ", x.dim(), "-D");
+  checks::same_dtype(op, "weight", weight, "input", x);
+  checks::same_device(op, "input", x, {{"weight", weight}});
 }
 
 at::Tensor forward_impl(const at::Tensor& self, const std::optional<at::Tensor>& weight, int64_t r,
@@ -583,7 +592,7 @@ at::Tensor pixel_unshuffle_cpu(const at::Tensor& self, int64_t downscale_factor)
   check_input(self, op, "input");
   check_factor(downscale_factor, op, "downscale_factor");
   const int64_t r = downscale_factor;
-  TORCH_CHECK(self.size(-2) % r == 0 && self.size(-1) % r == 0, "fastgen.", op,
+  TORCH_CHECK_VALUE(self.size(-2) % r == 0 && self.size(-1) % r == 0, "fastgen.", op,
               ": input's height and width must be divisible by downscale_factor = ", r, ", got ",
               self.size(-2), " x ", self.size(-1));
   Geometry g;
@@ -614,14 +623,11 @@ std::tuple<at::Tensor, at::Tensor> pixel_shuffle_prelu_backward_cpu(
   const Geometry g = small_geometry(self, upscale_factor, op, "input");
   check_weight(weight, self, g.channels, op);
   const std::vector<int64_t> out_sizes = big_sizes(self, g);
-  TORCH_CHECK(grad_output.sizes() == at::IntArrayRef(out_sizes), "fastgen.", op,
-              ": grad_output must have the output's shape ", shape_str(out_sizes), ", got ",
-              shape_str(grad_output.sizes()));
-  TORCH_CHECK(grad_output.scalar_type() == self.scalar_type(), "fastgen.", op,
-              ": grad_output must have the dtype of input (", self.scalar_type(), "), got ",
-              grad_output.scalar_type());
-  TORCH_CHECK(grad_output.device() == self.device(), "fastgen.", op,
-              ": grad_output must be on the device of input (", self.device(), "), got ", grad_output.device());
+  TORCH_CHECK_VALUE(grad_output.sizes() == at::IntArrayRef(out_sizes), "fastgen.", op,
+                    ": grad_output must have the output's shape ", shape_str(out_sizes), ", got ",
+                    shape_str(grad_output.sizes()));
+  checks::same_dtype(op, "grad_output", grad_output, "input", self);
+  checks::same_device(op, "input", self, {{"grad_output", grad_output}});
   const at::MemoryFormat fmt = g.channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
   at::Tensor grad_input = input_grad ? at::empty(self.sizes(), self.options().memory_format(fmt))
                                      : at::empty({0}, self.options());
@@ -667,7 +673,7 @@ std::tuple<at::Tensor, at::Tensor> pixel_shuffle_prelu_backward_cpu(
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(fastgen, CPU, m) {
+FASTGEN_REGISTER_CPU_KERNELS(pixel_shuffle, m) {
   m.impl("pixel_shuffle", &pixel_shuffle_cpu);
   m.impl("pixel_unshuffle", &pixel_unshuffle_cpu);
   m.impl("pixel_shuffle_prelu", &pixel_shuffle_prelu_cpu);

@@ -1,24 +1,16 @@
-// Every fastgen op schema, in one place. Kernels live in one file per op family
-// (TORCH_LIBRARY_IMPL(fastgen, CPU, m)); fake impls, autograd and the CUDA (Triton)
+// Every fastgen op schema, in one place. CPU kernels live in one file per op family
+// (FASTGEN_REGISTER_CPU_KERNELS, one variant per CPU capability: csrc/cpu_dispatch.cpp); fake impls, autograd and the CUDA (Triton)
 // kernels are registered from Python in fastgen/ops/<family>.py.
 #include <Python.h>
 
 #include <ATen/Parallel.h>
-#include <ATen/cpu/vec/vec.h>
 #include <torch/library.h>
-
-#include <string>
-
-// CPU_CAPABILITY (AVX512, AVX2 or DEFAULT) is set by fastgen/_build.py.
-#define FASTGEN_STRINGIFY_(x) #x
-#define FASTGEN_STRINGIFY(x) FASTGEN_STRINGIFY_(x)
 
 namespace fastgen {
 namespace {
 
-// What this binary was compiled for, reported by fastgen.build_info().
-int64_t float_vector_width() { return at::vec::Vectorized<float>::size(); }
-std::string cpu_capability() { return FASTGEN_STRINGIFY(CPU_CAPABILITY); }
+// What this binary can do, reported by fastgen.build_info() (the CPU capability in use and its
+// vector width come from csrc/cpu_dispatch.cpp).
 bool openmp_enabled() {
 #ifdef _OPENMP
   return true;
@@ -141,8 +133,6 @@ TORCH_LIBRARY(fastgen, m) {
         " float margin, bool squared, str reduction) -> Tensor");
 
   // --- build information ---------------------------------------------------------------
-  m.def("_float_vector_width() -> int", &float_vector_width);
-  m.def("_cpu_capability() -> str", &cpu_capability);
   m.def("_openmp_enabled() -> bool", &openmp_enabled);
   m.def("_num_threads() -> int", &num_threads);
 }

@@ -13,6 +13,8 @@
 #include <ATen/ops/scalar_tensor.h>
 #include <torch/library.h>
 
+#include "common/cpu_kernels.h"
+#include "common/checks.h"
 #include "common/philox.h"
 #include "common/reduction.h"
 #include "common/rows.h"
@@ -29,32 +31,29 @@ static_assert(kNoiseBlock % philox::kBlock == 0 && kRowChunk % kNoiseBlock == 0,
               "row slices must start on whole noise blocks");
 
 void check_pair(const at::Tensor& mu, const at::Tensor& logvar, const char* op) {
-  TORCH_CHECK(mu.dim() >= 1, "fastgen.", op,
-              ": mu must have a batch dimension (at least 1-D), got a 0-d tensor");
-  TORCH_CHECK(at::isFloatingType(mu.scalar_type()), "fastgen.", op,
-              ": mu must be a floating-point tensor, got ", mu.scalar_type());
-  TORCH_CHECK(logvar.sizes() == mu.sizes(), "fastgen.", op,
-              ": logvar must have the shape of mu ", mu.sizes(), ", got ", logvar.sizes());
-  TORCH_CHECK(logvar.scalar_type() == mu.scalar_type(), "fastgen.", op,
-              ": logvar must have the dtype of mu (", mu.scalar_type(), "), got ",
-              logvar.scalar_type());
-  TORCH_CHECK(logvar.device() == mu.device(), "fastgen.", op,
-              ": logvar must be on the device of mu (", mu.device(), "), got ", logvar.device());
+  TORCH_CHECK_VALUE(mu.dim() >= 1, "fastgen.", op,
+                    ": mu must have a batch dimension (at least 1-D), got a 0-d tensor");
+  checks::floating(op, "mu", mu);
+  checks::same_device(op, "mu", mu, {});
+  checks::like(op, "logvar", logvar, "mu", mu);
 }
 
 void check_like_mu(const at::Tensor& t, const at::Tensor& mu, const char* op, const char* name) {
-  TORCH_CHECK(t.sizes() == mu.sizes(), "fastgen.", op, ": ", name, " must have the shape of mu ",
-              mu.sizes(), ", got ", t.sizes());
-  TORCH_CHECK(t.scalar_type() == mu.scalar_type(), "fastgen.", op, ": ", name,
-              " must have the dtype of mu (", mu.scalar_type(), "), got ", t.scalar_type());
-  TORCH_CHECK(t.device() == mu.device(), "fastgen.", op, ": ", name,
-              " must be on the device of mu (", mu.device(), "), got ", t.device());
+  checks::like(op, name, t, "mu", mu);
+}
+
+// The seed: a one-element int64 tensor on mu's device (a meta seed beside CPU tensors sent the
+// call to the fake impl, which returned uninitialised memory).
+void check_seed(const std::optional<at::Tensor>& seed, const at::Tensor& mu, const char* op) {
+  if (!seed.has_value() || !seed->defined()) return;
+  TORCH_CHECK_TYPE(seed->scalar_type() == at::kLong, "fastgen.", op, ": seed must be a one-element int64 tensor, got ",
+                   seed->scalar_type());
+  TORCH_CHECK_VALUE(seed->numel() == 1, "fastgen.", op, ": seed must be a one-element int64 tensor, got shape ",
+                    seed->sizes());
+  checks::same_device(op, "mu", mu, {{"seed", seed}});
 }
 
 uint64_t read_seed(const at::Tensor& seed, const char* op) {
-  TORCH_CHECK(seed.scalar_type() == at::kLong && seed.numel() == 1, "fastgen.", op,
-              ": seed must be a one-element int64 tensor, got ", seed.scalar_type(), " of shape ",
-              seed.sizes());
   return static_cast<uint64_t>(seed.item<int64_t>());
 }
 
@@ -161,7 +160,8 @@ std::tuple<at::Tensor, at::Tensor> forward_impl(const at::Tensor& mu_in, const a
   const Reduction reduction = parse_reduction(reduction_name, op);
   const bool has_eps = eps_in.has_value() && eps_in->defined();
   if (has_eps) check_like_mu(*eps_in, mu_in, op, "eps");
-  TORCH_CHECK(!want_z || has_eps || (seed.has_value() && seed->defined()), "fastgen.", op,
+  check_seed(seed, mu_in, op);
+  TORCH_CHECK_VALUE(!want_z || has_eps || (seed.has_value() && seed->defined()), "fastgen.", op,
               ": either eps or seed must be given");
 
   const at::Tensor mu = is_batch_major_dense(mu_in) ? mu_in : mu_in.contiguous();
@@ -191,7 +191,7 @@ std::tuple<at::Tensor, at::Tensor> forward_impl(const at::Tensor& mu_in, const a
       scalar_t* out = kl.mutable_data_ptr<scalar_t>();
       for (int64_t b = 0; b < rows; ++b) out[b] = static_cast<scalar_t>(row_sums[b]);
     } else {
-      kl = at::scalar_tensor(reduce_rows(row_sums, reduction), mu.options());
+      kl = scalar_result(reduce_rows(row_sums, reduction), mu.options());
     }
   });
   return {z, kl};
@@ -221,9 +221,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> reparam_kl_backward_cpu(
   const bool has_eps = eps_in.has_value() && eps_in->defined();
   if (has_grad_z) check_like_mu(*grad_z_in, mu_in, op, "grad_z");
   if (has_eps) check_like_mu(*eps_in, mu_in, op, "eps");
-  TORCH_CHECK(!has_grad_z || has_eps || (seed.has_value() && seed->defined()), "fastgen.", op,
+  check_seed(seed, mu_in, op);
+  if (has_grad_kl) {
+    checks::floating(op, "grad_kl", *grad_kl_in);
+    checks::same_device(op, "mu", mu_in, {{"grad_kl", grad_kl_in}});
+  }
+  TORCH_CHECK_VALUE(!has_grad_z || has_eps || (seed.has_value() && seed->defined()), "fastgen.", op,
               ": grad_z needs eps or the forward's seed to regenerate the noise");
-  TORCH_CHECK(!eps_grad || has_eps, "fastgen.", op, ": eps_grad=True needs eps");
+  TORCH_CHECK_VALUE(!eps_grad || has_eps, "fastgen.", op, ": eps_grad=True needs eps");
 
   const at::Tensor mu = is_batch_major_dense(mu_in) ? mu_in : mu_in.contiguous();
   const at::Tensor logvar = in_layout_of(logvar_in, mu);
@@ -237,12 +242,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> reparam_kl_backward_cpu(
   if (has_grad_kl) {
     const at::Tensor g = grad_kl_in->to(at::kDouble).contiguous();
     if (reduction == Reduction::None) {
-      TORCH_CHECK(g.dim() == 1 && g.size(0) == rows, "fastgen.", op,
+      TORCH_CHECK_VALUE(g.dim() == 1 && g.size(0) == rows, "fastgen.", op,
                   ": grad_kl must have shape (", rows, ",) for reduction='none', got ", g.sizes());
       const double* src = g.const_data_ptr<double>();
       std::copy(src, src + rows, grad_kl_rows.begin());
     } else {
-      TORCH_CHECK(g.numel() == 1, "fastgen.", op, ": grad_kl must be a scalar for reduction='",
+      TORCH_CHECK_VALUE(g.numel() == 1, "fastgen.", op, ": grad_kl must be a scalar for reduction='",
                   std::string(reduction_name), "', got shape ", g.sizes());
       const double scale = reduction == Reduction::Mean ? 1.0 / static_cast<double>(rows) : 1.0;
       std::fill(grad_kl_rows.begin(), grad_kl_rows.end(), g.item<double>() * scale);
@@ -274,7 +279,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> reparam_kl_backward_cpu(
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(fastgen, CPU, m) {
+FASTGEN_REGISTER_CPU_KERNELS(reparam_kl, m) {
   m.impl("reparam_kl", &reparam_kl_cpu);
   m.impl("kl_normal", &kl_normal_cpu);
   m.impl("reparam_kl_backward", &reparam_kl_backward_cpu);

@@ -27,6 +27,8 @@
 #include <limits>
 #include <vector>
 
+#include "common/cpu_kernels.h"
+#include "common/checks.h"
 #include "common/reduction.h"
 #include "common/vec_io.h"
 
@@ -139,13 +141,15 @@ void add_distance_grad(Opmath<scalar_t>* out, const scalar_t* x, const scalar_t*
 // number of rows a "mean" divides by.
 std::vector<double> row_grads(const at::Tensor& grad, Reduction reduction, int64_t rows, int64_t count, const char* op) {
   std::vector<double> out(static_cast<size_t>(rows), 0.0);
+  checks::floating(op, "grad", grad);
+  checks::same_device(op, "grad", grad, {});
   const at::Tensor g = grad.to(at::kDouble).contiguous();
   if (reduction == Reduction::None) {
-    TORCH_CHECK(g.dim() == 1 && g.size(0) == rows, "fastgen.", op, ": grad must have shape (", rows,
+    TORCH_CHECK_VALUE(g.dim() == 1 && g.size(0) == rows, "fastgen.", op, ": grad must have shape (", rows,
                 ",) for reduction='none', got ", g.sizes());
     std::copy(g.const_data_ptr<double>(), g.const_data_ptr<double>() + rows, out.begin());
   } else {
-    TORCH_CHECK(g.numel() == 1, "fastgen.", op, ": grad must be a scalar for a reduced loss, got shape ", g.sizes());
+    TORCH_CHECK_VALUE(g.numel() == 1, "fastgen.", op, ": grad must be a scalar for a reduced loss, got shape ", g.sizes());
     const double scale = reduction == Reduction::Mean ? 1.0 / static_cast<double>(count) : 1.0;
     std::fill(out.begin(), out.end(), g.item<double>() * scale);
   }
@@ -164,22 +168,18 @@ at::Tensor reduce_loss(const std::vector<double>& per_row, Reduction reduction, 
   if (reduction == Reduction::Mean) {
     total = mean_count > 0 ? total / static_cast<double>(mean_count) : std::numeric_limits<double>::quiet_NaN();
   }
-  return at::scalar_tensor(total, opts);
+  return scalar_result(total, opts);
 }
 
 void check_rows(const at::Tensor& t, const at::Tensor& ref, const char* op, const char* name, const char* ref_name) {
-  TORCH_CHECK(t.sizes() == ref.sizes(), "fastgen.", op, ": ", name, " must have the shape of ", ref_name, " ",
-              ref.sizes(), ", got ", t.sizes());
-  TORCH_CHECK(t.scalar_type() == ref.scalar_type(), "fastgen.", op, ": ", name, " must have the dtype of ", ref_name,
-              " (", ref.scalar_type(), "), got ", t.scalar_type());
-  TORCH_CHECK(t.device() == ref.device(), "fastgen.", op, ": ", name, " must be on the device of ", ref_name, " (",
-              ref.device(), "), got ", t.device());
+  checks::like(op, name, t, ref_name, ref);
 }
 
 void check_embeddings(const at::Tensor& x, const char* op, const char* name) {
-  TORCH_CHECK(x.dim() == 2, "fastgen.", op, ": ", name, " must be 2-D (batch, embedding_size), got ", x.dim(), "-D");
-  TORCH_CHECK(at::isFloatingType(x.scalar_type()), "fastgen.", op, ": ", name,
-              " must be a floating-point tensor, got ", x.scalar_type());
+  TORCH_CHECK_VALUE(x.dim() == 2, "fastgen.", op, ": ", name, " must be 2-D (batch, embedding_size), got ", x.dim(),
+                    "-D");
+  checks::floating(op, name, x);
+  checks::same_device(op, name, x, {});
 }
 
 constexpr int64_t kRowGrain = 16384;  // elements of work per task
@@ -210,13 +210,19 @@ void check_triplet(const at::Tensor& a, const at::Tensor& p, const at::Tensor& n
   check_embeddings(a, op, "anchor");
   check_rows(p, a, op, "positive", "anchor");
   check_rows(n, a, op, "negative", "anchor");
-  TORCH_CHECK(pnorm > 0, "fastgen.", op, ": p must be positive, got ", pnorm);
+  TORCH_CHECK_VALUE(pnorm > 0, "fastgen.", op, ": p must be positive, got ", pnorm);
+}
+
+// As torch.nn.functional.triplet_margin_loss: margin <= 0 is refused (NaN passes, giving NaN).
+void check_margin(double margin, const char* op) {
+  TORCH_CHECK_VALUE(!(margin <= 0), "fastgen.", op, ": margin must be greater than 0, got ", margin);
 }
 
 at::Tensor triplet_margin_loss_cpu(const at::Tensor& anchor, const at::Tensor& positive, const at::Tensor& negative,
                                    double margin, double pnorm, double eps, bool swap, c10::string_view reduction_name) {
   const char* op = "triplet_margin_loss";
   check_triplet(anchor, positive, negative, pnorm, op);
+  check_margin(margin, op);
   const Reduction reduction = parse_reduction(reduction_name, op);
   const at::Tensor a = anchor.contiguous(), p = positive.contiguous(), n = negative.contiguous();
   const int64_t B = a.size(0), D = a.size(1);
@@ -241,6 +247,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> triplet_margin_loss_backward_cpu(
     double margin, double pnorm, double eps, bool swap, c10::string_view reduction_name) {
   const char* op = "triplet_margin_loss_backward";
   check_triplet(anchor, positive, negative, pnorm, op);
+  check_margin(margin, op);
   const Reduction reduction = parse_reduction(reduction_name, op);
   const at::Tensor a = anchor.contiguous(), p = positive.contiguous(), n = negative.contiguous();
   const int64_t B = a.size(0), D = a.size(1);
@@ -306,10 +313,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> triplet_margin_loss_backward_cpu(
 void check_contrastive(const at::Tensor& x1, const at::Tensor& x2, const at::Tensor& y, const char* op) {
   check_embeddings(x1, op, "x1");
   check_rows(x2, x1, op, "x2", "x1");
-  TORCH_CHECK(y.dim() == 1 && y.size(0) == x1.size(0), "fastgen.", op, ": y must have shape (", x1.size(0),
-              ",), got ", y.sizes());
-  TORCH_CHECK(y.device() == x1.device(), "fastgen.", op, ": y must be on the device of x1 (", x1.device(), "), got ",
-              y.device());
+  TORCH_CHECK_VALUE(y.dim() == 1 && y.size(0) == x1.size(0), "fastgen.", op, ": y must have shape (", x1.size(0),
+                    ",), got ", y.sizes());
+  checks::same_device(op, "x1", x1, {{"y", y}});
 }
 
 at::Tensor contrastive_loss_cpu(const at::Tensor& x1_in, const at::Tensor& x2_in, const at::Tensor& y_in,
@@ -343,7 +349,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> contrastive_loss_backward_cpu(
   const char* op = "contrastive_loss_backward";
   check_contrastive(x1_in, x2_in, y_in, op);
   const Reduction reduction = parse_reduction(reduction_name, op);
-  TORCH_CHECK(!y_grad || at::isFloatingType(y_in.scalar_type()), "fastgen.", op,
+  TORCH_CHECK_TYPE(!y_grad || at::isFloatingType(y_in.scalar_type()), "fastgen.", op,
               ": y_grad=True needs a floating-point y, got ", y_in.scalar_type());
   const at::Tensor x1 = x1_in.contiguous(), x2 = x2_in.contiguous();
   const at::Tensor y = y_in.to(at::kDouble).contiguous();
@@ -394,12 +400,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> contrastive_loss_backward_cpu(
 
 void check_batch_hard(const at::Tensor& emb, const at::Tensor& labels, const char* op) {
   check_embeddings(emb, op, "embeddings");
-  TORCH_CHECK(labels.dim() == 1 && labels.size(0) == emb.size(0), "fastgen.", op, ": labels must have shape (",
-              emb.size(0), ",), got ", labels.sizes());
-  TORCH_CHECK(at::isIntegralType(labels.scalar_type(), /*includeBool=*/false), "fastgen.", op,
-              ": labels must be an integer tensor, got ", labels.scalar_type());
-  TORCH_CHECK(labels.device() == emb.device(), "fastgen.", op, ": labels must be on the device of embeddings (",
-              emb.device(), "), got ", labels.device());
+  TORCH_CHECK_VALUE(labels.dim() == 1 && labels.size(0) == emb.size(0), "fastgen.", op,
+                    ": labels must have shape (", emb.size(0), ",), got ", labels.sizes());
+  checks::integral(op, "labels", labels);
+  checks::same_device(op, "embeddings", emb, {{"labels", labels}});
 }
 
 // Squared distance between two rows (no eps: identical points are at 0), summed in element
@@ -521,18 +525,22 @@ at::Tensor batch_hard_triplet_loss_backward_cpu(const at::Tensor& grad, const at
   const Reduction reduction = parse_reduction(reduction_name, op);
   const int64_t B = emb_in.size(0), E = emb_in.size(1);
   for (const auto* t : {&positive_in, &negative_in}) {
-    TORCH_CHECK(t->dim() == 1 && t->size(0) == B && t->scalar_type() == at::kLong, "fastgen.", op,
-                ": positive and negative must be int64 index tensors of shape (", B, ",), got ", t->scalar_type(),
-                " of shape ", t->sizes());
+    const char* name = t == &positive_in ? "positive" : "negative";
+    TORCH_CHECK_TYPE(t->scalar_type() == at::kLong, "fastgen.", op, ": ", name,
+                     " must be an int64 index tensor, got ", t->scalar_type());
+    TORCH_CHECK_VALUE(t->dim() == 1 && t->size(0) == B, "fastgen.", op, ": ", name, " must have shape (", B,
+                      ",), got ", t->sizes());
   }
+  checks::same_device(op, "embeddings", emb_in, {{"positive", positive_in}, {"negative", negative_in}});
   const at::Tensor emb = emb_in.contiguous();
   const at::Tensor pos = positive_in.contiguous(), neg = negative_in.contiguous();
   const int64_t* pi = pos.const_data_ptr<int64_t>();
   const int64_t* ni = neg.const_data_ptr<int64_t>();
   int64_t valid = 0;
   for (int64_t i = 0; i < B; ++i) {
-    TORCH_CHECK(pi[i] >= -1 && pi[i] < B && ni[i] >= -1 && ni[i] < B, "fastgen.", op,
-                ": positive and negative must hold row indices or -1");
+    TORCH_CHECK_INDEX(pi[i] >= -1 && pi[i] < B && ni[i] >= -1 && ni[i] < B, "fastgen.", op,
+                      ": positive and negative must hold row indices in [-1, ", B, "), got ", pi[i], " and ", ni[i],
+                      " at row ", i);
     valid += pi[i] >= 0 && ni[i] >= 0;
   }
   const std::vector<double> g = row_grads(grad, reduction, B, std::max<int64_t>(valid, 1), op);
@@ -584,7 +592,7 @@ at::Tensor batch_hard_triplet_loss_backward_cpu(const at::Tensor& grad, const at
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(fastgen, CPU, m) {
+FASTGEN_REGISTER_CPU_KERNELS(triplet, m) {
   m.impl("triplet_margin_loss", &triplet_margin_loss_cpu);
   m.impl("triplet_margin_loss_backward", &triplet_margin_loss_backward_cpu);
   m.impl("contrastive_loss", &contrastive_loss_cpu);

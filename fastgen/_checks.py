@@ -53,3 +53,22 @@ def check_generator(fn: str, generator, device: torch.device) -> None:
         fail(fn, f"generator must be a torch.Generator or None, got {type(generator).__name__}", TypeError)
     if generator.device.type != device.type:
         fail(fn, f"generator must be a {device.type} generator for {device.type} inputs, got a {generator.device.type} generator")
+
+
+def check_same_device(fn: str, ref_name: str, ref: torch.Tensor, **tensors) -> None:
+    """Every tensor in `tensors` (None skipped) on the device of `ref`. The fake impls need it:
+    one meta argument sends a call to them whatever the others are (a meta seed beside CPU
+    tensors returned uninitialised memory), and so do the CUDA launchers."""
+    for name, t in tensors.items():
+        if t is not None and t.device != ref.device:
+            fail(fn, f"{name} must be on the device of {ref_name} ({ref.device}), got {t.device}")
+
+
+INT64_MAX = 2**63 - 1
+
+
+def check_int_product(fn: str, what: str, a: int, b: int) -> None:
+    """a * b of sizes or factors must fit in int64, as the kernels compute it (symbolic sizes
+    under torch.compile are left to the kernel's own check)."""
+    if type(a) is int and type(b) is int and abs(a * b) > INT64_MAX:
+        fail(fn, f"{what} overflows int64 ({a} * {b})")

@@ -21,8 +21,9 @@ def _triton_status() -> dict:
 
 
 def build_info() -> dict:
-    """Version, torch version, the compiled CPU capability and vector width, OpenMP threads,
-    and whether Triton and CUDA are usable."""
+    """Version, torch version, the CPU kernels' variant in use (cpu_capability: DEFAULT, AVX2 or
+    AVX512, the same as torch's) with its vector width and the variants the build holds, OpenMP
+    threads, and whether Triton and CUDA are usable."""
     import fastgen
     from fastgen import _ext
 
@@ -35,6 +36,7 @@ def build_info() -> dict:
         "extension": _ext.load(),
         "cpu_capability": ops._cpu_capability(),
         "float_vector_width": ops._float_vector_width(),
+        "cpu_capabilities": list(ops._cpu_capabilities()),
         "openmp": ops._openmp_enabled(),
         "num_threads": ops._num_threads(),
         "triton": triton["version"] if triton["available"] else None,

@@ -756,6 +756,11 @@ def triplet_margin_loss(anchor: torch.Tensor, positive: torch.Tensor, negative: 
     if unbatched:
         anchor, positive, negative = anchor[None], positive[None], negative[None]
     _check_pairs(fn, names, (anchor, positive, negative))
+    for name, value in (("margin", margin), ("p", p), ("eps", eps)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            _checks.fail(fn, f"{name} must be a number, got {type(value).__name__}", TypeError)
+    if margin <= 0:  # torch refuses it too (NaN passes, as in torch)
+        _checks.fail(fn, f"margin must be greater than 0, got {margin}")
     if not p > 0:
         _checks.fail(fn, f"p must be positive, got {p!r}")
     _checks.check_reduction(fn, reduction)

@@ -584,3 +584,30 @@ def test_triton_layouts_and_empty_batch():
     assert torch.isnan(penalty) and norms.shape == (0,)
     penalty, _, _ = kernels.grad_penalty(torch.zeros(3, 0), 1.0, 10.0, False)
     torch.testing.assert_close(penalty, ops.grad_penalty(torch.zeros(3, 0), 1.0, 10.0, False, False)[0])
+
+
+# --- hardening (issue 12): regressions -------------------------------------------------------
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"one_sided": True}, {"target": 1e30}])
+def test_penalty_overflow_gives_inf(kwargs):
+    # A diverging critic: eager returns inf; fastgen raised "value cannot be converted".
+    g = torch.full((2, 4), 5e18)
+    out = F.grad_norm_penalty(g, **kwargs) if "target" not in kwargs else F.grad_norm_penalty(g * 0, **kwargs)
+    ref = R.grad_norm_penalty(g, **kwargs) if "target" not in kwargs else R.grad_norm_penalty(g * 0, **kwargs)
+    assert torch.isinf(ref) and torch.isinf(out)
+
+
+def test_r1_penalty_overflow_gives_inf():
+    out = F.r1_penalty(torch.full((2, 4), 5e18), gamma=10.0)
+    assert torch.isinf(out)
+
+
+def test_one_sided_penalty_propagates_nan():
+    g = torch.ones(2, 3)
+    g[0, 0] = float("nan")
+    g.requires_grad_(True)
+    out = F.grad_norm_penalty(g, one_sided=True)
+    assert torch.isnan(out)
+    out.backward()
+    assert torch.isnan(g.grad[0]).all() and torch.isfinite(g.grad[1]).all()

@@ -559,3 +559,77 @@ def test_two_element_planes_keep_the_precision_of_the_mean():
         eager = _run(R.instance_norm, x, w, b, res, grad)[0]
         ref = _run(R.instance_norm, *(t.double() for t in (x, w, b, res, grad)))[0]
         assert_parity(fast, eager, ref, what=f"out, seed {seed}")
+
+
+# --- hardening (issue 12): regressions -------------------------------------------------------
+
+
+def test_zero_size_spatial_dim_gives_zero_param_grads():
+    # Eager: w.grad = b.grad = 0; fastgen gave NaN (0 * rstd of no elements).
+    x = torch.randn(2, 3, 0, 4, requires_grad=True)
+    w = torch.ones(3, requires_grad=True)
+    b = torch.zeros(3, requires_grad=True)
+    F.instance_norm(x, weight=w, bias=b).sum().backward()
+    w2 = w.detach().clone().requires_grad_(True)
+    b2 = b.detach().clone().requires_grad_(True)
+    R.instance_norm(x.detach(), weight=w2, bias=b2).sum().backward()
+    assert torch.equal(w.grad, w2.grad) and torch.equal(b.grad, b2.grad)
+    assert torch.equal(w.grad, torch.zeros(3))
+
+
+@pytest.mark.parametrize("where", ["input", "running_mean"])
+@pytest.mark.parametrize("activation", ["relu", "leaky_relu"])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_eval_relu_with_infinite_input_grad_is_eager(where, activation, channels_last):
+    # y = -inf, relu gives 0 and a 0 gradient; fastgen's backward multiplied x - mean = -inf by a
+    # zero coefficient and gave NaN.
+    x = torch.randn(2, 3, 4, 4)
+    rm, rv = torch.zeros(3), torch.ones(3)
+    if where == "input":
+        x[0, 1, 2, 3] = -float("inf")
+    else:
+        rm[1] = float("inf")
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    xf = x.clone().requires_grad_(True)
+    xe = x.clone().requires_grad_(True)
+    kw = dict(use_input_stats=False, activation=activation)
+    out = F.instance_norm(xf, rm.clone(), rv.clone(), **kw)
+    ref = R.instance_norm(xe, rm.clone(), rv.clone(), **kw)
+    g = torch.randn_like(ref)
+    out.backward(g)
+    ref.backward(g)
+    assert torch.equal(torch.isnan(out), torch.isnan(ref))
+    assert torch.equal(torch.isnan(xf.grad), torch.isnan(xe.grad)), "NaN gradient where eager has none"
+    torch.testing.assert_close(xf.grad, xe.grad, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("magnitude", [1e19, 1e30, 1e37])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_huge_planes_match_float64(dtype, magnitude, channels_last):
+    # (x - mean)^2 overflows float32 above ~1.8e19: fastgen gave NaN or 0 there (eager gives 0).
+    # The normalized output is of order 1 and float64 computes it: fastgen must match float64.
+    if dtype == torch.float16:
+        magnitude = 1e4  # float16's range ends at 65504
+    g = torch.Generator().manual_seed(12)
+    x = (torch.randn(2, 3, 5, 7, generator=g, dtype=torch.float64) * magnitude).to(dtype)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    w = torch.rand(3, generator=g) + 0.5
+    xf = x.clone().requires_grad_(True)
+    wf = w.clone().requires_grad_(True)
+    out = F.instance_norm(xf, weight=wf)
+    x64 = x.double().requires_grad_(True)
+    w64 = w.double().requires_grad_(True)
+    ref = R.instance_norm(x64, weight=w64)
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out.double(), ref, rtol=0, atol=4 * torch.finfo(dtype).eps * 4)
+    gout = torch.randn(ref.shape, generator=g, dtype=torch.float64)
+    out.backward(gout.to(dtype))
+    ref.backward(gout)
+    # Gradients of order 1 / magnitude: compare relative to that scale.
+    scale = x64.grad.abs().max().item()
+    assert torch.isfinite(xf.grad).all()
+    assert (xf.grad.double() - x64.grad).abs().max().item() <= 64 * torch.finfo(dtype).eps * scale
+    torch.testing.assert_close(wf.grad.double(), w64.grad, rtol=64 * torch.finfo(dtype).eps, atol=1e-6)

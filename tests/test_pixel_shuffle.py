@@ -467,3 +467,33 @@ def test_triton_leading_dims_and_empty_batch():
     assert kernels.pixel_shuffle_prelu(empty, weight, 2).shape == (0, 2, 6, 6)
     gx, gw = kernels.pixel_shuffle_prelu_backward(torch.zeros(0, 2, 6, 6), empty, weight, 2, True, True)
     assert gx.shape == empty.shape and torch.equal(gw, torch.zeros(2))
+
+
+# --- hardening (issue 12): regressions -------------------------------------------------------
+
+
+@pytest.mark.parametrize("factor", [2**32, 2**62, 2**31 + 1])
+@pytest.mark.parametrize("op", ["pixel_shuffle", "pixel_unshuffle", "pixel_shuffle_prelu"])
+def test_huge_factor_raises_in_a_subprocess(op, factor):
+    # r * r overflowed to 0 and was used as a divisor: the process died of SIGFPE.
+    import subprocess
+    import sys
+    args = "torch.randn(1, 16, 2, 2), torch.ones(1)" if op == "pixel_shuffle_prelu" else "torch.randn(1, 16, 2, 2)"
+    code = (
+        "import torch, fastgen\n"
+        "try:\n"
+        f"    torch.ops.fastgen.{op}({args}, {factor})\n"
+        "except (ValueError, RuntimeError) as e:\n"
+        "    assert 'fastgen.' in str(e) and 'factor' in str(e), str(e)\n"
+        "    print('raised')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, f"rc={proc.returncode}: {proc.stderr[-2000:]}"
+    assert "raised" in proc.stdout
+
+
+def test_prelu_op_rejects_3d_input_with_per_channel_weight():
+    # The functional API rejects it; the op accepted it and applied the weight per channel of
+    # an unbatched input, where the functional API's contract is 4-D only.
+    with pytest.raises(ValueError, match="fastgen.pixel_shuffle_prelu: .*weight"):
+        torch.ops.fastgen.pixel_shuffle_prelu(torch.randn(4, 2, 2), torch.ones(4), 1)

@@ -450,3 +450,18 @@ def test_triton_layouts_and_empty_batch():
     empty = torch.zeros(0, 4)
     z, kl = kernels.reparam_kl(empty, empty, None, torch.tensor(1), "mean")
     assert z.shape == (0, 4) and torch.isnan(kl)
+
+
+# --- hardening (issue 12): regressions -------------------------------------------------------
+
+
+def test_meta_seed_with_cpu_tensors_raises():
+    # One meta argument routed the call to the fake impl, which returned uninitialised memory.
+    with pytest.raises((ValueError, RuntimeError), match="fastgen.reparam_kl: seed"):
+        torch.ops.fastgen.reparam_kl(torch.zeros(2, 3), torch.zeros(2, 3), None, torch.tensor(7, device="meta"), "none")
+
+
+def test_meta_eps_with_cpu_tensors_raises():
+    with pytest.raises((ValueError, RuntimeError), match="fastgen.reparam_kl: eps"):
+        torch.ops.fastgen.reparam_kl(torch.zeros(2, 3), torch.zeros(2, 3), torch.zeros(2, 3, device="meta"), None,
+                                     "none")

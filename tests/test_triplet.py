@@ -399,3 +399,23 @@ def test_triton_empty_batch():
     assert kernels.contrastive_loss(x, x, torch.zeros(0), 1.0, 1e-6, "sum").item() == 0
     loss, pos, neg = kernels.batch_hard_triplet_loss(x, torch.zeros(0, dtype=torch.long), 0.3, False, "mean")
     assert loss.item() == 0 and pos.shape == (0,)
+
+
+# --- hardening (issue 12): regressions -------------------------------------------------------
+
+
+def test_triplet_p_must_be_a_number():
+    a = torch.randn(3, 4)
+    with pytest.raises(TypeError, match="fastgen.triplet_margin_loss: p must be"):
+        F.triplet_margin_loss(a, a, a, p="2")
+
+
+@pytest.mark.parametrize("margin", [0.0, -1.0])
+def test_triplet_margin_must_be_positive_as_torch(margin):
+    a = torch.randn(3, 4)
+    with pytest.raises(ValueError, match="margin"):
+        TF.triplet_margin_loss(a, a, a, margin=margin)
+    with pytest.raises(ValueError, match="fastgen.triplet_margin_loss: margin"):
+        F.triplet_margin_loss(a, a, a, margin=margin)
+    with pytest.raises(ValueError, match="fastgen.triplet_margin_loss: margin"):
+        torch.ops.fastgen.triplet_margin_loss(a, a, a, margin, 2.0, 1e-6, False, "mean")

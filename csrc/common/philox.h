@@ -17,7 +17,9 @@
 #include <cstdint>
 #include <utility>
 
-namespace fastgen::philox {
+namespace fastgen {
+inline namespace CPU_CAPABILITY {  // one copy per variant: csrc/common/cpu_kernels.h
+namespace philox {
 
 constexpr uint32_t kKeyA = 0x9E3779B9u;
 constexpr uint32_t kKeyB = 0xBB67AE85u;
@@ -150,4 +152,6 @@ inline void fill_normals(uint64_t seed, int64_t row, int64_t col, int64_t len, i
   }
 }
 
-}  // namespace fastgen::philox
+}  // namespace philox
+}  // namespace CPU_CAPABILITY
+}  // namespace fastgen

@@ -2,6 +2,8 @@
 // with torch's meaning (mean of an empty batch is NaN, sum of an empty batch is 0).
 #pragma once
 
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/scalar_tensor.h>
 #include <c10/util/Exception.h>
 #include <c10/util/string_view.h>
 
@@ -11,6 +13,7 @@
 #include <vector>
 
 namespace fastgen {
+inline namespace CPU_CAPABILITY {  // one copy per variant: csrc/common/cpu_kernels.h
 
 enum class Reduction { None, Mean, Sum };
 
@@ -18,7 +21,7 @@ inline Reduction parse_reduction(c10::string_view reduction, const char* op) {
   if (reduction == "none") return Reduction::None;
   if (reduction == "mean") return Reduction::Mean;
   if (reduction == "sum") return Reduction::Sum;
-  TORCH_CHECK(false, "fastgen.", op, ": reduction must be 'none', 'mean' or 'sum', got '",
+  TORCH_CHECK_VALUE(false, "fastgen.", op, ": reduction must be 'none', 'mean' or 'sum', got '",
               std::string(reduction), "'");
 }
 
@@ -35,4 +38,12 @@ double reduce_rows(const std::vector<acc_t>& rows, Reduction reduction) {
   return total;
 }
 
+// A reduced loss (computed in double) as a 0-d tensor of `options`' dtype, rounded as a tensor
+// cast rounds: beyond the dtype's range it is inf, as eager's reduction gives (at::scalar_tensor
+// refuses to narrow an out-of-range double and raises).
+inline at::Tensor scalar_result(double value, const at::TensorOptions& options) {
+  return at::scalar_tensor(value, options.dtype(at::kDouble)).to(options.dtype());
+}
+
+}  // namespace CPU_CAPABILITY
 }  // namespace fastgen

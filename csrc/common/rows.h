@@ -11,6 +11,7 @@
 #include <vector>
 
 namespace fastgen {
+inline namespace CPU_CAPABILITY {  // one copy per variant: csrc/common/cpu_kernels.h
 
 // True when the elements of `t` fill one dense block in which every batch entry (dim 0) is
 // a contiguous run of numel / size(0) elements, in any order inside the run: contiguous,
@@ -64,4 +65,5 @@ std::vector<acc_t> parallel_rows(int64_t rows, int64_t cols, const Fn& fn) {
   return row_totals;
 }
 
+}  // namespace CPU_CAPABILITY
 }  // namespace fastgen

@@ -11,6 +11,7 @@
 #include <type_traits>
 
 namespace fastgen {
+inline namespace CPU_CAPABILITY {  // one copy per variant: csrc/common/cpu_kernels.h
 
 template <typename scalar_t>
 struct VecIO {
@@ -84,4 +85,5 @@ at::opmath_type<scalar_t> sum_squares(const scalar_t* p, int64_t n) {
   return IO::sum_lanes((acc0 + acc1) + (acc2 + acc3));
 }
 
+}  // namespace CPU_CAPABILITY
 }  // namespace fastgen

@@ -4,7 +4,9 @@
 
 #include <ATen/cpu/vec/vec.h>
 
-namespace fastgen::vec_math {
+namespace fastgen {
+inline namespace CPU_CAPABILITY {  // one copy per variant: csrc/common/cpu_kernels.h
+namespace vec_math {
 
 using Vec = at::vec::Vectorized<float>;
 using IVec = at::vec::Vectorized<int32_t>;
@@ -105,4 +107,6 @@ inline void sincos_2pi(const Vec& u, Vec& sin_out, Vec& cos_out) {
   cos_out = Vec::blendv(c, s, odd) ^ cos_sign;
 }
 
-}  // namespace fastgen::vec_math
+}  // namespace vec_math
+}  // namespace CPU_CAPABILITY
+}  // namespace fastgen

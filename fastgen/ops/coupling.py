@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 
+from fastgen._checks import check_same_device
 from fastgen._autograd import register_autograd
 
 _ops = torch.ops.fastgen
@@ -121,6 +122,7 @@ def check_backward_args(grad_output, grad_logdet, x, s, scale, mask, mask_parity
 @torch.library.register_fake("fastgen::affine_coupling")
 def _affine_coupling_fake(x, s, t, scale, mask, mask_parity, inverse):
     check_args("affine_coupling", x, s, t, scale, mask, mask_parity)
+    check_same_device("affine_coupling", "x", x, s=s, t=t, scale=scale)
     _, x_strides, _ = layout(x, mask)
     y = x.new_empty_strided(x.shape, x_strides)
     return y, x.new_empty((x.shape[0],), dtype=logdet_dtype(x.dtype))
@@ -129,6 +131,8 @@ def _affine_coupling_fake(x, s, t, scale, mask, mask_parity, inverse):
 @torch.library.register_fake("fastgen::affine_coupling_backward")
 def _affine_coupling_backward_fake(grad_output, grad_logdet, x, s, scale, mask, mask_parity, inverse, output_mask):
     check_backward_args(grad_output, grad_logdet, x, s, scale, mask, mask_parity)
+    check_same_device("affine_coupling_backward", "x", x, grad_output=grad_output, grad_logdet=grad_logdet, s=s,
+                      scale=scale)
     _, x_strides, s_strides = layout(x, mask)
     want_input, want_s, want_t, want_scale = output_mask
     none = lambda: x.new_empty((0,))  # noqa: E731

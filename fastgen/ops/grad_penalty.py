@@ -1,8 +1,8 @@
-"""GAN training core: fake impls, autograd (double backward included) and the CUDA (Triton)
+"""GAN training core: fake impls and the CUDA (Triton)
 kernels for fastgen::interpolate, fastgen::grad_penalty and their backward ops.
 
 The math lives in csrc/grad_penalty.cpp. Both backward ops are linear in their incoming
-gradient, so their own backward (written here in torch ops) is short: it is what lets the
+gradient, so their own backward (csrc/autograd/grad_penalty.cpp) is short: it is what lets the
 penalty sit inside a critic whose input gradient was taken with create_graph=True, and what
 gradgradcheck checks.
 """
@@ -12,6 +12,7 @@ import math
 
 import torch
 
+from fastgen._checks import check_same_device
 from fastgen._autograd import register_autograd
 
 from fastgen._layout import batch_major
@@ -83,12 +84,14 @@ def check_penalty_backward_args(grad_penalty, grad_norms, grads, norms, target, 
 
 
 @torch.library.register_fake("fastgen::interpolate")
+    check_same_device("interpolate", "real", real, fake=fake, alpha=alpha)
 def _interpolate_fake(real, fake, alpha):
     check_interpolate_args(real, fake, alpha)
     return torch.empty_like(batch_major(real))
 
 
 @torch.library.register_fake("fastgen::interpolate_backward")
+    check_same_device("interpolate_backward", "grad", grad, real=real, fake=fake, alpha=alpha)
 def _interpolate_backward_fake(grad, real, fake, alpha, output_mask):
     check_interpolate_backward_args(grad, real, fake, alpha, output_mask)
     layout = batch_major(grad)
@@ -105,6 +108,8 @@ def _grad_penalty_fake(grads, target, weight, one_sided, with_grad):
 
 
 @torch.library.register_fake("fastgen::grad_penalty_backward")
+    check_same_device("grad_penalty_backward", "grads", grads, grad_penalty=grad_penalty, grad_norms=grad_norms,
+                      norms=norms)
 def _grad_penalty_backward_fake(grad_penalty, grad_norms, grads, norms, target, weight, one_sided):
     check_penalty_backward_args(grad_penalty, grad_norms, grads, norms, target, weight)
     return torch.empty_like(batch_major(grads))

@@ -1,7 +1,8 @@
-"""Progressive GAN pixel norm: fake impls, autograd (double backward included) and the CUDA
-(Triton) kernels for fastgen::pixel_norm and fastgen::pixel_norm_backward.
+"""Progressive GAN pixel norm: fake impls and the CUDA (Triton)
+kernels for fastgen::pixel_norm and fastgen::pixel_norm_backward.
 
-The math lives in csrc/pixel_norm.cpp. With r = (mean_c x^2 + eps)^(-1/2) per pixel:
+The math lives in csrc/pixel_norm.cpp, the autograd (double backward included) in
+csrc/autograd/pixel_norm.cpp. With r = (mean_c x^2 + eps)^(-1/2) per pixel:
     y  = r x
     gx = r g - r^3 x mean_c(g x)                      (pixel_norm_backward)
 """
@@ -11,6 +12,7 @@ import math
 
 import torch
 
+from fastgen._checks import check_same_device
 from fastgen._autograd import register_autograd
 
 _ops = torch.ops.fastgen
@@ -48,6 +50,7 @@ def _pixel_norm_fake(x, eps):
 
 @torch.library.register_fake("fastgen::pixel_norm_backward")
 def _pixel_norm_backward_fake(grad, x, eps):
+    check_same_device("pixel_norm_backward", "x", x, grad=grad)
     check_backward_args(grad, x, eps)
     return torch.empty_like(pixel_layout(x))
 

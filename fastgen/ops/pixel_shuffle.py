@@ -1,14 +1,15 @@
-"""PixelShuffle / PixelUnshuffle and PixelShuffle + PReLU: fake impls, autograd (double backward
-included) and the CUDA (Triton) kernels for fastgen::pixel_shuffle, fastgen::pixel_unshuffle,
+"""PixelShuffle / PixelUnshuffle and PixelShuffle + PReLU: fake impls and the CUDA
+(Triton) kernels for fastgen::pixel_shuffle, fastgen::pixel_unshuffle,
 fastgen::pixel_shuffle_prelu and fastgen::pixel_shuffle_prelu_backward.
 
 The kernels live in csrc/pixel_shuffle.cpp. pixel_shuffle and pixel_unshuffle are each other's
-gradient; the backward of pixel_shuffle_prelu_backward is written in torch ops below.
+gradient. The autograd (double backward included) is in csrc/autograd/pixel_shuffle.cpp.
 """
 from __future__ import annotations
 
 import torch
 
+from fastgen._checks import check_int_product, check_same_device
 from fastgen._autograd import register_autograd
 from torch._prims_common import suggest_memory_format
 
@@ -30,7 +31,10 @@ def memory_format(t: torch.Tensor) -> torch.memory_format:
 def _check_input(op: str, x, factor: int, factor_name: str) -> None:
     torch._check(x.dim() >= 3, lambda: f"fastgen.{op}: input must have at least 3 dimensions (*, C, H, W), got {x.dim()}")
     torch._check(x.dtype.is_floating_point, lambda: f"fastgen.{op}: input must be a floating-point tensor, got {x.dtype}")
-    torch._check(factor > 0, lambda: f"fastgen.{op}: {factor_name} must be positive, got {factor}")
+    torch._check_value(factor > 0, lambda: f"fastgen.{op}: {factor_name} must be positive, got {factor}")
+    check_int_product(op, f"{factor_name}**2", factor, factor)
+    check_int_product(op, f"the output's height (H * {factor_name})", x.shape[-2], factor)
+    check_int_product(op, f"the output's width (W * {factor_name})", x.shape[-1], factor)
 
 
 def check_shuffle(op: str, x, upscale_factor: int) -> int:
@@ -49,6 +53,7 @@ def check_unshuffle(op: str, x, downscale_factor: int) -> None:
 
 def check_weight(op: str, weight, x, channels) -> None:
     torch._check(weight.dim() <= 1, lambda: f"fastgen.{op}: weight must be a scalar or 1-D tensor, got {weight.dim()} dimensions")
+    torch._check_value(weight.numel() == 1 or x.dim() == 4, lambda: f"fastgen.{op}: input must be 4-D (N, C*r*r, H, W) with a per-channel weight, got {x.dim()}-D")
     torch._check(weight.numel() == 1 or weight.numel() == channels, lambda: f"fastgen.{op}: weight must have 1 or C = {channels} (output channels) elements, got {weight.numel()}")
     torch._check(weight.dtype == x.dtype, lambda: f"fastgen.{op}: weight must have the dtype of input ({x.dtype}), got {weight.dtype}")
     torch._check(weight.device == x.device, lambda: f"fastgen.{op}: weight must be on the device of input ({x.device}), got {weight.device}")
@@ -96,12 +101,14 @@ def _pixel_unshuffle_fake(self, downscale_factor):
 @torch.library.register_fake("fastgen::pixel_shuffle_prelu")
 def _pixel_shuffle_prelu_fake(self, weight, upscale_factor):
     channels = check_shuffle("pixel_shuffle_prelu", self, upscale_factor)
+    check_same_device("pixel_shuffle_prelu", "input", self, weight=weight)
     check_weight("pixel_shuffle_prelu", weight, self, channels)
     return _empty(shuffled_shape(self, upscale_factor), self, memory_format(self))
 
 
 @torch.library.register_fake("fastgen::pixel_shuffle_prelu_backward")
 def _pixel_shuffle_prelu_backward_fake(grad_output, self, weight, upscale_factor, input_grad, weight_grad):
+    check_same_device("pixel_shuffle_prelu_backward", "input", self, grad_output=grad_output, weight=weight)
     check_backward(grad_output, self, weight, upscale_factor)
     grad_input = _empty(self.shape, self, memory_format(self)) if input_grad else self.new_empty((0,))
     grad_weight = weight.new_empty(weight.shape) if weight_grad else weight.new_empty((0,))

@@ -1,13 +1,14 @@
-"""VAE reparameterization + KL: fake impls, autograd (double backward included) and the
-CUDA (Triton) kernels for fastgen::reparam_kl, fastgen::kl_normal, fastgen::reparam_kl_backward.
+"""VAE reparameterization + KL: fake impls and the CUDA (Triton)
+kernels for fastgen::reparam_kl, fastgen::kl_normal, fastgen::reparam_kl_backward.
 
-The math lives in csrc/reparam_kl.cpp; the backward-of-backward below is written in torch
-ops so that WGAN-GP style create_graph=True gradients flow through it.
+The math lives in csrc/reparam_kl.cpp, the autograd (double backward included) in
+csrc/autograd/reparam_kl.cpp.
 """
 from __future__ import annotations
 
 import torch
 
+from fastgen._checks import check_same_device
 from fastgen._autograd import register_autograd
 
 from fastgen._layout import batch_major
@@ -72,6 +73,7 @@ def _kl_like(mu: torch.Tensor, reduction: str) -> torch.Tensor:
 
 
 @torch.library.register_fake("fastgen::reparam_kl")
+    check_same_device("reparam_kl", "mu", mu, logvar=logvar, eps=eps, seed=seed)
 def _reparam_kl_fake(mu, logvar, eps, seed, reduction):
     check_forward_args("reparam_kl", mu, logvar, eps, seed, reduction)
     return torch.empty_like(batch_major(mu)), _kl_like(mu, reduction)
@@ -84,6 +86,7 @@ def _kl_normal_fake(mu, logvar, reduction):
 
 
 @torch.library.register_fake("fastgen::reparam_kl_backward")
+    check_same_device("reparam_kl_backward", "mu", mu, grad_z=grad_z, grad_kl=grad_kl, logvar=logvar, eps=eps, seed=seed)
 def _reparam_kl_backward_fake(grad_z, grad_kl, mu, logvar, eps, seed, reduction, eps_grad):
     check_backward_args(grad_z, grad_kl, mu, logvar, eps, seed, reduction, eps_grad)
     layout = batch_major(mu)

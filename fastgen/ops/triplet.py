@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from fastgen._checks import check_same_device
 from fastgen._autograd import register_autograd
 
 from fastgen._double_backward import vjp_of_vjp
@@ -66,6 +67,11 @@ def check_batch_hard(op, embeddings, labels, reduction) -> None:
     _check_reduction(op, reduction)
 
 
+def _check_margin(op, margin) -> None:
+    # As torch.nn.functional.triplet_margin_loss (NaN passes, giving NaN).
+    torch._check_value(not margin <= 0, lambda: f"fastgen.{op}: margin must be greater than 0, got {margin}")
+
+
 def _loss_like(x, reduction):
     return x.new_empty((x.shape[0],) if reduction == "none" else ())
 
@@ -77,6 +83,7 @@ def _grad_like(x):
 @torch.library.register_fake("fastgen::triplet_margin_loss")
 def _triplet_fake(anchor, positive, negative, margin, p, eps, swap, reduction):
     check_triplet("triplet_margin_loss", anchor, positive, negative, p, reduction)
+    _check_margin("triplet_margin_loss", margin)
     return _loss_like(anchor, reduction)
 
 
@@ -84,7 +91,9 @@ def _triplet_fake(anchor, positive, negative, margin, p, eps, swap, reduction):
 def _triplet_backward_fake(grad, anchor, positive, negative, margin, p, eps, swap, reduction):
     op = "triplet_margin_loss_backward"
     check_triplet(op, anchor, positive, negative, p, reduction)
+    _check_margin(op, margin)
     _check_grad(op, grad, anchor.shape[0], reduction)
+    check_same_device(op, "anchor", anchor, grad=grad)
     return _grad_like(anchor), _grad_like(anchor), _grad_like(anchor)
 
 
@@ -99,6 +108,7 @@ def _contrastive_backward_fake(grad, x1, x2, y, margin, eps, reduction, y_grad):
     op = "contrastive_loss_backward"
     check_contrastive(op, x1, x2, y, reduction)
     _check_grad(op, grad, x1.shape[0], reduction)
+    check_same_device(op, "x1", x1, grad=grad)
     torch._check(not y_grad or y.dtype.is_floating_point, lambda: f"fastgen.{op}: y_grad=True needs a floating-point y, got {y.dtype}")
     grad_y = y.new_empty((y.shape[0],)) if y_grad else x1.new_empty((0,))
     return _grad_like(x1), _grad_like(x1), grad_y
@@ -117,6 +127,9 @@ def _batch_hard_backward_fake(grad, embeddings, positive, negative, margin, squa
     _check_embeddings(op, "embeddings", embeddings)
     _check_reduction(op, reduction)
     _check_grad(op, grad, embeddings.shape[0], reduction)
+    torch._check_type(positive.dtype == torch.int64 and negative.dtype == torch.int64, lambda: f"fastgen.{op}: positive and negative must be int64 index tensors, got {positive.dtype} and {negative.dtype}")
+    torch._check_value(positive.shape == (embeddings.shape[0],) and negative.shape == (embeddings.shape[0],), lambda: f"fastgen.{op}: positive and negative must have shape ({embeddings.shape[0]},), got {tuple(positive.shape)} and {tuple(negative.shape)}")
+    check_same_device(op, "embeddings", embeddings, grad=grad, positive=positive, negative=negative)
     return _grad_like(embeddings)
 
 
