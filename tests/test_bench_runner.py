@@ -11,8 +11,14 @@ def test_runner_writes_table_json_and_chart(tmp_path, capsys):
     table = capsys.readouterr().out
     assert "| reparam_kl | 16x8 | float32 | fwd+bwd |" in table
     data = json.loads((tmp_path / "bench.json").read_text())
-    assert data["environment"]["fastgen"]["cpu_capability"]
+    env = data["environment"]
+    assert env["fastgen"]["cpu_capability"]
+    assert env["device"] == "cpu" and env["timer"] == "perf_counter" and len(env["loadavg_start"]) == 3
+    assert env["allocator"]["name"] in ("system", "tcmalloc", "jemalloc")
     rows = data["results"]
+    for r in rows:
+        assert r["allocator"] == env["allocator"]["name"] and r["device"] == "cpu" and r["l2_flush"] is False
+        assert r["memory_bound"] is True and r["loadavg_1m"] >= 0
     assert {(r["case"], r["pass"]) for r in rows} == {
         (c, p) for c in ("reparam_kl", "reparam_kl[noise]") for p in ("fwd", "fwd+bwd")}
     for r in rows:
@@ -63,3 +69,27 @@ def test_a_wrong_result_is_reported_not_timed():
     for row in rows:
         assert row["impls"]["eager"] == {"error": "RuntimeError: wrong result: flagged"}
         assert row["impls"]["fastgen"]["median_s"] > 0 and "speedup_vs_eager" not in row
+
+
+def test_exclude_skips_cases_by_name(tmp_path, capsys):
+    assert main(["--ops", "reparam_kl", "--exclude", "[noise]", "--shapes", "8x8", "--repeats", "2", "--no-compile",
+                 "--out", str(tmp_path)]) == 0
+    rows = json.loads((tmp_path / "bench.json").read_text())["results"]
+    assert {r["case"] for r in rows} == {"reparam_kl"}
+
+
+def test_compare_table_puts_runs_side_by_side():
+    from fastgen.bench.compare import table
+
+    def run(label, fg, roof):
+        row = {"case": "op", "shape": [4, 4], "pass": "fwd+bwd", "memory_bound": True, "roofline_fraction": roof,
+               "speedup_vs_eager": 2.0, "impls": {"fastgen": {"median_s": fg}, "eager": {"median_s": 2 * fg},
+                                                  "compile": {"error": "x"}}}
+        model = {"case": "model", "shape": [1], "pass": "fwd+bwd", "memory_bound": False, "roofline_fraction": 0.01,
+                 "impls": {"fastgen": {"median_s": 1.0}}}
+        return label, {}, [row, model]
+
+    text = table([run("tcmalloc", 1e-3, 0.71), run("system", 4e-3, 0.2)])
+    assert "| op | 4x4 | fwd+bwd | 1.000 / 4.000 | 2.000 / 8.000 | failed / failed | 2.00x / 2.00x | 71% / 20% |" in text
+    assert "| model | 1 | fwd+bwd |" in text and "1% / 1%" not in text  # no roofline for a model step
+    assert "| model |" not in table([run("a", 1e-3, 0.5)], memory_bound_only=True)

@@ -37,6 +37,8 @@ def _parse(argv):
     size.add_argument("--quick", action="store_true", help="standard quick shapes (default)")
     size.add_argument("--full", action="store_true", help="the papers' full-size shapes")
     p.add_argument("--ops", default="", help="comma-separated case names or families (default: all)")
+    p.add_argument("--exclude", default="",
+                   help="comma-separated substrings: skip the cases whose name contains one, e.g. 'bf16-autocast'")
     p.add_argument("--shapes", default="", help="override shapes, e.g. '4096x512;256x128'")
     p.add_argument("--dtype", default="float32", choices=sorted(DTYPES))
     p.add_argument("--repeats", type=int, default=15, help="timed samples per implementation (median reported)")
@@ -86,9 +88,12 @@ def main(argv=None) -> int:
             print(f"{c.name:28s} {c.family:10s} {c.description}")
         return 0
     timer = runner.timing.for_device(args.device)  # a CUDA request without a GPU stops here
+    load_start = os.getloadavg()
     threads = args.threads or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
     torch.set_num_threads(threads)
     chosen = _selected(cases, args.ops)
+    skip = [w.strip() for w in args.exclude.split(",") if w.strip()]
+    chosen = [c for c in chosen if not any(w in c.name for w in skip)]
     size = "full" if args.full else "quick"
     impls = ("fastgen", "eager") if args.no_compile else runner.IMPLS
     jobs = []
@@ -112,6 +117,7 @@ def main(argv=None) -> int:
 
     env = runner.environment()
     env.update(timer.environment())
+    env["loadavg_start"], env["loadavg_end"] = list(load_start), list(os.getloadavg())
     env["copy_bandwidth_GBps_256MiB"] = runner.timing.copy_bandwidth_gbps(timer=timer)
     env["size"] = size
     table = report.markdown(rows)

@@ -102,7 +102,9 @@ def run_case(case: Case, shape: tuple, dtype: torch.dtype, repeats: int, impls: 
     for pass_name in case.passes:
         row = {"case": case.name, "family": case.family, "shape": list(shape), "dtype": str(dtype).replace("torch.", ""),
                "pass": pass_name, "device": timer.name, "timer": timer.method, "l2_flush": flush,
-               "memory_bound": case.memory_bound, "min_bytes": work.min_bytes[pass_name], "impls": {}}
+               "memory_bound": case.memory_bound, "min_bytes": work.min_bytes[pass_name], "impls": {},
+               # The machine's 1-minute load average as this row starts (these machines are shared).
+               "loadavg_1m": os.getloadavg()[0]}
         runnable = {}
         for name in impls:
             call = pass_callable(fns[name], work, pass_name, name)
