@@ -84,16 +84,16 @@ def check_penalty_backward_args(grad_penalty, grad_norms, grads, norms, target, 
 
 
 @torch.library.register_fake("fastgen::interpolate")
-    check_same_device("interpolate", "real", real, fake=fake, alpha=alpha)
 def _interpolate_fake(real, fake, alpha):
     check_interpolate_args(real, fake, alpha)
+    check_same_device("interpolate", "real", real, fake=fake, alpha=alpha)
     return torch.empty_like(batch_major(real))
 
 
 @torch.library.register_fake("fastgen::interpolate_backward")
-    check_same_device("interpolate_backward", "grad", grad, real=real, fake=fake, alpha=alpha)
 def _interpolate_backward_fake(grad, real, fake, alpha, output_mask):
     check_interpolate_backward_args(grad, real, fake, alpha, output_mask)
+    check_same_device("interpolate_backward", "grad", grad, real=real, fake=fake, alpha=alpha)
     layout = batch_major(grad)
     return (torch.empty_like(layout) if output_mask[0] else grad.new_empty((0,)),
             torch.empty_like(layout) if output_mask[1] else grad.new_empty((0,)),
@@ -108,10 +108,10 @@ def _grad_penalty_fake(grads, target, weight, one_sided, with_grad):
 
 
 @torch.library.register_fake("fastgen::grad_penalty_backward")
-    check_same_device("grad_penalty_backward", "grads", grads, grad_penalty=grad_penalty, grad_norms=grad_norms,
-                      norms=norms)
 def _grad_penalty_backward_fake(grad_penalty, grad_norms, grads, norms, target, weight, one_sided):
     check_penalty_backward_args(grad_penalty, grad_norms, grads, norms, target, weight)
+    check_same_device("grad_penalty_backward", "grads", grads, grad_penalty=grad_penalty, grad_norms=grad_norms,
+                      norms=norms)
     return torch.empty_like(batch_major(grads))
 
 

@@ -73,9 +73,9 @@ def _kl_like(mu: torch.Tensor, reduction: str) -> torch.Tensor:
 
 
 @torch.library.register_fake("fastgen::reparam_kl")
-    check_same_device("reparam_kl", "mu", mu, logvar=logvar, eps=eps, seed=seed)
 def _reparam_kl_fake(mu, logvar, eps, seed, reduction):
     check_forward_args("reparam_kl", mu, logvar, eps, seed, reduction)
+    check_same_device("reparam_kl", "mu", mu, logvar=logvar, eps=eps, seed=seed)
     return torch.empty_like(batch_major(mu)), _kl_like(mu, reduction)
 
 
@@ -86,9 +86,9 @@ def _kl_normal_fake(mu, logvar, reduction):
 
 
 @torch.library.register_fake("fastgen::reparam_kl_backward")
-    check_same_device("reparam_kl_backward", "mu", mu, grad_z=grad_z, grad_kl=grad_kl, logvar=logvar, eps=eps, seed=seed)
 def _reparam_kl_backward_fake(grad_z, grad_kl, mu, logvar, eps, seed, reduction, eps_grad):
     check_backward_args(grad_z, grad_kl, mu, logvar, eps, seed, reduction, eps_grad)
+    check_same_device("reparam_kl_backward", "mu", mu, grad_z=grad_z, grad_kl=grad_kl, logvar=logvar, eps=eps, seed=seed)
     layout = batch_major(mu)
     grad_eps = torch.empty_like(layout) if eps_grad else mu.new_empty((0,))
     return torch.empty_like(layout), torch.empty_like(layout), grad_eps
