@@ -457,6 +457,25 @@ def test_straight_through_is_insightface_current(margin, api):
         assert_parity(a, b, r, floor_ulps=max(FLOOR_ULPS, s), what=f"{api} {margin} {what}")
 
 
+def test_straight_through_double_backward_is_insightface_current():
+    # WGAN-GP-style critics differentiate the gradient: the second order of today's arcface_torch
+    # graph (the margin a constant, the softmax at the margin logits) is what straight_through gives.
+    x, w, labels = _margin_inputs(seed=1)
+    v = torch.randn(x.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+
+    def second_order(fn, dtype):
+        e, wt = x.to(dtype).requires_grad_(), w.to(dtype).requires_grad_()
+        (g,) = torch.autograd.grad(fn(e, wt), e, create_graph=True)
+        return torch.autograd.grad((g * v.to(dtype)).sum(), (e, wt))
+
+    ours = lambda e, wt: F.margin_cross_entropy(e, wt, labels, straight_through=True)  # noqa: E731
+    theirs = lambda e, wt: insightface_current_loss(e, wt, labels, 64.0, 1.0, 0.5, 0.0)  # noqa: E731
+    fast, eager32, ref = (second_order(ours, torch.float32), second_order(theirs, torch.float32),
+                          second_order(theirs, torch.float64))
+    for what, a, b, r in zip(("d2/dx2 v", "d2/dxdw v"), fast, eager32, ref):
+        assert_parity(a, b, r, floor_ulps=64.0, what=what)
+
+
 def _through_head(head, e, wt, labels):
     """The head's loss as a function of (e, wt): its weight is wt itself."""
     del head.weight

@@ -25,6 +25,13 @@ MARGINS = {
     "combined": dict(m1=1.2, m2=0.3, m3=0.1),
     "easy": dict(m1=1.0, m2=0.5, m3=0.0, easy_margin=True),
 }
+# InsightFace's current rule (straight_through): its gradient is not the forward's derivative, so
+# these stay out of the gradchecks; arcface_torch's own code is compared in tests/test_conventions.py.
+STRAIGHT_THROUGH = {
+    "arcface_st": dict(m1=1.0, m2=0.5, m3=0.0, straight_through=True),
+    "combined_st": dict(m1=1.2, m2=0.3, m3=0.1, straight_through=True),
+    "easy_st": dict(m1=1.0, m2=0.5, m3=0.0, easy_margin=True, straight_through=True),
+}
 # Odd shapes: a single class, a batch of one, sizes that are not whole vectors.
 SHAPES = [(5, 7, 3), (1, 1, 4), (9, 130, 17)]
 
@@ -72,6 +79,16 @@ def test_forward_and_gradients_match_reference(shape, dtype, margin):
         _check_parity(x, w, labels, dtype, s=30.0, reduction=reduction, **MARGINS[margin])
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("margin", list(STRAIGHT_THROUGH))
+def test_straight_through_matches_reference(dtype, margin):
+    for shape in SHAPES:
+        x, w, labels = _inputs(*shape)
+        x[0] = -w[labels[0]]  # theta = pi: no fallback
+        for reduction in REDUCTIONS:
+            _check_parity(x, w, labels, dtype, s=30.0, reduction=reduction, **STRAIGHT_THROUGH[margin])
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_more_classes_than_one_chunk(dtype):
     x, w, labels = _inputs(6, 2100, 33)
@@ -88,7 +105,7 @@ def test_default_scale_and_margins(s):
 
 def test_float64_is_exact_to_rounding():
     x, w, labels = _inputs(13, 257, 19)
-    for margin in MARGINS.values():
+    for margin in (*MARGINS.values(), *STRAIGHT_THROUGH.values()):
         fast = _run(F.margin_cross_entropy, x, w, labels, torch.float64, torch.tensor(1.0), **margin)
         ref = _run(R.margin_cross_entropy, x, w, labels, torch.float64, torch.tensor(1.0), **margin)
         for a, b in zip(fast, ref):
@@ -128,8 +145,9 @@ def test_result_does_not_depend_on_thread_count():
 def test_the_op_matches_its_torch_formulation():
     # torch_margin_softmax is what double backward differentiates: it must be the op.
     x, w, labels = _inputs(7, 50, 6)
-    for margin in MARGINS.values():
-        args = (0, 50, 20.0, margin["m1"], margin["m2"], margin["m3"], margin.get("easy_margin", False), -100)
+    for margin in (*MARGINS.values(), *STRAIGHT_THROUGH.values()):
+        args = (0, 50, 20.0, margin["m1"], margin["m2"], margin["m3"], margin.get("easy_margin", False), -100,
+                margin.get("straight_through", False))
         lse, target, _ = ops.margin_softmax(x, w, labels, *args)
         t_lse, t_target = torch_margin_softmax(x, w, labels, *args)
         torch.testing.assert_close(lse, t_lse, rtol=1e-12, atol=1e-12)
@@ -332,6 +350,10 @@ def test_opcheck():
                               (*grads, x.detach(), w.detach(), labels, lse, cos_t, *args, mask))
     torch.library.opcheck(ops.margin_softmax_backward,
                           (None, grads[1], x.detach(), w.detach(), labels, lse, cos_t, *args, [True, True]))
+    # straight_through (the schema's trailing argument)
+    torch.library.opcheck(ops.margin_softmax, (x, w, labels, *args, True))
+    torch.library.opcheck(ops.margin_softmax_backward,
+                          (*grads, x.detach(), w.detach(), labels, lse, cos_t, *args, [True, True], True))
 
 
 def test_torch_compile_fullgraph():
@@ -460,26 +482,28 @@ def _triton():
 
 @pytest.mark.parametrize("dtype,margin", [(torch.float32, "arcface"), (torch.float32, "sphereface"),
                                           (torch.float32, "easy"), (torch.float64, "combined"),
-                                          (torch.bfloat16, "cosface")])
+                                          (torch.bfloat16, "cosface"), (torch.float32, "arcface_st"),
+                                          (torch.float64, "combined_st")])
 def test_triton_forward_and_backward_match_cpu(dtype, margin):
     kernels = _triton()
     x, w, _ = _inputs(35, 90, 40)
     x, w = x.to(dtype), w.to(dtype)
     labels = torch.tensor([5, -100, 89, 0] + [i * 7 % 90 for i in range(31)])
-    m = MARGINS[margin]
+    m = {**MARGINS, **STRAIGHT_THROUGH}[margin]
     tol = dict(rtol=2e-2, atol=2e-2) if dtype == torch.bfloat16 else dict(rtol=1e-4, atol=1e-5)
     for class_start, shard in ((0, w), (40, w[40:75])):  # the whole weight and a shard of it
         args = (class_start, 90, 16.0, m["m1"], m["m2"], m["m3"], m.get("easy_margin", False), -100)
-        got = kernels.margin_softmax(x, shard, labels, *args)
-        want = ops.margin_softmax(x, shard, labels, *args)
+        st = m.get("straight_through", False)
+        got = kernels.margin_softmax(x, shard, labels, *args, st)
+        want = ops.margin_softmax(x, shard, labels, *args, st)
         for a, b in zip(got, want):
             assert a.shape == b.shape and a.dtype == b.dtype
             torch.testing.assert_close(a, b, **tol)
         lse, _, cos_t = want
         grads = (torch.randn(35).to(lse.dtype), torch.randn(35).to(lse.dtype))
         for mask in ([True, True], [False, True]):
-            got = kernels.margin_softmax_backward(*grads, x, shard, labels, lse, cos_t, *args, mask)
-            want = ops.margin_softmax_backward(*grads, x, shard, labels, lse, cos_t, *args, mask)
+            got = kernels.margin_softmax_backward(*grads, x, shard, labels, lse, cos_t, *args, mask, st)
+            want = ops.margin_softmax_backward(*grads, x, shard, labels, lse, cos_t, *args, mask, st)
             for a, b in zip(got, want):
                 assert a.shape == b.shape and a.dtype == b.dtype
                 torch.testing.assert_close(a, b, **tol)
