@@ -187,6 +187,35 @@ def test_orthogonal_init_is_orthogonal_times_gain():
         assert err <= n * torch.finfo(torch.float32).eps, f"{qual}: W W^T / gain^2 is I to {err:.3g}"
 
 
+def examples_weights_init(m):
+    """pytorch/examples dcgan/main.py weights_init, transcribed (applied with net.apply)."""
+    classname = m.__class__.__name__
+    if classname.find('Conv') != -1:
+        torch.nn.init.normal_(m.weight, 0.0, 0.02)
+    elif classname.find('BatchNorm') != -1:
+        torch.nn.init.normal_(m.weight, 1.0, 0.02)
+        torch.nn.init.zeros_(m.bias)
+
+
+@pytest.mark.parametrize("name", ["DCGANGenerator", "DCGANDiscriminator"])
+def test_dcgan_init_is_pytorch_examples_weights_init(name):
+    from fastgen.models.gan import dcgan_init_
+
+    net = getattr(models, name)(features=8)
+    ours, theirs = copy.deepcopy(net), copy.deepcopy(net)
+    torch.manual_seed(8)
+    dcgan_init_(ours)
+    torch.manual_seed(8)
+    theirs.apply(examples_weights_init)
+    for (key, a), (_, b) in zip(ours.state_dict().items(), theirs.state_dict().items()):
+        assert torch.equal(a, b), f"{name}: {key} differs from pytorch/examples' weights_init"
+    # and the constructor applies it: the statistics of a fresh network
+    torch.manual_seed(9)
+    fresh = getattr(models, name)()
+    for kind, qual, m in _layers(fresh):
+        assert_normal_sample(m.weight, 1.0 if kind == "BatchNorm2d" else 0.0, 0.02, f"{name}.{qual}")
+
+
 # --------------------------------------------------------------------------- defaults
 
 
@@ -240,6 +269,17 @@ def test_sharded_head_initialises_like_arcface_torch():
     try:
         head = ShardedMarginCrossEntropy(512, 3000)
         assert_normal_sample(head.weight, 0.0, 0.01, "ShardedMarginCrossEntropy(512, 3000).weight")
+        # straight_through reaches the sharded op: one rank is the unsharded loss, to rounding
+        x, w, labels = _margin_inputs()
+        sharded = ShardedMarginCrossEntropy(24, 40, straight_through=True, dtype=torch.float64)
+        sharded.load_full_weight(w)
+        xs, xf, wf = x.clone().requires_grad_(), x.clone().requires_grad_(), w.clone().requires_grad_()
+        a = sharded(xs, labels)
+        b = F.margin_cross_entropy(xf, wf, labels, straight_through=True)
+        a.backward()
+        b.backward()
+        for got, want in ((a, b), (xs.grad, xf.grad), (sharded.weight.grad, wf.grad)):
+            assert_parity(got.detach(), want.detach(), want.detach(), factor=0.0, floor_ulps=64.0)
     finally:
         dist.destroy_process_group()
 
