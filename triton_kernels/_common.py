@@ -19,3 +19,22 @@ AOT_DTYPES = (
     ("fp16", "*fp16", "*fp32", tl.float32),
     ("fp64", "*fp64", "*fp64", tl.float64),
 )
+
+
+def interpreting() -> bool:
+    """True when Triton runs kernels in its CPU interpreter (TRITON_INTERPRET=1, read when
+    @triton.jit decorates, as Triton itself does)."""
+    import os
+
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+def autotune_configs(configs: list, interpreter_config):
+    """The configs @triton.autotune gets: all of them on a GPU (it times them on first use of
+    each key), one under the interpreter (which fails @triton.autotune with several)."""
+    return [interpreter_config] if interpreting() else list(configs)
+
+
+def config_options(config) -> dict:
+    """A triton.Config's compile options, for the ahead-of-time specs."""
+    return {"num_warps": config.num_warps, "num_stages": config.num_stages}

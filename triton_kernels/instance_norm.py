@@ -15,9 +15,28 @@ import triton
 import triton.language as tl
 
 from fastgen._layout import channel_major_or_innermost, in_layout_of, is_channels_innermost
-from fastgen.triton_kernels._common import AOT_DTYPES, compute_dtype
+from fastgen.triton_kernels._common import AOT_DTYPES, autotune_configs, compute_dtype, config_options
 
 ACT_CODES = {"none": 0, "relu": 1, "leaky_relu": 2}
+
+# The tile along the plane (BLOCK_M) and the warps are autotuned per (C, M, layout): the best
+# depends on the plane size (a 4x4 ProGAN plane or a 256x256 CycleGAN one) and on the layout.
+# Planar programs (BLOCK_C == 1) stream one plane; channels-last programs hold a
+# (BLOCK_C, BLOCK_M) tile of 32 channels, whose accumulators must stay in registers (the AOT
+# report: 32 x 128 spilled). Every config compiles for sm_80 and sm_90 (aot_specs).
+PLANAR_CONFIGS = [triton.Config({"BLOCK_M": m}, num_warps=w) for m, w in ((256, 2), (1024, 4), (2048, 8))]
+CHANNELS_LAST_CONFIGS = [triton.Config({"BLOCK_M": m}, num_warps=w, num_stages=s)
+                         for m, w, s in ((16, 4, 3), (32, 4, 2), (64, 8, 2))]
+_INTERPRETER_CONFIG = triton.Config({"BLOCK_M": 64}, num_warps=4)
+_TUNE_KEY = ["C", "M", "stride_c"]
+
+
+def _configs_for(configs, named_args, **kwargs):
+    """The configs for this launch's layout, without tiles far longer than the plane."""
+    planar = kwargs["BLOCK_C"] == 1
+    mine = [c for c in configs if (c.kwargs["BLOCK_M"] >= 256) == planar]  # the two lists' tiles
+    fitting = [c for c in mine if c.kwargs["BLOCK_M"] <= max(16, 2 * named_args["M"])]
+    return fitting or [min(mine, key=lambda c: c.kwargs["BLOCK_M"])]
 
 
 @triton.jit
@@ -40,6 +59,8 @@ def _activation_grad(y, g, slope, ACT: tl.constexpr):
     return g
 
 
+@triton.autotune(autotune_configs(PLANAR_CONFIGS + CHANNELS_LAST_CONFIGS, _INTERPRETER_CONFIG), key=_TUNE_KEY,
+                 prune_configs_by={"early_config_prune": _configs_for})
 @triton.jit
 def _instance_norm_fwd_kernel(
     x_ptr, res_ptr, w_ptr, b_ptr, out_ptr, mean_ptr, var_ptr,
@@ -90,6 +111,8 @@ def _instance_norm_fwd_kernel(
         tl.store(out_ptr + offs, y.to(out_ptr.dtype.element_ty), mask=inside)
 
 
+@triton.autotune(autotune_configs(PLANAR_CONFIGS + CHANNELS_LAST_CONFIGS, _INTERPRETER_CONFIG), key=_TUNE_KEY,
+                 prune_configs_by={"early_config_prune": _configs_for})
 @triton.jit
 def _instance_norm_bwd_kernel(
     g_ptr, x_ptr, w_ptr, b_ptr, mean_ptr, var_ptr, dx_ptr, sums_ptr,
@@ -158,16 +181,14 @@ def _walked_like(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 def _geometry(x: torch.Tensor):
-    """(N, C, M, stride_n, stride_c, stride_m, BLOCK_C, BLOCK_M) of a kernel-layout tensor."""
+    """(N, C, M, stride_n, stride_c, stride_m, BLOCK_C) of a kernel-layout tensor (BLOCK_M is
+    autotuned)."""
     N, C = x.shape[0], x.shape[1]
     M = x.numel() // (N * C) if N * C else 0
     if is_channels_innermost(x) and not x.is_contiguous():
         # (N, M, C) memory: channels along the vector; a program covers 32 channels.
-        block_c = min(32, triton.next_power_of_2(max(C, 1)))
-        block_m = max(16, min(128, 4096 // block_c, triton.next_power_of_2(max(M, 1))))
-        return N, C, M, M * C, 1, C, block_c, block_m
-    block_m = max(16, min(1024, triton.next_power_of_2(max(M, 1))))
-    return N, C, M, C * M, M, 1, 1, block_m
+        return N, C, M, M * C, 1, C, min(32, triton.next_power_of_2(max(C, 1)))
+    return N, C, M, C * M, M, 1, 1
 
 
 def instance_norm(x, weight, bias, running_mean, running_var, residual, use_input_stats, eps, activation,
@@ -177,7 +198,7 @@ def instance_norm(x, weight, bias, running_mean, running_var, residual, use_inpu
     check_forward_args(x, weight, bias, running_mean, running_var, residual, use_input_stats, activation)
     x_ = channel_major_or_innermost(x)
     res_ = _walked_like(residual, x_) if residual is not None else None
-    N, C, M, sn, sc, sm, block_c, block_m = _geometry(x_)
+    N, C, M, sn, sc, sm, block_c = _geometry(x_)
     stats = opmath_dtype(x.dtype)
     out = torch.empty_like(x_)
     if use_input_stats:
@@ -197,7 +218,7 @@ def instance_norm(x, weight, bias, running_mean, running_var, residual, use_inpu
         x_, res_ if res_ is not None else x_, w_, b_, out, mean, var,
         C, M, sn, sc, sm, float(eps), float(negative_slope),
         COMPUTE_STATS=bool(use_input_stats), HAS_W=weight is not None, HAS_B=bias is not None,
-        HAS_RES=res_ is not None, ACT=ACT_CODES[activation], BLOCK_C=block_c, BLOCK_M=block_m,
+        HAS_RES=res_ is not None, ACT=ACT_CODES[activation], BLOCK_C=block_c,
         COMPUTE=compute_dtype(x.dtype),
     )
     return out, mean, var
@@ -211,7 +232,7 @@ def instance_norm_backward(grad_out, x, weight, bias, mean, var, use_input_stats
     x_ = channel_major_or_innermost(x)
     g_ = _walked_like(grad_out, x_)
     grad_input, grad_weight, grad_bias = backward_outputs_like(x, weight, bias, output_mask)
-    N, C, M, sn, sc, sm, block_c, block_m = _geometry(x_)
+    N, C, M, sn, sc, sm, block_c = _geometry(x_)
     stats = opmath_dtype(x.dtype)
     need_params = bool(output_mask[1] or output_mask[2])
     need_sums = need_params or (bool(output_mask[0]) and bool(use_input_stats))
@@ -225,7 +246,7 @@ def instance_norm_backward(grad_out, x, weight, bias, mean, var, use_input_stats
             N, C, M, sn, sc, sm, float(eps), float(negative_slope),
             USE_INPUT_STATS=bool(use_input_stats), NEED_SUMS=need_sums, NEED_DX=bool(output_mask[0]),
             HAS_W=weight is not None, HAS_B=bias is not None, ACT=ACT_CODES[activation],
-            BLOCK_C=block_c, BLOCK_M=block_m, COMPUTE=compute_dtype(x.dtype),
+            BLOCK_C=block_c, COMPUTE=compute_dtype(x.dtype),
         )
     if need_params:
         rstd = torch.rsqrt(var_ + eps)
@@ -237,8 +258,8 @@ def instance_norm_backward(grad_out, x, weight, bias, mean, var, use_input_stats
 
 
 def aot_specs():
-    """(name, kernel, signature, constexprs) for the specializations the launchers use, for the
-    ahead-of-time sm_90 compile test (tests/test_triton_aot.py)."""
+    """(name, kernel, signature, constexprs, compile options) for the specializations the
+    launchers and the autotuner use, for the ahead-of-time compile (fastgen.triton_kernels.aot)."""
     specs = []
     for dtype, ptr, acc, compute in AOT_DTYPES:
         stat = acc
@@ -258,23 +279,25 @@ def aot_specs():
             "HAS_B": "constexpr", "ACT": "constexpr", "BLOCK_C": "constexpr", "BLOCK_M": "constexpr",
             "COMPUTE": "constexpr",
         }
-        # (layout, BLOCK_C, BLOCK_M): planar (NCHW) and channels-last programs. Every variant in
-        # float32; the other dtypes share the code, so two per kernel are enough there.
+        # Every variant in float32 with every config the autotuner can pick; in the other dtypes
+        # (the same code) the heaviest variant (leaky ReLU, residual, statistics) with every config.
         fwd_variants = ((1, False, True, False), (2, True, True, True), (0, False, False, True))
         bwd_variants = ((1, True, False), (2, True, True), (0, False, True))
         if dtype != "fp32":
-            fwd_variants, bwd_variants = fwd_variants[:2], bwd_variants[:2]
-        for layout, block_c, block_m in (("planar", 1, 1024), ("channels_last", 32, 128)):
-            if dtype != "fp32" and layout == "channels_last":
-                fwd_variants, bwd_variants = fwd_variants[1:], bwd_variants[1:]
-            for act, res, stats, affine in fwd_variants:
-                consts = {"COMPUTE_STATS": stats, "HAS_W": affine, "HAS_B": affine, "HAS_RES": res, "ACT": act,
-                          "BLOCK_C": block_c, "BLOCK_M": block_m, "COMPUTE": compute}
-                specs.append((f"instance_norm_fwd[{dtype},{layout},act={act},res={res},stats={stats}]",
-                              _instance_norm_fwd_kernel, fwd_sig, consts))
-            for act, stats, affine in bwd_variants:
-                consts = {"USE_INPUT_STATS": stats, "NEED_SUMS": True, "NEED_DX": True, "HAS_W": affine,
-                          "HAS_B": affine, "ACT": act, "BLOCK_C": block_c, "BLOCK_M": block_m, "COMPUTE": compute}
-                specs.append((f"instance_norm_bwd[{dtype},{layout},act={act},stats={stats}]",
-                              _instance_norm_bwd_kernel, bwd_sig, consts))
+            fwd_variants, bwd_variants = fwd_variants[1:2], bwd_variants[1:2]
+        for layout, block_c, configs in (("planar", 1, PLANAR_CONFIGS), ("channels_last", 32, CHANNELS_LAST_CONFIGS)):
+            for config in configs:
+                block_m, options = config.kwargs["BLOCK_M"], config_options(config)
+                tag = f"{dtype},{layout},{block_m}w{config.num_warps}s{config.num_stages}"
+                for act, res, stats, affine in fwd_variants:
+                    consts = {"COMPUTE_STATS": stats, "HAS_W": affine, "HAS_B": affine, "HAS_RES": res, "ACT": act,
+                              "BLOCK_C": block_c, "BLOCK_M": block_m, "COMPUTE": compute}
+                    specs.append((f"instance_norm_fwd[{tag},act={act},res={res},stats={stats}]",
+                                  _instance_norm_fwd_kernel, fwd_sig, consts, options))
+                for act, stats, affine in bwd_variants:
+                    consts = {"USE_INPUT_STATS": stats, "NEED_SUMS": True, "NEED_DX": True, "HAS_W": affine,
+                              "HAS_B": affine, "ACT": act, "BLOCK_C": block_c, "BLOCK_M": block_m,
+                              "COMPUTE": compute}
+                    specs.append((f"instance_norm_bwd[{tag},act={act},stats={stats}]",
+                                  _instance_norm_bwd_kernel, bwd_sig, consts, options))
     return specs

@@ -21,6 +21,10 @@ from fastgen.triton_kernels._common import AOT_DTYPES, compute_dtype
 NORM_EPS = 1e-12  # F.normalize's eps
 BLOCK_B, BLOCK_C, BLOCK_E = 32, 64, 32
 ROW_BLOCK_E = 256
+# The (BLOCK_B, BLOCK_C) logit tiles: with 4 warps and Triton's default 3-stage pipelining of
+# the E loop they need 255 registers and spill (fastgen.triton_kernels.aot --report); 8 warps
+# and no pipelining fit in 80-160 on sm_80 and sm_90.
+TILE_LAUNCH = {"num_warps": 8, "num_stages": 1}
 
 
 @triton.jit
@@ -194,7 +198,7 @@ def margin_softmax(embeddings, weight, labels, class_start, num_classes, s, m1, 
     sums = torch.empty_like(maxes)
     _margin_lse_kernel[(triton.cdiv(batch, BLOCK_B), splits)](
         xn, weight, w_inv, local, target, maxes, sums, batch, classes, emb, per_split, splits, float(s),
-        BLOCK_B=BLOCK_B, BLOCK_C=BLOCK_C, BLOCK_E=BLOCK_E, COMPUTE=compute_dtype(embeddings.dtype))
+        BLOCK_B=BLOCK_B, BLOCK_C=BLOCK_C, BLOCK_E=BLOCK_E, COMPUTE=compute_dtype(embeddings.dtype), **TILE_LAUNCH)
     # The splits' (max, sum) combined in float64: lse is float64 (see csrc/margin_softmax.cpp).
     maxes, sums = maxes.to(LSE_DTYPE), sums.to(LSE_DTYPE)
     top = maxes.max(1).values
@@ -258,7 +262,8 @@ def margin_softmax_backward(grad_lse, grad_target, embeddings, weight, labels, l
         w_chunk = weight[c0:c0 + n]
         _margin_grad_kernel[(triton.cdiv(batch, BLOCK_B), triton.cdiv(n, BLOCK_C))](
             xn, w_chunk, w_inv[c0:c0 + n], coef, lse_hi, lse_lo, local, target_grad, g, batch, n, emb, c0, float(s),
-            BLOCK_B=BLOCK_B, BLOCK_C=BLOCK_C, BLOCK_E=BLOCK_E, COMPUTE=compute_dtype(embeddings.dtype))
+            BLOCK_B=BLOCK_B, BLOCK_C=BLOCK_C, BLOCK_E=BLOCK_E, COMPUTE=compute_dtype(embeddings.dtype),
+            **TILE_LAUNCH)
         w_wide = w_chunk.to(compute)
         if need_x:
             grad_xn.addmm_(g, w_wide)
@@ -287,11 +292,11 @@ def aot_specs():
         sig = {"xn_ptr": acc, "w_ptr": ptr, "w_inv_ptr": acc, "local_ptr": "*i64", "target_ptr": acc,
                "max_ptr": acc, "sum_ptr": acc, "B": "i32", "C": "i32", "E": "i32", "classes_per_split": "i32",
                "splits": "i32", "s": "fp32", **{k: "constexpr" for k in tiles}}
-        specs.append((f"margin_lse[{name}]", _margin_lse_kernel, sig, dict(tiles)))
+        specs.append((f"margin_lse[{name}]", _margin_lse_kernel, sig, dict(tiles), TILE_LAUNCH))
         sig = {"xn_ptr": acc, "w_ptr": ptr, "w_inv_ptr": acc, "coef_ptr": acc, "lse_hi_ptr": acc, "lse_lo_ptr": acc, "local_ptr": "*i64",
                "target_grad_ptr": acc, "g_ptr": acc, "B": "i32", "n": "i32", "E": "i32", "c0": "i32", "s": "fp32",
                **{k: "constexpr" for k in tiles}}
-        specs.append((f"margin_grad[{name}]", _margin_grad_kernel, sig, dict(tiles)))
+        specs.append((f"margin_grad[{name}]", _margin_grad_kernel, sig, dict(tiles), TILE_LAUNCH))
         for out_name, out in (("weight", ptr), ("embeddings", ptr)):
             sig = {"g_ptr": acc, "v_ptr": ptr if out_name == "weight" else acc, "denom_ptr": acc, "post_ptr": acc,
                    "project_ptr": "*i8", "out_ptr": out, "E": "i32", "BLOCK": "constexpr", "COMPUTE": "constexpr"}

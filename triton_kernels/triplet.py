@@ -15,6 +15,9 @@ from fastgen.triton_kernels._common import AOT_DTYPES, compute_dtype
 
 ROWS, BLOCK = 16, 64  # per-row kernels: rows per program, elements per step
 BLOCK_I, BLOCK_J, BLOCK_K = 16, 16, 32  # batch-hard tiles: anchors, candidates, elements
+# The backward kernels hold several (ROWS, BLOCK) tiles at once: with 4 warps they need 255
+# registers and spill (fastgen.triton_kernels.aot --report); 8 warps halve the tiles per thread.
+BWD_LAUNCH = {"num_warps": 8}
 L2, L1, LINF, GENERAL = 0, 1, 2, 3
 
 
@@ -308,7 +311,7 @@ def triplet_margin_loss_backward(grad, anchor, positive, negative, margin, p, ep
         _triplet_bwd_kernel[(triton.cdiv(rows, ROWS),)](
             _row_grads(grad, reduction, rows, _compute(a.dtype)), a, pos, neg, *grads, rows, dim, float(margin),
             float(eps), float(p), SWAP=bool(swap), NORM=_norm_kind(p), BLOCK=BLOCK, ROWS=ROWS,
-            COMPUTE=compute_dtype(a.dtype))
+            COMPUTE=compute_dtype(a.dtype), **BWD_LAUNCH)
     return grads
 
 
@@ -373,7 +376,7 @@ def batch_hard_triplet_loss_backward(grad, embeddings, positive, negative, margi
         g = _row_grads(grad, reduction, rows, compute, count)
         _batch_hard_bwd_kernel[(triton.cdiv(rows, ROWS),)](
             g, e, positive.contiguous(), negative.contiguous(), acc, rows, dim, float(margin), SQUARED=bool(squared),
-            ROWS=ROWS, BLOCK=BLOCK, COMPUTE=compute_dtype(e.dtype))
+            ROWS=ROWS, BLOCK=BLOCK, COMPUTE=compute_dtype(e.dtype), **BWD_LAUNCH)
     return acc.to(e.dtype)
 
 
@@ -393,7 +396,8 @@ def aot_specs():
                 specs.append((f"triplet_fwd[{name},norm={norm},swap={swap}]", _triplet_fwd_kernel, sig, consts))
                 sig = {"g_ptr": acc, "a_ptr": ptr, "p_ptr": ptr, "n_ptr": ptr, "ga_ptr": ptr, "gp_ptr": ptr,
                        "gn_ptr": ptr, **scalars, **{k: "constexpr" for k in consts}}
-                specs.append((f"triplet_bwd[{name},norm={norm},swap={swap}]", _triplet_bwd_kernel, sig, consts))
+                specs.append((f"triplet_bwd[{name},norm={norm},swap={swap}]", _triplet_bwd_kernel, sig, consts,
+                              BWD_LAUNCH))
         pair = {"B": "i32", "D": "i32", "margin": "fp32", "eps": "fp32"}
         sig = {"x1_ptr": ptr, "x2_ptr": ptr, "y_ptr": acc, "loss_ptr": acc, **pair, **{k: "constexpr" for k in rows}}
         specs.append((f"contrastive_fwd[{name}]", _contrastive_fwd_kernel, sig, dict(rows)))
@@ -408,5 +412,6 @@ def aot_specs():
             consts = {"SQUARED": squared, "ROWS": ROWS, "BLOCK": BLOCK, "COMPUTE": compute}
             sig = {"g_ptr": acc, "e_ptr": ptr, "pos_ptr": "*i64", "neg_ptr": "*i64", "acc_ptr": acc, "B": "i32",
                    "E": "i32", "margin": "fp32", **{k: "constexpr" for k in consts}}
-            specs.append((f"batch_hard_bwd[{name},squared={squared}]", _batch_hard_bwd_kernel, sig, consts))
+            specs.append((f"batch_hard_bwd[{name},squared={squared}]", _batch_hard_bwd_kernel, sig, consts,
+                          BWD_LAUNCH))
     return specs
