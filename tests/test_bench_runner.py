@@ -19,6 +19,7 @@ def test_runner_writes_table_json_and_chart(tmp_path, capsys):
     for r in rows:
         assert r["allocator"] == env["allocator"]["name"] and r["device"] == "cpu" and r["l2_flush"] is False
         assert r["memory_bound"] is True and r["loadavg_1m"] >= 0
+        assert all(s["page_faults_per_call"] >= 0 for s in r["impls"].values() if "median_s" in s)
     assert {(r["case"], r["pass"]) for r in rows} == {
         (c, p) for c in ("reparam_kl", "reparam_kl[noise]") for p in ("fwd", "fwd+bwd")}
     for r in rows:
@@ -90,6 +91,14 @@ def test_compare_table_puts_runs_side_by_side():
         return label, {}, [row, model]
 
     text = table([run("tcmalloc", 1e-3, 0.71), run("system", 4e-3, 0.2)])
-    assert "| op | 4x4 | fwd+bwd | 1.000 / 4.000 | 2.000 / 8.000 | failed / failed | 2.00x / 2.00x | 71% / 20% |" in text
+    assert ("| op | 4x4 | fwd+bwd | 1.000 / 4.000 | 2.000 / 8.000 | failed / failed | 2.00x / 2.00x | 71% / 20% "
+            "| - / - ; - / - |") in text
     assert "| model | 1 | fwd+bwd |" in text and "1% / 1%" not in text  # no roofline for a model step
     assert "| model |" not in table([run("a", 1e-3, 0.5)], memory_bound_only=True)
+
+
+def test_ops_names_may_hold_commas_in_brackets():
+    from fastgen.bench.__main__ import _selected
+
+    chosen = _selected(cases(), "coupling[channel,inverse],batch_hard_triplet")
+    assert [c.name for c in chosen] == ["coupling[channel,inverse]", "batch_hard_triplet"]

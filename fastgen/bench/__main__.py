@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 
 import torch
@@ -66,7 +67,8 @@ def allocator_choices():
 def _selected(cases, ops: str):
     if not ops:
         return list(cases.values())
-    wanted = [w.strip() for w in ops.split(",") if w.strip()]
+    # Commas inside a case name's brackets (coupling[channel,inverse]) do not separate names.
+    wanted = [w.strip() for w in re.split(r",(?![^\[]*\])", ops) if w.strip()]
     chosen = [c for c in cases.values() if c.name in wanted or c.family in wanted
               or c.name.split("[")[0] in wanted]
     unknown = [w for w in wanted if not any(w in (c.name, c.family, c.name.split("[")[0]) for c in cases.values())]

@@ -25,14 +25,13 @@ from dataclasses import dataclass
 # Set in the re-executed child so that it checks the preload took instead of re-executing again.
 _REEXEC_MARK = "FASTGEN_BENCH_ALLOCATOR"
 
-# jemalloc's settings for the benchmark. jemalloc's defaults return freed pages to the kernel
-# after a 10 s decay, and blocks above oversize_threshold (8 MiB) go to an arena that purges
-# them at once, so large tensors are page-faulted afresh on every call, like glibc's (measured:
-# docs/bench-allocators.md). run_cpu sets "oversize_threshold:1,background_thread:true,
-# metadata_thp:auto" (every allocation in the eagerly purging arena: throughput for many
-# instances, not single-process kernel timing). For kernel timing we keep freed pages mapped:
-# no dedicated oversize arena and no decay-based purging.
-JEMALLOC_CONF = "oversize_threshold:0,dirty_decay_ms:-1,muzzy_decay_ms:-1,background_thread:false"
+# jemalloc's settings for the benchmark (measured: docs/bench-allocators.md). With jemalloc's
+# defaults, and with run_cpu's "oversize_threshold:1,background_thread:true,metadata_thp:auto",
+# every 32 MiB tensor is page-faulted afresh on each call (as many faults as under glibc: 16386
+# per instance-norm fwd+bwd at 8x256x64x64). Disabling the decay-based purging keeps freed pages
+# mapped (0 faults, as tcmalloc); `oversize_threshold:0` alone does not. The cost: the process
+# keeps its peak footprint, which is what a benchmark loop (and a training loop) reuses anyway.
+JEMALLOC_CONF = "dirty_decay_ms:-1,muzzy_decay_ms:-1"
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,12 @@ def _ms(row: dict | None, impl: str) -> str:
     return f"{stats['median_s'] * 1e3:.3f}" if "median_s" in stats else "-"
 
 
+def _faults(row: dict | None) -> str:
+    impls = (row or {}).get("impls", {})
+    counts = [impls.get(n, {}).get("page_faults_per_call") for n in ("fastgen", "eager")]
+    return " / ".join("-" if c is None else f"{c:.0f}" for c in counts)
+
+
 def table(runs: list[tuple[str, dict, list]], passes=("fwd", "fwd+bwd"), memory_bound_only: bool = False) -> str:
     labels = [label for label, _, _ in runs]
     by_key = [{_key(r): r for r in rows} for _, _, rows in runs]
@@ -42,8 +48,8 @@ def table(runs: list[tuple[str, dict, list]], passes=("fwd", "fwd+bwd"), memory_
                 order.append(_key(r))
     slash = " / ".join(labels)
     head = (f"| case | shape | pass | fastgen ms ({slash}) | eager ms ({slash}) | compile ms ({slash}) "
-            f"| fastgen vs eager ({slash}) | roofline ({slash}) |")
-    lines = [head, "|" + "---|" * 8]
+            f"| fastgen vs eager ({slash}) | roofline ({slash}) | page faults per call, fastgen / eager ({slash}) |")
+    lines = [head, "|" + "---|" * 9]
     for key in order:
         rows = [k.get(key) for k in by_key]
         speed = [f"{r['speedup_vs_eager']:.2f}x" if r and "speedup_vs_eager" in r else "-" for r in rows]
@@ -51,7 +57,8 @@ def table(runs: list[tuple[str, dict, list]], passes=("fwd", "fwd+bwd"), memory_
                 else "-" for r in rows]
         lines.append(f"| {key[0]} | {'x'.join(map(str, key[1]))} | {key[2]} "
                      f"| {' / '.join(_ms(r, 'fastgen') for r in rows)} | {' / '.join(_ms(r, 'eager') for r in rows)} "
-                     f"| {' / '.join(_ms(r, 'compile') for r in rows)} | {' / '.join(speed)} | {' / '.join(roof)} |")
+                     f"| {' / '.join(_ms(r, 'compile') for r in rows)} | {' / '.join(speed)} | {' / '.join(roof)} "
+                     f"| {' ; '.join(_faults(r) for r in rows)} |")
     return "\n".join(lines)
 
 

@@ -126,6 +126,7 @@ def run_case(case: Case, shape: tuple, dtype: torch.dtype, repeats: int, impls: 
             stats["peak_bytes"] = timer.peak_memory_bytes(fn)
         for name, stats in timed.items():
             stats["peak_bytes"] = timer.peak_memory_bytes(runnable[name])
+            stats["page_faults_per_call"] = timer.page_faults_per_call(runnable[name])
             stats["gbps"] = row["min_bytes"] / stats["median_s"] / 1e9
             row["impls"][name] = stats
         roofline_s = timer.copy_seconds(row["min_bytes"])

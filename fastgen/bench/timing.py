@@ -57,6 +57,19 @@ class CpuTimer:
             peak = max(peak, live)
         return peak
 
+    def page_faults_per_call(self, fn: Callable[[], object], calls: int = 2) -> float:
+        """Minor page faults of this process per call of fn (getrusage): what a malloc that hands
+        big blocks back to the kernel costs, counted rather than timed (a count does not depend
+        on what else the machine is running)."""
+        import resource
+
+        fn()  # settle caches and the allocator
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        for _ in range(calls):
+            fn()
+        self.synchronize()
+        return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / calls
+
     def copy_seconds(self, nbytes: int, repeats: int = 15) -> float:
         """Median time torch takes to copy nbytes / 2 bytes (reading and writing nbytes in all)
         on this timer's device: the memory roofline for a kernel that must move nbytes, measured
