@@ -96,6 +96,14 @@ def test_cuda_timer_flushes_l2_before_each_timed_call():
     assert fake.log == ["record"] + ["call"] * 4 + ["record", "sync"]
 
 
+def test_samples_with_the_flush_hold_at_most_ten_calls():
+    timer = timing.for_device("cuda", cuda=FakeCuda())
+    timer._flush = lambda: None  # noqa: E731
+    assert timing._inner_count(lambda: None, 1.0, timer, flush=True) == 10
+    assert timing._inner_count(lambda: None, 1.0, timer, flush=False) == 10_000
+    assert timing._inner_count(lambda: None, 1.0, timing.for_device("cpu"), flush=True) == 10_000
+
+
 def test_cuda_timer_flush_buffer_is_zeroed_on_its_device():
     timer = timing.for_device("cuda", cuda=FakeCuda())
     timer._flush()

@@ -42,6 +42,10 @@ class CpuTimer:
         for _ in range(calls):
             fn()
 
+    def max_inner(self, flush: bool) -> int:
+        """The most calls one sample may hold."""
+        return 10_000
+
     def peak_memory_bytes(self, fn: Callable[[], object]) -> int:
         """Peak of the bytes allocated through torch's CPU allocator during one call of fn,
         above what was live before it (from the profiler's allocation events)."""
@@ -140,6 +144,11 @@ class CudaTimer(CpuTimer):
         self.cuda.synchronize()
         return start.elapsed_time(end) / inner / 1e3
 
+    def max_inner(self, flush: bool) -> int:
+        # With the flush every call has its own event pair (no timer-resolution reason to batch
+        # calls) and costs a 256 MiB memset: 10 calls per sample, as do_bench's ~100 in all.
+        return 10 if flush else 10_000
+
     def warmup(self, fn: Callable[[], object], calls: int) -> None:
         """At least `calls` calls and at least warmup_s of them (Triton's autotuning and
         torch.compile's compilation already ran at the runner's first, checked call; this
@@ -218,7 +227,7 @@ def _inner_count(fn: Callable[[], object], min_sample_s: float, timer: CpuTimer 
     """Calls per sample, so that one sample lasts at least min_sample_s (timer resolution and
     Python overhead then stay small against what is timed)."""
     once = timer.sample(fn, 1, flush)
-    return max(1, min(10_000, int(min_sample_s / max(once, 1e-7)) + 1))
+    return max(1, min(timer.max_inner(flush), int(min_sample_s / max(once, 1e-7)) + 1))
 
 
 def time_interleaved(fns: dict[str, Callable[[], object]], repeats: int, min_sample_s: float = 2e-3,
