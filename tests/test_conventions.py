@@ -26,7 +26,7 @@ from fastgen.models.cyclegan import init_weights
 from fastgen.ops import margin_softmax as margin_ops
 from fastgen.reference import margin_softmax as R
 from fastgen.reference import models as eager
-from tests._models import assert_matches_eager, assert_training_step_matches, twin_pair
+from tests._models import assert_matches_eager
 from tests._tolerance import FLOOR_ULPS, assert_parity
 
 ops = torch.ops.fastgen
@@ -180,8 +180,8 @@ def test_orthogonal_init_is_orthogonal_times_gain():
             continue  # N(1, init_gain) whatever init_type (test_default_init_statistics_per_layer_kind)
         w = m.weight.detach().double().reshape(m.weight.shape[0], -1) / gain
         gram = w @ w.T if w.shape[0] <= w.shape[1] else w.T @ w
-        # orthogonal_ takes Q of a float32 QR: orthonormal to float32 rounding of a dot product
-        # of length n, |error| <= n eps (the standard bound for a computed inner product).
+        # orthogonal_ takes Q of a float32 Householder QR, orthonormal to O(n eps); n eps here
+        # (observed: 0.06 n eps at most on these layers).
         n = max(w.shape)
         err = (gram - torch.eye(gram.shape[0], dtype=torch.float64)).abs().max().item()
         assert err <= n * torch.finfo(torch.float32).eps, f"{qual}: W W^T / gain^2 is I to {err:.3g}"
