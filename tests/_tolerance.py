@@ -37,3 +37,18 @@ def assert_parity(fast: torch.Tensor, eager: torch.Tensor, ref64: torch.Tensor, 
     assert err_fast <= factor * err_eager + floor, (
         f"{what}: fastgen error {err_fast:.3g} > {factor} x eager error {err_eager:.3g} + floor {floor:.3g}"
     )
+
+
+def assert_parity_tree(fast, eager, ref64, *, what: str = "", **kwargs) -> None:
+    """assert_parity on each tensor of matching sequences: an op's tuple of outputs or gradients
+    (None where an output mask skipped one: None on every side). For a second implementation
+    of a kernel (Triton against the CPU kernel, a sharded head against the whole one), eager is
+    the first implementation in the same dtype and ref64 its float64 run on the same inputs."""
+    fast, eager, ref64 = (list(t) if isinstance(t, (tuple, list)) else [t] for t in (fast, eager, ref64))
+    assert len(fast) == len(eager) == len(ref64), f"{what}: {len(fast)}, {len(eager)}, {len(ref64)} outputs"
+    for i, (f, e, r) in enumerate(zip(fast, eager, ref64)):
+        name = f"{what} output {i}" if len(fast) > 1 else what
+        if f is None or e is None or r is None:
+            assert f is None and e is None and r is None, f"{name}: None on one side only"
+            continue
+        assert_parity(f, e, r, what=name, **kwargs)

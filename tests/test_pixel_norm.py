@@ -11,7 +11,7 @@ import fastgen
 from fastgen import functional as F
 from fastgen.ops.pixel_norm import pixel_layout
 from fastgen.reference import pixel_norm as R
-from tests._tolerance import assert_parity
+from tests._tolerance import assert_parity, assert_parity_tree
 
 ops = torch.ops.fastgen
 # (N, C), 4x4 and odd spatial sizes, channel counts that are not whole vectors, 3-D and 5-D.
@@ -68,7 +68,7 @@ def test_eps_and_zero_pixels():
     x = torch.zeros(2, 4, 3, 3)
     x[0, :, 1, 1] = 1e-3
     for eps in (1e-8, 0.5):
-        torch.testing.assert_close(F.pixel_norm(x, eps), R.pixel_norm(x, eps))
+        assert_parity(F.pixel_norm(x, eps), R.pixel_norm(x, eps), R.pixel_norm(x.double(), eps), what=f"eps {eps}")
     # A zero pixel stays zero (rsqrt(eps) * 0) with a finite gradient.
     y, gx = _grads(F.pixel_norm, x, torch.ones_like(x))
     assert torch.isfinite(gx).all() and not y[1].any()
@@ -140,7 +140,7 @@ def test_result_does_not_depend_on_thread_count():
 def test_module():
     layer = fastgen.nn.PixelNorm(eps=1e-6)
     x = torch.randn(2, 8, 4, 4)
-    torch.testing.assert_close(layer(x), R.PixelNorm(1e-6)(x))
+    assert_parity(layer(x), R.PixelNorm(1e-6)(x), R.PixelNorm(1e-6)(x.double()), what="module")
     assert "eps=1e-06" in repr(layer) and layer.state_dict() == {}
     with pytest.raises(ValueError, match="fastgen.nn.PixelNorm: eps must be a number >= 0, got -1"):
         fastgen.nn.PixelNorm(-1)
@@ -162,10 +162,11 @@ def test_torch_compile_fullgraph():
 
     compiled = torch.compile(block, fullgraph=True)
     x, w = torch.randn(2, 3, 6, 6, requires_grad=True), torch.randn(8, 3, 3, 3, requires_grad=True)
-    out, ref = compiled(x, w), block(x, w)
-    torch.testing.assert_close(out, ref)
-    for a, b in zip(torch.autograd.grad(out.square().sum(), (x, w)), torch.autograd.grad(ref.square().sum(), (x, w))):
-        torch.testing.assert_close(a, b)
+    x64, w64 = (t.detach().double().requires_grad_() for t in (x, w))
+    out, ref, ref64 = compiled(x, w), block(x, w), block(x64, w64)
+    assert_parity(out.detach(), ref.detach(), ref64.detach(), what="compiled output")
+    grads = [torch.autograd.grad(y.square().sum(), inputs) for y, inputs in ((out, (x, w)), (ref, (x, w)), (ref64, (x64, w64)))]
+    assert_parity_tree(*grads, what="compiled grads")
 
 
 def _raises(match, fn, *args, **kwargs):
@@ -205,9 +206,10 @@ def test_triton_matches_cpu(dtype, shape, layout):
     x, g = _randn(shape, dtype), _randn(shape, dtype)
     if layout is not None:
         x = x.to(memory_format=layout)
-    tol = dict(rtol=2e-2, atol=2e-2) if dtype == torch.bfloat16 else dict(rtol=1e-5, atol=1e-5)
+    x64, g64 = x.double(), g.double()  # the CPU kernel in float64: the reference for both
     got, want = kernels.pixel_norm(x, 1e-8), ops.pixel_norm(x, 1e-8)
     assert got.stride() == want.stride()
-    torch.testing.assert_close(got, want, **tol)
-    torch.testing.assert_close(kernels.pixel_norm_backward(g, x, 1e-8), ops.pixel_norm_backward(g, x, 1e-8), **tol)
+    assert_parity(got, want, ops.pixel_norm(x64, 1e-8), what=f"y {dtype} {shape}")
+    assert_parity(kernels.pixel_norm_backward(g, x, 1e-8), ops.pixel_norm_backward(g, x, 1e-8),
+                  ops.pixel_norm_backward(g64, x64, 1e-8), what=f"grad_x {dtype} {shape}")
     assert kernels.pixel_norm(torch.zeros(0, 3, 2), 1e-8).shape == (0, 3, 2)
