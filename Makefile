@@ -15,7 +15,7 @@ DEPS_STAMP  := $(VENV)/.deps-installed
 BUILD_STAMP := $(VENV)/.fastgen-built
 BUILD_INPUTS := setup.py pyproject.toml fastgen/_build.py $(wildcard csrc/*.cpp csrc/*/*.cpp csrc/*/*.h)
 
-.PHONY: install test bench bench-deps clean demo
+.PHONY: install test bench bench-deps clean demo gpu-check
 
 install: $(BUILD_STAMP)
 
@@ -54,6 +54,12 @@ bench-deps: install
 EXAMPLES := autoencoder vae cvae dcgan wgan_gp realnvp cyclegan pix2pix srgan arcface
 demo: install
 	@set -e; for e in $(EXAMPLES); do echo "== examples.$$e"; $(PY) -m examples.$$e --quiet; done
+
+# On a CUDA machine: every Triton kernel's parity cases on the GPU, the functional API against the
+# eager references, fastgen-bench --device cuda; report in bench/results/gpu/ (README, "CUDA").
+# Without CUDA it stops at once with the reason (exit 2).
+gpu-check: install
+	$(PY) -m fastgen.gpu_check
 
 clean:
 	rm -rf $(VENV) build *.egg-info fastgen/_C*.so
