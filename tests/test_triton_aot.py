@@ -11,6 +11,7 @@ import sys
 import pytest
 
 pytest.importorskip("triton")
+pytestmark = pytest.mark.slow  # minutes of ptxas: `make test-fast` skips it
 
 # ptxas saves a few live registers to the stack around a call to its own IEEE division / square
 # root slow-path subroutine (taken only for denormal or huge operands); that is not register
