@@ -145,7 +145,7 @@ def _coupling_bwd_kernel(
         if WANT_GT:
             tl.store(gt_ptr + row * s_cols + s_off, gt.to(gt_ptr.dtype.element_ty), mask=m_st)
     if WANT_GSCALE:
-        tl.store(gscale_ptr + group * s_cols + s_off, acc, mask=inside & transformed)
+        tl.store(gscale_ptr + group.to(tl.int64) * s_cols + s_off, acc, mask=inside & transformed)
 
 
 
