@@ -3,6 +3,8 @@ the GAN losses, the fastgen.gradient_penalty / r1_regularization / clip_weights_
 the fastgen::interpolate and fastgen::grad_penalty ops (C++ and Triton)."""
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -12,7 +14,7 @@ from torch import nn
 import fastgen
 from fastgen import functional as F
 from fastgen.reference import grad_penalty as R
-from tests._tolerance import assert_parity
+from tests._tolerance import assert_parity, assert_parity_tree
 
 ops = torch.ops.fastgen
 # Odd shapes: a single column, rows that are not whole vectors, 1-D, and >2-D.
@@ -89,7 +91,7 @@ def test_interpolate_alpha_forms_and_fade_in():
     # alpha as a tensor that requires grad (e.g. learned) gets its gradient through the expand.
     a = torch.tensor(0.3, requires_grad=True)
     F.fade_in(new, old, a).sum().backward()
-    torch.testing.assert_close(a.grad, (new - old).sum())
+    assert_parity(a.grad, (new - old).sum(), (new.double() - old.double()).sum(), what="grad of alpha")
 
 
 def test_interpolate_layouts():
@@ -132,7 +134,9 @@ def test_r1_penalty_matches_reference(dtype):
     ref = _grads_of(lambda g: R.r1_penalty(g, 10.0), grads.double())
     for f, e, r in zip(fast, eager, ref):
         assert_parity(f, e, r, what=f"r1 {dtype}")
-    torch.testing.assert_close(F.r1_penalty(grads.float(), 4.0), F.grad_norm_penalty(grads.float(), target=0.0, weight=2.0))
+    g32 = grads.float()
+    assert_parity(F.grad_norm_penalty(g32, target=0.0, weight=2.0), F.r1_penalty(g32, 4.0), R.r1_penalty(grads.double(), 4.0),
+                  what="r1 as grad_norm_penalty")
 
 
 def test_zero_gradient_gives_no_nan():
@@ -208,7 +212,9 @@ def test_backward_returns_the_forward_gradient_when_the_upstream_is_one():
         names = _ops_called(lambda: torch.autograd.grad(scale * F.grad_norm_penalty(g), g))
         assert any("grad_penalty_backward" in n for n in names)
         (scaled,) = torch.autograd.grad(scale * F.grad_norm_penalty(g), g)
-        torch.testing.assert_close(scaled, scale * plain)
+        g64 = g.detach().double().requires_grad_()
+        assert_parity(scaled, scale * plain, torch.autograd.grad(scale * R.grad_norm_penalty(g64), g64)[0],
+                      what=f"upstream {scale}")
     # retain_graph: the saved gradient is returned again, unchanged.
     penalty = F.grad_norm_penalty(g)
     first = torch.autograd.grad(penalty, g, retain_graph=True)[0].clone()
@@ -326,13 +332,17 @@ def test_gradient_penalty_trains_the_critic_like_the_reference():
         return penalty.detach(), torch.autograd.grad(penalty, _input_gradient_params(critic))
 
     fast, eager = step(fastgen.gradient_penalty), step(R.gradient_penalty)
-    torch.testing.assert_close(fast[0], eager[0])
-    for a, b in zip(fast[1], eager[1]):
-        torch.testing.assert_close(a, b)
+    critic64 = copy.deepcopy(critic).double()
+    penalty64 = R.gradient_penalty(critic64, real.double(), fake.double(), alpha=alpha.double())
+    ref = penalty64.detach(), torch.autograd.grad(penalty64, _input_gradient_params(critic64))
+    assert_parity(fast[0], eager[0], ref[0], what="penalty")
+    assert_parity_tree(fast[1], eager[1], ref[1], what="critic gradients")
     # Drawn alpha from the same generator: the same penalty.
     a = fastgen.gradient_penalty(critic, real, fake, generator=torch.Generator().manual_seed(2), weight=3.0, target=0.5)
     b = R.gradient_penalty(critic, real, fake, generator=torch.Generator().manual_seed(2), weight=3.0, target=0.5)
-    torch.testing.assert_close(a, b)
+    drawn = torch.rand(6, generator=torch.Generator().manual_seed(2)).double()
+    ref = R.gradient_penalty(critic64, real.double(), fake.double(), alpha=drawn, weight=3.0, target=0.5)
+    assert_parity(a.detach(), b.detach(), ref.detach(), what="penalty, drawn alpha")
 
 
 def test_gradient_penalty_third_order():
@@ -355,10 +365,12 @@ def test_r1_regularization_matches_reference():
     real = torch.randn(5, 2, 4, 4)
     fast = fastgen.r1_regularization(critic, real, gamma=10.0)
     eager = R.r1_regularization(critic, real, gamma=10.0)
-    torch.testing.assert_close(fast, eager)
-    for a, b in zip(torch.autograd.grad(fast, _input_gradient_params(critic)),
-                    torch.autograd.grad(eager, _input_gradient_params(critic))):
-        torch.testing.assert_close(a, b)
+    critic64 = copy.deepcopy(critic).double()
+    ref = R.r1_regularization(critic64, real.double(), gamma=10.0)
+    assert_parity(fast.detach(), eager.detach(), ref.detach(), what="r1")
+    assert_parity_tree(torch.autograd.grad(fast, _input_gradient_params(critic)),
+                       torch.autograd.grad(eager, _input_gradient_params(critic)),
+                       torch.autograd.grad(ref, _input_gradient_params(critic64)), what="critic gradients")
 
 
 def test_gradient_penalty_with_a_grad_scaler():
@@ -469,9 +481,11 @@ def test_torch_compile_fullgraph():
     real, fake, grads = (torch.randn(4, 3, 8, 8, requires_grad=True) for _ in range(3))
     out = compiled(real, fake, grads)
     ref = step(real, fake, grads)
-    torch.testing.assert_close(out, ref)
-    for a, b in zip(torch.autograd.grad(out, (real, fake, grads)), torch.autograd.grad(ref, (real, fake, grads))):
-        torch.testing.assert_close(a, b)
+    inputs64 = [t.detach().double().requires_grad_() for t in (real, fake, grads)]
+    ref64 = step(*inputs64)
+    assert_parity(out.detach(), ref.detach(), ref64.detach(), what="compiled output")
+    assert_parity_tree(torch.autograd.grad(out, (real, fake, grads)), torch.autograd.grad(ref, (real, fake, grads)),
+                       torch.autograd.grad(ref64, inputs64), what="compiled grads")
 
 
 # --------------------------------------------------------------------------- bad input
@@ -550,28 +564,34 @@ def _triton():
 @pytest.mark.parametrize("shape", [(3, 70), (2, 3, 5, 7), (1, 1)])
 def test_triton_matches_cpu(dtype, shape):
     kernels = _triton()
-    tol = dict(rtol=2e-2, atol=2e-2) if dtype == torch.bfloat16 else dict(rtol=1e-5, atol=1e-5)
     real, fake, grad = _randn(shape, dtype), _randn(shape, dtype), _randn(shape, dtype)
     alpha = torch.rand(shape[0]).to(dtype)
+    real64, fake64, grad64, alpha64 = (t.double() for t in (real, fake, grad, alpha))  # the CPU kernel's float64 run
     got, want = kernels.interpolate(real, fake, alpha), ops.interpolate(real, fake, alpha)
     assert got.stride() == want.stride()
-    torch.testing.assert_close(got, want, **tol)
+    assert_parity(got, want, ops.interpolate(real64, fake64, alpha64), what=f"interpolate {dtype} {shape}")
     for mask in ([True, True, True], [False, True, False]):
-        for a, b in zip(kernels.interpolate_backward(grad, real, fake, alpha, mask),
-                        ops.interpolate_backward(grad, real, fake, alpha, mask)):
-            assert a.shape == b.shape
-            torch.testing.assert_close(a, b, **tol)
+        got = kernels.interpolate_backward(grad, real, fake, alpha, mask)
+        want = ops.interpolate_backward(grad, real, fake, alpha, mask)
+        for a, b in zip(got, want):
+            assert (a is None and b is None) or a.shape == b.shape
+        assert_parity_tree(got, want, ops.interpolate_backward(grad64, real64, fake64, alpha64, mask),
+                           what=f"interpolate_backward {dtype} {shape} {mask}")
     for target, weight, one_sided in PENALTIES:
+        what = f"{dtype} {shape} target={target} weight={weight} one_sided={one_sided}"
         got, want = (kernels.grad_penalty(grad, target, weight, one_sided, True),
                      ops.grad_penalty(grad, target, weight, one_sided, True))
         for a, b in zip(got, want):
             assert a.dtype == b.dtype and a.shape == b.shape
-            torch.testing.assert_close(a, b, **tol)
-        norms = want[1]
+        assert_parity_tree(got, want, ops.grad_penalty(grad64, target, weight, one_sided, True), what=what)
+        norms, norms64 = want[1], ops.grad_penalty(grad64, target, weight, one_sided, True)[1]
         gp, gn = torch.tensor(0.7).to(dtype), torch.randn(shape[0]).to(norms.dtype)
         for args in ((gp, gn), (gp, None), (None, gn)):
-            torch.testing.assert_close(kernels.grad_penalty_backward(*args, grad, norms, target, weight, one_sided),
-                                       ops.grad_penalty_backward(*args, grad, norms, target, weight, one_sided), **tol)
+            args64 = [None if a is None else a.double() for a in args]
+            assert_parity(kernels.grad_penalty_backward(*args, grad, norms, target, weight, one_sided),
+                          ops.grad_penalty_backward(*args, grad, norms, target, weight, one_sided),
+                          ops.grad_penalty_backward(*args64, grad64, norms64, target, weight, one_sided),
+                          what=f"backward {what} {[a is not None for a in args]}")
 
 
 def test_triton_layouts_and_empty_batch():
