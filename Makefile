@@ -31,8 +31,23 @@ $(BUILD_STAMP): $(DEPS_STAMP) $(BUILD_INPUTS)
 	$(PIP) install -q --no-build-isolation -e .
 	@touch $@
 
-test: install
+# The emulated-CPU tests (tests/test_cpu_capabilities.py) run the kernels under qemu-user on CPUs
+# without AVX-512 / AVX2; it comes from Debian (root, as on these machines).
+system-deps:
+	@command -v qemu-x86_64 >/dev/null 2>&1 || [ "$$(uname -m)" != x86_64 ] || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-user >/dev/null; } || \
+	  echo "make: could not install qemu-user (apt-get install qemu-user): the emulated-CPU tests will fail"
+
+test: install system-deps
 	$(PY) -m pytest tests bench --benchmark-disable -q
+
+# The inner loop: everything but the JIT rebuild, emulated CPUs, the wheel, AOT compiles, examples.
+test-fast: install
+	$(PY) -m pytest tests bench --benchmark-disable -q -m "not slow"
+
+# dist/fastgen-<version>-<python>-<platform>.whl: one stripped fastgen._C holding every CPU variant.
+wheel: $(DEPS_STAMP)
+	$(PIP) wheel -q --no-build-isolation --no-deps -w dist .
 
 # `make bench` times on tcmalloc: under glibc malloc every tensor of 32 MiB or more is page-faulted
 # afresh on each call, which hides the kernels (README, Benchmarks). BENCH_ALLOCATOR=system or

@@ -48,7 +48,7 @@ setup(
     ext_modules=[Extension(_build.EXTENSION_NAME, sources=[os.path.relpath(s, _here) for s in _build.sources()])],
     cmdclass={"build_ext": BuildWithNinja},
     # torch is pinned: fastgen._C is built against this torch's C++ ABI.
-    install_requires=["torch==2.13.0", "numpy"],
+    install_requires=["torch==2.13.0"],
     extras_require={
         "cuda": ["triton==3.9.0"],  # the Triton kernels for CUDA tensors
         "bench": ["matplotlib", "tqdm"],  # fastgen-bench's chart and progress bar

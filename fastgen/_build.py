@@ -18,6 +18,7 @@ FASTGEN_BUILD=debug for `-O0 -g`.
 """
 from __future__ import annotations
 
+import fcntl
 import glob
 import hashlib
 import os
@@ -169,6 +170,13 @@ def build_library(directory: str | None = None, verbose: bool = False) -> str:
     """Compiles (incrementally) and links fastgen._C with ninja; returns the library's path."""
     directory = directory or build_dir()
     os.makedirs(directory, exist_ok=True)
+    # One build at a time per folder (parallel test processes, `pip wheel` beside `pip install`).
+    with open(os.path.join(directory, ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _build_locked(directory, verbose)
+
+
+def _build_locked(directory: str, verbose: bool) -> str:
     output = library_filename()
     ninja_path = os.path.join(directory, "build.ninja")
     content = _ninja_file(output)
