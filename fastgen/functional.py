@@ -8,11 +8,10 @@ from __future__ import annotations
 import torch
 
 from fastgen import _checks
-from fastgen._autograd import fast_ops
 
 __all__ = []
 
-_ops = fast_ops  # torch.ops.fastgen, with the autograd fast path (fastgen/_autograd.py)
+_ops = torch.ops.fastgen  # autograd included (C++: csrc/autograd/)
 
 
 # =========================================================================================

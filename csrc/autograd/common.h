@@ -67,4 +67,7 @@ struct BackwardGuard {
 
 inline Tensor maybe(bool keep, const Tensor& t) { return keep ? t : Tensor(); }
 
+// a + b, or b when a is undefined (a sum of terms that may be absent).
+inline Tensor plus(const Tensor& a, const Tensor& b) { return a.defined() ? a + b : b; }
+
 }  // namespace fastgen::autograd

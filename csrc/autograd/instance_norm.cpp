@@ -35,10 +35,9 @@ Tensor per_channel(const Tensor& t, int64_t nd) {
   return t.view(shape);
 }
 Tensor per_plane(const Tensor& t, int64_t nd) {
-  std::vector<int64_t> shape(nd, 1);
-  shape[0] = t.size(0);
-  shape[1] = t.size(1);
-  return t.view(shape);
+  Tensor r = t;
+  for (int64_t d = 2; d < nd; ++d) r = r.unsqueeze(-1);
+  return r;
 }
 
 // act'(y), piecewise constant (no gradient flows through it); undefined for the identity.

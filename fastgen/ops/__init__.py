@@ -1,5 +1,6 @@
 """Python registrations for the torch.ops.fastgen ops: fake impls (for torch.compile and
-meta tensors), autograd, and the CUDA kernels (Triton, imported on first use).
+meta tensors) and the CUDA kernels (Triton, imported on first use). The autograd is C++
+(csrc/autograd/<family>.cpp).
 
 One module per op family (fastgen/ops/<family>.py); importing this package imports them all,
 which registers everything. The schemas and CPU kernels are in csrc/ (loaded by fastgen._ext).

@@ -1,9 +1,10 @@
-"""Margin softmax (ArcFace / CosFace / SphereFace / combined): fake impls, autograd (double
-backward included) and the CUDA (Triton) kernels for fastgen::margin_softmax and
+"""Margin softmax (ArcFace / CosFace / SphereFace / combined): fake impls and the CUDA (Triton)
+kernels for fastgen::margin_softmax and
 fastgen::margin_softmax_backward.
 
-The math lives in csrc/margin_softmax.cpp. The double backward differentiates a torch-op
-formulation of the op (torch_margin_softmax below), which materializes the batch x classes
+The math lives in csrc/margin_softmax.cpp, the autograd in csrc/autograd/margin_softmax.cpp. Its
+double backward differentiates an ATen-op formulation of the op (the same as torch_margin_softmax
+below, which the tests compare with the op), which materializes the batch x classes
 cosines: it exists for correctness of higher-order gradients, not speed.
 """
 from __future__ import annotations
@@ -12,9 +13,6 @@ import math
 
 import torch
 import torch.nn.functional as F
-
-from fastgen._autograd import register_autograd
-from fastgen._double_backward import vjp_of_vjp
 
 _ops = torch.ops.fastgen
 
@@ -122,49 +120,6 @@ def torch_margin_softmax(embeddings, weight, labels, class_start, num_classes, s
     logits = logits.scatter(1, index, torch.where(has_target, target, logits.gather(1, index).squeeze(1))[:, None])
     lse = torch.where(ignored, 0.0, torch.logsumexp(logits, 1))
     return lse.to(LSE_DTYPE), torch.where(has_target, target, 0.0)
-
-
-# ---------------------------------------------------------------------------------------
-# autograd
-
-
-def _setup(ctx, inputs, output):
-    embeddings, weight, labels = inputs[:3]
-    lse, _, target_cos = output
-    ctx.params = tuple(inputs[3:11])
-    ctx.straight_through = bool(inputs[11]) if len(inputs) > 11 else False
-    ctx.mark_non_differentiable(target_cos)
-    ctx.save_for_backward(embeddings, weight, labels, lse, target_cos)
-
-
-def _backward(ctx, grad_lse, grad_target, _grad_target_cos):
-    embeddings, weight, labels, lse, target_cos = ctx.saved_tensors
-    mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[1]]
-    grad_emb, grad_w = _ops.margin_softmax_backward(grad_lse, grad_target, embeddings, weight, labels, lse,
-                                                    target_cos, *ctx.params, mask, ctx.straight_through)
-    return (grad_emb if mask[0] else None, grad_w if mask[1] else None) + (None,) * 10
-
-
-def _setup_backward(ctx, inputs, output):
-    grad_lse, grad_target, embeddings, weight, labels, lse, target_cos = inputs[:7]
-    ctx.params = inputs[7:15]
-    ctx.output_mask = inputs[15]
-    ctx.straight_through = bool(inputs[16]) if len(inputs) > 16 else False
-    ctx.save_for_backward(grad_lse, grad_target, embeddings, weight, labels)
-
-
-def _backward_backward(ctx, gg_emb, gg_w):
-    grad_lse, grad_target, embeddings, weight, labels = ctx.saved_tensors
-    params = ctx.params + (ctx.straight_through,)
-    gg = [gg_emb if ctx.output_mask[0] else None, gg_w if ctx.output_mask[1] else None, None]
-    d_cots, d_primals = vjp_of_vjp(
-        lambda e, w, y: torch_margin_softmax(e, w, y, *params),
-        (embeddings, weight, labels), (grad_lse, grad_target), gg, differentiable=(True, True, False))
-    return (d_cots[0], d_cots[1], d_primals[0], d_primals[1]) + (None,) * 13
-
-
-register_autograd("fastgen::margin_softmax", _backward, setup_context=_setup)
-register_autograd("fastgen::margin_softmax_backward", _backward_backward, setup_context=_setup_backward)
 
 
 # ---------------------------------------------------------------------------------------

@@ -13,7 +13,6 @@ import math
 import torch
 
 from fastgen._checks import check_same_device
-from fastgen._autograd import register_autograd
 
 _ops = torch.ops.fastgen
 
@@ -53,51 +52,6 @@ def _pixel_norm_backward_fake(grad, x, eps):
     check_same_device("pixel_norm_backward", "x", x, grad=grad)
     check_backward_args(grad, x, eps)
     return torch.empty_like(pixel_layout(x))
-
-
-# ---------------------------------------------------------------------------------------
-# autograd
-
-
-def _setup_pixel_norm(ctx, inputs, output):
-    x, eps = inputs
-    ctx.eps = eps
-    ctx.save_for_backward(x)
-
-
-def _pixel_norm_backward(ctx, grad):
-    (x,) = ctx.saved_tensors
-    return _ops.pixel_norm_backward(grad, x, ctx.eps), None
-
-
-def _setup_backward(ctx, inputs, output):
-    grad, x, eps = inputs
-    ctx.eps = eps
-    ctx.save_for_backward(grad, x)
-
-
-def _pixel_norm_backward_backward(ctx, a):
-    """VJP of gx = r g - r^3 x (x.g)/C (per pixel, dots over the channels), given a = d/d(gx):
-        d/dg = r a - r^3 x (x.a)/C                     (the same map: it is symmetric)
-        d/dx = -(a.g) r^3 x/C + 3 r^5 (x.a)(x.g) x/C^2 - r^3 ((x.g) a + (x.a) g)/C
-    """
-    grad, x, = ctx.saved_tensors
-    if a is None:
-        return None, None, None
-    d_grad = _ops.pixel_norm_backward(a, x, ctx.eps)
-    c = x.shape[1]
-    r = torch.rsqrt(x.pow(2).mean(1, keepdim=True) + ctx.eps)
-    r3 = r * r * r
-    xa = (x * a).sum(1, keepdim=True)
-    xg = (x * grad).sum(1, keepdim=True)
-    ag = (a * grad).sum(1, keepdim=True)
-    d_x = (3 * r3 * r * r * xa * xg / (c * c) - r3 * ag / c) * x - (r3 / c) * (xg * a + xa * grad)
-    return d_grad, d_x, None
-
-
-register_autograd("fastgen::pixel_norm", _pixel_norm_backward, setup_context=_setup_pixel_norm)
-register_autograd("fastgen::pixel_norm_backward", _pixel_norm_backward_backward,
-                                setup_context=_setup_backward)
 
 
 # ---------------------------------------------------------------------------------------

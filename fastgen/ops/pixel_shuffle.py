@@ -10,7 +10,6 @@ from __future__ import annotations
 import torch
 
 from fastgen._checks import check_int_product, check_same_device
-from fastgen._autograd import register_autograd
 from torch._prims_common import suggest_memory_format
 
 _ops = torch.ops.fastgen
@@ -113,94 +112,6 @@ def _pixel_shuffle_prelu_backward_fake(grad_output, self, weight, upscale_factor
     grad_input = _empty(self.shape, self, memory_format(self)) if input_grad else self.new_empty((0,))
     grad_weight = weight.new_empty(weight.shape) if weight_grad else weight.new_empty((0,))
     return grad_input, grad_weight
-
-
-# ---------------------------------------------------------------------------------------
-# autograd
-
-
-def _setup_factor(ctx, inputs, output):
-    ctx.factor = inputs[1]
-
-
-def _pixel_shuffle_backward(ctx, grad):
-    return _ops.pixel_unshuffle(grad, ctx.factor), None
-
-
-def _pixel_unshuffle_backward(ctx, grad):
-    return _ops.pixel_shuffle(grad, ctx.factor), None
-
-
-def _setup_pixel_shuffle_prelu(ctx, inputs, output):
-    x, weight, upscale_factor = inputs
-    ctx.factor = upscale_factor
-    ctx.save_for_backward(x, weight)
-
-
-def _pixel_shuffle_prelu_backward(ctx, grad):
-    x, weight = ctx.saved_tensors
-    input_grad, weight_grad = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-    grad_input, grad_weight = _ops.pixel_shuffle_prelu_backward(grad, x, weight, ctx.factor, input_grad, weight_grad)
-    return (grad_input if input_grad else None), (grad_weight if weight_grad else None), None
-
-
-def _weight_broadcast(weight: torch.Tensor) -> torch.Tensor:
-    """The weight shaped to broadcast against a (*, C, H, W) tensor."""
-    return weight.reshape(()) if weight.numel() == 1 else weight.reshape(-1, 1, 1)
-
-
-def _sum_to_weight(t: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """The adjoint of _weight_broadcast: a (*, C, H, W) tensor summed to the weight's shape."""
-    if weight.numel() == 1:
-        return t.sum().reshape(weight.shape)
-    dims = [d for d in range(t.dim()) if d != t.dim() - 3]
-    return t.sum(dims).reshape(weight.shape)
-
-
-def _setup_backward(ctx, inputs, output):
-    grad_output, x, weight, upscale_factor, input_grad, weight_grad = inputs
-    ctx.factor = upscale_factor
-    ctx.input_grad, ctx.weight_grad = input_grad, weight_grad
-    ctx.save_for_backward(grad_output, x, weight)
-
-
-def _backward_backward(ctx, gg_input, gg_weight):
-    """Vector-Jacobian product of pixel_shuffle_prelu_backward, in differentiable torch ops.
-
-    With xs = shuffle(x), m = xs > 0 and a the weight broadcast over its channels:
-      grad_input  = unshuffle(where(m, g, a * g))
-      grad_weight = sum over all but the channel of where(m, 0, xs * g)
-    (the mask's derivative is zero almost everywhere).
-    """
-    grad_output, x, weight = ctx.saved_tensors
-    r = ctx.factor
-    if not ctx.input_grad:
-        gg_input = None
-    if not ctx.weight_grad:
-        gg_weight = None
-    xs = _ops.pixel_shuffle(x, r)
-    positive = xs > 0
-    a = _weight_broadcast(weight)
-    zero = torch.zeros((), dtype=x.dtype, device=x.device)
-    d_grad = d_x = d_weight = None
-    if gg_input is not None:
-        gg_big = _ops.pixel_shuffle(gg_input, r)
-        d_grad = torch.where(positive, gg_big, a * gg_big)
-        d_weight = _sum_to_weight(torch.where(positive, zero, gg_big * grad_output), weight)
-    if gg_weight is not None:
-        b = _weight_broadcast(gg_weight)
-        term = torch.where(positive, zero, xs * b)
-        d_grad = term if d_grad is None else d_grad + term
-        d_x = _ops.pixel_unshuffle(torch.where(positive, zero, grad_output * b), r)
-    return d_grad, d_x, d_weight, None, None, None
-
-
-register_autograd("fastgen::pixel_shuffle", _pixel_shuffle_backward, setup_context=_setup_factor)
-register_autograd("fastgen::pixel_unshuffle", _pixel_unshuffle_backward, setup_context=_setup_factor)
-register_autograd("fastgen::pixel_shuffle_prelu", _pixel_shuffle_prelu_backward,
-                                setup_context=_setup_pixel_shuffle_prelu)
-register_autograd("fastgen::pixel_shuffle_prelu_backward", _backward_backward,
-                                setup_context=_setup_backward)
 
 
 # ---------------------------------------------------------------------------------------

@@ -9,8 +9,6 @@ from __future__ import annotations
 import torch
 
 from fastgen._checks import check_same_device
-from fastgen._autograd import register_autograd
-
 from fastgen._layout import batch_major
 
 _ops = torch.ops.fastgen
@@ -94,129 +92,14 @@ def _reparam_kl_backward_fake(grad_z, grad_kl, mu, logvar, eps, seed, reduction,
     return torch.empty_like(layout), torch.empty_like(layout), grad_eps
 
 
-# ---------------------------------------------------------------------------------------
-# autograd
-
-
-def _setup_reparam_kl(ctx, inputs, output):
-    mu, logvar, eps, seed, reduction = inputs
-    ctx.reduction = reduction
-    ctx.eps_grad = eps is not None and ctx.needs_input_grad[2]
-    ctx.save_for_backward(mu, logvar, eps, seed)
-
-
-def _reparam_kl_backward(ctx, grad_z, grad_kl):
-    mu, logvar, eps, seed = ctx.saved_tensors
-    grad_mu, grad_logvar, grad_eps = _ops.reparam_kl_backward(
-        grad_z, grad_kl, mu, logvar, eps, seed, ctx.reduction, ctx.eps_grad
-    )
-    return grad_mu, grad_logvar, (grad_eps if ctx.eps_grad else None), None, None
-
-
-def _setup_kl_normal(ctx, inputs, output):
-    mu, logvar, reduction = inputs
-    ctx.reduction = reduction
-    ctx.save_for_backward(mu, logvar)
-
-
-def _kl_normal_backward(ctx, grad_kl):
-    mu, logvar = ctx.saved_tensors
-    grad_mu, grad_logvar, _ = _ops.reparam_kl_backward(
-        None, grad_kl, mu, logvar, None, None, ctx.reduction, False
-    )
-    return grad_mu, grad_logvar, None
-
-
 def regenerate_noise(mu: torch.Tensor, seed: torch.Tensor) -> torch.Tensor:
-    """The eps that reparam_kl drew for `mu` from `seed`, materialized (z of mu=0, logvar=0).
+    """The eps that reparam_kl drew for `mu` from `seed`, materialized (z of mu=0, logvar=0), as
+    csrc/autograd/reparam_kl.cpp regenerates it for the double backward (tests use it).
 
     Noise is indexed by memory position in the layout the kernels walk, so the zeros are
     made in that layout."""
     zeros = torch.zeros_like(batch_major(mu.detach()))
     return _ops.reparam_kl(zeros, zeros, None, seed, "none")[0]
-
-
-def _per_row(grad_kl: torch.Tensor, mu: torch.Tensor, reduction: str) -> torch.Tensor:
-    """d(loss)/d(kl[b]) shaped (B, 1, ..., 1) to broadcast against mu."""
-    batch = mu.shape[0]
-    if reduction == "none":
-        rows = grad_kl
-    elif reduction == "mean":
-        rows = (grad_kl / batch).expand(batch)
-    else:
-        rows = grad_kl.expand(batch)
-    return rows.reshape((batch,) + (1,) * (mu.dim() - 1))
-
-
-def _sum_rows(t: torch.Tensor, reduction: str) -> torch.Tensor:
-    """The adjoint of _per_row: (B, ...) -> the shape of grad_kl."""
-    rows = t.flatten(1).sum(1) if t.dim() > 1 else t
-    if reduction == "none":
-        return rows
-    total = rows.sum()
-    return total / t.shape[0] if reduction == "mean" else total
-
-
-def _setup_backward(ctx, inputs, output):
-    grad_z, grad_kl, mu, logvar, eps, seed, reduction, eps_grad = inputs
-    ctx.reduction = reduction
-    ctx.eps_grad = eps_grad
-    ctx.has_eps = eps is not None
-    ctx.save_for_backward(grad_z, grad_kl, mu, logvar, eps, seed)
-
-
-def _backward_backward(ctx, gg_mu, gg_logvar, gg_eps):
-    """Vector-Jacobian product of reparam_kl_backward, in differentiable torch ops.
-
-    With s = exp(logvar / 2), v = exp(logvar) and k the per-row KL gradient:
-      grad_mu     = grad_z + k * mu
-      grad_logvar = grad_z * s * eps / 2 + k * (v - 1) / 2
-      grad_eps    = grad_z * s
-    """
-    grad_z, grad_kl, mu, logvar, eps, seed, = ctx.saved_tensors
-    reduction = ctx.reduction
-    if not ctx.eps_grad:
-        gg_eps = None
-    std = torch.exp(0.5 * logvar)
-    noise = None
-    if grad_z is not None:
-        noise = eps if eps is not None else regenerate_noise(mu, seed)
-
-    d_grad_z = d_grad_kl = d_mu = d_logvar = d_eps = None
-    if grad_z is not None:
-        terms = []
-        if gg_mu is not None:
-            terms.append(gg_mu)
-        if gg_logvar is not None:
-            terms.append(0.5 * gg_logvar * std * noise)
-        if gg_eps is not None:
-            terms.append(gg_eps * std)
-        d_grad_z = sum(terms) if terms else None
-    if grad_kl is not None:
-        k = _per_row(grad_kl, mu, reduction)
-        row_terms = []
-        if gg_mu is not None:
-            row_terms.append(gg_mu * mu)
-            d_mu = gg_mu * k
-        if gg_logvar is not None:
-            row_terms.append(0.5 * gg_logvar * (std * std - 1))
-            d_logvar = 0.5 * gg_logvar * k * std * std
-        d_grad_kl = _sum_rows(sum(row_terms), reduction) if row_terms else None
-    if grad_z is not None:
-        if gg_logvar is not None:
-            d_logvar_z = 0.25 * gg_logvar * grad_z * std * noise
-            d_logvar = d_logvar_z if d_logvar is None else d_logvar + d_logvar_z
-            if ctx.has_eps:
-                d_eps = 0.5 * gg_logvar * grad_z * std
-        if gg_eps is not None:
-            d_logvar_e = 0.5 * gg_eps * grad_z * std
-            d_logvar = d_logvar_e if d_logvar is None else d_logvar + d_logvar_e
-    return d_grad_z, d_grad_kl, d_mu, d_logvar, d_eps, None, None, None
-
-
-register_autograd("fastgen::reparam_kl", _reparam_kl_backward, setup_context=_setup_reparam_kl)
-register_autograd("fastgen::kl_normal", _kl_normal_backward, setup_context=_setup_kl_normal)
-register_autograd("fastgen::reparam_kl_backward", _backward_backward, setup_context=_setup_backward)
 
 
 # ---------------------------------------------------------------------------------------

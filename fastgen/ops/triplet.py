@@ -1,19 +1,15 @@
-"""Siamese losses (triplet margin, contrastive, batch-hard triplet): fake impls, autograd (double
-backward included) and the CUDA (Triton) kernels for the fastgen::triplet_margin_loss,
+"""Siamese losses (triplet margin, contrastive, batch-hard triplet): fake impls and the CUDA (Triton)
+kernels for the fastgen::triplet_margin_loss,
 fastgen::contrastive_loss and fastgen::batch_hard_triplet_loss ops and their backward ops.
 
-The math lives in csrc/triplet.cpp. Double backward differentiates the torch-op formulations
-below (torch's own F.triplet_margin_loss for the triplet margin loss).
+The math lives in csrc/triplet.cpp, the autograd in csrc/autograd/triplet.cpp (double backward
+differentiates ATen-op formulations of the losses, at::triplet_margin_loss for the triplet margin loss).
 """
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from fastgen._checks import check_same_device
-from fastgen._autograd import register_autograd
-
-from fastgen._double_backward import vjp_of_vjp
 
 _ops = torch.ops.fastgen
 
@@ -131,140 +127,6 @@ def _batch_hard_backward_fake(grad, embeddings, positive, negative, margin, squa
     torch._check_value(positive.shape == (embeddings.shape[0],) and negative.shape == (embeddings.shape[0],), lambda: f"fastgen.{op}: positive and negative must have shape ({embeddings.shape[0]},), got {tuple(positive.shape)} and {tuple(negative.shape)}")
     check_same_device(op, "embeddings", embeddings, grad=grad, positive=positive, negative=negative)
     return _grad_like(embeddings)
-
-
-# ---------------------------------------------------------------------------------------
-# the ops in torch ops (double backward)
-
-
-def _reduce(per_row, reduction, count=None):
-    if reduction == "none":
-        return per_row
-    if reduction == "sum":
-        return per_row.sum()
-    return per_row.sum() / (per_row.shape[0] if count is None else count)
-
-
-def torch_contrastive_loss(x1, x2, y, margin, eps, reduction):
-    d = F.pairwise_distance(x1, x2, eps=eps)
-    y = y.to(d.dtype)
-    return _reduce(y * d.pow(2) + (1 - y) * F.relu(margin - d).pow(2), reduction)
-
-
-def _safe_distance(d2, squared):
-    if squared:
-        return d2
-    positive = d2 > 0
-    return torch.where(positive, torch.sqrt(torch.where(positive, d2, 1.0)), 0.0)
-
-
-def torch_batch_hard_triplet_loss(embeddings, positive, negative, margin, squared, reduction):
-    """The loss for given hardest positives / negatives (the op's second and third outputs)."""
-    valid = (positive >= 0) & (negative >= 0)
-    rows_p, rows_n = embeddings[positive.clamp_min(0)], embeddings[negative.clamp_min(0)]
-    compute = torch.promote_types(embeddings.dtype, torch.float32)
-    d_ap = _safe_distance((embeddings - rows_p).to(compute).pow(2).sum(1), squared)
-    d_an = _safe_distance((embeddings - rows_n).to(compute).pow(2).sum(1), squared)
-    per_row = torch.where(valid, F.relu(d_ap - d_an + margin), 0.0).to(embeddings.dtype)
-    return _reduce(per_row, reduction, valid.sum().clamp_min(1))
-
-
-# ---------------------------------------------------------------------------------------
-# autograd
-
-
-def _setup_triplet(ctx, inputs, output):
-    ctx.params = inputs[3:]
-    ctx.save_for_backward(*inputs[:3])
-
-
-def _triplet_backward(ctx, grad):
-    grads = _ops.triplet_margin_loss_backward(grad, *ctx.saved_tensors, *ctx.params)
-    return tuple(g if need else None for g, need in zip(grads, ctx.needs_input_grad)) + (None,) * 5
-
-
-def _setup_triplet_bwd(ctx, inputs, output):
-    ctx.params = inputs[4:]
-    ctx.save_for_backward(*inputs[:4])
-
-
-def _triplet_bwd_bwd(ctx, gg_a, gg_p, gg_n):
-    grad, anchor, positive, negative = ctx.saved_tensors
-    margin, p, eps, swap, reduction = ctx.params
-    d_cots, d_prim = vjp_of_vjp(
-        lambda a, pos, neg: (F.triplet_margin_loss(a, pos, neg, margin=margin, p=p, eps=eps, swap=swap,
-                                                   reduction=reduction),),
-        (anchor, positive, negative), (grad,), (gg_a, gg_p, gg_n))
-    return (d_cots[0], *d_prim) + (None,) * 5
-
-
-def _setup_contrastive(ctx, inputs, output):
-    x1, x2, y = inputs[:3]
-    ctx.params = inputs[3:]
-    ctx.save_for_backward(x1, x2, y)
-
-
-def _contrastive_backward(ctx, grad):
-    x1, x2, y = ctx.saved_tensors
-    y_grad = bool(ctx.needs_input_grad[2])
-    g1, g2, gy = _ops.contrastive_loss_backward(grad, x1, x2, y, *ctx.params, y_grad)
-    need = ctx.needs_input_grad
-    return (g1 if need[0] else None, g2 if need[1] else None, gy if y_grad else None) + (None,) * 3
-
-
-def _setup_contrastive_bwd(ctx, inputs, output):
-    ctx.params = inputs[4:7]
-    ctx.y_grad = inputs[7]
-    ctx.save_for_backward(*inputs[:4])
-
-
-def _contrastive_bwd_bwd(ctx, gg_1, gg_2, gg_y):
-    grad, x1, x2, y = ctx.saved_tensors
-    margin, eps, reduction = ctx.params
-    floating_y = y.dtype.is_floating_point
-    d_cots, d_prim = vjp_of_vjp(
-        lambda a, b, t: (torch_contrastive_loss(a, b, t, margin, eps, reduction),),
-        (x1, x2, y), (grad,), (gg_1, gg_2, gg_y if ctx.y_grad else None), differentiable=(True, True, floating_y))
-    return (d_cots[0], d_prim[0], d_prim[1], d_prim[2] if floating_y else None) + (None,) * 4
-
-
-def _setup_batch_hard(ctx, inputs, output):
-    embeddings = inputs[0]
-    _, positive, negative = output
-    ctx.params = inputs[2:]
-    ctx.mark_non_differentiable(positive, negative)
-    ctx.save_for_backward(embeddings, positive, negative)
-
-
-def _batch_hard_backward(ctx, grad, _gp, _gn):
-    embeddings, positive, negative = ctx.saved_tensors
-    return _ops.batch_hard_triplet_loss_backward(grad, embeddings, positive, negative, *ctx.params), None, None, None, None
-
-
-def _setup_batch_hard_bwd(ctx, inputs, output):
-    ctx.params = inputs[4:]
-    ctx.save_for_backward(*inputs[:4])
-
-
-def _batch_hard_bwd_bwd(ctx, gg):
-    grad, embeddings, positive, negative = ctx.saved_tensors
-    margin, squared, reduction = ctx.params
-    d_cots, d_prim = vjp_of_vjp(
-        lambda e: (torch_batch_hard_triplet_loss(e, positive, negative, margin, squared, reduction),),
-        (embeddings,), (grad,), (gg,))
-    return d_cots[0], d_prim[0], None, None, None, None, None
-
-
-register_autograd("fastgen::triplet_margin_loss", _triplet_backward, setup_context=_setup_triplet)
-register_autograd("fastgen::triplet_margin_loss_backward", _triplet_bwd_bwd,
-                                setup_context=_setup_triplet_bwd)
-register_autograd("fastgen::contrastive_loss", _contrastive_backward, setup_context=_setup_contrastive)
-register_autograd("fastgen::contrastive_loss_backward", _contrastive_bwd_bwd,
-                                setup_context=_setup_contrastive_bwd)
-register_autograd("fastgen::batch_hard_triplet_loss", _batch_hard_backward,
-                                setup_context=_setup_batch_hard)
-register_autograd("fastgen::batch_hard_triplet_loss_backward", _batch_hard_bwd_bwd,
-                                setup_context=_setup_batch_hard_bwd)
 
 
 # ---------------------------------------------------------------------------------------
