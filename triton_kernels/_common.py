@@ -38,3 +38,16 @@ def autotune_configs(configs: list, interpreter_config):
 def config_options(config) -> dict:
     """A triton.Config's compile options, for the ahead-of-time specs."""
     return {"num_warps": config.num_warps, "num_stages": config.num_stages}
+
+
+def launch(kernel):
+    """What a launcher indexes with its grid: the kernel itself, or torch.library.wrap_triton of
+    it while fastgen.ops._triton's FunctionalTensorMode rule traces the launcher for
+    torch.compile (Inductor then sees the kernel)."""
+    from fastgen.ops._triton import tracing
+
+    if tracing():
+        from torch.library import wrap_triton
+
+        return wrap_triton(kernel)
+    return kernel

@@ -13,7 +13,7 @@ import triton
 import triton.language as tl
 
 from fastgen.ops.coupling import check_args, check_backward_args, layout, logdet_dtype, with_rows
-from fastgen.triton_kernels._common import AOT_DTYPES, compute_dtype
+from fastgen.triton_kernels._common import AOT_DTYPES, compute_dtype, launch
 
 
 @triton.jit
@@ -195,7 +195,7 @@ def affine_coupling(x, s, t, scale, mask, mask_parity, inverse):
     block = _block(cols)
     n_blocks = triton.cdiv(cols, block)
     partials = torch.empty((rows, n_blocks), dtype=acc, device=x.device)
-    _coupling_fwd_kernel[(rows, n_blocks)](
+    launch(_coupling_fwd_kernel)[(rows, n_blocks)](
         x_, s_, t_, scale_buf, y, partials,
         cols, x_.stride(0), s_.stride(0), t_.stride(0), (s_.numel() // rows) if per_row else 0, n_blocks,
         **_plan(x_, order, mask, mask_parity),
@@ -230,7 +230,7 @@ def affine_coupling_backward(grad_output, grad_logdet, x, s, scale, mask, mask_p
     gscale = torch.zeros((groups if want_scale else 1, s_cols), dtype=acc, device=x.device)
     if rows and cols:
         block = _block(cols)
-        _coupling_bwd_kernel[(groups, triton.cdiv(cols, block))](
+        launch(_coupling_bwd_kernel)[(groups, triton.cdiv(cols, block))](
             g_ if g_ is not None else x_, gl if gl is not None else gscale, x_, s_,
             scale_buf if has_scale else x_, grad_input if want_input else x_, grad_s if want_s else x_,
             grad_t if want_t else x_, gscale,

@@ -12,7 +12,7 @@ import triton
 import triton.language as tl
 
 from fastgen._layout import batch_major, in_layout_of
-from fastgen.triton_kernels._common import AOT_DTYPES, compute_dtype
+from fastgen.triton_kernels._common import AOT_DTYPES, compute_dtype, launch
 
 NORM_FLOOR = 1e-12  # under the squared norm, as csrc/grad_penalty.cpp
 
@@ -164,7 +164,7 @@ def interpolate(real, fake, alpha):
     rows, cols = _rows_cols(real_)
     if rows and cols:
         block, chunk, chunks = _row_tiles(cols)
-        _interpolate_fwd_kernel[(rows, chunks)](
+        launch(_interpolate_fwd_kernel)[(rows, chunks)](
             real_, fake_, alpha.contiguous(), out, cols,
             CHUNK=chunk, BLOCK=block, COMPUTE=compute_dtype(real.dtype),
         )
@@ -187,7 +187,7 @@ def interpolate_backward(grad, real, fake, alpha, output_mask):
     if rows and cols:
         real_ = in_layout_of(real, grad_) if want_alpha else grad_
         fake_ = in_layout_of(fake, grad_) if want_alpha else grad_
-        _interpolate_bwd_kernel[(rows, chunks)](
+        launch(_interpolate_bwd_kernel)[(rows, chunks)](
             grad_, real_, fake_, alpha.contiguous(),
             grad_real if want_real else grad_, grad_fake if want_fake else grad_, partials,
             cols, chunks,
@@ -212,10 +212,10 @@ def grad_penalty(grads, target, weight, one_sided, with_grad=False):
     block, chunk, chunks = _row_tiles(cols)
     partials = torch.zeros((rows, max(chunks, 1)), dtype=acc, device=grads.device)
     if cols:
-        _sum_squares_kernel[(rows, chunks)](
+        launch(_sum_squares_kernel)[(rows, chunks)](
             grads_, partials, cols, chunks, CHUNK=chunk, BLOCK=block, COMPUTE=compute_dtype(grads.dtype),
         )
-    _penalty_finalize_kernel[(1,)](
+    launch(_penalty_finalize_kernel)[(1,)](
         partials, norms, penalty, rows, max(chunks, 1), float(target), float(weight),
         ONE_SIDED=bool(one_sided), SQUARED=target == 0, BLOCK_R=128, COMPUTE=compute_dtype(grads.dtype),
     )
@@ -236,7 +236,7 @@ def grad_penalty_backward(grad_penalty, grad_norms, grads, norms, target, weight
     if rows and cols:
         block, chunk, chunks = _row_tiles(cols)
         has_gp, has_gn = grad_penalty is not None, grad_norms is not None
-        _penalty_bwd_kernel[(rows, chunks)](
+        launch(_penalty_bwd_kernel)[(rows, chunks)](
             grads_, norms.contiguous(), grad_penalty.reshape(1) if has_gp else norms,
             grad_norms.contiguous() if has_gn else norms, out, cols, float(target), 2.0 * weight / rows,
             HAS_GP=has_gp, HAS_GN=has_gn, ONE_SIDED=bool(one_sided),

@@ -15,7 +15,7 @@ import triton
 import triton.language as tl
 
 from fastgen._layout import channel_major_or_innermost, in_layout_of, is_channels_innermost
-from fastgen.triton_kernels._common import AOT_DTYPES, autotune_configs, compute_dtype, config_options
+from fastgen.triton_kernels._common import AOT_DTYPES, autotune_configs, compute_dtype, config_options, launch
 
 ACT_CODES = {"none": 0, "relu": 1, "leaky_relu": 2}
 
@@ -214,7 +214,7 @@ def instance_norm(x, weight, bias, running_mean, running_var, residual, use_inpu
         return out, mean, var
     w_ = weight.to(stats).contiguous() if weight is not None else mean
     b_ = bias.to(stats).contiguous() if bias is not None else mean
-    _instance_norm_fwd_kernel[(N, triton.cdiv(C, block_c))](
+    launch(_instance_norm_fwd_kernel)[(N, triton.cdiv(C, block_c))](
         x_, res_ if res_ is not None else x_, w_, b_, out, mean, var,
         C, M, sn, sc, sm, float(eps), float(negative_slope),
         COMPUTE_STATS=bool(use_input_stats), HAS_W=weight is not None, HAS_B=bias is not None,
@@ -241,7 +241,7 @@ def instance_norm_backward(grad_out, x, weight, bias, mean, var, use_input_stats
     if x_.numel() and (need_sums or output_mask[0]):
         w_ = weight.to(stats).contiguous() if weight is not None else mean_
         b_ = bias.to(stats).contiguous() if bias is not None else mean_
-        _instance_norm_bwd_kernel[(N, triton.cdiv(C, block_c))](
+        launch(_instance_norm_bwd_kernel)[(N, triton.cdiv(C, block_c))](
             g_, x_, w_, b_, mean_, var_, grad_input if output_mask[0] else x_, sums,
             N, C, M, sn, sc, sm, float(eps), float(negative_slope),
             USE_INPUT_STATS=bool(use_input_stats), NEED_SUMS=need_sums, NEED_DX=bool(output_mask[0]),

@@ -16,7 +16,7 @@ import triton
 import triton.language as tl
 
 from fastgen.ops.margin_softmax import LSE_DTYPE, check_args, clamp_eps, opmath_dtype, torch_target_logit
-from fastgen.triton_kernels._common import AOT_DTYPES, compute_dtype
+from fastgen.triton_kernels._common import AOT_DTYPES, compute_dtype, launch
 
 NORM_EPS = 1e-12  # F.normalize's eps
 BLOCK_B, BLOCK_C, BLOCK_E = 32, 64, 32
@@ -145,7 +145,7 @@ def _row_norms(x: torch.Tensor, normalized: bool):
     norm = torch.empty(rows, dtype=compute, device=x.device)
     out = torch.empty((rows, cols), dtype=compute, device=x.device) if normalized else norm
     if rows:
-        _row_norm_kernel[(rows,)](x, norm, out, cols, NORM_EPS, WRITE_OUT=normalized, BLOCK=ROW_BLOCK_E,
+        launch(_row_norm_kernel)[(rows,)](x, norm, out, cols, NORM_EPS, WRITE_OUT=normalized, BLOCK=ROW_BLOCK_E,
                                   COMPUTE=compute_dtype(x.dtype))
     return (out, norm) if normalized else norm
 
@@ -196,7 +196,7 @@ def margin_softmax(embeddings, weight, labels, class_start, num_classes, s, m1, 
     splits = triton.cdiv(classes, per_split)
     maxes = torch.empty((batch, splits), dtype=compute, device=embeddings.device)
     sums = torch.empty_like(maxes)
-    _margin_lse_kernel[(triton.cdiv(batch, BLOCK_B), splits)](
+    launch(_margin_lse_kernel)[(triton.cdiv(batch, BLOCK_B), splits)](
         xn, weight, w_inv, local, target, maxes, sums, batch, classes, emb, per_split, splits, float(s),
         BLOCK_B=BLOCK_B, BLOCK_C=BLOCK_C, BLOCK_E=BLOCK_E, COMPUTE=compute_dtype(embeddings.dtype), **TILE_LAUNCH)
     # The splits' (max, sum) combined in float64: lse is float64 (see csrc/margin_softmax.cpp).
@@ -260,7 +260,7 @@ def margin_softmax_backward(grad_lse, grad_target, embeddings, weight, labels, l
         n = min(chunk, classes - c0)
         g = buffer[: batch * n].view(batch, n)
         w_chunk = weight[c0:c0 + n]
-        _margin_grad_kernel[(triton.cdiv(batch, BLOCK_B), triton.cdiv(n, BLOCK_C))](
+        launch(_margin_grad_kernel)[(triton.cdiv(batch, BLOCK_B), triton.cdiv(n, BLOCK_C))](
             xn, w_chunk, w_inv[c0:c0 + n], coef, lse_hi, lse_lo, local, target_grad, g, batch, n, emb, c0, float(s),
             BLOCK_B=BLOCK_B, BLOCK_C=BLOCK_C, BLOCK_E=BLOCK_E, COMPUTE=compute_dtype(embeddings.dtype),
             **TILE_LAUNCH)
@@ -269,10 +269,10 @@ def margin_softmax_backward(grad_lse, grad_target, embeddings, weight, labels, l
             grad_xn.addmm_(g, w_wide)
         if need_w:
             u = torch.mm(g.t(), xn, out=u_buffer[:n])
-            _project_rows_kernel[(n,)](u, w_chunk, w_denom[c0:c0 + n], ones, w_project[c0:c0 + n], grad_w[c0:c0 + n],
+            launch(_project_rows_kernel)[(n,)](u, w_chunk, w_denom[c0:c0 + n], ones, w_project[c0:c0 + n], grad_w[c0:c0 + n],
                                        emb, BLOCK=ROW_BLOCK_E, COMPUTE=compute_dtype(embeddings.dtype))
     if need_x:
-        _project_rows_kernel[(batch,)](grad_xn, xn, ones, 1.0 / x_norm.clamp_min(NORM_EPS),
+        launch(_project_rows_kernel)[(batch,)](grad_xn, xn, ones, 1.0 / x_norm.clamp_min(NORM_EPS),
                                        (x_norm >= NORM_EPS).to(torch.int8), grad_emb, emb,
                                        BLOCK=ROW_BLOCK_E, COMPUTE=compute_dtype(embeddings.dtype))
     return grad_emb, grad_w

@@ -11,7 +11,7 @@ import torch
 import triton
 import triton.language as tl
 
-from fastgen.triton_kernels._common import AOT_DTYPES, compute_dtype
+from fastgen.triton_kernels._common import AOT_DTYPES, compute_dtype, launch
 
 
 @triton.jit
@@ -84,7 +84,7 @@ def pixel_norm(x, eps):
     y = torch.empty_like(x_)
     if x.numel():
         n, c, p, sc, sp, bc, bp = _geometry(x_)
-        _pixel_norm_fwd_kernel[(n, triton.cdiv(p, bp))](
+        launch(_pixel_norm_fwd_kernel)[(n, triton.cdiv(p, bp))](
             x_, y, c, p, sc, sp, float(eps), BLOCK_C=bc, BLOCK_P=bp, COMPUTE=compute_dtype(x.dtype),
         )
     return y
@@ -99,7 +99,7 @@ def pixel_norm_backward(grad, x, eps):
     gx = torch.empty_like(x_)
     if x.numel():
         n, c, p, sc, sp, bc, bp = _geometry(x_)
-        _pixel_norm_bwd_kernel[(n, triton.cdiv(p, bp))](
+        launch(_pixel_norm_bwd_kernel)[(n, triton.cdiv(p, bp))](
             g_, x_, gx, c, p, sc, sp, float(eps), BLOCK_C=bc, BLOCK_P=bp, COMPUTE=compute_dtype(x.dtype),
         )
     return gx

@@ -14,7 +14,7 @@ import torch
 import triton
 import triton.language as tl
 
-from fastgen.triton_kernels._common import AOT_DTYPES, compute_dtype
+from fastgen.triton_kernels._common import AOT_DTYPES, compute_dtype, launch
 
 
 @triton.jit
@@ -109,7 +109,7 @@ def _launch(kernel, small_shape, channels, r, channels_last, dtype, *args, **con
     positions = H * r * W * r
     block_c, block_s = _tiles(C, positions, channels_last)
     grid = (triton.cdiv(positions, block_s), triton.cdiv(C, block_c), batch)
-    kernel[grid](*args, C, H, W, r, constexprs.pop("weight_stride", 0),
+    launch(kernel)[grid](*args, C, H, W, r, constexprs.pop("weight_stride", 0),
                  CHANNELS_LAST=channels_last, BLOCK_C=block_c, BLOCK_S=block_s,
                  COMPUTE=compute_dtype(dtype), **constexprs)
     return grid

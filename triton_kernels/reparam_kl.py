@@ -11,7 +11,7 @@ import triton
 import triton.language as tl
 
 from fastgen._layout import batch_major, in_layout_of
-from fastgen.triton_kernels._common import AOT_DTYPES, compute_dtype
+from fastgen.triton_kernels._common import AOT_DTYPES, compute_dtype, launch
 
 # Noise blocks: 64 elements = 4 components x 16 Philox counters (csrc/common/philox.h).
 NOISE_BLOCK = 64
@@ -149,7 +149,7 @@ def _forward(mu, logvar, eps, seed, reduction, want_z):
         chunks = triton.cdiv(cols, chunk)
         partials = torch.empty((rows, chunks), dtype=compute, device=mu.device)
         has_eps = eps_ is not None
-        _reparam_kl_fwd_kernel[(rows, chunks)](
+        launch(_reparam_kl_fwd_kernel)[(rows, chunks)](
             mu_, logvar_, eps_ if has_eps else mu_, seed if seed is not None else mu_,
             z if want_z else mu_, partials,
             cols, _counters_per_row(cols), chunks,
@@ -194,7 +194,7 @@ def reparam_kl_backward(grad_z, grad_kl, mu, logvar, eps, seed, reduction, eps_g
         chunks = triton.cdiv(cols, chunk)
         has_grad_z = grad_z_ is not None
         has_eps = eps_ is not None
-        _reparam_kl_bwd_kernel[(rows, chunks)](
+        launch(_reparam_kl_bwd_kernel)[(rows, chunks)](
             grad_z_ if has_grad_z else mu_, grad_kl_rows, mu_, logvar_,
             eps_ if has_eps else mu_, seed if seed is not None else mu_,
             grad_mu, grad_logvar, grad_eps if eps_grad else mu_,

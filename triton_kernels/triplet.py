@@ -11,7 +11,7 @@ import triton
 import triton.language as tl
 
 from fastgen.ops.triplet import _check_grad, check_batch_hard, check_contrastive, check_triplet
-from fastgen.triton_kernels._common import AOT_DTYPES, compute_dtype
+from fastgen.triton_kernels._common import AOT_DTYPES, compute_dtype, launch
 
 ROWS, BLOCK = 16, 64  # per-row kernels: rows per program, elements per step
 BLOCK_I, BLOCK_J, BLOCK_K = 16, 16, 32  # batch-hard tiles: anchors, candidates, elements
@@ -294,7 +294,7 @@ def triplet_margin_loss(anchor, positive, negative, margin, p, eps, swap, reduct
     rows, dim = a.shape
     loss = torch.empty(rows, dtype=_compute(a.dtype), device=a.device)
     if rows:
-        _triplet_fwd_kernel[(triton.cdiv(rows, ROWS),)](
+        launch(_triplet_fwd_kernel)[(triton.cdiv(rows, ROWS),)](
             a, pos, neg, loss, rows, dim, float(margin), float(eps), float(p), SWAP=bool(swap), NORM=_norm_kind(p),
             BLOCK=BLOCK, ROWS=ROWS, COMPUTE=compute_dtype(a.dtype))
     return _reduce(loss, reduction, a.dtype)
@@ -308,7 +308,7 @@ def triplet_margin_loss_backward(grad, anchor, positive, negative, margin, p, ep
     rows, dim = a.shape
     grads = tuple(torch.empty_like(a) for _ in range(3))
     if rows:
-        _triplet_bwd_kernel[(triton.cdiv(rows, ROWS),)](
+        launch(_triplet_bwd_kernel)[(triton.cdiv(rows, ROWS),)](
             _row_grads(grad, reduction, rows, _compute(a.dtype)), a, pos, neg, *grads, rows, dim, float(margin),
             float(eps), float(p), SWAP=bool(swap), NORM=_norm_kind(p), BLOCK=BLOCK, ROWS=ROWS,
             COMPUTE=compute_dtype(a.dtype), **BWD_LAUNCH)
@@ -321,7 +321,7 @@ def contrastive_loss(x1, x2, y, margin, eps, reduction):
     rows, dim = a.shape
     loss = torch.empty(rows, dtype=_compute(a.dtype), device=a.device)
     if rows:
-        _contrastive_fwd_kernel[(triton.cdiv(rows, ROWS),)](
+        launch(_contrastive_fwd_kernel)[(triton.cdiv(rows, ROWS),)](
             a, b, y.to(_compute(a.dtype)).contiguous(), loss, rows, dim, float(margin), float(eps), BLOCK=BLOCK,
             ROWS=ROWS, COMPUTE=compute_dtype(a.dtype))
     return _reduce(loss, reduction, a.dtype)
@@ -339,7 +339,7 @@ def contrastive_loss_backward(grad, x1, x2, y, margin, eps, reduction, y_grad):
     g1, g2 = torch.empty_like(a), torch.empty_like(a)
     gy = torch.empty(rows, dtype=compute, device=a.device)
     if rows:
-        _contrastive_bwd_kernel[(triton.cdiv(rows, ROWS),)](
+        launch(_contrastive_bwd_kernel)[(triton.cdiv(rows, ROWS),)](
             _row_grads(grad, reduction, rows, compute), a, b, y.to(compute).contiguous(), g1, g2, gy, rows, dim,
             float(margin), float(eps), BLOCK=BLOCK, ROWS=ROWS, COMPUTE=compute_dtype(a.dtype))
     return g1, g2, (gy.to(y.dtype) if y_grad else a.new_empty((0,)))
@@ -355,7 +355,7 @@ def batch_hard_triplet_loss(embeddings, labels, margin, squared, reduction):
     d2p = torch.zeros(rows, dtype=compute, device=e.device)
     d2n = torch.zeros_like(d2p)
     if rows:
-        _batch_hard_fwd_kernel[(triton.cdiv(rows, BLOCK_I),)](
+        launch(_batch_hard_fwd_kernel)[(triton.cdiv(rows, BLOCK_I),)](
             e, labels.long().contiguous(), pos, neg, d2p, d2n, rows, dim, BLOCK_I=BLOCK_I, BLOCK_J=BLOCK_J,
             BLOCK_K=BLOCK_K, COMPUTE=compute_dtype(e.dtype))
     valid = (pos >= 0) & (neg >= 0)
@@ -374,7 +374,7 @@ def batch_hard_triplet_loss_backward(grad, embeddings, positive, negative, margi
     if rows:
         count = ((positive >= 0) & (negative >= 0)).sum().clamp_min(1)
         g = _row_grads(grad, reduction, rows, compute, count)
-        _batch_hard_bwd_kernel[(triton.cdiv(rows, ROWS),)](
+        launch(_batch_hard_bwd_kernel)[(triton.cdiv(rows, ROWS),)](
             g, e, positive.contiguous(), negative.contiguous(), acc, rows, dim, float(margin), SQUARED=bool(squared),
             ROWS=ROWS, BLOCK=BLOCK, COMPUTE=compute_dtype(e.dtype), **BWD_LAUNCH)
     return acc.to(e.dtype)

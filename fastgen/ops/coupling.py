@@ -146,14 +146,17 @@ def _affine_coupling_backward_fake(grad_output, grad_logdet, x, s, scale, mask, 
 # CUDA: Triton kernels, imported on first use
 
 
-@torch.library.register_kernel("fastgen::affine_coupling", "cuda")
+from fastgen.ops._triton import cuda_triton  # noqa: E402  (imports no Triton)
+
+
+@cuda_triton("fastgen::affine_coupling", traceable=False)
 def _affine_coupling_cuda(x, s, t, scale, mask, mask_parity, inverse):
     from fastgen.triton_kernels import coupling as kernels
 
     return kernels.affine_coupling(x, s, t, scale, mask, mask_parity, inverse)
 
 
-@torch.library.register_kernel("fastgen::affine_coupling_backward", "cuda")
+@cuda_triton("fastgen::affine_coupling_backward", traceable=False)
 def _affine_coupling_backward_cuda(grad_output, grad_logdet, x, s, scale, mask, mask_parity, inverse, output_mask):
     from fastgen.triton_kernels import coupling as kernels
 

@@ -117,28 +117,31 @@ def _grad_penalty_backward_fake(grad_penalty, grad_norms, grads, norms, target, 
 # CUDA: Triton kernels, imported on first use
 
 
-@torch.library.register_kernel("fastgen::interpolate", "cuda")
+from fastgen.ops._triton import cuda_triton  # noqa: E402  (imports no Triton)
+
+
+@cuda_triton("fastgen::interpolate")
 def _interpolate_cuda(real, fake, alpha):
     from fastgen.triton_kernels import grad_penalty as kernels
 
     return kernels.interpolate(real, fake, alpha)
 
 
-@torch.library.register_kernel("fastgen::interpolate_backward", "cuda")
+@cuda_triton("fastgen::interpolate_backward")
 def _interpolate_backward_cuda(grad, real, fake, alpha, output_mask):
     from fastgen.triton_kernels import grad_penalty as kernels
 
     return kernels.interpolate_backward(grad, real, fake, alpha, output_mask)
 
 
-@torch.library.register_kernel("fastgen::grad_penalty", "cuda")
+@cuda_triton("fastgen::grad_penalty")
 def _grad_penalty_cuda(grads, target, weight, one_sided, with_grad):
     from fastgen.triton_kernels import grad_penalty as kernels
 
     return kernels.grad_penalty(grads, target, weight, one_sided, with_grad)
 
 
-@torch.library.register_kernel("fastgen::grad_penalty_backward", "cuda")
+@cuda_triton("fastgen::grad_penalty_backward")
 def _grad_penalty_backward_cuda(grad_penalty, grad_norms, grads, norms, target, weight, one_sided):
     from fastgen.triton_kernels import grad_penalty as kernels
 

@@ -123,7 +123,10 @@ def _instance_norm_backward_fake(grad_out, x, weight, bias, mean, var, use_input
 # CUDA: Triton kernels, imported on first use
 
 
-@torch.library.register_kernel("fastgen::instance_norm", "cuda")
+from fastgen.ops._triton import cuda_triton  # noqa: E402  (imports no Triton)
+
+
+@cuda_triton("fastgen::instance_norm")
 def _instance_norm_cuda(x, weight, bias, running_mean, running_var, residual, use_input_stats, eps, activation,
                         negative_slope):
     from fastgen.triton_kernels import instance_norm as kernels
@@ -132,7 +135,7 @@ def _instance_norm_cuda(x, weight, bias, running_mean, running_var, residual, us
                                  activation, negative_slope)
 
 
-@torch.library.register_kernel("fastgen::instance_norm_backward", "cuda")
+@cuda_triton("fastgen::instance_norm_backward", traceable=False)
 def _instance_norm_backward_cuda(grad_out, x, weight, bias, mean, var, use_input_stats, eps, activation,
                                  negative_slope, output_mask):
     from fastgen.triton_kernels import instance_norm as kernels

@@ -126,14 +126,17 @@ def torch_margin_softmax(embeddings, weight, labels, class_start, num_classes, s
 # CUDA: Triton kernels, imported on first use
 
 
-@torch.library.register_kernel("fastgen::margin_softmax", "cuda")
+from fastgen.ops._triton import cuda_triton  # noqa: E402  (imports no Triton)
+
+
+@cuda_triton("fastgen::margin_softmax", traceable=False)
 def _margin_softmax_cuda(*args):
     from fastgen.triton_kernels import margin_softmax as kernels
 
     return kernels.margin_softmax(*args)
 
 
-@torch.library.register_kernel("fastgen::margin_softmax_backward", "cuda")
+@cuda_triton("fastgen::margin_softmax_backward", traceable=False)
 def _margin_softmax_backward_cuda(*args):
     from fastgen.triton_kernels import margin_softmax as kernels
 

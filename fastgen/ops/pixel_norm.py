@@ -58,14 +58,17 @@ def _pixel_norm_backward_fake(grad, x, eps):
 # CUDA: Triton kernels, imported on first use
 
 
-@torch.library.register_kernel("fastgen::pixel_norm", "cuda")
+from fastgen.ops._triton import cuda_triton  # noqa: E402  (imports no Triton)
+
+
+@cuda_triton("fastgen::pixel_norm")
 def _pixel_norm_cuda(x, eps):
     from fastgen.triton_kernels import pixel_norm as kernels
 
     return kernels.pixel_norm(x, eps)
 
 
-@torch.library.register_kernel("fastgen::pixel_norm_backward", "cuda")
+@cuda_triton("fastgen::pixel_norm_backward")
 def _pixel_norm_backward_cuda(grad, x, eps):
     from fastgen.triton_kernels import pixel_norm as kernels
 

@@ -118,28 +118,31 @@ def _pixel_shuffle_prelu_backward_fake(grad_output, self, weight, upscale_factor
 # CUDA: Triton kernels, imported on first use
 
 
-@torch.library.register_kernel("fastgen::pixel_shuffle", "cuda")
+from fastgen.ops._triton import cuda_triton  # noqa: E402  (imports no Triton)
+
+
+@cuda_triton("fastgen::pixel_shuffle")
 def _pixel_shuffle_cuda(self, upscale_factor):
     from fastgen.triton_kernels import pixel_shuffle as kernels
 
     return kernels.pixel_shuffle(self, upscale_factor)
 
 
-@torch.library.register_kernel("fastgen::pixel_unshuffle", "cuda")
+@cuda_triton("fastgen::pixel_unshuffle")
 def _pixel_unshuffle_cuda(self, downscale_factor):
     from fastgen.triton_kernels import pixel_shuffle as kernels
 
     return kernels.pixel_unshuffle(self, downscale_factor)
 
 
-@torch.library.register_kernel("fastgen::pixel_shuffle_prelu", "cuda")
+@cuda_triton("fastgen::pixel_shuffle_prelu")
 def _pixel_shuffle_prelu_cuda(self, weight, upscale_factor):
     from fastgen.triton_kernels import pixel_shuffle as kernels
 
     return kernels.pixel_shuffle_prelu(self, weight, upscale_factor)
 
 
-@torch.library.register_kernel("fastgen::pixel_shuffle_prelu_backward", "cuda")
+@cuda_triton("fastgen::pixel_shuffle_prelu_backward")
 def _pixel_shuffle_prelu_backward_cuda(grad_output, self, weight, upscale_factor, input_grad, weight_grad):
     from fastgen.triton_kernels import pixel_shuffle as kernels
 

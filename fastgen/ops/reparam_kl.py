@@ -106,21 +106,24 @@ def regenerate_noise(mu: torch.Tensor, seed: torch.Tensor) -> torch.Tensor:
 # CUDA: Triton kernels, imported on first use
 
 
-@torch.library.register_kernel("fastgen::reparam_kl", "cuda")
+from fastgen.ops._triton import cuda_triton  # noqa: E402  (imports no Triton)
+
+
+@cuda_triton("fastgen::reparam_kl")
 def _reparam_kl_cuda(mu, logvar, eps, seed, reduction):
     from fastgen.triton_kernels import reparam_kl as kernels
 
     return kernels.reparam_kl(mu, logvar, eps, seed, reduction)
 
 
-@torch.library.register_kernel("fastgen::kl_normal", "cuda")
+@cuda_triton("fastgen::kl_normal")
 def _kl_normal_cuda(mu, logvar, reduction):
     from fastgen.triton_kernels import reparam_kl as kernels
 
     return kernels.kl_normal(mu, logvar, reduction)
 
 
-@torch.library.register_kernel("fastgen::reparam_kl_backward", "cuda")
+@cuda_triton("fastgen::reparam_kl_backward")
 def _reparam_kl_backward_cuda(grad_z, grad_kl, mu, logvar, eps, seed, reduction, eps_grad):
     from fastgen.triton_kernels import reparam_kl as kernels
 

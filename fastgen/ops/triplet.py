@@ -133,13 +133,20 @@ def _batch_hard_backward_fake(grad, embeddings, positive, negative, margin, squa
 # CUDA: Triton kernels, imported on first use
 
 
+from fastgen.ops._triton import cuda_triton  # noqa: E402  (imports no Triton)
+
+
 def _cuda(name):
     def kernel(*args):
         from fastgen.triton_kernels import triplet as kernels
 
         return getattr(kernels, name)(*args)
 
-    torch.library.register_kernel(f"fastgen::{name}", "cuda", kernel)
+    cuda_triton(f"fastgen::{name}", traceable=name not in _UNTRACED)(kernel)
+
+
+# Launchers the FunctionalTensorMode rule cannot trace yet (fastgen/ops/_triton.py; README, CUDA).
+_UNTRACED = {"triplet_margin_loss_backward", "contrastive_loss_backward", "batch_hard_triplet_loss_backward"}
 
 
 for _name in ("triplet_margin_loss", "triplet_margin_loss_backward", "contrastive_loss", "contrastive_loss_backward",
