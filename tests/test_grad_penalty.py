@@ -14,7 +14,7 @@ from torch import nn
 import fastgen
 from fastgen import functional as F
 from fastgen.reference import grad_penalty as R
-from tests._tolerance import assert_parity, assert_parity_tree
+from tests._tolerance import assert_kernels_agree, assert_parity, assert_parity_tree
 
 ops = torch.ops.fastgen
 # Odd shapes: a single column, rows that are not whole vectors, 1-D, and >2-D.
@@ -569,29 +569,29 @@ def test_triton_matches_cpu(dtype, shape):
     real64, fake64, grad64, alpha64 = (t.double() for t in (real, fake, grad, alpha))  # the CPU kernel's float64 run
     got, want = kernels.interpolate(real, fake, alpha), ops.interpolate(real, fake, alpha)
     assert got.stride() == want.stride()
-    assert_parity(got, want, ops.interpolate(real64, fake64, alpha64), what=f"interpolate {dtype} {shape}")
+    assert_kernels_agree(got, want, ops.interpolate(real64, fake64, alpha64), what=f"interpolate {dtype} {shape}")
     for mask in ([True, True, True], [False, True, False]):
         got = kernels.interpolate_backward(grad, real, fake, alpha, mask)
         want = ops.interpolate_backward(grad, real, fake, alpha, mask)
         for a, b in zip(got, want):
             assert (a is None and b is None) or a.shape == b.shape
-        assert_parity_tree(got, want, ops.interpolate_backward(grad64, real64, fake64, alpha64, mask),
-                           what=f"interpolate_backward {dtype} {shape} {mask}")
+        assert_kernels_agree(got, want, ops.interpolate_backward(grad64, real64, fake64, alpha64, mask),
+                             what=f"interpolate_backward {dtype} {shape} {mask}")
     for target, weight, one_sided in PENALTIES:
         what = f"{dtype} {shape} target={target} weight={weight} one_sided={one_sided}"
         got, want = (kernels.grad_penalty(grad, target, weight, one_sided, True),
                      ops.grad_penalty(grad, target, weight, one_sided, True))
         for a, b in zip(got, want):
             assert a.dtype == b.dtype and a.shape == b.shape
-        assert_parity_tree(got, want, ops.grad_penalty(grad64, target, weight, one_sided, True), what=what)
+        assert_kernels_agree(got, want, ops.grad_penalty(grad64, target, weight, one_sided, True), what=what)
         norms, norms64 = want[1], ops.grad_penalty(grad64, target, weight, one_sided, True)[1]
         gp, gn = torch.tensor(0.7).to(dtype), torch.randn(shape[0]).to(norms.dtype)
         for args in ((gp, gn), (gp, None), (None, gn)):
             args64 = [None if a is None else a.double() for a in args]
-            assert_parity(kernels.grad_penalty_backward(*args, grad, norms, target, weight, one_sided),
-                          ops.grad_penalty_backward(*args, grad, norms, target, weight, one_sided),
-                          ops.grad_penalty_backward(*args64, grad64, norms64, target, weight, one_sided),
-                          what=f"backward {what} {[a is not None for a in args]}")
+            assert_kernels_agree(kernels.grad_penalty_backward(*args, grad, norms, target, weight, one_sided),
+                                 ops.grad_penalty_backward(*args, grad, norms, target, weight, one_sided),
+                                 ops.grad_penalty_backward(*args64, grad64, norms64, target, weight, one_sided),
+                                 what=f"backward {what} {[a is not None for a in args]}")
 
 
 def test_triton_layouts_and_empty_batch():

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 import fastgen
 from fastgen import functional as F
 from fastgen.reference import instance_norm as R
-from tests._tolerance import assert_parity, assert_parity_tree
+from tests._tolerance import assert_kernels_agree, assert_parity, assert_parity_tree
 
 ops = torch.ops.fastgen
 ACTS = (None, "relu", "leaky_relu")
@@ -524,14 +524,6 @@ def test_triton_forward_and_backward_match_cpu(dtype, shape, layout):
     x, res, grad = (_layout(t, layout) for t in (x, res, grad))
     rm, rv = torch.randn(shape[1]), torch.rand(shape[1]) + 0.5
     up = lambda t: t.double() if isinstance(t, torch.Tensor) else t  # noqa: E731  (the CPU kernel's float64 run)
-
-    def check(got, want, ref, what):
-        if dtype == torch.float64:  # float64 against float64: nothing above it to measure against
-            for a, e in zip(got, want):
-                torch.testing.assert_close(a, e, rtol=1e-5, atol=1e-5)
-        else:
-            assert_parity_tree(got, want, ref, what=what)
-
     for args, mask in (((w, b, None, None, res, True, 1e-5, "leaky_relu", 0.2), [True, True, True]),
                        ((None, None, None, None, None, True, 1e-5, "relu", 0.0), [True, False, False]),
                        ((w, None, rm, rv, None, False, 1e-5, "relu", 0.0), [True, True, False])):
@@ -541,7 +533,7 @@ def test_triton_forward_and_backward_match_cpu(dtype, shape, layout):
         ref = ops.instance_norm(x.double(), *map(up, args))
         for a, e in zip(got, want):
             assert a.shape == e.shape and a.dtype == e.dtype and a.stride() == e.stride()
-        check(got, want, ref, what)
+        assert_kernels_agree(got, want, ref, what=what)
         weight, bias = args[0], args[1]
         use_stats, eps, act, slope = args[5:]
         got = kernels.instance_norm_backward(grad, x, weight, bias, want[1], want[2], use_stats, eps, act, slope, mask)
@@ -550,7 +542,7 @@ def test_triton_forward_and_backward_match_cpu(dtype, shape, layout):
         want = ops.instance_norm_backward(grad, x, weight, bias, want[1], want[2], use_stats, eps, act, slope, mask)
         for a, e in zip(got, want):
             assert a.shape == e.shape and a.dtype == e.dtype and a.stride() == e.stride()
-        check(got, want, ref, f"backward {what}")
+        assert_kernels_agree(got, want, ref, what=f"backward {what}")
 
 
 def test_triton_empty_inputs():
