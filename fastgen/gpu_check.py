@@ -10,7 +10,8 @@
    odd shapes, every variant) in float32, float16, bfloat16 and float64, plus large shapes the
    interpreter is too slow for (several programs per row, many rows).
 2. The public functions against the eager references (fastgen.reference) on the GPU, forward
-   and gradients, under the same rule against a float64 CPU run of the reference.
+   and gradients, under the same rule against a float64 CPU run of the reference; in float32
+   also torch.compile(fullgraph=True) of them (the Triton kernels through Inductor).
 3. `fastgen-bench --device cuda` on the standard shapes, in a subprocess.
 4. bench/results/gpu/: gpu_check.json, gpu_check.md (and the benchmark's own files), with the
    device, driver, CUDA, torch and Triton versions.
@@ -581,7 +582,11 @@ def _forward_backward(fn, inputs, device, gen_seed=1):
     return [o.detach() for o in outs] + [g if g is not None else torch.zeros(()) for g in grads]
 
 
-def run_eager(device: str, dtypes=("float32", "bfloat16"), echo=print) -> list[Result]:
+def run_eager(device: str, dtypes=("float32", "bfloat16"), echo=print, compiled: bool = False) -> list[Result]:
+    """fastgen's functional API against the eager reference on device, forward and gradients,
+    under the parity rule (the eager reference's error as the yardstick). compiled: also
+    torch.compile(fullgraph=True) of the fastgen call in float32 (the Triton kernels through
+    Inductor: fastgen/ops/_triton.py)."""
     results = []
     try:
         cases = _eager_cases()
@@ -594,14 +599,19 @@ def run_eager(device: str, dtypes=("float32", "bfloat16"), echo=print) -> list[R
             start = time.perf_counter()
             try:
                 inputs = c.make(DTYPES[dtype_name], torch.Generator().manual_seed(0))
-                fast = _forward_backward(c.fast, inputs, device)
                 eager = _forward_backward(c.ref, inputs, device)
                 ref = _forward_backward(c.ref, _map(inputs, _to64), "cpu")
-                r.variants = 1
-                for k, (f, e, x) in enumerate(zip(fast, eager, ref)):
-                    why = compare(f, e.cpu(), x)
-                    if why:
-                        r.failures.append(f"tensor {k}: {why} (eager's error as the CPU's)")
+                contenders = [("fastgen", c.fast)]
+                if compiled and dtype_name == "float32":
+                    torch._dynamo.reset()
+                    contenders.append(("torch.compile(fastgen)", torch.compile(c.fast, fullgraph=True)))
+                for who, fn in contenders:
+                    fast = _forward_backward(fn, inputs, device)
+                    r.variants += 1
+                    for k, (f, e, x) in enumerate(zip(fast, eager, ref)):
+                        why = compare(f, e.cpu(), x)
+                        if why:
+                            r.failures.append(f"{who} tensor {k}: {why} (eager's error as the CPU's)")
             except Exception as e:  # noqa: BLE001
                 r.failures.append(f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
             r.seconds = time.perf_counter() - start
@@ -734,7 +744,7 @@ def main(argv=None) -> int:
     torch.manual_seed(0)
     try:
         parity = run_parity(cuda_op, lambda t: t.cuda(), only=args.only)
-        eager = run_eager("cuda") if not args.only else []
+        eager = run_eager("cuda", compiled=True) if not args.only else []
     except Exception:  # noqa: BLE001 - report whatever ran
         traceback.print_exc()
         parity, eager = [], [Result("gpu_check", "-", "-", failures=["crashed: see the traceback"])]

@@ -114,6 +114,13 @@ def test_eager_cases_run_on_cpu():
     assert not seen, "\n".join(seen)
 
 
+def test_eager_cases_compiled_on_cpu():
+    seen = []
+    results = G.run_eager("cpu", dtypes=("float32",), echo=seen.append, compiled=True)
+    assert all(r.variants == 2 for r in results), [r.failures for r in results]
+    assert not seen, "\n".join(seen)
+
+
 def test_report_files(tmp_path):
     ok = G.Result("pixel_norm.pixel_norm", "float32", "small", variants=5, seconds=0.1)
     bad = G.Result("instance_norm.instance_norm", "bfloat16", "large", variants=3, seconds=0.4,
