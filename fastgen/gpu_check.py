@@ -711,6 +711,55 @@ def _chart(out_dir: str, results: list) -> None:
     plt.close(fig)
 
 
+def trace_report(device: str = "cuda") -> dict:
+    """For every op: does AOTAutograd (torch.compile's front end) turn it into its Triton kernels
+    (fastgen/ops/_triton.py)? Ops registered with traceable=False are tried too, with the rule
+    registered for this run only, to show which could be switched on. Fake tensors: nothing runs.
+    Returns {op: {"registered": bool, "kernels": n} or {"error": ...}}."""
+    import logging
+
+    from torch._functorch.aot_autograd import aot_export_module
+    from torch._library.simple_registry import singleton
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch._subclasses.functional_tensor import FunctionalTensorMode
+
+    from fastgen.ops._triton import _decomposition
+
+    logging.getLogger("torch._higher_order_ops.triton_kernel_wrap").setLevel(logging.ERROR)
+    out = {}
+    for c in CASES:
+        qualname = f"fastgen::{c.op}"
+        registered = singleton.find(qualname).torch_dispatch_rules.find(FunctionalTensorMode) is not None
+        lib = None
+        if not registered:
+            lib = torch.library.Library("fastgen", "FRAGMENT")
+            torch.library.register_torch_dispatch(qualname, FunctionalTensorMode,
+                                                  _decomposition(lambda *a, c=c: launcher_op(c, a)), lib=lib)
+        try:
+            args = c.make(torch.float32, "small", torch.Generator().manual_seed(0))[0]
+            with FakeTensorMode(allow_non_fake_inputs=True):
+                fargs = [torch.empty_strided(a.shape, a.stride(), dtype=a.dtype, device=device)
+                         if isinstance(a, torch.Tensor) else a for a in args]
+            pos = [i for i, a in enumerate(fargs) if isinstance(a, torch.Tensor)]
+
+            class Call(torch.nn.Module):
+                def forward(self, *ts, op=c.op, fargs=fargs, pos=pos):
+                    full = list(fargs)
+                    for i, t in zip(pos, ts):
+                        full[i] = t
+                    res = getattr(torch.ops.fastgen, op)(*full)
+                    return tuple(res) if isinstance(res, (tuple, list)) else (res,)
+
+            code = aot_export_module(Call(), tuple(fargs[i] for i in pos), trace_joint=False)[0].code
+            out[c.op] = {"registered": registered, "kernels": code.count("triton_kernel_wrapper_functional(")}
+        except Exception as e:  # noqa: BLE001
+            out[c.op] = {"registered": registered, "error": f"{type(e).__name__}: {(str(e).splitlines() or [''])[0]}"}
+        finally:
+            if lib is not None:
+                lib._destroy()
+    return out
+
+
 def no_cuda_reason() -> str | None:
     """Why this machine cannot run the check, or None."""
     if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
@@ -752,6 +801,17 @@ def main(argv=None) -> int:
     n_fail = sum(len(r.failures) for r in parity + eager)
     print(f"parity: {n_var} variants in {len(parity + eager)} (case, dtype, size) groups, {n_fail} failures, "
           f"{time.perf_counter() - start:.0f} s", flush=True)
+    try:
+        traces = trace_report()
+    except Exception as e:  # noqa: BLE001 - informative only
+        traces = {"error": f"{type(e).__name__}: {e}"}
+    for op, t in traces.items():
+        if isinstance(t, dict) and not t.get("registered", True) and "error" not in t:
+            print(f"info: fastgen::{op} (traceable=False) traces into {t['kernels']} Triton kernel(s) here")
+        elif isinstance(t, dict) and t.get("registered") and t.get("kernels", 0) == 0:
+            print(f"FAIL trace fastgen::{op}: {t.get('error', 'no Triton kernel in the traced graph')}")
+            n_fail += 1
+    env["traces"] = traces
     bench = None if args.no_bench else run_bench(args.out, quick=not args.full)
     write_report(args.out, env, parity, eager, bench, time.perf_counter() - start)
     failed = n_fail + (1 if bench and bench.get("returncode") != 0 else 0)

@@ -58,6 +58,9 @@ code = graph("pixel_norm", args, "cpu")
 out["_cpu"] = {"opaque": "fastgen.pixel_norm.default" in code, "kernels": code.count("triton_kernel_wrapper")}
 code = graph("pixel_norm", args, "cuda", export=True)
 out["_export"] = {"opaque": "fastgen.pixel_norm.default" in code, "kernels": code.count("triton_kernel_wrapper")}
+out["_trace_report"] = G.trace_report()  # what make gpu-check prints on a GPU
+out["_rules_after"] = [c.op for c in G.CASES
+                       if singleton.find(f"fastgen::{c.op}").torch_dispatch_rules.find(FunctionalTensorMode)]
 print("RESULT " + json.dumps(out))
 """
 
@@ -97,3 +100,18 @@ def test_untraceable_ops_stay_opaque_custom_ops(traced):
 def test_cpu_tensors_and_export_keep_the_op(traced):
     assert traced["_cpu"] == {"opaque": True, "kernels": 0}
     assert traced["_export"] == {"opaque": True, "kernels": 0}
+
+
+def test_gpu_check_trace_report(traced):
+    """gpu_check.trace_report agrees with the graphs above for the registered ops, tries the
+    others with a rule registered for the run only, and leaves the registrations as they were."""
+    from fastgen import gpu_check as G
+
+    report = traced["_trace_report"]
+    assert set(report) == {c.op for c in G.CASES}
+    for c in G.CASES:
+        r, t = report[c.op], traced[c.op]
+        assert r["registered"] == t["rule"], c.op
+        if t["rule"]:
+            assert r.get("kernels") == t["kernels"], (c.op, r, t)
+    assert sorted(traced["_rules_after"]) == sorted(c.op for c in G.CASES if traced[c.op]["rule"])

@@ -145,7 +145,8 @@ def _cuda(name):
     cuda_triton(f"fastgen::{name}", traceable=name not in _UNTRACED)(kernel)
 
 
-# Launchers the FunctionalTensorMode rule cannot trace yet (fastgen/ops/_triton.py; README, CUDA).
+# Launchers not traced yet: fake CUDA tensors on a CPU-only torch cannot run their host code
+# (README, CUDA; `make gpu-check` tries them on a GPU).
 _UNTRACED = {"triplet_margin_loss_backward", "contrastive_loss_backward", "batch_hard_triplet_loss_backward"}
 
 
