@@ -1,6 +1,6 @@
 """The whole CUDA path in one command, for the first minutes on a GPU (`make gpu-check`):
 
-    python -m fastgen.gpu_check [--out bench/results/gpu] [--no-bench] [--quick]
+    python -m fastgen.gpu_check [--out bench/results/gpu] [--no-bench] [--no-compile] [--full] [--only FAMILY.OP]
 
 1. Parity of every Triton kernel on real CUDA tensors: each case calls torch.ops.fastgen.<op>
    on CUDA tensors (so the dispatcher's CUDA registration is exercised too) and compares it
@@ -779,6 +779,7 @@ def main(argv=None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default=os.path.join("bench", "results", "gpu"))
     p.add_argument("--no-bench", action="store_true", help="skip fastgen-bench --device cuda")
+    p.add_argument("--no-compile", action="store_true", help="skip torch.compile of the functional cases")
     p.add_argument("--full", action="store_true", help="benchmark the papers' full-size shapes (longer)")
     p.add_argument("--only", default="", help="run only the parity cases whose family.op contains this")
     args = p.parse_args(argv)
@@ -793,7 +794,7 @@ def main(argv=None) -> int:
     torch.manual_seed(0)
     try:
         parity = run_parity(cuda_op, lambda t: t.cuda(), only=args.only)
-        eager = run_eager("cuda", compiled=True) if not args.only else []
+        eager = run_eager("cuda", compiled=not args.no_compile) if not args.only else []
     except Exception:  # noqa: BLE001 - report whatever ran
         traceback.print_exc()
         parity, eager = [], [Result("gpu_check", "-", "-", failures=["crashed: see the traceback"])]
