@@ -672,7 +672,7 @@ def write_report(out_dir: str, env: dict, parity: list, eager: list, bench: dict
         json.dump({"environment": env, "seconds": round(seconds, 1), "failures": failures, "parity": rows,
                    "bench": bench}, f, indent=1)
     lines = [f"# fastgen GPU check: {env.get('device', 'no device')}", ""]
-    lines += [f"- {k}: {v}" for k, v in env.items()]
+    lines += [f"- {k}: {v}" for k, v in env.items() if k != "traces"]
     lines += [f"- wall time: {seconds:.0f} s", f"- failures: {failures}", "",
               "| case | dtype | size | variants | failures | seconds |", "|---|---|---|---|---|---|"]
     lines += [f"| {r.case} | {r.dtype} | {r.size} | {r.variants} | {len(r.failures)} | {r.seconds:.2f} |"
@@ -680,6 +680,11 @@ def write_report(out_dir: str, env: dict, parity: list, eager: list, bench: dict
     fails = [f"- {r.case} [{r.dtype}, {r.size}]: {f}" for r in parity + eager for f in r.failures]
     if fails:
         lines += ["", "## Failures", ""] + fails
+    traces = env.get("traces")
+    if isinstance(traces, dict) and traces and "error" not in traces:
+        lines += ["", "## torch.compile tracing (fastgen/ops/_triton.py)", "",
+                  "| op | rule registered | Triton kernels in the traced graph |", "|---|---|---|"]
+        lines += [f"| {op} | {t.get('registered')} | {t.get('kernels', t.get('error'))} |" for op, t in traces.items()]
     if bench is not None:
         lines += ["", "## Benchmark", "", f"`{' '.join(map(str, bench.get('command', [])))}`: "
                   + (bench.get("error") or f"exit {bench.get('returncode')} in {bench.get('seconds')} s"),

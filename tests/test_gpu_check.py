@@ -125,7 +125,9 @@ def test_report_files(tmp_path):
     ok = G.Result("pixel_norm.pixel_norm", "float32", "small", variants=5, seconds=0.1)
     bad = G.Result("instance_norm.instance_norm", "bfloat16", "large", variants=3, seconds=0.4,
                    failures=["variant 1, output 0: error 1 > 2 x CPU kernel's 0.01 + floor 0.001"])
-    env = {"device": "NVIDIA H100 80GB HBM3", "driver": "550.54", "torch": "2.13.0", "triton": "3.9.0"}
+    env = {"device": "NVIDIA H100 80GB HBM3", "driver": "550.54", "torch": "2.13.0", "triton": "3.9.0",
+           "traces": {"pixel_norm": {"registered": True, "kernels": 1},
+                      "margin_softmax": {"registered": False, "error": "DataDependentOutputException: ..."}}}
     bench = {"command": ["python", "-m", "fastgen.bench", "--device", "cuda"], "returncode": 0, "seconds": 60.0}
     G.write_report(str(tmp_path), env, [ok, bad], [], bench, 75.0)
     data = json.loads((tmp_path / "gpu_check.json").read_text())
@@ -133,6 +135,7 @@ def test_report_files(tmp_path):
     assert [r["case"] for r in data["parity"]] == [ok.case, bad.case]
     md = (tmp_path / "gpu_check.md").read_text()
     assert "NVIDIA H100" in md and "driver: 550.54" in md and bad.failures[0] in md
+    assert "| pixel_norm | True | 1 |" in md and "- traces" not in md
     try:
         import matplotlib  # noqa: F401
     except ImportError:
