@@ -197,6 +197,7 @@ struct InstanceNorm : public torch::autograd::Function<InstanceNorm> {
                                            eps, activation, slope);
     }
     ctx->mark_non_differentiable({mean, var});
+    ctx->set_materialize_grads(false);  // mean and var carry no gradient: no zeros made for them
     const bool stats_grad = !use_input_stats && (requires_grad(running_mean) || requires_grad(running_var));
     ctx->saved_data["bits"] = defined_bits({true, defined(weight), defined(bias), defined(running_mean),
                                             defined(running_var), defined(residual)});
@@ -222,6 +223,7 @@ struct InstanceNorm : public torch::autograd::Function<InstanceNorm> {
     const Tensor& grad_out = grads[0];
     std::array<bool, 3> mask{needs[0], weight.defined() && needs[1], bias.defined() && needs[2]};
     variable_list result(10);
+    if (!grad_out.defined()) return result;
     if (ctx->saved_data["stats_grad"].toBool()) {
       auto all = eval_grads_in_aten_ops(grad_out, x, weight, bias, saved[5], saved[6], eps, activation, slope);
       for (int i = 0; i < 5; ++i) result[i] = maybe(needs[i], all[i]);

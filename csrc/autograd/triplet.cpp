@@ -238,6 +238,7 @@ struct BatchHard : public torch::autograd::Function<BatchHard> {
           FASTGEN_OP("batch_hard_triplet_loss", BatchHardSig).call(embeddings, labels, margin, squared, reduction);
     }
     ctx->mark_non_differentiable({positive, negative});
+    ctx->set_materialize_grads(false);  // the indices carry no gradient: no zeros made for them
     ctx->saved_data["margin"] = margin;
     ctx->saved_data["squared"] = squared;
     ctx->saved_data["reduction"] = std::string(reduction);
@@ -249,6 +250,7 @@ struct BatchHard : public torch::autograd::Function<BatchHard> {
     auto saved = ctx->get_saved_variables();
     const std::string reduction = ctx->saved_data["reduction"].toStringRef();
     variable_list result(5);
+    if (!grads[0].defined()) return result;
     result[0] = BatchHardBackward::apply(grads[0], saved[0], saved[1], saved[2], ctx->saved_data["margin"].toDouble(),
                                          ctx->saved_data["squared"].toBool(), c10::string_view(reduction));
     return result;
