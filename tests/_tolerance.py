@@ -54,12 +54,12 @@ def assert_parity_tree(fast, eager, ref64, *, what: str = "", **kwargs) -> None:
         assert_parity(f, e, r, what=name, **kwargs)
 
 
-def assert_kernels_agree(got, want, ref64, *, what: str = "") -> None:
+def assert_kernels_agree(got, want, ref64, *, what: str = "", **kwargs) -> None:
     """A second implementation of a kernel (Triton) against the first (the CPU kernel) on the same
     inputs, each a tensor or a sequence of them: float32, bfloat16 and float16 results under the
     parity rule, ref64 being the first kernel's float64 run. A float64 result has nothing above it
     to measure against: the two agree to 1e-5, far above float64 rounding on any machine (and
-    above the float32 random draws Triton makes for a float64 result)."""
+    above the float32 random draws Triton makes for a float64 result). kwargs go to assert_parity."""
     got, want, ref64 = (list(t) if isinstance(t, (tuple, list)) else [t] for t in (got, want, ref64))
     assert len(got) == len(want) == len(ref64), f"{what}: {len(got)}, {len(want)}, {len(ref64)} outputs"
     for i, (a, b, r) in enumerate(zip(got, want, ref64)):
@@ -67,4 +67,4 @@ def assert_kernels_agree(got, want, ref64, *, what: str = "") -> None:
         if b is not None and b.dtype == torch.float64:
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5, msg=lambda m, name=name: f"{name}: {m}")
         else:
-            assert_parity_tree(a, b, r, what=name)
+            assert_parity_tree(a, b, r, what=name, **kwargs)
