@@ -4,7 +4,9 @@ At these sizes the kernels take a few microseconds and what is measured is the f
 call (Python, dispatcher, autograd). fastgen and eager are timed interleaved in one process:
 each sample is `--calls` consecutive forward+backward calls, samples alternate between the two
 contenders, and the table reports medians in microseconds per call with the interquartile
-range. Run: python -m fastgen.bench.tiny [--threads 2] [--samples 41] [--calls 50]
+range and the minimum (the cost without interference: on a shared machine other processes
+preempt the threads of a parallel region, which inflates medians, eager's most, since it runs
+more ops). Run: python -m fastgen.bench.tiny [--threads 2] [--samples 41] [--calls 50]
 """
 from __future__ import annotations
 
@@ -110,9 +112,9 @@ def main(argv=None):
     allocator = os.environ.get("LD_PRELOAD") or "system (glibc malloc)"
     print(f"fastgen {fastgen.__version__ if hasattr(fastgen, '__version__') else ''} torch {torch.__version__}, "
           f"{args.threads} threads, allocator: {allocator}, {args.samples} samples x {args.calls} calls, "
-          f"forward + backward, µs per call (median [IQR])")
+          f"forward + backward, µs per call: median [IQR] / min; load average {os.getloadavg()[0]:.1f}")
     print()
-    print("| op | shape | fastgen µs | eager µs | eager / fastgen |")
+    print("| op | shape | fastgen µs | eager µs | eager / fastgen (median, min) |")
     print("|---|---|---:|---:|---:|")
     for name, shape, fast, eager in cases():
         for _ in range(20):  # warm-up: lazy imports, allocator
@@ -124,8 +126,9 @@ def main(argv=None):
             te.append(_sample(eager, args.calls))
         mf, me = statistics.median(tf), statistics.median(te)
         (f1, f3), (e1, e3) = _quartiles(tf), _quartiles(te)
-        print(f"| {name} | {tuple(shape)} | {mf:.1f} [{f1:.1f}-{f3:.1f}] | {me:.1f} [{e1:.1f}-{e3:.1f}] "
-              f"| {me / mf:.2f}x |", flush=True)
+        lf, le = min(tf), min(te)
+        print(f"| {name} | {tuple(shape)} | {mf:.1f} [{f1:.1f}-{f3:.1f}] / {lf:.1f} "
+              f"| {me:.1f} [{e1:.1f}-{e3:.1f}] / {le:.1f} | {me / mf:.2f}x, {le / lf:.2f}x |", flush=True)
 
 
 if __name__ == "__main__":
