@@ -12,6 +12,7 @@ import torch
 import torch.multiprocessing as mp
 
 from fastgen.distributed import shard_range
+from tests._tolerance import assert_parity
 
 WORLD = 2
 # (batch rows per rank, classes, embedding size, margin kwargs, reduction)
@@ -82,9 +83,14 @@ def _worker(rank, port, result_dir):
         head(x_local, labels[rank * 4:(rank + 1) * 4]).backward()
         x_ref, w_ref = x.clone().requires_grad_(), w.clone().requires_grad_()
         F.margin_cross_entropy(x_ref, w_ref, labels).backward()
-        torch.testing.assert_close(x_local.grad, x_ref.grad[rank * 4:(rank + 1) * 4], rtol=1e-4, atol=1e-6)
-        torch.testing.assert_close(head.weight.grad, w_ref.grad[head.class_start:head.class_end], rtol=1e-4,
-                                   atol=1e-6)
+        # The single-process op in float64 is the reference (logits are s * cos, s = 64: its
+        # rounding scales with s, see tests/test_margin_softmax.py).
+        x64, w64 = x.double().requires_grad_(), w.double().requires_grad_()
+        F.margin_cross_entropy(x64, w64, labels).backward()
+        rows, classes = slice(rank * 4, (rank + 1) * 4), slice(head.class_start, head.class_end)
+        assert_parity(x_local.grad, x_ref.grad[rows], x64.grad[rows], floor_ulps=64.0, what="float32 grad_embeddings")
+        assert_parity(head.weight.grad, w_ref.grad[classes], w64.grad[classes], floor_ulps=64.0,
+                      what="float32 grad_weight")
         dist.destroy_process_group()
         open(os.path.join(result_dir, f"rank{rank}.ok"), "w").close()
     except Exception:  # noqa: BLE001 - reported to the parent
