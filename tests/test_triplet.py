@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 import fastgen
 from fastgen import functional as F
 from fastgen.reference import triplet as R
-from tests._tolerance import assert_parity
+from tests._tolerance import assert_kernels_agree, assert_parity, assert_parity_tree
 
 ops = torch.ops.fastgen
 REDUCTIONS = ("none", "mean", "sum")
@@ -67,8 +67,10 @@ def test_triplet_margin_loss_unbatched_and_legacy_arguments():
         _parity(F.triplet_margin_loss, R.triplet_margin_loss, (a, pos, neg), torch.float32, reduction, "unbatched",
                 margin=5.0)
     a2, pos2, neg2 = (t.float() for t in (_randn(4, 6, seed=1), _randn(4, 6, seed=2), _randn(4, 6, seed=3)))
-    torch.testing.assert_close(F.triplet_margin_loss(a2, pos2, neg2, margin=3.0, size_average=False),
-                               TF.triplet_margin_loss(a2, pos2, neg2, margin=3.0, reduction="sum"))
+    assert_parity(F.triplet_margin_loss(a2, pos2, neg2, margin=3.0, size_average=False),
+                  TF.triplet_margin_loss(a2, pos2, neg2, margin=3.0, reduction="sum"),
+                  TF.triplet_margin_loss(a2.double(), pos2.double(), neg2.double(), margin=3.0, reduction="sum"),
+                  what="size_average=False")
 
 
 def test_triplet_inactive_rows_have_zero_gradient():
@@ -158,8 +160,10 @@ def test_batch_hard_identical_points_give_no_nan(squared):
     assert torch.isfinite(loss) and torch.isfinite(g).all()
     ref_x = e.double().requires_grad_()
     ref = R.batch_hard_triplet_loss(ref_x, labels, margin=1.0, squared=squared)
-    torch.testing.assert_close(loss.double(), ref, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(g.double(), torch.autograd.grad(ref, ref_x)[0], rtol=1e-4, atol=1e-5)
+    eager_x = e.clone().requires_grad_()
+    eager = R.batch_hard_triplet_loss(eager_x, labels, margin=1.0, squared=squared)
+    assert_parity(loss.detach(), eager.detach(), ref.detach(), what="loss")
+    assert_parity(g, torch.autograd.grad(eager, eager_x)[0], torch.autograd.grad(ref, ref_x)[0], what="grad")
 
 
 # --------------------------------------------------------------------------- gradcheck
@@ -194,12 +198,15 @@ def test_non_contiguous_inputs():
     pos = torch.stack([_randn(7, 6, seed=2).float(), torch.zeros(7, 6)], 2).flatten(1)[:, ::2]
     neg = _randn(7, 6, seed=3).float()
     assert not a.is_contiguous() and not pos.is_contiguous()
-    torch.testing.assert_close(F.triplet_margin_loss(a, pos, neg, margin=3.0),
-                               TF.triplet_margin_loss(a, pos, neg, margin=3.0))
+    a64, pos64, neg64 = a.double(), pos.double(), neg.double()
+    assert_parity(F.triplet_margin_loss(a, pos, neg, margin=3.0), TF.triplet_margin_loss(a, pos, neg, margin=3.0),
+                  TF.triplet_margin_loss(a64, pos64, neg64, margin=3.0), what="triplet")
     y = torch.tensor([1, 0, 1, 0, 1, 0, 1, 0])[::1][:7]
-    torch.testing.assert_close(F.contrastive_loss(a, pos, y), R.contrastive_loss(a, pos, y))
+    assert_parity(F.contrastive_loss(a, pos, y), R.contrastive_loss(a, pos, y), R.contrastive_loss(a64, pos64, y),
+                  what="contrastive")
     labels = torch.tensor([0, 1, 0, 1, 2, 2, 0])[None].expand(2, 7)[1]
-    torch.testing.assert_close(F.batch_hard_triplet_loss(a, labels, 1.0), R.batch_hard_triplet_loss(a, labels, 1.0))
+    assert_parity(F.batch_hard_triplet_loss(a, labels, 1.0), R.batch_hard_triplet_loss(a, labels, 1.0),
+                  R.batch_hard_triplet_loss(a64, labels, 1.0), what="batch hard")
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
@@ -268,8 +275,10 @@ def test_torch_compile_fullgraph():
     out = compiled(a, pos, neg)
     grads = torch.autograd.grad(out, (a, pos, neg))
     ref = step(a, pos, neg)
-    for x, r in zip((out, *grads), (ref, *torch.autograd.grad(ref, (a, pos, neg)))):
-        torch.testing.assert_close(x, r)
+    inputs64 = [t.detach().double().requires_grad_() for t in (a, pos, neg)]
+    ref64 = step(*inputs64)
+    assert_parity_tree((out.detach(), *grads), (ref.detach(), *torch.autograd.grad(ref, (a, pos, neg))),
+                       (ref64.detach(), *torch.autograd.grad(ref64, inputs64)), what="compiled")
 
 
 # --------------------------------------------------------------------------- modules
@@ -277,15 +286,18 @@ def test_torch_compile_fullgraph():
 
 def test_modules():
     a, pos, neg = (_randn(5, 7, seed=s).float() for s in (1, 2, 3))
+    a64, pos64, neg64 = a.double(), pos.double(), neg.double()
     fast = fastgen.nn.TripletMarginLoss(margin=2.0, p=1.0, swap=True, reduction="sum")
-    torch.testing.assert_close(fast(a, pos, neg),
-                               torch.nn.TripletMarginLoss(margin=2.0, p=1.0, swap=True, reduction="sum")(a, pos, neg))
+    eager = torch.nn.TripletMarginLoss(margin=2.0, p=1.0, swap=True, reduction="sum")
+    assert_parity(fast(a, pos, neg), eager(a, pos, neg), eager(a64, pos64, neg64), what="TripletMarginLoss")
     assert fastgen.nn.TripletMarginLoss(size_average=False).reduction == "sum"
     y = torch.tensor([1, 0, 1, 1, 0])
-    torch.testing.assert_close(fastgen.nn.ContrastiveLoss(margin=3.0)(a, pos, y), R.ContrastiveLoss(3.0)(a, pos, y))
+    assert_parity(fastgen.nn.ContrastiveLoss(margin=3.0)(a, pos, y), R.ContrastiveLoss(3.0)(a, pos, y),
+                  R.ContrastiveLoss(3.0)(a64, pos64, y), what="ContrastiveLoss")
     labels = torch.tensor([0, 0, 1, 1, 1])
-    torch.testing.assert_close(fastgen.nn.BatchHardTripletLoss(1.0, squared=True)(a, labels),
-                               R.BatchHardTripletLoss(1.0, squared=True)(a, labels))
+    assert_parity(fastgen.nn.BatchHardTripletLoss(1.0, squared=True)(a, labels),
+                  R.BatchHardTripletLoss(1.0, squared=True)(a, labels),
+                  R.BatchHardTripletLoss(1.0, squared=True)(a64, labels), what="BatchHardTripletLoss")
     assert "squared=True" in repr(fastgen.nn.BatchHardTripletLoss(squared=True))
 
 
@@ -346,11 +358,11 @@ def _triton():
     return kernels
 
 
-def _close(got, want, dtype):
-    tol = dict(rtol=2e-2, atol=2e-2) if dtype == torch.bfloat16 else dict(rtol=1e-4, atol=1e-5)
+def _close(got, want, ref, what):
+    """got: the Triton kernel, want: the CPU kernel, ref: the CPU kernel in float64."""
     for a, b in zip(got, want):
         assert a.shape == b.shape and a.dtype == b.dtype
-        torch.testing.assert_close(a, b, **tol)
+    assert_kernels_agree(got, want, ref, what=what)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
@@ -358,19 +370,28 @@ def test_triton_triplet_and_contrastive_match_cpu(dtype):
     kernels = _triton()
     a, pos, neg = (_randn(19, 70, seed=s).to(dtype) for s in (1, 2, 3))
     pos[0] = a[0]
+    a64, pos64, neg64 = (t.double() for t in (a, pos, neg))
     for p, swap in ((2.0, True), (1.0, False), (math.inf, True), (3.0, False)):
         for reduction, g in (("mean", torch.tensor(0.7)), ("none", torch.randn(19))):
             args = (12.0 if p != math.inf else 2.0, p, 1e-6, swap, reduction)
+            what = f"triplet {dtype} p={p} swap={swap} {reduction}"
             _close((kernels.triplet_margin_loss(a, pos, neg, *args),),
-                   (ops.triplet_margin_loss(a, pos, neg, *args),), dtype)
-            _close(kernels.triplet_margin_loss_backward(g.to(dtype), a, pos, neg, *args),
-                   ops.triplet_margin_loss_backward(g.to(dtype), a, pos, neg, *args), dtype)
+                   (ops.triplet_margin_loss(a, pos, neg, *args),), (ops.triplet_margin_loss(a64, pos64, neg64, *args),),
+                   what)
+            g = g.to(dtype)
+            _close(kernels.triplet_margin_loss_backward(g, a, pos, neg, *args),
+                   ops.triplet_margin_loss_backward(g, a, pos, neg, *args),
+                   ops.triplet_margin_loss_backward(g.double(), a64, pos64, neg64, *args), f"backward {what}")
     y = (torch.arange(19) % 2).to(dtype)
     for reduction, g in (("sum", torch.tensor(1.5)), ("none", torch.randn(19))):
         args = (11.0, 1e-6, reduction)
-        _close((kernels.contrastive_loss(a, pos, y, *args),), (ops.contrastive_loss(a, pos, y, *args),), dtype)
-        _close(kernels.contrastive_loss_backward(g.to(dtype), a, pos, y, *args, True),
-               ops.contrastive_loss_backward(g.to(dtype), a, pos, y, *args, True), dtype)
+        what = f"contrastive {dtype} {reduction}"
+        _close((kernels.contrastive_loss(a, pos, y, *args),), (ops.contrastive_loss(a, pos, y, *args),),
+               (ops.contrastive_loss(a64, pos64, y.double(), *args),), what)
+        g = g.to(dtype)
+        _close(kernels.contrastive_loss_backward(g, a, pos, y, *args, True),
+               ops.contrastive_loss_backward(g, a, pos, y, *args, True),
+               ops.contrastive_loss_backward(g.double(), a64, pos64, y.double(), *args, True), f"backward {what}")
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
@@ -385,11 +406,15 @@ def test_triton_batch_hard_matches_cpu(dtype):
             got = kernels.batch_hard_triplet_loss(e, labels, 0.5, squared, reduction)
             want = ops.batch_hard_triplet_loss(e, labels, 0.5, squared, reduction)
             assert torch.equal(got[1], want[1]) and torch.equal(got[2], want[2])
-            _close(got[:1], want[:1], dtype)
-            _close((kernels.batch_hard_triplet_loss_backward(g.to(dtype), e, want[1], want[2], 0.5, squared,
-                                                             reduction),),
-                   (ops.batch_hard_triplet_loss_backward(g.to(dtype), e, want[1], want[2], 0.5, squared,
-                                                         reduction),), dtype)
+            what = f"batch hard {dtype} squared={squared} {reduction}"
+            ref = ops.batch_hard_triplet_loss(e.double(), labels, 0.5, squared, reduction)
+            _close(got[:1], want[:1], ref[:1], what)
+            g = g.to(dtype)
+            # The float64 gradient for the same hardest positives and negatives.
+            _close((kernels.batch_hard_triplet_loss_backward(g, e, want[1], want[2], 0.5, squared, reduction),),
+                   (ops.batch_hard_triplet_loss_backward(g, e, want[1], want[2], 0.5, squared, reduction),),
+                   (ops.batch_hard_triplet_loss_backward(g.double(), e.double(), want[1], want[2], 0.5, squared,
+                                                         reduction),), f"backward {what}")
 
 
 def test_triton_empty_batch():
