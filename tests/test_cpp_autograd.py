@@ -10,10 +10,10 @@ import sys
 
 import pytest
 import torch
+import torch.nn.functional as TF
 
 import fastgen
 from fastgen import functional as F
-import torch.nn.functional as TF
 from fastgen.reference import coupling as R_coupling
 from fastgen.reference import grad_penalty as R_gp
 from fastgen.reference import instance_norm as R_in
