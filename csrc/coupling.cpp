@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "common/cpu_kernels.h"
+#include "common/checks.h"
 #include "common/vec_io.h"
 #include "common/vec_math.h"
 
@@ -43,16 +44,14 @@ enum class Mask { Channel, Checkerboard };
 Mask parse_mask(c10::string_view mask, const char* op) {
   if (mask == "channel") return Mask::Channel;
   if (mask == "checkerboard") return Mask::Checkerboard;
-  TORCH_CHECK(false, "fastgen.", op, ": mask must be 'channel' or 'checkerboard', got '", std::string(mask), "'");
+  TORCH_CHECK_VALUE(false, "fastgen.", op, ": mask must be 'channel' or 'checkerboard', got '", std::string(mask), "'");
 }
 
 // ------------------------------------------------------------------------------ checks
 
 void check_same(const at::Tensor& t, const at::Tensor& x, const char* op, const char* name) {
-  TORCH_CHECK(t.scalar_type() == x.scalar_type(), "fastgen.", op, ": ", name, " must have the dtype of x (",
-              x.scalar_type(), "), got ", t.scalar_type());
-  TORCH_CHECK(t.device() == x.device(), "fastgen.", op, ": ", name, " must be on the device of x (", x.device(),
-              "), got ", t.device());
+  checks::same_dtype(op, name, t, "x", x);
+  checks::same_device(op, "x", x, {{name, t}});
 }
 
 // The shape s and t must have.
@@ -63,23 +62,23 @@ std::vector<int64_t> s_shape(const at::Tensor& x, Mask mask) {
 }
 
 void check_x(const at::Tensor& x, Mask mask, int64_t parity, const char* op) {
-  TORCH_CHECK(at::isFloatingType(x.scalar_type()), "fastgen.", op, ": x must be a floating-point tensor, got ",
-              x.scalar_type());
+  checks::floating(op, "x", x);
+  checks::same_device(op, "x", x, {});
   if (mask == Mask::Channel) {
-    TORCH_CHECK(x.dim() >= 2, "fastgen.", op, ": x must be (B, C, ...) or (B, D) for mask='channel', got shape ",
+    TORCH_CHECK_VALUE(x.dim() >= 2, "fastgen.", op, ": x must be (B, C, ...) or (B, D) for mask='channel', got shape ",
                 x.sizes());
-    TORCH_CHECK(x.size(1) % 2 == 0, "fastgen.", op,
+    TORCH_CHECK_VALUE(x.size(1) % 2 == 0, "fastgen.", op,
                 ": x must have an even number of channels (dim 1) for mask='channel', got ", x.size(1));
   } else {
-    TORCH_CHECK(x.dim() == 4, "fastgen.", op, ": x must be 4-D (B, C, H, W) for mask='checkerboard', got shape ",
+    TORCH_CHECK_VALUE(x.dim() == 4, "fastgen.", op, ": x must be 4-D (B, C, H, W) for mask='checkerboard', got shape ",
                 x.sizes());
   }
-  TORCH_CHECK(parity == 0 || parity == 1, "fastgen.", op, ": mask_parity must be 0 or 1, got ", parity);
+  TORCH_CHECK_VALUE(parity == 0 || parity == 1, "fastgen.", op, ": mask_parity must be 0 or 1, got ", parity);
 }
 
 void check_s_like(const at::Tensor& t, const at::Tensor& x, Mask mask, const char* op, const char* name) {
   const auto want = s_shape(x, mask);
-  TORCH_CHECK(t.sizes() == at::IntArrayRef(want), "fastgen.", op, ": ", name, " must have shape ", at::IntArrayRef(want),
+  TORCH_CHECK_VALUE(t.sizes() == at::IntArrayRef(want), "fastgen.", op, ": ", name, " must have shape ", at::IntArrayRef(want),
               " (", mask == Mask::Channel ? "one half of x" : "the shape of x", "), got ", t.sizes());
   check_same(t, x, op, name);
 }
@@ -91,7 +90,7 @@ void check_scale(const at::Tensor& scale, const at::Tensor& s, const at::Tensor&
     const int64_t a = scale.size(-i), b = s.size(-i);
     ok = a == 1 || a == b;
   }
-  TORCH_CHECK(ok, "fastgen.", op, ": scale must broadcast to the shape of s ", s.sizes(), ", got shape ", scale.sizes());
+  TORCH_CHECK_VALUE(ok, "fastgen.", op, ": scale must broadcast to the shape of s ", s.sizes(), ", got shape ", scale.sizes());
 }
 
 // ------------------------------------------------------------------------------ layouts
@@ -490,15 +489,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> affine_coupling_backw
   const bool has_gl = grad_logdet_in.has_value() && grad_logdet_in->defined();
   const int64_t rows = x_in.size(0);
   if (has_g) {
-    TORCH_CHECK(grad_output_in->sizes() == x_in.sizes(), "fastgen.", op, ": grad_output must have the shape of x ",
+    TORCH_CHECK_VALUE(grad_output_in->sizes() == x_in.sizes(), "fastgen.", op, ": grad_output must have the shape of x ",
                 x_in.sizes(), ", got ", grad_output_in->sizes());
     check_same(*grad_output_in, x_in, op, "grad_output");
   }
   if (has_gl) {
-    TORCH_CHECK(grad_logdet_in->dim() == 1 && grad_logdet_in->size(0) == rows, "fastgen.", op,
-                ": grad_logdet must have shape (", rows, ",), got ", grad_logdet_in->sizes());
-    TORCH_CHECK(at::isFloatingType(grad_logdet_in->scalar_type()), "fastgen.", op,
-                ": grad_logdet must be a floating-point tensor, got ", grad_logdet_in->scalar_type());
+    TORCH_CHECK_VALUE(grad_logdet_in->dim() == 1 && grad_logdet_in->size(0) == rows, "fastgen.", op,
+                      ": grad_logdet must have shape (", rows, ",), got ", grad_logdet_in->sizes());
+    checks::floating(op, "grad_logdet", *grad_logdet_in);
+    checks::same_device(op, "x", x_in, {{"grad_logdet", grad_logdet_in}});
   }
 
   const Layout l = layout_for(x_in, mask);

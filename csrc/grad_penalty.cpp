@@ -142,15 +142,20 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> interpolate_backward_cpu(
           const opmath_t a_row = static_cast<opmath_t>(a[row]);
           const Vec va(a_row), vb(opmath_t(1) - a_row);
           const int64_t base = row * cols;
-          Vec acc(0);
+          // sum g * real - sum g * fake, as eager's autograd sums the two products: real - fake
+          // first would overflow (inf, then NaN) for huge real and fake whose gradient is finite.
+          Vec acc_r(0), acc_f(0);
           for (int64_t j = begin; j < end; j += W) {
             const int64_t n = std::min(W, end - j);
             const Vec vg = IO::load(g + base + j, n);
             if (gr != nullptr) IO::store(gr + base + j, va * vg, n);
             if (gf != nullptr) IO::store(gf + base + j, vb * vg, n);
-            if (r != nullptr) acc = at::vec::fmadd(vg, IO::load(r + base + j, n) - IO::load(f + base + j, n), acc);
+            if (r != nullptr) {
+              acc_r = at::vec::fmadd(vg, IO::load(r + base + j, n), acc_r);
+              acc_f = at::vec::fmadd(vg, IO::load(f + base + j, n), acc_f);
+            }
           }
-          return IO::sum_lanes(acc);
+          return IO::sum_lanes(acc_r) - IO::sum_lanes(acc_f);
         });
     if (want_alpha) {
       scalar_t* ga = grad_alpha.mutable_data_ptr<scalar_t>();
@@ -179,7 +184,10 @@ inline double penalty_h(double norm, double target, bool one_sided) {
 
 // The gradient coefficient of a row for the penalty's gradient `grad_penalty`:
 // grad_penalty * (2 weight / B) * h / n.
+// For target 0 (R1: the squared norm, no sqrt) h / n is 1: taken as is, so that an overflowing
+// norm (inf / inf) does not turn a finite gradient into NaN.
 inline double penalty_coef(double norm, double target, bool one_sided, double scale) {
+  if (target == 0.0) return scale;
   return scale * penalty_h(norm, target, one_sided) / norm;
 }
 

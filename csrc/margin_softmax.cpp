@@ -38,6 +38,7 @@
 #include <vector>
 
 #include "common/cpu_kernels.h"
+#include "common/checks.h"
 #include "common/vec_io.h"
 #include "common/vec_math.h"
 
@@ -116,30 +117,24 @@ inline void target_logit(double cos, const Margin& mg, double& logit, double& dl
 
 void check_args(const at::Tensor& emb, const at::Tensor& weight, const at::Tensor& labels,
                 int64_t class_start, int64_t num_classes, double s, const char* op) {
-  TORCH_CHECK(emb.dim() == 2, "fastgen.", op, ": embeddings must be 2-D (batch, embedding_size), got ",
-              emb.dim(), "-D");
-  TORCH_CHECK(at::isFloatingType(emb.scalar_type()), "fastgen.", op,
-              ": embeddings must be a floating-point tensor, got ", emb.scalar_type());
-  TORCH_CHECK(weight.dim() == 2, "fastgen.", op,
-              ": weight must be 2-D (num_classes, embedding_size), got ", weight.dim(), "-D");
-  TORCH_CHECK(weight.scalar_type() == emb.scalar_type(), "fastgen.", op,
-              ": weight must have the dtype of embeddings (", emb.scalar_type(), "), got ",
-              weight.scalar_type());
-  TORCH_CHECK(weight.device() == emb.device(), "fastgen.", op,
-              ": weight must be on the device of embeddings (", emb.device(), "), got ", weight.device());
-  TORCH_CHECK(weight.size(1) == emb.size(1), "fastgen.", op, ": weight must have embedding size ",
-              emb.size(1), " (the embeddings' size), got ", weight.size(1));
-  TORCH_CHECK(weight.size(0) > 0, "fastgen.", op, ": weight must have at least one class, got 0");
-  TORCH_CHECK(labels.dim() == 1 && labels.size(0) == emb.size(0), "fastgen.", op,
-              ": labels must have shape (", emb.size(0), ",), got ", labels.sizes());
-  TORCH_CHECK(at::isIntegralType(labels.scalar_type(), /*includeBool=*/false), "fastgen.", op,
-              ": labels must be an integer tensor, got ", labels.scalar_type());
-  TORCH_CHECK(labels.device() == emb.device(), "fastgen.", op,
-              ": labels must be on the device of embeddings (", emb.device(), "), got ", labels.device());
-  TORCH_CHECK(class_start >= 0 && class_start + weight.size(0) <= num_classes, "fastgen.", op,
-              ": the weight's classes [class_start, class_start + ", weight.size(0),
-              ") must lie in [0, num_classes), got class_start=", class_start, ", num_classes=", num_classes);
-  TORCH_CHECK(s > 0 && std::isfinite(s), "fastgen.", op, ": s must be a positive finite scale, got ", s);
+  TORCH_CHECK_VALUE(emb.dim() == 2, "fastgen.", op, ": embeddings must be 2-D (batch, embedding_size), got ",
+                    emb.dim(), "-D");
+  checks::floating(op, "embeddings", emb);
+  TORCH_CHECK_VALUE(weight.dim() == 2, "fastgen.", op,
+                    ": weight must be 2-D (num_classes, embedding_size), got ", weight.dim(), "-D");
+  checks::same_dtype(op, "weight", weight, "embeddings", emb);
+  checks::same_device(op, "embeddings", emb, {{"weight", weight}, {"labels", labels}});
+  TORCH_CHECK_VALUE(weight.size(1) == emb.size(1), "fastgen.", op, ": weight must have embedding size ",
+                    emb.size(1), " (the embeddings' size), got ", weight.size(1));
+  TORCH_CHECK_VALUE(weight.size(0) > 0, "fastgen.", op, ": weight must have at least one class, got 0");
+  TORCH_CHECK_VALUE(labels.dim() == 1 && labels.size(0) == emb.size(0), "fastgen.", op,
+                    ": labels must have shape (", emb.size(0), ",), got ", labels.sizes());
+  checks::integral(op, "labels", labels);
+  // class_start + weight.size(0) is formed only once class_start is known not to overflow it.
+  TORCH_CHECK_VALUE(class_start >= 0 && class_start <= num_classes && weight.size(0) <= num_classes - class_start,
+                    "fastgen.", op, ": the weight's classes [class_start, class_start + ", weight.size(0),
+                    ") must lie in [0, num_classes), got class_start=", class_start, ", num_classes=", num_classes);
+  TORCH_CHECK_VALUE(s > 0 && std::isfinite(s), "fastgen.", op, ": s must be a positive finite scale, got ", s);
 }
 
 // Labels as int64, each checked to be a class or ignore_index.
@@ -633,8 +628,10 @@ void backward_kernel(const std::vector<double>& grad_lse, const std::vector<doub
 std::vector<double> read_row_grads(const std::optional<at::Tensor>& g, int64_t B, const char* op, const char* name) {
   std::vector<double> out(B, 0.0);
   if (!g.has_value() || !g->defined()) return out;
-  TORCH_CHECK(g->dim() == 1 && g->size(0) == B, "fastgen.", op, ": ", name, " must have shape (", B, ",), got ",
-              g->sizes());
+  TORCH_CHECK_VALUE(g->dim() == 1 && g->size(0) == B, "fastgen.", op, ": ", name, " must have shape (", B,
+                    ",), got ", g->sizes());
+  checks::floating(op, name, *g);
+  checks::same_device(op, name, *g, {});
   const at::Tensor d = g->to(at::kDouble).contiguous();
   std::copy(d.const_data_ptr<double>(), d.const_data_ptr<double>() + B, out.begin());
   return out;
@@ -648,10 +645,13 @@ std::tuple<at::Tensor, at::Tensor> margin_softmax_backward_cpu(
   const char* op = "margin_softmax_backward";
   check_args(emb, weight_in, labels, class_start, num_classes, s, op);
   const int64_t B = emb.size(0);
-  TORCH_CHECK(lse.dim() == 1 && lse.size(0) == B, "fastgen.", op, ": lse must have shape (", B, ",), got ",
-              lse.sizes());
-  TORCH_CHECK(target_cos.dim() == 1 && target_cos.size(0) == B, "fastgen.", op,
-              ": target_cos must have shape (", B, ",), got ", target_cos.sizes());
+  TORCH_CHECK_VALUE(lse.dim() == 1 && lse.size(0) == B, "fastgen.", op, ": lse must have shape (", B, ",), got ",
+                    lse.sizes());
+  TORCH_CHECK_VALUE(target_cos.dim() == 1 && target_cos.size(0) == B, "fastgen.", op,
+                    ": target_cos must have shape (", B, ",), got ", target_cos.sizes());
+  checks::floating(op, "lse", lse);
+  checks::floating(op, "target_cos", target_cos);
+  checks::same_device(op, "embeddings", emb, {{"lse", lse}, {"target_cos", target_cos}});
   const std::vector<int64_t> y = read_labels(labels, num_classes, ignore_index, op);
   const std::vector<double> gl = read_row_grads(grad_lse_in, B, op, "grad_lse");
   const std::vector<double> gt = read_row_grads(grad_target_in, B, op, "grad_target");

@@ -15,6 +15,7 @@
 
 #include <cmath>
 
+#include "common/checks.h"
 #include "common/cpu_kernels.h"
 #include "common/vec_io.h"
 
@@ -27,11 +28,11 @@ struct PixelShape {
 };
 
 void check_pixel_args(const at::Tensor& x, double eps, const char* op, const char* name) {
-  TORCH_CHECK(x.dim() >= 2, "fastgen.", op, ": ", name, " must have a batch and a channel dimension (N, C, ...), got ",
-              x.dim(), "-D");
-  TORCH_CHECK(at::isFloatingType(x.scalar_type()), "fastgen.", op, ": ", name,
-              " must be a floating-point tensor, got ", x.scalar_type());
-  TORCH_CHECK(std::isfinite(eps) && eps >= 0, "fastgen.", op, ": eps must be a finite number >= 0, got ", eps);
+  TORCH_CHECK_VALUE(x.dim() >= 2, "fastgen.", op, ": ", name,
+                    " must have a batch and a channel dimension (N, C, ...), got ", x.dim(), "-D");
+  checks::floating(op, name, x);
+  checks::same_device(op, name, x, {});
+  TORCH_CHECK_VALUE(std::isfinite(eps) && eps >= 0, "fastgen.", op, ": eps must be a finite number >= 0, got ", eps);
 }
 
 // x itself when it is planar or interleaved (fastgen/ops/pixel_norm.py::pixel_layout mirrors
@@ -198,12 +199,7 @@ void backward_planar(const scalar_t* g, const scalar_t* x, scalar_t* gx, int64_t
 at::Tensor pixel_norm_backward_cpu(const at::Tensor& grad_in, const at::Tensor& x_in, double eps) {
   const char* op = "pixel_norm_backward";
   check_pixel_args(x_in, eps, op, "x");
-  TORCH_CHECK(grad_in.sizes() == x_in.sizes(), "fastgen.", op, ": grad must have the shape of x ", x_in.sizes(),
-              ", got ", grad_in.sizes());
-  TORCH_CHECK(grad_in.scalar_type() == x_in.scalar_type(), "fastgen.", op, ": grad must have the dtype of x (",
-              x_in.scalar_type(), "), got ", grad_in.scalar_type());
-  TORCH_CHECK(grad_in.device() == x_in.device(), "fastgen.", op, ": grad must be on the device of x (",
-              x_in.device(), "), got ", grad_in.device());
+  checks::like(op, "grad", grad_in, "x", x_in);
   PixelShape s;
   const at::Tensor x = pixel_layout(x_in, s);
   const at::Tensor grad = grad_in.strides() == x.strides() ? grad_in : at::empty_like(x).copy_(grad_in);

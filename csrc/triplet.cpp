@@ -295,6 +295,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> triplet_margin_loss_backward_cpu(
             }
           }
         }
+        // NaN in, NaN out: a triplet whose loss is NaN (a NaN element, or inf - inf) gets NaN
+        // gradients for a, p and n, whatever p-norm (eager's depend on it: 0 * NaN in its chain
+        // rule for p = 2, plain 0 for p = 1), so that GradScaler and NaN checks see it.
+        if (std::isnan(loss) && gr != 0) {
+          for (auto* buf : {&bufa, &bufp, &bufn}) {
+            std::fill(buf->begin(), buf->end(), std::numeric_limits<opmath_t>::quiet_NaN());
+          }
+        }
         for (int64_t i = 0; i < D; i += W) {
           const int64_t cnt = std::min(W, D - i);
           IO::store(oa + b * D + i, IO::Vec::loadu(bufa.data() + i, cnt), cnt);
@@ -571,7 +579,14 @@ at::Tensor batch_hard_triplet_loss_backward_cpu(const at::Tensor& grad, const at
       const opmath_t d2p = squared_distance(e + i * E, e + p * E, E);
       const opmath_t d2n = squared_distance(e + i * E, e + n * E, E);
       const opmath_t dp = squared ? d2p : std::sqrt(d2p), dn = squared ? d2n : std::sqrt(d2n);
-      if (!(dp - dn + static_cast<opmath_t>(margin) > 0)) continue;  // relu's gradient (as forward rounds it)
+      const opmath_t hinge = dp - dn + static_cast<opmath_t>(margin);
+      if (std::isnan(hinge)) {  // a NaN loss: NaN gradients for the anchor and its pair (as triplet_margin_loss)
+        for (const int64_t r : {i, p, n}) {
+          std::fill(acc.begin() + r * E, acc.begin() + (r + 1) * E, std::numeric_limits<opmath_t>::quiet_NaN());
+        }
+        continue;
+      }
+      if (!(hinge > 0)) continue;  // relu's gradient (as forward rounds it)
       const opmath_t gi = static_cast<opmath_t>(g[i]);
       if (squared) {
         add_pair(i, p, 2 * gi);

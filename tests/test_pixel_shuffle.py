@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 import fastgen
 from fastgen import functional as F
 from fastgen.reference import pixel_shuffle as R
-from tests._tolerance import assert_parity
+from tests._tolerance import assert_kernels_agree, assert_parity, assert_parity_tree
 
 ops = torch.ops.fastgen
 LOW_PRECISION = [torch.float32, torch.bfloat16, torch.float16]
@@ -102,7 +102,9 @@ def test_prelu_matches_torch_for_every_rank(shape, per_channel):
     gx, gw = torch.autograd.grad(y, (x, weight), grad)
     egx, egw = torch.autograd.grad(ey, (x, weight), grad)
     assert torch.equal(gx, egx)
-    torch.testing.assert_close(gw, egw)
+    x64, w64 = x.detach().double().requires_grad_(), weight.detach().double().requires_grad_()
+    rgw = torch.autograd.grad(R.prelu(x64, w64), w64, grad.double())[0]
+    assert_parity(gw, egw, rgw, what=f"grad_weight {shape} per_channel={per_channel}")
 
 
 def test_float64_weight_gradient_is_exact_to_rounding():
@@ -219,7 +221,8 @@ def test_non_contiguous_inputs():
         grad = torch.randn(ey.shape)
         a, b = torch.autograd.grad(y, (x, weight), grad), torch.autograd.grad(ey, (x, weight), grad)
         assert torch.equal(a[0], b[0])
-        torch.testing.assert_close(a[1], b[1])
+        _, _, rgw = _shuffle_prelu_grads(R.pixel_shuffle_prelu, x.double(), weight.double(), 2, grad.double())
+        assert_parity(a[1], b[1], rgw, what=f"grad_weight {tuple(x.shape)} {x.stride()}")
 
 
 def test_mixed_layout_gradient():
@@ -231,7 +234,8 @@ def test_mixed_layout_gradient():
     gx, gw = torch.autograd.grad(y, (x, weight), grad)
     egx, egw = torch.autograd.grad(R.pixel_shuffle_prelu(x, weight, 2), (x, weight), grad)
     assert torch.equal(gx, egx) and gx.is_contiguous(memory_format=torch.channels_last)
-    torch.testing.assert_close(gw, egw)
+    _, _, rgw = _shuffle_prelu_grads(R.pixel_shuffle_prelu, x.double(), weight.double(), 2, grad.double())
+    assert_parity(gw, egw, rgw, what="grad_weight")
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
@@ -283,22 +287,25 @@ def test_torch_compile_fullgraph():
         grads = torch.autograd.grad(out, (x, weight, w1))
         ref_out = step(ref, x, weight, w1)
         ref_grads = torch.autograd.grad(ref_out, (x, weight, w1))
-        torch.testing.assert_close(out, ref_out)
-        for a, b in zip(grads, ref_grads):
-            torch.testing.assert_close(a, b)
+        inputs64 = [t.detach().double().requires_grad_() for t in (x, weight, w1)]
+        out64 = step(ref, *inputs64)
+        assert_parity(out.detach(), ref_out.detach(), out64.detach(), what=f"compiled output {layout}")
+        assert_parity_tree(grads, ref_grads, torch.autograd.grad(out64, inputs64), what=f"compiled grads {layout}")
 
 
 def test_double_backward_under_create_graph_in_a_critic():
     # WGAN-GP style: the gradient penalty differentiates through the layer's backward.
     x = _x((2,), 4, 2, 3, 3).requires_grad_()
 
-    def penalty(fn, weight):
+    def penalty(fn, weight, x=x):
         y = fn(x, weight, 2)
         g = torch.autograd.grad(y.pow(2).sum(), x, create_graph=True)[0]
         return torch.autograd.grad((g.norm() - 1) ** 2, weight)[0]
 
     weight = _weight(4, True).requires_grad_()
-    torch.testing.assert_close(penalty(F.pixel_shuffle_prelu, weight), penalty(R.pixel_shuffle_prelu, weight))
+    x64, w64 = x.detach().double().requires_grad_(), weight.detach().double().requires_grad_()
+    assert_parity(penalty(F.pixel_shuffle_prelu, weight), penalty(R.pixel_shuffle_prelu, weight),
+                  penalty(R.pixel_shuffle_prelu, w64, x64), what="penalty gradient")
 
 
 # --------------------------------------------------------------------------- modules
@@ -432,11 +439,11 @@ def _triton():
     return kernels
 
 
-def _close(a, b):
+def _close(a, b, ref, what):
+    """a: the Triton kernel, b: the CPU kernel, ref: the CPU kernel in float64. (The interpreter
+    rounds float32 -> bfloat16 toward zero: one bfloat16 ulp, inside the parity rule's floor.)"""
     assert a.shape == b.shape and a.dtype == b.dtype and a.stride() == b.stride()
-    # The interpreter rounds float32 -> bfloat16 toward zero: allow one bfloat16 ulp.
-    tol = dict(rtol=1e-2, atol=1e-2) if a.dtype == torch.bfloat16 else dict(rtol=1e-6, atol=1e-6)
-    torch.testing.assert_close(a, b, **tol)
+    assert_kernels_agree(a, b, ref, what=what)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
@@ -446,13 +453,17 @@ def test_triton_matches_cpu(dtype, layout, r):
     kernels = _triton()
     x = _x((2,), 3, r, 3, 5, dtype, layout)
     grad = torch.randn(2, 3, 3 * r, 5 * r).to(dtype)
+    x64, grad64 = x.double(), grad.double()  # the CPU kernel's float64 run is the reference
     for weight in (_weight(3, True, dtype), _weight(1, False, dtype)):
-        _close(kernels.pixel_shuffle_prelu(x, weight, r), ops.pixel_shuffle_prelu(x, weight, r))
+        what = f"{dtype} {layout} r={r} weight {tuple(weight.shape)}"
+        _close(kernels.pixel_shuffle_prelu(x, weight, r), ops.pixel_shuffle_prelu(x, weight, r),
+               ops.pixel_shuffle_prelu(x64, weight.double(), r), what)
         for flags in ((True, True), (True, False), (False, True)):
             got = kernels.pixel_shuffle_prelu_backward(grad, x, weight, r, *flags)
             want = ops.pixel_shuffle_prelu_backward(grad, x, weight, r, *flags)
-            for a, b in zip(got, want):
-                _close(a, b)
+            ref = ops.pixel_shuffle_prelu_backward(grad64, x64, weight.double(), r, *flags)
+            for i, (a, b, c) in enumerate(zip(got, want, ref)):
+                _close(a, b, c, f"backward {what} {flags} output {i}")
     big = ops.pixel_shuffle(x, r)
     assert torch.equal(kernels.pixel_shuffle(x, r), big)
     assert torch.equal(kernels.pixel_unshuffle(big, r), ops.pixel_unshuffle(big, r))
@@ -497,3 +508,22 @@ def test_prelu_op_rejects_3d_input_with_per_channel_weight():
     # an unbatched input, where the functional API's contract is 4-D only.
     with pytest.raises(ValueError, match="fastgen.pixel_shuffle_prelu: .*weight"):
         torch.ops.fastgen.pixel_shuffle_prelu(torch.randn(4, 2, 2), torch.ones(4), 1)
+
+
+@pytest.mark.slow
+def test_more_than_2_31_elements_index_in_64_bit():
+    # 8 x 16384 x 16400 bfloat16 = 2^31 + 2^21 elements (4.3 GB in, 4.3 GB out): the offsets of
+    # the last channels pass 2^31. Channel k holds k, so every output element names its source.
+    r, C, H, W = 2, 2, 16384, 16400
+    x = torch.empty(1, C * r * r, H, W, dtype=torch.bfloat16)
+    assert x.numel() > 2**31
+    x.copy_(torch.arange(C * r * r, dtype=torch.bfloat16).view(1, -1, 1, 1).expand_as(x))
+    out = torch.ops.fastgen.pixel_shuffle(x, r)
+    del x
+    assert out.shape == (1, C, H * r, W * r)
+    for c, y, xx in [(0, 0, 0), (1, 2 * H - 1, 2 * W - 1), (1, 2 * H - 2, 2 * W - 1), (1, H, 3), (0, 2 * H - 1, 2 * W - 2)]:
+        assert out[0, c, y, xx].item() == c * r * r + (y % r) * r + (xx % r), (c, y, xx)
+    # Every output row of the last channel (its offsets all past 2^31): the 2 x 2 pattern of sources.
+    tail = out[0, C - 1, -2:, :].float()
+    want = torch.tensor([[4.0, 5.0], [6.0, 7.0]]).repeat(1, W)
+    assert torch.equal(tail, want)

@@ -477,3 +477,18 @@ def test_meta_eps_with_cpu_tensors_raises():
     with pytest.raises((ValueError, RuntimeError), match="fastgen.reparam_kl: eps"):
         torch.ops.fastgen.reparam_kl(torch.zeros(2, 3), torch.zeros(2, 3), torch.zeros(2, 3, device="meta"), None,
                                      "none")
+
+
+@pytest.mark.slow
+def test_more_than_2_31_elements_index_in_64_bit():
+    # One row of 2^31 + 64 bfloat16 elements (mu and logvar 4.3 GB each): the elements past 2^31
+    # must be read where they are. With logvar = 0, kl = 0.5 * sum(mu^2).
+    n = 2**31 + 64
+    mu = torch.zeros(1, n, dtype=torch.bfloat16)
+    logvar = torch.zeros(1, n, dtype=torch.bfloat16)
+    mu[0, 2**31 + 5] = 3.0
+    mu[0, n - 1] = 2.0
+    mu[0, 7] = 1.0
+    kl = torch.ops.fastgen.kl_normal(mu, logvar, "none")
+    assert kl.shape == (1,)
+    assert kl.item() == 0.5 * (9.0 + 4.0 + 1.0)

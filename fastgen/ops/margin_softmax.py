@@ -14,6 +14,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from fastgen._checks import check_same_device
+
 _ops = torch.ops.fastgen
 
 INTEGER_DTYPES = (torch.int8, torch.uint8, torch.int16, torch.int32, torch.int64)
@@ -74,6 +76,8 @@ def _margin_softmax_backward_fake(grad_lse, grad_target, embeddings, weight, lab
     batch = embeddings.shape[0]
     for name, t in (("lse", lse), ("target_cos", target_cos), ("grad_lse", grad_lse), ("grad_target", grad_target)):
         _check_rows(op, name, t, batch)
+    check_same_device(op, "embeddings", embeddings, lse=lse, target_cos=target_cos, grad_lse=grad_lse,
+                      grad_target=grad_target)
     grad_emb = torch.empty_like(embeddings, memory_format=torch.contiguous_format) if output_mask[0] else embeddings.new_empty((0,))
     grad_w = weight.new_empty(weight.shape) if output_mask[1] else weight.new_empty((0,))
     return grad_emb, grad_w

@@ -49,8 +49,8 @@ def _pixel_norm_fake(x, eps):
 
 @torch.library.register_fake("fastgen::pixel_norm_backward")
 def _pixel_norm_backward_fake(grad, x, eps):
-    check_same_device("pixel_norm_backward", "x", x, grad=grad)
     check_backward_args(grad, x, eps)
+    check_same_device("pixel_norm_backward", "x", x, grad=grad)
     return torch.empty_like(pixel_layout(x))
 
 

@@ -52,8 +52,8 @@ def check_unshuffle(op: str, x, downscale_factor: int) -> None:
 
 def check_weight(op: str, weight, x, channels) -> None:
     torch._check(weight.dim() <= 1, lambda: f"fastgen.{op}: weight must be a scalar or 1-D tensor, got {weight.dim()} dimensions")
-    torch._check_value(weight.numel() == 1 or x.dim() == 4, lambda: f"fastgen.{op}: input must be 4-D (N, C*r*r, H, W) with a per-channel weight, got {x.dim()}-D")
     torch._check(weight.numel() == 1 or weight.numel() == channels, lambda: f"fastgen.{op}: weight must have 1 or C = {channels} (output channels) elements, got {weight.numel()}")
+    torch._check_value(weight.numel() == 1 or x.dim() == 4, lambda: f"fastgen.{op}: input must be 4-D (N, C*r*r, H, W) with a per-channel weight, got {x.dim()}-D")
     torch._check(weight.dtype == x.dtype, lambda: f"fastgen.{op}: weight must have the dtype of input ({x.dtype}), got {weight.dtype}")
     torch._check(weight.device == x.device, lambda: f"fastgen.{op}: weight must be on the device of input ({x.device}), got {weight.device}")
 
@@ -100,15 +100,15 @@ def _pixel_unshuffle_fake(self, downscale_factor):
 @torch.library.register_fake("fastgen::pixel_shuffle_prelu")
 def _pixel_shuffle_prelu_fake(self, weight, upscale_factor):
     channels = check_shuffle("pixel_shuffle_prelu", self, upscale_factor)
-    check_same_device("pixel_shuffle_prelu", "input", self, weight=weight)
     check_weight("pixel_shuffle_prelu", weight, self, channels)
+    check_same_device("pixel_shuffle_prelu", "input", self, weight=weight)
     return _empty(shuffled_shape(self, upscale_factor), self, memory_format(self))
 
 
 @torch.library.register_fake("fastgen::pixel_shuffle_prelu_backward")
 def _pixel_shuffle_prelu_backward_fake(grad_output, self, weight, upscale_factor, input_grad, weight_grad):
-    check_same_device("pixel_shuffle_prelu_backward", "input", self, grad_output=grad_output, weight=weight)
     check_backward(grad_output, self, weight, upscale_factor)
+    check_same_device("pixel_shuffle_prelu_backward", "input", self, grad_output=grad_output, weight=weight)
     grad_input = _empty(self.shape, self, memory_format(self)) if input_grad else self.new_empty((0,))
     grad_weight = weight.new_empty(weight.shape) if weight_grad else weight.new_empty((0,))
     return grad_input, grad_weight
