@@ -410,6 +410,7 @@ def test_fuzz_siamese_losses(data):
 BAD_ARGS_SCRIPT = textwrap.dedent(r'''
     import json, sys, torch, fastgen
     ops = torch.ops.fastgen
+    CPU = torch._C.DispatchKeySet(torch._C.DispatchKey.CPU)
     g = torch.Generator().manual_seed(0)
     r = lambda *s, dtype=torch.float32: torch.randn(*s, generator=g, dtype=dtype)
     mu, lv, eps = r(2, 3), r(2, 3), r(2, 3)
@@ -482,11 +483,15 @@ BAD_ARGS_SCRIPT = textwrap.dedent(r'''
             call = list(args)
             call[i] = bad
             print("CASE", opname, name, what, flush=True)  # the last line names a case that crashed
-            try:
-                op(*call)
-                results.append([opname, name, what, n_tensors, None, None])
-            except Exception as e:
-                results.append([opname, name, what, n_tensors, type(e).__name__, str(e).split("\n")[0][:300]])
+            calls = [(what, op)]
+            if what == "device=meta":  # the CPU kernel itself, past the dispatcher (which picks Meta)
+                calls.append(("device=meta (CPU kernel)", lambda *a: op.redispatch(CPU, *a)))
+            for label, fn in calls:
+                try:
+                    fn(*call)
+                    results.append([opname, name, label, n_tensors, None, None])
+                except Exception as e:
+                    results.append([opname, name, label, n_tensors, type(e).__name__, str(e).split("\n")[0][:300]])
     print("RESULTS " + json.dumps(results))
 ''')
 
@@ -504,6 +509,8 @@ def _must_raise(op: str, name: str, what: str, n_tensors: int) -> bool:
     family = op.removesuffix("_backward")
     if what == "device=meta":
         return n_tensors >= 2  # mixed devices; a lone meta tensor is a legal meta call
+    if what == "device=meta (CPU kernel)":
+        return True  # every CPU kernel checks the devices of its tensors itself
     if what == "int32":
         return (family, name) not in _ANY_DTYPE
     if what == "'bogus'":
