@@ -5,6 +5,8 @@ what came, in the form the C++ kernels use: "fastgen.<fn>: <arg> must be ..., go
 """
 from __future__ import annotations
 
+import numbers
+
 import torch
 
 REDUCTIONS = ("none", "mean", "sum")
@@ -39,6 +41,13 @@ def check_like(fn: str, name: str, t: torch.Tensor, ref_name: str, ref: torch.Te
         fail(fn, f"{name} must have the dtype of {ref_name} ({ref.dtype}), got {t.dtype}", TypeError)
     if t.device != ref.device:
         fail(fn, f"{name} must be on the device of {ref_name} ({ref.device}), got {t.device}")
+
+
+def check_number(fn: str, name: str, value) -> None:
+    """A Python int or float (bool excluded): what float(value) would otherwise reject with a
+    message that names neither the function nor the argument."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        fail(fn, f"{name} must be a number, got {type(value).__name__}", TypeError)
 
 
 def check_reduction(fn: str, reduction) -> None:

@@ -5,6 +5,8 @@ executable specification (and what the parity tests compare against).
 """
 from __future__ import annotations
 
+import numbers
+
 import torch
 
 from fastgen import _checks
@@ -131,7 +133,7 @@ def affine_coupling(
     _checks.check_floating(fn, "x", x)
     if mask not in _COUPLING_MASKS:
         _checks.fail(fn, f"mask must be one of {_COUPLING_MASKS}, got {mask!r}")
-    if mask_parity not in (0, 1) or isinstance(mask_parity, bool):
+    if not isinstance(mask_parity, numbers.Integral) or isinstance(mask_parity, bool) or mask_parity not in (0, 1):
         _checks.fail(fn, f"mask_parity must be 0 or 1, got {mask_parity!r}")
     if mask == "channel":
         if x.dim() < 2:
@@ -318,6 +320,7 @@ def instance_norm(
     if residual is not None:
         _checks.check_like(fn, "residual", residual, "input", input)
     _check_activation(fn, activation, negative_slope)
+    _checks.check_number(fn, "eps", eps)
     spatial = 1
     for size in input.shape[2:]:
         spatial *= size
@@ -697,6 +700,8 @@ def margin_cross_entropy(
     """
     fn = "margin_cross_entropy"
     _check_margin_args(fn, embeddings, weight, labels, s, reduction)
+    for name, value in (("m1", m1), ("m2", m2), ("m3", m3)):
+        _checks.check_number(fn, name, value)
     lse, target_logit, _ = _ops.margin_softmax(embeddings, weight, labels, 0, weight.shape[0], float(s), float(m1),
                                                float(m2), float(m3), bool(easy_margin), int(ignore_index),
                                                bool(straight_through))
@@ -732,6 +737,8 @@ def contrastive_loss(x1: torch.Tensor, x2: torch.Tensor, y: torch.Tensor, margin
     if y.device != x1.device:
         _checks.fail(fn, f"y must be on the device of x1 ({x1.device}), got {y.device}")
     _checks.check_reduction(fn, reduction)
+    _checks.check_number(fn, "margin", margin)
+    _checks.check_number(fn, "eps", eps)
     return _ops.contrastive_loss(x1, x2, y, float(margin), float(eps), reduction)
 
 
@@ -756,8 +763,7 @@ def triplet_margin_loss(anchor: torch.Tensor, positive: torch.Tensor, negative: 
         anchor, positive, negative = anchor[None], positive[None], negative[None]
     _check_pairs(fn, names, (anchor, positive, negative))
     for name, value in (("margin", margin), ("p", p), ("eps", eps)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            _checks.fail(fn, f"{name} must be a number, got {type(value).__name__}", TypeError)
+        _checks.check_number(fn, name, value)
     if margin <= 0:  # torch refuses it too (NaN passes, as in torch)
         _checks.fail(fn, f"margin must be greater than 0, got {margin}")
     if not p > 0:
@@ -782,4 +788,5 @@ def batch_hard_triplet_loss(embeddings: torch.Tensor, labels: torch.Tensor, marg
     _check_pairs(fn, ("embeddings",), (embeddings,))
     _check_labels(fn, labels, embeddings.shape[0], embeddings.device)
     _checks.check_reduction(fn, reduction)
+    _checks.check_number(fn, "margin", margin)
     return _ops.batch_hard_triplet_loss(embeddings, labels, float(margin), bool(squared), reduction)[0]

@@ -541,3 +541,85 @@ def test_fuzz_bad_arguments_raise_named_errors_in_a_subprocess():
         elif f"fastgen.{op}" not in msg and name not in msg:
             problems.append(f"{op}({name}={what}): message names neither the op nor {name}: {msg}")
     assert not problems, "\n".join(problems)
+
+
+# The same for the functional API: every argument of every public function replaced by a value of
+# the wrong kind (a tensor of another dtype or device or shape, a list, a string, None, NaN, a
+# huge or negative number). A raise must name the function or the argument; the wrong kinds
+# below must raise.
+FUNCTIONAL_BAD_ARGS_SCRIPT = textwrap.dedent(r'''
+import inspect, json, torch, fastgen
+from fastgen import functional as F
+g = torch.Generator().manual_seed(0)
+r = lambda *s: torch.randn(*s, generator=g)
+CALLS = [
+    ("reparameterize_kl", (r(2, 3), r(2, 3)), dict(eps=r(2, 3), reduction="sum")),
+    ("reparameterize", (r(2, 3), r(2, 3)), dict()),
+    ("kl_normal", (r(2, 3), r(2, 3)), dict(reduction="mean")),
+    ("affine_coupling", (r(2, 4, 3, 3), r(2, 2, 3, 3), r(2, 2, 3, 3)), dict(mask="channel", mask_parity=0)),
+    ("instance_norm", (r(2, 3, 4, 4),), dict(weight=r(3), bias=r(3), eps=1e-5, momentum=0.1, activation="relu")),
+    ("pixel_shuffle", (r(1, 8, 2, 2), 2), dict()),
+    ("pixel_unshuffle", (r(1, 2, 4, 4), 2), dict()),
+    ("pixel_shuffle_prelu", (r(1, 8, 2, 2), r(2), 2), dict()),
+    ("prelu", (r(2, 3, 4), r(3)), dict()),
+    ("interpolate", (r(2, 3), r(2, 3), 0.3), dict()),
+    ("fade_in", (r(2, 3), r(2, 3), 0.3), dict()),
+    ("grad_norm_penalty", (r(2, 3),), dict(target=1.0, weight=10.0, one_sided=False)),
+    ("r1_penalty", (r(2, 3), 10.0), dict()),
+    ("discriminator_loss", (r(4), r(4)), dict(kind="bce")),
+    ("generator_loss", (r(4),), dict(kind="nonsaturating")),
+    ("pixel_norm", (r(2, 3, 2, 2),), dict(eps=1e-8)),
+    ("margin_cross_entropy", (r(2, 4), r(5, 4), torch.tensor([0, 3])), dict(s=64.0, m2=0.5, reduction="mean")),
+    ("contrastive_loss", (r(2, 4), r(2, 4), torch.tensor([0.0, 1.0])), dict(margin=1.0, reduction="mean")),
+    ("triplet_margin_loss", (r(2, 4), r(2, 4), r(2, 4)), dict(margin=1.0, p=2, reduction="mean")),
+    ("batch_hard_triplet_loss", (r(4, 3), torch.tensor([0, 0, 1, 1])), dict(margin=0.3, reduction="mean")),
+]
+def bad_values(x):
+    if isinstance(x, torch.Tensor):
+        return [("meta", x.to("meta")), ("int32", x.to(torch.int32) if x.dtype.is_floating_point else x.float()),
+                ("extra dim", x[None].expand(2, *x.shape).clone()), ("list", x.tolist()), ("str", "x"), ("None", None)]
+    if isinstance(x, bool):
+        return [("str", "x"), ("None", None), ("int", 2)]
+    if isinstance(x, (int, float)):
+        return [("str", "x"), ("None", None), ("nan", float("nan")), ("-1", -1), ("huge", 2**62), ("tensor", torch.tensor([1.0, 2.0]))]
+    if isinstance(x, str):
+        return [("bogus", "bogus"), ("None", None), ("int", 3)]
+    return []
+res = []
+for name, args, kw in CALLS:
+    fn = getattr(F, name)
+    fn(*args, **kw)
+    params = list(inspect.signature(fn).parameters)
+    slots = [("arg", i, a) for i, a in enumerate(args)] + [("kw", k, v) for k, v in kw.items()]
+    for kind, key, val in slots:
+        for what, bad in bad_values(val):
+            a2, k2 = list(args), dict(kw)
+            if kind == "arg": a2[key] = bad
+            else: k2[key] = bad
+            print("CASE", name, key, what, flush=True)
+            try:
+                fn(*a2, **k2)
+                res.append([name, params[key] if kind == "arg" else key, what, None, None])
+            except Exception as e:
+                res.append([name, params[key] if kind == "arg" else key, what, type(e).__name__,
+                            str(e).split("\n")[0][:300]])
+print("RESULTS " + json.dumps(res))
+''')
+_F_NOT_VALIDATED = {("instance_norm", "momentum")}  # unused without running statistics, as in torch
+
+
+def test_fuzz_functional_bad_arguments_raise_named_errors_in_a_subprocess():
+    proc = subprocess.run([sys.executable, "-c", FUNCTIONAL_BAD_ARGS_SCRIPT], capture_output=True, text=True,
+                          timeout=600)
+    last_case = [ln for ln in proc.stdout.splitlines() if ln.startswith("CASE")][-1:]
+    assert proc.returncode == 0, f"the interpreter died (rc={proc.returncode}) at {last_case}: {proc.stderr[-3000:]}"
+    results = json.loads(proc.stdout.split("RESULTS ", 1)[1])
+    assert len(results) > 300
+    problems = []
+    for fn, name, what, exc, msg in results:
+        if exc is None:
+            if what in ("str", "bogus") and (fn, name) not in _F_NOT_VALIDATED:
+                problems.append(f"{fn}({name}={what}): no error")
+        elif "fastgen" not in msg and name not in msg:
+            problems.append(f"{fn}({name}={what}): {exc} names neither the function nor {name}: {msg}")
+    assert not problems, "\n".join(problems)
