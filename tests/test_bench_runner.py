@@ -28,7 +28,8 @@ def test_runner_writes_table_json_and_chart(tmp_path, capsys):
             assert stats["median_s"] > 0 and stats["p25_s"] <= stats["median_s"] <= stats["p75_s"]
             assert len(stats["samples_s"]) == 3 and stats["peak_bytes"] >= 0
         assert r["speedup_vs_eager"] == r["impls"]["eager"]["median_s"] / r["impls"]["fastgen"]["median_s"]
-        assert 0 < r["roofline_fraction"]
+        assert 0 < r["roofline_fraction"] and 0 < r["roofline_fraction_best"]
+        assert all(s["min_s"] <= s["p25_s"] for s in r["impls"].values())
     assert (tmp_path / "bench.png").stat().st_size > 1000
     assert (tmp_path / "bench.md").read_text().startswith("| case |")
 

@@ -4,7 +4,8 @@
 
 Each run is labelled with the allocator its JSON records. Per case, shape and pass: the median
 milliseconds of fastgen, eager and torch.compile in every run, fastgen's speedup over eager, and
-fastgen's fraction of the copy roofline measured in that run.
+fastgen's fraction of the copy roofline measured in that run (from the medians, and in brackets
+from the best samples: the uncontended estimate on a busy machine), and page faults per call.
 """
 from __future__ import annotations
 
@@ -53,8 +54,9 @@ def table(runs: list[tuple[str, dict, list]], passes=("fwd", "fwd+bwd"), memory_
     for key in order:
         rows = [k.get(key) for k in by_key]
         speed = [f"{r['speedup_vs_eager']:.2f}x" if r and "speedup_vs_eager" in r else "-" for r in rows]
-        roof = [f"{100 * r['roofline_fraction']:.0f}%" if r and "roofline_fraction" in r and r.get("memory_bound", True)
-                else "-" for r in rows]
+        roof = [(f"{100 * r['roofline_fraction']:.0f}%" + (f" (best {100 * r['roofline_fraction_best']:.0f}%)"
+                                                            if "roofline_fraction_best" in r else ""))
+                if r and "roofline_fraction" in r and r.get("memory_bound", True) else "-" for r in rows]
         lines.append(f"| {key[0]} | {'x'.join(map(str, key[1]))} | {key[2]} "
                      f"| {' / '.join(_ms(r, 'fastgen') for r in rows)} | {' / '.join(_ms(r, 'eager') for r in rows)} "
                      f"| {' / '.join(_ms(r, 'compile') for r in rows)} | {' / '.join(speed)} | {' / '.join(roof)} "
