@@ -53,17 +53,9 @@ inline std::vector<bool> needs_grads(AutogradContext* ctx, int64_t bits, int n) 
   return needs;
 }
 
-// Forward: run the op below autograd (the Function records the graph).
+// Forward: run the op below autograd (the Function records the graph). A backward calls the
+// backward op's Function, which records a graph only when one is being built (create_graph).
 using BelowAutograd = at::AutoDispatchBelowADInplaceOrView;
-
-// Backward: call the backward op through its own autograd only when a graph is being built
-// (create_graph=True); otherwise skip that layer.
-struct BackwardGuard {
-  std::optional<at::AutoDispatchBelowADInplaceOrView> guard;
-  BackwardGuard() {
-    if (!at::GradMode::is_enabled()) guard.emplace();
-  }
-};
 
 inline Tensor maybe(bool keep, const Tensor& t) { return keep ? t : Tensor(); }
 
