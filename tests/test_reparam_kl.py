@@ -492,3 +492,15 @@ def test_more_than_2_31_elements_index_in_64_bit():
     kl = torch.ops.fastgen.kl_normal(mu, logvar, "none")
     assert kl.shape == (1,)
     assert kl.item() == 0.5 * (9.0 + 4.0 + 1.0)
+
+
+def test_backward_without_kl_gradient_keeps_infinite_mu_finite():
+    # No gradient from kl: its terms are absent, not 0 * mu (NaN for an infinite mu), as in eager,
+    # whose grad_mu is grad_z alone.
+    mu = torch.tensor([[float("inf"), 1.0]])
+    logvar = torch.tensor([[0.0, float("inf")]])
+    eps = torch.ones(1, 2)
+    grad_mu, grad_logvar, _ = torch.ops.fastgen.reparam_kl_backward(torch.ones(1, 2), None, mu, logvar, eps, None,
+                                                                    "none", False)
+    assert torch.equal(grad_mu, torch.ones(1, 2))
+    assert grad_logvar[0, 0] == 0.5 and grad_logvar[0, 1] == float("inf")
