@@ -100,7 +100,7 @@ def _penalty_finalize_kernel(
         else:
             h = norm - target
             if ONE_SIDED:
-                h = tl.maximum(h, 0.0)
+                h = tl.maximum(h, 0.0, propagate_nan=tl.PropagateNan.ALL)  # NaN stays NaN, as torch
             term = h * h
         total += tl.where(inside, term, 0.0)
     penalty = weight * tl.sum(total, axis=0) / rows
@@ -122,7 +122,7 @@ def _penalty_bwd_kernel(
     if HAS_GP:
         h = n - target
         if ONE_SIDED:
-            h = tl.maximum(h, 0.0)
+            h = tl.maximum(h, 0.0, propagate_nan=tl.PropagateNan.ALL)  # NaN stays NaN, as torch
         coef += tl.load(gp_ptr).to(COMPUTE) * scale * h / n
     if HAS_GN:
         coef += tl.load(gn_ptr + row).to(COMPUTE) / n

@@ -101,8 +101,9 @@ def _triplet_fwd_kernel(a_ptr, p_ptr, n_ptr, loss_ptr, B, D, margin, eps, p, SWA
     d_ap = _distance(a_ptr, p_ptr, rows, B, D, eps, p, NORM, BLOCK, ROWS, COMPUTE)
     d_neg = _distance(a_ptr, n_ptr, rows, B, D, eps, p, NORM, BLOCK, ROWS, COMPUTE)
     if SWAP:
-        d_neg = tl.minimum(d_neg, _distance(p_ptr, n_ptr, rows, B, D, eps, p, NORM, BLOCK, ROWS, COMPUTE))
-    tl.store(loss_ptr + rows, tl.maximum(margin + d_ap - d_neg, 0.0), mask=rows < B)
+        d_neg = tl.minimum(d_neg, _distance(p_ptr, n_ptr, rows, B, D, eps, p, NORM, BLOCK, ROWS, COMPUTE),
+                           propagate_nan=tl.PropagateNan.ALL)
+    tl.store(loss_ptr + rows, tl.maximum(margin + d_ap - d_neg, 0.0, propagate_nan=tl.PropagateNan.ALL), mask=rows < B)
 
 
 @triton.jit
@@ -152,7 +153,7 @@ def _contrastive_fwd_kernel(x1_ptr, x2_ptr, y_ptr, loss_ptr, B, D, margin, eps, 
     rows = tl.program_id(0) * ROWS + tl.arange(0, ROWS).to(tl.int64)
     d = _distance(x1_ptr, x2_ptr, rows, B, D, eps, 2.0, 0, BLOCK, ROWS, COMPUTE)
     y = tl.load(y_ptr + rows, mask=rows < B, other=0.0).to(COMPUTE)
-    hinge = tl.maximum(margin - d, 0.0)
+    hinge = tl.maximum(margin - d, 0.0, propagate_nan=tl.PropagateNan.ALL)
     tl.store(loss_ptr + rows, y * d * d + (1.0 - y) * hinge * hinge, mask=rows < B)
 
 
@@ -163,7 +164,7 @@ def _contrastive_bwd_kernel(g_ptr, x1_ptr, x2_ptr, y_ptr, g1_ptr, g2_ptr, gy_ptr
     g = tl.load(g_ptr + rows, mask=rows < B, other=0.0).to(COMPUTE)
     y = tl.load(y_ptr + rows, mask=rows < B, other=0.0).to(COMPUTE)
     d = _distance(x1_ptr, x2_ptr, rows, B, D, eps, 2.0, 0, BLOCK, ROWS, COMPUTE)
-    hinge = tl.maximum(margin - d, 0.0)
+    hinge = tl.maximum(margin - d, 0.0, propagate_nan=tl.PropagateNan.ALL)
     coef = g * (2.0 * y * d - 2.0 * (1.0 - y) * hinge)
     tl.store(gy_ptr + rows, g * (d * d - hinge * hinge), mask=rows < B)
     for k0 in range(0, D, BLOCK):
