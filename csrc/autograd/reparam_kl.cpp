@@ -129,6 +129,9 @@ struct ReparamKL : public torch::autograd::Function<ReparamKL> {
       BelowAutograd guard;
       std::tie(z, kl) = FASTGEN_OP("reparam_kl", ForwardSig).call(mu, logvar, eps, seed, reduction);
     }
+    // An output that reaches no loss passes no gradient (not zeros): the kernel then leaves its
+    // terms out, as eager does (0 * an infinite mu would be NaN).
+    ctx->set_materialize_grads(false);
     ctx->saved_data["reduction"] = std::string(reduction);
     ctx->saved_data["eps_grad"] = requires_grad(eps);
     ctx->save_for_backward({mu, logvar, value_or_undefined(eps), value_or_undefined(seed)});
@@ -136,8 +139,10 @@ struct ReparamKL : public torch::autograd::Function<ReparamKL> {
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    if (!grads[0].defined() && !grads[1].defined()) return variable_list(5);
     auto saved = ctx->get_saved_variables();
-    const bool eps_grad = ctx->saved_data["eps_grad"].toBool();
+    // eps reaches the loss only through z.
+    const bool eps_grad = ctx->saved_data["eps_grad"].toBool() && grads[0].defined();
     const std::string reduction = ctx->saved_data["reduction"].toStringRef();
     auto r = ReparamKLBackward::apply(optional(grads[0]), optional(grads[1]), saved[0], saved[1], optional(saved[2]),
                                       optional(saved[3]), c10::string_view(reduction), eps_grad);
