@@ -242,3 +242,25 @@ def test_siamese_losses_second_order():
     _second_order_parity(lambda e: F.batch_hard_triplet_loss(e, labels, 0.3, reduction="none"),
                          lambda e: R_triplet.batch_hard_triplet_loss(e, labels, 0.3, reduction="none"), [e],
                          "batch_hard")
+
+
+def test_an_output_that_reaches_no_loss_passes_no_gradient():
+    # reparam_kl: with z alone in the loss, kl's terms are absent (0 * an infinite mu would be NaN),
+    # and with kl alone eps gets no gradient (it reaches the loss only through z).
+    mu = torch.tensor([[float("inf"), 1.0]], requires_grad=True)
+    logvar = torch.tensor([[0.0, 2.0]], requires_grad=True)
+    eps = torch.ones(1, 2, requires_grad=True)
+    z, kl = F.reparameterize_kl(mu, logvar, eps, reduction="none")
+    grad_mu, grad_eps = torch.autograd.grad(z.sum(), (mu, eps), retain_graph=True)
+    assert torch.equal(grad_mu, torch.ones(1, 2)) and torch.isfinite(grad_eps).all()
+    grad_eps, = torch.autograd.grad(kl.sum(), (eps,), allow_unused=True, materialize_grads=True)
+    assert torch.equal(grad_eps, torch.zeros(1, 2))
+    # affine coupling: logdet alone gives the same gradients as eager's.
+    x, s, t = (torch.randn(2, 4, 3, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    s_half, t_half = s[:, :2].detach().requires_grad_(), t[:, :2].detach().requires_grad_()
+    fast = torch.autograd.grad(F.affine_coupling(x, s_half, t_half)[1].sum(), (x, s_half, t_half),
+                               allow_unused=True, materialize_grads=True)
+    eager = torch.autograd.grad(R_coupling.affine_coupling(x, s_half, t_half)[1].sum(), (x, s_half, t_half),
+                                allow_unused=True, materialize_grads=True)
+    for f, e in zip(fast, eager):
+        assert torch.equal(f, e)
