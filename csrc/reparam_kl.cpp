@@ -10,6 +10,7 @@
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/empty_like.h>
+#include <ATen/ops/zeros_like.h>
 #include <ATen/ops/scalar_tensor.h>
 #include <torch/library.h>
 
@@ -259,7 +260,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> reparam_kl_backward_cpu(
 
   at::Tensor grad_mu = at::empty_like(mu);
   at::Tensor grad_logvar = at::empty_like(mu);
-  at::Tensor grad_eps = eps_grad ? at::empty_like(mu) : at::empty({0}, mu.options());
+  // grad_eps = grad_z * std: written by the row walk only when grad_z is given, zero otherwise.
+  at::Tensor grad_eps = !eps_grad ? at::empty({0}, mu.options()) : has_grad_z ? at::empty_like(mu) : at::zeros_like(mu);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, mu.scalar_type(), "reparam_kl_backward", [&] {
     using opmath_t = at::opmath_type<scalar_t>;
     Operands<scalar_t> p;

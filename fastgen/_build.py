@@ -34,7 +34,7 @@ EXTENSION_NAME = "fastgen._C"
 
 # Translation units compiled once: the op schemas, the capability dispatch and the C++
 # autograd live at the dispatcher's level and contain no vectorized code.
-_ONCE = ("registration.cpp", "cpu_dispatch.cpp")
+_ONCE = ("registration.cpp", "cpu_dispatch.cpp", "autocast.cpp")
 
 # Capability -> flags that make at::vec::Vectorized use that instruction set. -march=native is
 # never used: the build host's ISA says nothing about the machine that runs the library.

@@ -32,13 +32,22 @@ def check_batched(fn: str, name: str, t: torch.Tensor) -> None:
         fail(fn, f"{name} must have a batch dimension (at least 1-D), got a 0-d tensor")
 
 
+def check_same_dtype(fn: str, name: str, t: torch.Tensor, ref_name: str, ref: torch.Tensor) -> None:
+    """`t` must have the dtype of `ref`, except that under torch.autocast two floating-point dtypes
+    may meet: the op's autocast kernel brings them to one (csrc/autocast.cpp)."""
+    if t.dtype == ref.dtype:
+        return
+    if t.is_floating_point() and ref.is_floating_point() and torch.is_autocast_enabled(ref.device.type):
+        return
+    fail(fn, f"{name} must have the dtype of {ref_name} ({ref.dtype}), got {t.dtype}", TypeError)
+
+
 def check_like(fn: str, name: str, t: torch.Tensor, ref_name: str, ref: torch.Tensor) -> None:
     """`t` must have the shape, dtype and device of `ref`."""
     check_tensor(fn, name, t)
     if t.shape != ref.shape:
         fail(fn, f"{name} must have the shape of {ref_name} {tuple(ref.shape)}, got {tuple(t.shape)}")
-    if t.dtype != ref.dtype:
-        fail(fn, f"{name} must have the dtype of {ref_name} ({ref.dtype}), got {t.dtype}", TypeError)
+    check_same_dtype(fn, name, t, ref_name, ref)
     if t.device != ref.device:
         fail(fn, f"{name} must be on the device of {ref_name} ({ref.device}), got {t.device}")
 

@@ -150,8 +150,7 @@ def affine_coupling(
         if tuple(u.shape) != want:
             what = "one half of x" if mask == "channel" else "the shape of x"
             _checks.fail(fn, f"{name} must have shape {want} ({what}), got {tuple(u.shape)}")
-        if u.dtype != x.dtype:
-            _checks.fail(fn, f"{name} must have the dtype of x ({x.dtype}), got {u.dtype}", TypeError)
+        _checks.check_same_dtype(fn, name, u, "x", x)
         if u.device != x.device:
             _checks.fail(fn, f"{name} must be on the device of x ({x.device}), got {u.device}")
     if scale is not None:
@@ -162,8 +161,7 @@ def affine_coupling(
             broadcasts = False
         if not broadcasts:
             _checks.fail(fn, f"scale must broadcast to the shape of s {tuple(s.shape)}, got shape {tuple(scale.shape)}")
-        if scale.dtype != x.dtype:
-            _checks.fail(fn, f"scale must have the dtype of x ({x.dtype}), got {scale.dtype}", TypeError)
+        _checks.check_same_dtype(fn, "scale", scale, "x", x)
         if scale.device != x.device:
             _checks.fail(fn, f"scale must be on the device of x ({x.device}), got {scale.device}")
     return _ops.affine_coupling(x, s, t, scale, mask, mask_parity, bool(inverse))
@@ -373,8 +371,7 @@ def _check_prelu_weight(fn: str, weight, input, channels: int, what: str) -> Non
         _checks.fail(fn, f"weight must be a scalar or 1-D tensor, got {weight.dim()} dimensions")
     if weight.numel() not in (1, channels):
         _checks.fail(fn, f"weight must have 1 or C = {channels} ({what}) elements, got {weight.numel()}")
-    if weight.dtype != input.dtype:
-        _checks.fail(fn, f"weight must have the dtype of input ({input.dtype}), got {weight.dtype}", TypeError)
+    _checks.check_same_dtype(fn, "weight", weight, "input", input)
     if weight.device != input.device:
         _checks.fail(fn, f"weight must be on the device of input ({input.device}), got {weight.device}")
 
@@ -641,8 +638,7 @@ def _check_margin_args(fn: str, embeddings, weight, labels, s, reduction) -> Non
                          f"got {weight.shape[1]}")
     if weight.shape[0] == 0:
         _checks.fail(fn, "weight must have at least one class, got 0")
-    if weight.dtype != embeddings.dtype:
-        _checks.fail(fn, f"weight must have the dtype of embeddings ({embeddings.dtype}), got {weight.dtype}", TypeError)
+    _checks.check_same_dtype(fn, "weight", weight, "embeddings", embeddings)
     if weight.device != embeddings.device:
         _checks.fail(fn, f"weight must be on the device of embeddings ({embeddings.device}), got {weight.device}")
     _check_labels(fn, labels, embeddings.shape[0], embeddings.device)
@@ -705,7 +701,9 @@ def margin_cross_entropy(
     lse, target_logit, _ = _ops.margin_softmax(embeddings, weight, labels, 0, weight.shape[0], float(s), float(m1),
                                                float(m2), float(m3), bool(easy_margin), int(ignore_index),
                                                bool(straight_through))
-    return _margin_loss_from_rows(lse, target_logit, labels, ignore_index, reduction, embeddings.dtype)
+    # Under autocast embeddings and weight may differ: the op computed in the wider of the two.
+    dtype = torch.promote_types(embeddings.dtype, weight.dtype)
+    return _margin_loss_from_rows(lse, target_logit, labels, ignore_index, reduction, dtype)
 
 
 __all__ += ["contrastive_loss", "triplet_margin_loss", "batch_hard_triplet_loss"]

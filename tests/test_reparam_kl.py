@@ -504,3 +504,14 @@ def test_backward_without_kl_gradient_keeps_infinite_mu_finite():
                                                                     "none", False)
     assert torch.equal(grad_mu, torch.ones(1, 2))
     assert grad_logvar[0, 0] == 0.5 and grad_logvar[0, 1] == float("inf")
+
+
+def test_eps_gradient_without_grad_z_is_zero_not_uninitialised():
+    # Called directly (the autograd never asks for it): grad_eps = grad_z * std with no grad_z is 0.
+    mu, logvar, eps = torch.randn(64, 33), torch.randn(64, 33), torch.randn(64, 33)
+    for _ in range(3):  # fresh allocations would hold whatever the allocator had there
+        garbage = torch.full((64, 33), 7.0)
+        del garbage
+        _, _, grad_eps = torch.ops.fastgen.reparam_kl_backward(None, torch.tensor(1.0), mu, logvar, eps, None,
+                                                               "mean", True)
+        assert torch.equal(grad_eps, torch.zeros_like(mu))
