@@ -9,13 +9,13 @@ PIP    := $(PY) -m pip --disable-pip-version-check
 # torch is pinned and installed first: an unpinned torch (or a build-isolated install of
 # fastgen) would pull a multi-GB CUDA build.
 TORCH  := torch==2.13.0
-DEPS   := triton==3.9.0 numpy scipy scikit-learn pytest pytest-benchmark hypothesis ninja matplotlib tqdm setuptools wheel
+DEPS   := triton==3.9.0 numpy scipy scikit-learn pytest pytest-benchmark hypothesis ninja matplotlib tqdm setuptools wheel ruff
 
 DEPS_STAMP  := $(VENV)/.deps-installed
 BUILD_STAMP := $(VENV)/.fastgen-built
 BUILD_INPUTS := setup.py pyproject.toml fastgen/_build.py $(wildcard csrc/*.cpp csrc/*/*.cpp csrc/*/*.h)
 
-.PHONY: install test bench bench-deps clean demo gpu-check
+.PHONY: install test test-fast lint wheel system-deps bench bench-deps clean demo gpu-check
 
 install: $(BUILD_STAMP)
 
@@ -40,6 +40,10 @@ system-deps:
 
 test: install system-deps
 	$(PY) -m pytest tests bench --benchmark-disable -q
+
+# ruff (pyproject.toml [tool.ruff]): pyflakes and pycodestyle over the Python tree. CI runs it.
+lint: $(DEPS_STAMP)
+	$(VENV)/bin/ruff check .
 
 # The inner loop: everything but the JIT rebuild, emulated CPUs, the wheel, AOT compiles, examples.
 test-fast: install

@@ -51,14 +51,16 @@ i = 0
 for k in steps:
     for s in steps[k]:
         for _ in range(3):
-            s(i); i += 1
+            s(i)
+            i += 1
 times = {k: [] for k in steps}
 for b in range(blocks):
     for k in (("fastgen", "eager") if b % 2 == 0 else ("eager", "fastgen")):
         t0 = time.perf_counter()
         for _ in range(per_block):
             for s in steps[k]:
-                s(i); i += 1
+                s(i)
+                i += 1
         times[k].append((time.perf_counter() - t0) / per_block * 1e3)
 mf, me = statistics.median(times["fastgen"]), statistics.median(times["eager"])
 print(f"{name}: ms/step median (min) fastgen {mf:.2f} ({min(times['fastgen']):.2f}) eager {me:.2f} ({min(times['eager']):.2f}) "

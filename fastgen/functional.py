@@ -611,8 +611,6 @@ def pixel_norm(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
 
 __all__ += ["margin_cross_entropy"]
 
-import math  # noqa: E402
-
 _INTEGER_DTYPES = (torch.int8, torch.uint8, torch.int16, torch.int32, torch.int64)
 
 

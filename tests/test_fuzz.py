@@ -24,7 +24,6 @@ import sys
 import textwrap
 import zlib
 
-import pytest
 import torch
 import torch.nn.functional as TF
 from hypothesis import HealthCheck, given, settings
