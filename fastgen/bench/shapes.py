@@ -1,6 +1,6 @@
-"""Standard benchmark shapes, from the papers' own settings. bench/shapes.py re-exports these
-for the pytest-benchmark files; the fastgen-bench runner reads them from here (it must work
-from an installed package).
+"""Standard benchmark shapes, from the papers' own settings, read by the registered cases
+(fastgen/bench/cases/), which both fastgen-bench and bench/bench_cases.py time (the runner must
+work from an installed package, hence here).
 
 Each entry: {"quick": [...], "full": [...]}; --quick (the default) runs the first list.
 """
