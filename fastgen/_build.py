@@ -139,10 +139,24 @@ def _ninja_file(output: str) -> str:
     # (std::, c10::) are merged by the linker, which keeps the first copy it sees. The
     # capability-independent and DEFAULT objects come first, so the copy every variant shares
     # is the one any CPU can run; each variant's own vector code lives in its own namespace.
+    # The autograd sources share a precompiled header of the torch headers they all parse
+    # (csrc/autograd/precompiled.h): GCC uses pch/<name>.gch for `-include pch/<name>` when it
+    # was built with the same flags, and parses the header itself otherwise.
+    once_flags = cxx_flags("DEFAULT")
+    pch_header = os.path.join(CSRC, "autograd", "precompiled.h")
+    lines += ["rule copy", "  command = cp $in $out", "rule pch",
+              "  command = $cxx -MMD -MF $out.d $torch_cflags $cflags -x c++-header -c $in -o $out",
+              "  depfile = $out.d", "  deps = gcc", "  description = PCH $out",
+              f"build pch/precompiled.h: copy {pch_header}",
+              f"build pch/precompiled.h.gch: pch {pch_header}", f"  cflags = {q(once_flags)}"]
     objects = []
     for source in dispatch_sources():
         obj = _object_name(source, None)
-        lines += [f"build {obj}: compile {source}", f"  cflags = {q(cxx_flags('DEFAULT'))}"]
+        if os.path.dirname(source).endswith("autograd"):
+            lines += [f"build {obj}: compile {source} || pch/precompiled.h pch/precompiled.h.gch",
+                      f"  cflags = {q(['-include', 'pch/precompiled.h', '-Winvalid-pch', *once_flags])}"]
+        else:
+            lines += [f"build {obj}: compile {source}", f"  cflags = {q(once_flags)}"]
         objects.append(obj)
     for capability in capabilities():
         for source in kernel_sources():
