@@ -128,3 +128,21 @@ def nbytes(*tensors_or_sizes) -> int:
     for t in tensors_or_sizes:
         total += t.numel() * t.element_size() if isinstance(t, torch.Tensor) else int(t)
     return total
+
+
+def loss_step(fast, twin, inputs: tuple, dtype, device) -> Workload:
+    """A whole-model row whose models return their training loss from `.loss(*inputs)`: fastgen's
+    model against its eager twin (torch.compile compiles the twin). Nominal byte floor: read the
+    inputs and every parameter, write every gradient."""
+    params = list(fast.parameters())
+    data = nbytes(*[t for t in inputs if t.is_floating_point()])
+    return Workload(
+        inputs=inputs,
+        fastgen_fn=lambda *xs: fast.loss(*xs),
+        eager_fn=lambda *xs: twin.loss(*xs),
+        grad_inputs=(),
+        grad_outputs=lambda loss: (loss,),
+        upstream_grads=(torch.tensor(1.0, dtype=dtype, device=device),),
+        min_bytes={"fwd": data + nbytes(*params), "fwd+bwd": data + 2 * nbytes(*params)},
+        params={"fastgen": params, "eager": list(twin.parameters()), "compile": list(twin.parameters())},
+    )

@@ -8,7 +8,7 @@ import torch.nn.functional as TF
 
 from fastgen import functional as F
 from fastgen import models
-from fastgen.bench.registry import Case, Workload, autocast_variant, nbytes, on_device, register
+from fastgen.bench.registry import Case, Workload, autocast_variant, loss_step, nbytes, on_device, register
 from fastgen.bench.shapes import ARCFACE_STEP, MARGIN_CE
 from fastgen.reference import margin_softmax as reference
 from fastgen.reference import models as eager_models
@@ -67,19 +67,7 @@ def _make_arcface_step(shape, dtype, device="cpu") -> Workload:
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(batch, 3, 32, 32, generator=gen, dtype=dtype)
     labels = torch.randint(0, classes, (batch,), generator=gen)
-    x, labels = on_device(device, x, labels)
-    params = list(fast.parameters())
-    return Workload(
-        inputs=(x, labels),
-        fastgen_fn=lambda x, y: fast.loss(x, y),
-        eager_fn=lambda x, y: twin.loss(x, y),
-        grad_inputs=(),
-        grad_outputs=lambda loss: (loss,),
-        upstream_grads=(torch.tensor(1.0, dtype=dtype, device=device),),
-        # Nominal floor: read the images and every parameter, write every gradient.
-        min_bytes={"fwd": nbytes(x) + nbytes(*params), "fwd+bwd": nbytes(x) + 2 * nbytes(*params)},
-        params={"fastgen": params, "eager": list(twin.parameters()), "compile": list(twin.parameters())},
-    )
+    return loss_step(fast, twin, on_device(device, x, labels), dtype, device)
 
 
 autocast_variant(register(Case(

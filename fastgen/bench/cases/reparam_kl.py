@@ -6,7 +6,7 @@ import torch
 
 from fastgen import functional as F
 from fastgen import models
-from fastgen.bench.registry import Case, Workload, autocast_variant, nbytes, on_device, register
+from fastgen.bench.registry import Case, Workload, autocast_variant, loss_step, nbytes, on_device, register
 from fastgen.bench.shapes import REPARAM_KL, VAE_STEP
 from fastgen.reference import models as eager_models
 from fastgen.reference import reparam_kl as reference
@@ -65,19 +65,8 @@ def _make_vae_step(shape, dtype, device="cpu") -> Workload:
     twin.load_state_dict(fast.state_dict())
     gen = torch.Generator().manual_seed(0)
     x = (torch.rand(batch, features, generator=gen) < 0.3).to(dtype)  # binarized-MNIST-like targets for BCE
-    (x,) = on_device(device, x)
-    params = list(fast.parameters())
-    return Workload(
-        inputs=(x,),
-        # eps drawn inside: fastgen's in-kernel Philox vs the twin's torch.randn_like.
-        fastgen_fn=lambda x: fast.loss(x),
-        eager_fn=lambda x: twin.loss(x),
-        grad_inputs=(),
-        grad_outputs=lambda loss: (loss,),
-        upstream_grads=(torch.tensor(1.0, dtype=dtype, device=device),),
-        min_bytes={"fwd": nbytes(x) + nbytes(*params), "fwd+bwd": nbytes(x) + 2 * nbytes(*params)},
-        params={"fastgen": params, "eager": list(twin.parameters()), "compile": list(twin.parameters())},
-    )
+    # eps drawn inside: fastgen's in-kernel Philox vs the twin's torch.randn_like.
+    return loss_step(fast, twin, on_device(device, x), dtype, device)
 
 
 autocast_variant(register(Case(
