@@ -17,8 +17,8 @@ from fastgen._info import build_info  # noqa: E402
 
 __all__ = ["build_info", "functional", "nn", "models", "__version__"]
 
-# GAN training core: top-level recipes
-from fastgen.gan import clip_weights_, gradient_penalty, r1_regularization  # noqa: E402
+# WGAN critic recipes on the gradient-penalty ops (fastgen/grad_penalty.py)
+from fastgen.grad_penalty import clip_weights_, gradient_penalty, r1_regularization  # noqa: E402
 
 __all__ += ["gradient_penalty", "r1_regularization", "clip_weights_"]
 

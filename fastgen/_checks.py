@@ -1,6 +1,7 @@
-"""Argument checks shared by fastgen.functional and the fake impls.
+"""The rules every Python layer shares: dtype rules, reductions, activations, and the argument
+checks of fastgen.functional, fastgen.nn and the fake impls (fastgen/ops/).
 
-Each raises with a message that names the function, the argument, what was expected and
+Each check raises with a message that names the function, the argument, what was expected and
 what came, in the form the C++ kernels use: "fastgen.<fn>: <arg> must be ..., got ...".
 """
 from __future__ import annotations
@@ -10,6 +11,27 @@ import numbers
 import torch
 
 REDUCTIONS = ("none", "mean", "sum")
+
+# The activations the instance-norm family fuses, as the op's schema spells them ("none" for
+# no activation; the Python API takes None).
+ACTIVATIONS = ("none", "relu", "leaky_relu")
+
+INTEGER_DTYPES = (torch.int8, torch.uint8, torch.int16, torch.int32, torch.int64)
+
+
+def acc_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype the kernels compute, accumulate and return statistics in (their "opmath"):
+    float64 for float64 tensors, float32 for every other floating dtype."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def reduce(values: torch.Tensor, reduction: str) -> torch.Tensor:
+    """Per-sample losses reduced as torch's losses do ("none", "mean" or "sum")."""
+    if reduction == "mean":
+        return values.mean()
+    if reduction == "sum":
+        return values.sum()
+    return values
 
 
 def fail(fn: str, message: str, exc: type[Exception] = ValueError):

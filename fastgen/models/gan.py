@@ -15,7 +15,7 @@ from torch import nn
 
 from fastgen import _checks
 from fastgen import functional as F
-from fastgen import gan as recipes
+from fastgen import grad_penalty as recipes
 from fastgen import nn as fnn
 
 

@@ -3,7 +3,7 @@ where torch has the module)."""
 from types import ModuleType as _ModuleType
 
 # VAE
-from fastgen.nn.vae import Reparameterize
+from fastgen.nn.reparam_kl import Reparameterize
 
 # RealNVP
 from fastgen.nn.coupling import AffineCoupling
@@ -14,8 +14,9 @@ from fastgen.nn.instance_norm import InstanceNorm1d, InstanceNorm2d, InstanceNor
 # Image-to-image: PixelShuffle
 from fastgen.nn.pixel_shuffle import PixelShuffle, PixelShufflePReLU, PixelUnshuffle, PReLU
 
-# GAN training core
-from fastgen.nn.gan import EqualizedConv2d, EqualizedLinear, MinibatchStdDev, PixelNorm
+# Progressive GAN
+from fastgen.nn.pixel_norm import PixelNorm
+from fastgen.nn.progan import EqualizedConv2d, EqualizedLinear, MinibatchStdDev
 
 # Face recognition and Siamese losses
 from fastgen.nn.margin_softmax import ArcFaceLoss, CombinedMarginLoss, CosFaceLoss, SphereFaceLoss

@@ -1,6 +1,6 @@
-"""GAN layers: the fused pixel norm, and Progressive GAN's minibatch standard deviation and
-equalized-learning-rate convolution and linear layers (plain torch ops: their cost is the
-convolution or matmul itself)."""
+"""Progressive GAN's minibatch standard deviation and equalized-learning-rate convolution and
+linear layers (plain torch ops: their cost is the convolution or matmul itself). Its pixel norm
+is fastgen.nn.PixelNorm (fastgen/nn/pixel_norm.py)."""
 from __future__ import annotations
 
 import math
@@ -9,24 +9,7 @@ import torch
 import torch.nn.functional as TF
 from torch import nn
 
-from fastgen import _checks, functional as F
-
-
-class PixelNorm(nn.Module):
-    """Progressive GAN pixel norm: x * rsqrt(mean over channels of x**2 + eps), per pixel, for
-    (N, C, ...) inputs (fastgen.functional.pixel_norm). No parameters."""
-
-    def __init__(self, eps: float = 1e-8):
-        super().__init__()
-        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps >= 0:
-            _checks.fail("nn.PixelNorm", f"eps must be a number >= 0, got {eps!r}")
-        self.eps = eps
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.pixel_norm(x, self.eps)
-
-    def extra_repr(self) -> str:
-        return f"eps={self.eps}"
+from fastgen import _checks
 
 
 class MinibatchStdDev(nn.Module):
