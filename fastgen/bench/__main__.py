@@ -87,7 +87,7 @@ def main(argv=None) -> int:
     cases = registry.cases()
     if args.list:
         for c in cases.values():
-            print(f"{c.name:28s} {c.family:10s} {c.description}")
+            print(f"{c.name:28s} {c.family:14s} {c.description}")
         return 0
     timer = runner.timing.for_device(args.device)  # a CUDA request without a GPU stops here
     load_start = os.getloadavg()

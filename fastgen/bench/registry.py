@@ -146,3 +146,21 @@ def loss_step(fast, twin, inputs: tuple, dtype, device) -> Workload:
         min_bytes={"fwd": data + nbytes(*params), "fwd+bwd": data + 2 * nbytes(*params)},
         params={"fastgen": params, "eager": list(twin.parameters()), "compile": list(twin.parameters())},
     )
+
+
+def elementwise(shape, dtype, device, n_inputs, fastgen_fn, eager_fn, upstream, min_tensors, scale=1.0) -> Workload:
+    """A workload over n_inputs random tensors of `shape`, all differentiated; min_tensors:
+    {pass: how many tensors of `shape` a fused implementation must read + write}."""
+    gen = torch.Generator().manual_seed(0)
+    inputs = tuple(torch.randn(shape, generator=gen, dtype=dtype) * scale for _ in range(n_inputs))
+    grad = torch.randn(shape, generator=gen, dtype=dtype) if upstream == "full" else torch.tensor(1.0, dtype=dtype)
+    inputs, (grad,) = on_device(device, *inputs), on_device(device, grad)
+    return Workload(
+        inputs=inputs,
+        fastgen_fn=fastgen_fn,
+        eager_fn=eager_fn,
+        grad_inputs=tuple(range(n_inputs)),
+        grad_outputs=lambda out: (out,),
+        upstream_grads=(grad,),
+        min_bytes={k: n * nbytes(inputs[0]) for k, n in min_tensors.items()},
+    )

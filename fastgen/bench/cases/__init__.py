@@ -1,4 +1,5 @@
-"""Benchmark cases, one module per op family or model (fastgen/bench/cases/<name>.py);
+"""Benchmark cases, one module per op family (fastgen/bench/cases/<family>.py) and the whole-model
+training steps (models.py);
 importing this package imports them all, which registers them."""
 import importlib
 import pkgutil

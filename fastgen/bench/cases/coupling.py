@@ -53,7 +53,7 @@ for _mask, _shapes in (("channel", COUPLING_CHANNEL), ("checkerboard", COUPLING_
     for _inverse in (False, True):
         register(Case(
             name=f"coupling[{_mask}{',inverse' if _inverse else ''}]",
-            family="realnvp",
+            family="coupling",
             shapes=_shapes,
             make=lambda shape, dtype, device="cpu", mask=_mask, inverse=_inverse: _make(shape, dtype, device, mask=mask,
                                                                                         inverse=inverse),

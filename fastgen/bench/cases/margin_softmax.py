@@ -1,17 +1,14 @@
 """Margin softmax cross-entropy (ArcFace): fastgen's chunked op vs the eager code a user writes,
-with the three bare matmuls of the computation timed in the same run as the reference point;
-and the ArcFaceNet training step vs its eager twin."""
+with the three bare matmuls of the computation timed in the same run as the reference point."""
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as TF
 
 from fastgen import functional as F
-from fastgen import models
-from fastgen.bench.registry import Case, Workload, autocast_variant, loss_step, nbytes, on_device, register
-from fastgen.bench.shapes import ARCFACE_STEP, MARGIN_CE
+from fastgen.bench.registry import Case, Workload, nbytes, on_device, register
+from fastgen.bench.shapes import MARGIN_CE
 from fastgen.reference import margin_softmax as reference
-from fastgen.reference import models as eager_models
 
 
 def _make(shape, dtype, device="cpu") -> Workload:
@@ -49,34 +46,9 @@ def _make(shape, dtype, device="cpu") -> Workload:
 
 register(Case(
     name="margin_ce",
-    family="face",
+    family="margin_softmax",
     shapes=MARGIN_CE,
     make=_make,
     description="ArcFace margin cross-entropy (s=64, m=0.5), shape (B, C, E); baseline: the bare matmuls",
     memory_bound=False,  # built around three GEMMs
 ))
-
-
-def _make_arcface_step(shape, dtype, device="cpu") -> Workload:
-    batch, classes = shape
-    torch.manual_seed(0)
-    kwargs = dict(num_classes=classes, in_channels=3, image_size=32, embedding_size=512)
-    fast = models.ArcFaceNet(**kwargs).to(device, dtype)
-    twin = eager_models.ArcFaceNet(**kwargs).to(device, dtype)
-    twin.load_state_dict(fast.state_dict())
-    gen = torch.Generator().manual_seed(0)
-    x = torch.randn(batch, 3, 32, 32, generator=gen, dtype=dtype)
-    labels = torch.randint(0, classes, (batch,), generator=gen)
-    return loss_step(fast, twin, on_device(device, x, labels), dtype, device)
-
-
-autocast_variant(register(Case(
-    name="arcface_step",
-    family="face",
-    shapes=ARCFACE_STEP,
-    make=_make_arcface_step,
-    description="ArcFaceNet (conv encoder, 512-d embedding, ArcFace head) training step vs its eager twin; "
-                "shape (B, classes), 3x32x32 images",
-    passes=("fwd+bwd",),
-    memory_bound=False,
-)))

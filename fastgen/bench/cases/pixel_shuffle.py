@@ -1,14 +1,12 @@
-"""PixelShuffle + PReLU (the SRGAN upsampler tail) and the SRResNet training step: fastgen vs the
-eager code a user writes (nn.PixelShuffle then nn.PReLU; the eager twin model)."""
+"""PixelShuffle + PReLU (the SRGAN upsampler tail): fastgen vs the eager code a user writes
+(nn.PixelShuffle then nn.PReLU)."""
 from __future__ import annotations
 
 import torch
 
 from fastgen import functional as F
-from fastgen import models
-from fastgen.bench.registry import Case, Workload, autocast_variant, nbytes, on_device, register
-from fastgen.bench.shapes import PIXEL_SHUFFLE_PRELU, PIXEL_SHUFFLE_PRELU_CHANNELS_LAST, SRRESNET_TRAIN
-from fastgen.reference import models as eager_models
+from fastgen.bench.registry import Case, Workload, nbytes, on_device, register
+from fastgen.bench.shapes import PIXEL_SHUFFLE_PRELU, PIXEL_SHUFFLE_PRELU_CHANNELS_LAST
 from fastgen.reference import pixel_shuffle as reference
 
 
@@ -49,39 +47,3 @@ register(Case(
     make=lambda shape, dtype, device="cpu": _make_shuffle_prelu(shape, dtype, device, channels_last=True),
     description="the same in channels_last",
 ))
-
-
-def _make_srresnet_step(shape, dtype, device="cpu") -> Workload:
-    torch.manual_seed(0)
-    fast = models.SRResNet().to(device, dtype)
-    twin = eager_models.SRResNet().to(device, dtype)
-    twin.load_state_dict(fast.state_dict())
-    gen = torch.Generator().manual_seed(0)
-    n, c, h, w = shape
-    lr = torch.rand(shape, generator=gen, dtype=dtype) * 2 - 1
-    hr = torch.rand((n, c, 4 * h, 4 * w), generator=gen, dtype=dtype) * 2 - 1
-    lr, hr = on_device(device, lr, hr)
-    params = list(fast.parameters())
-    # Nominal floor: read the inputs and every parameter, write every gradient.
-    floor = nbytes(lr, hr) + 2 * nbytes(*params)
-    return Workload(
-        inputs=(lr, hr),
-        fastgen_fn=lambda lr, hr: fast.loss(lr, hr),
-        eager_fn=lambda lr, hr: twin.loss(lr, hr),
-        grad_inputs=(),
-        grad_outputs=lambda loss: (loss,),
-        upstream_grads=(torch.tensor(1.0, dtype=dtype, device=device),),
-        min_bytes={"fwd": floor, "fwd+bwd": floor},
-        params={"fastgen": params, "eager": list(twin.parameters()), "compile": list(twin.parameters())},
-    )
-
-
-autocast_variant(register(Case(
-    name="srresnet_train",
-    family="srgan",
-    shapes=SRRESNET_TRAIN,
-    make=_make_srresnet_step,
-    description="SRResNet (64 ch, 16 blocks, x4) training step, MSE loss, vs its eager twin; shape = the LR batch",
-    passes=("fwd+bwd",),
-    memory_bound=False,
-)))

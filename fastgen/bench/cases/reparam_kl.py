@@ -1,14 +1,11 @@
-"""VAE reparameterization + KL: fastgen's fused op vs the eager code a user writes; and the whole
-VAE training step vs its eager twin."""
+"""VAE reparameterization + KL: fastgen's fused op vs the eager code a user writes."""
 from __future__ import annotations
 
 import torch
 
 from fastgen import functional as F
-from fastgen import models
-from fastgen.bench.registry import Case, Workload, autocast_variant, loss_step, nbytes, on_device, register
-from fastgen.bench.shapes import REPARAM_KL, VAE_STEP
-from fastgen.reference import models as eager_models
+from fastgen.bench.registry import Case, Workload, nbytes, on_device, register
+from fastgen.bench.shapes import REPARAM_KL
 from fastgen.reference import reparam_kl as reference
 
 
@@ -43,38 +40,15 @@ def _make(shape, dtype, device="cpu", *, eps_given: bool) -> Workload:
 
 register(Case(
     name="reparam_kl",
-    family="vae",
+    family="reparam_kl",
     shapes=REPARAM_KL,
     make=lambda shape, dtype, device="cpu": _make(shape, dtype, device, eps_given=True),
     description="z = mu + exp(logvar/2) * eps and the KL to N(0, I), eps given",
 ))
 register(Case(
     name="reparam_kl[noise]",
-    family="vae",
+    family="reparam_kl",
     shapes=REPARAM_KL,
     make=lambda shape, dtype, device="cpu": _make(shape, dtype, device, eps_given=False),
     description="the same with eps drawn: in-kernel Philox vs eager torch.randn_like",
 ))
-
-
-def _make_vae_step(shape, dtype, device="cpu") -> Workload:
-    batch, features = shape
-    torch.manual_seed(0)
-    fast = models.VAE(in_features=features).to(device, dtype)
-    twin = eager_models.VAE(in_features=features).to(device, dtype)
-    twin.load_state_dict(fast.state_dict())
-    gen = torch.Generator().manual_seed(0)
-    x = (torch.rand(batch, features, generator=gen) < 0.3).to(dtype)  # binarized-MNIST-like targets for BCE
-    # eps drawn inside: fastgen's in-kernel Philox vs the twin's torch.randn_like.
-    return loss_step(fast, twin, on_device(device, x), dtype, device)
-
-
-autocast_variant(register(Case(
-    name="vae_step",
-    family="vae",
-    shapes=VAE_STEP,
-    make=_make_vae_step,
-    description="MLP VAE (784-400-20, Bernoulli decoder) negative-ELBO training step vs its eager twin; shape (B, 784)",
-    passes=("fwd+bwd",),
-    memory_bound=False,
-)))

@@ -27,6 +27,6 @@ def _batch_hard(shape, dtype, device="cpu") -> Workload:
     )
 
 
-register(Case(name="batch_hard_triplet", family="siamese", shapes=BATCH_HARD_TRIPLET, make=_batch_hard,
+register(Case(name="batch_hard_triplet", family="triplet", shapes=BATCH_HARD_TRIPLET, make=_batch_hard,
               description="batch-hard triplet loss (margin 0.3), P x K batch (K=4), shape (B, E)",
               memory_bound=False))  # the B x B distances are a Gram matrix (a GEMM)
