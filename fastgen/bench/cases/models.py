@@ -15,27 +15,35 @@ from fastgen.bench.shapes import (ARCFACE_STEP, CYCLEGAN_GENERATOR, PIX2PIX_GENE
 from fastgen.reference import models as eager_models
 
 
+def _twins(name: str, device, dtype, **kwargs):
+    """fastgen's model `name` and its eager twin with the same weights (drawn from seed 0 without
+    disturbing the caller's random state), on `device` in `dtype`."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        fast = getattr(models, name)(**kwargs).to(device, dtype)
+        twin = getattr(eager_models, name)(**kwargs).to(device, dtype)
+    twin.load_state_dict(fast.state_dict())
+    return fast, twin
+
+
+def _register(name: str, shapes: dict, make, description: str, *, passes=("fwd+bwd",), autocast_make=None) -> None:
+    """A whole-model row (compute-bound) and its bfloat16-autocast twin row."""
+    autocast_variant(register(Case(name=name, family="models", shapes=shapes, make=make, description=description,
+                                   passes=passes, memory_bound=False)), make=autocast_make)
+
+
 def _make_vae_step(shape, dtype, device="cpu") -> Workload:
     batch, features = shape
-    torch.manual_seed(0)
-    fast = models.VAE(in_features=features).to(device, dtype)
-    twin = eager_models.VAE(in_features=features).to(device, dtype)
-    twin.load_state_dict(fast.state_dict())
+    fast, twin = _twins("VAE", device, dtype, in_features=features)
     gen = torch.Generator().manual_seed(0)
     x = (torch.rand(batch, features, generator=gen) < 0.3).to(dtype)  # binarized-MNIST-like targets for BCE
     # eps drawn inside: fastgen's in-kernel Philox vs the twin's torch.randn_like.
     return loss_step(fast, twin, on_device(device, x), dtype, device)
 
 
-autocast_variant(register(Case(
-    name="vae_step",
-    family="models",
-    shapes=VAE_STEP,
-    make=_make_vae_step,
-    description="MLP VAE (784-400-20, Bernoulli decoder) negative-ELBO training step vs its eager twin; shape (B, 784)",
-    passes=("fwd+bwd",),
-    memory_bound=False,
-)))
+_register("vae_step", VAE_STEP,
+          _make_vae_step,
+          "MLP VAE (784-400-20, Bernoulli decoder) negative-ELBO training step vs its eager twin; shape (B, 784)")
 
 
 def _make_realnvp_step(shape, dtype, device="cpu") -> Workload:
@@ -55,42 +63,19 @@ def _make_realnvp_step(shape, dtype, device="cpu") -> Workload:
     gen = torch.Generator().manual_seed(1)
     x = torch.randint(0, 256, shape, generator=gen).to(dtype) / 255
     noise = torch.rand(shape, generator=gen, dtype=dtype)
-    fast, twin = fast.to(device), twin.to(device)
-    x, noise = on_device(device, x, noise)
-    param_bytes = sum(nbytes(p) for p in fast.parameters())
-    return Workload(
-        inputs=(x,),
-        fastgen_fn=lambda x: fast.loss(x, noise),
-        eager_fn=lambda x: twin.loss(x, noise),
-        grad_inputs=(),
-        grad_outputs=lambda loss: (loss,),
-        upstream_grads=(torch.tensor(1.0, dtype=dtype, device=device),),
-        # Not a memory-bound op: the bytes are the data and the parameters (read, and written as
-        # gradients), for reference only.
-        min_bytes={"fwd": 2 * nbytes(x) + param_bytes, "fwd+bwd": 2 * nbytes(x) + 2 * param_bytes},
-        params={"fastgen": list(fast.parameters()), "eager": list(twin.parameters()),
-                "compile": list(twin.parameters())},
-    )
+    return loss_step(fast.to(device), twin.to(device), on_device(device, x, noise), dtype, device)
 
 
-autocast_variant(register(Case(
-    name="realnvp_step",
-    family="models",
-    shapes=REALNVP_STEP,
-    make=_make_realnvp_step,
-    description="RealNVP loss (mean bits/dim) fwd and training step vs the eager twin; "
-                "1x28x28: RealNVP.small(), 3x32x32: the CIFAR-10 model",
-    memory_bound=False,
-)))
+_register("realnvp_step", REALNVP_STEP,
+          _make_realnvp_step,
+          "RealNVP loss (mean bits/dim) fwd and training step vs the eager twin; "
+          "1x28x28: RealNVP.small(), 3x32x32: the CIFAR-10 model",
+          passes=("fwd", "fwd+bwd"))
 
 
 def _make_critic_step(shape, dtype, device="cpu", autocast: bool = False) -> Workload:
     batch, channels, side, _ = shape
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        fast = models.WGANGP(image_size=side, channels=channels).to(device, dtype)
-        twin = eager_models.WGANGP(image_size=side, channels=channels).to(device, dtype)
-    twin.load_state_dict(fast.state_dict())
+    fast, twin = _twins("WGANGP", device, dtype, image_size=side, channels=channels)
     gen = torch.Generator().manual_seed(0)
     real = torch.randn(shape, generator=gen, dtype=dtype)
     z = torch.randn(batch, fast.latent_dim, generator=gen, dtype=dtype)
@@ -136,22 +121,14 @@ def _make_critic_step(shape, dtype, device="cpu", autocast: bool = False) -> Wor
     )
 
 
-autocast_variant(register(Case(
-    name="wgan_gp_critic_step",
-    family="models",
-    shapes=WGAN_GP_STEP,
-    make=_make_critic_step,
-    description="WGAN-GP critic loss + gradient penalty (DCGAN-style critic), backward to the critic's weights",
-    passes=("fwd+bwd",),
-    memory_bound=False,
-)), make=functools.partial(_make_critic_step, autocast=True))
+_register("wgan_gp_critic_step", WGAN_GP_STEP,
+          _make_critic_step,
+          "WGAN-GP critic loss + gradient penalty (DCGAN-style critic), backward to the critic's weights",
+          autocast_make=functools.partial(_make_critic_step, autocast=True))
 
 
-def _generator_step(shape, dtype, device, fast_cls, twin_cls, **kwargs) -> Workload:
-    torch.manual_seed(0)
-    fast = fast_cls(**kwargs).to(device, dtype)
-    twin = twin_cls(**kwargs).to(device, dtype)
-    twin.load_state_dict(fast.state_dict())
+def _generator_step(shape, dtype, device, name, **kwargs) -> Workload:
+    fast, twin = _twins(name, device, dtype, **kwargs)
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(shape, generator=gen, dtype=dtype) * 2 - 1
     target = torch.rand(shape, generator=gen, dtype=dtype) * 2 - 1
@@ -172,86 +149,41 @@ def _generator_step(shape, dtype, device, fast_cls, twin_cls, **kwargs) -> Workl
     )
 
 
-autocast_variant(register(Case(
-    name="cyclegan_generator[train]",
-    family="models",
-    shapes=CYCLEGAN_GENERATOR,
-    make=lambda shape, dtype, device="cpu": _generator_step(shape, dtype, device, models.ResnetGenerator,
-                                                            eager_models.ResnetGenerator),
-    description="CycleGAN ResnetGenerator (ngf=64, 9 blocks) forward + backward vs its eager twin",
-    passes=("fwd+bwd",),
-    memory_bound=False,
-)))
-autocast_variant(register(Case(
-    name="pix2pix_generator[train]",
-    family="models",
-    shapes=PIX2PIX_GENERATOR,
-    # unet_256 for 256x256 images, unet_128 for 128x128: down to 1x1 at the bottleneck.
-    make=lambda shape, dtype, device="cpu": _generator_step(shape, dtype, device, models.UnetGenerator,
-                                                            eager_models.UnetGenerator,
+_register("cyclegan_generator[train]", CYCLEGAN_GENERATOR,
+          lambda shape, dtype, device="cpu": _generator_step(shape, dtype, device, "ResnetGenerator"),
+          "CycleGAN ResnetGenerator (ngf=64, 9 blocks) forward + backward vs its eager twin")
+# unet_256 for 256x256 images, unet_128 for 128x128: down to 1x1 at the bottleneck.
+_register("pix2pix_generator[train]", PIX2PIX_GENERATOR,
+          lambda shape, dtype, device="cpu": _generator_step(shape, dtype, device, "UnetGenerator",
                                                             num_downs=min(shape[2:]).bit_length() - 1),
-    description="pix2pix UnetGenerator (unet_256 / unet_128, instance norm) forward + backward vs its eager twin",
-    passes=("fwd+bwd",),
-    memory_bound=False,
-)))
+          "pix2pix UnetGenerator (unet_256 / unet_128, instance norm) forward + backward vs its eager twin")
 
 
 def _make_srresnet_step(shape, dtype, device="cpu") -> Workload:
-    torch.manual_seed(0)
-    fast = models.SRResNet().to(device, dtype)
-    twin = eager_models.SRResNet().to(device, dtype)
-    twin.load_state_dict(fast.state_dict())
+    fast, twin = _twins("SRResNet", device, dtype)
     gen = torch.Generator().manual_seed(0)
     n, c, h, w = shape
     lr = torch.rand(shape, generator=gen, dtype=dtype) * 2 - 1
     hr = torch.rand((n, c, 4 * h, 4 * w), generator=gen, dtype=dtype) * 2 - 1
-    lr, hr = on_device(device, lr, hr)
-    params = list(fast.parameters())
-    # Nominal floor: read the inputs and every parameter, write every gradient.
-    floor = nbytes(lr, hr) + 2 * nbytes(*params)
-    return Workload(
-        inputs=(lr, hr),
-        fastgen_fn=lambda lr, hr: fast.loss(lr, hr),
-        eager_fn=lambda lr, hr: twin.loss(lr, hr),
-        grad_inputs=(),
-        grad_outputs=lambda loss: (loss,),
-        upstream_grads=(torch.tensor(1.0, dtype=dtype, device=device),),
-        min_bytes={"fwd": floor, "fwd+bwd": floor},
-        params={"fastgen": params, "eager": list(twin.parameters()), "compile": list(twin.parameters())},
-    )
+    return loss_step(fast, twin, on_device(device, lr, hr), dtype, device)
 
 
-autocast_variant(register(Case(
-    name="srresnet_train",
-    family="models",
-    shapes=SRRESNET_TRAIN,
-    make=_make_srresnet_step,
-    description="SRResNet (64 ch, 16 blocks, x4) training step, MSE loss, vs its eager twin; shape = the LR batch",
-    passes=("fwd+bwd",),
-    memory_bound=False,
-)))
+_register("srresnet_train", SRRESNET_TRAIN,
+          _make_srresnet_step,
+          "SRResNet (64 ch, 16 blocks, x4) training step, MSE loss, vs its eager twin; shape = the LR batch")
 
 
 def _make_arcface_step(shape, dtype, device="cpu") -> Workload:
     batch, classes = shape
-    torch.manual_seed(0)
-    kwargs = dict(num_classes=classes, in_channels=3, image_size=32, embedding_size=512)
-    fast = models.ArcFaceNet(**kwargs).to(device, dtype)
-    twin = eager_models.ArcFaceNet(**kwargs).to(device, dtype)
-    twin.load_state_dict(fast.state_dict())
+    fast, twin = _twins("ArcFaceNet", device, dtype, num_classes=classes, in_channels=3, image_size=32,
+                        embedding_size=512)
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(batch, 3, 32, 32, generator=gen, dtype=dtype)
     labels = torch.randint(0, classes, (batch,), generator=gen)
     return loss_step(fast, twin, on_device(device, x, labels), dtype, device)
 
 
-autocast_variant(register(Case(
-    name="arcface_step",
-    family="models",
-    shapes=ARCFACE_STEP,
-    make=_make_arcface_step,
-    description="ArcFaceNet (conv encoder, 512-d embedding, ArcFace head) training step vs its eager twin; "
-                "shape (B, classes), 3x32x32 images",
-    passes=("fwd+bwd",),
-    memory_bound=False,
-)))
+_register("arcface_step", ARCFACE_STEP,
+          _make_arcface_step,
+          "ArcFaceNet (conv encoder, 512-d embedding, ArcFace head) training step vs its eager twin; "
+          "shape (B, classes), 3x32x32 images")
