@@ -4,6 +4,7 @@ against the model's eager twin, and PNG grids."""
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -13,6 +14,11 @@ import torch
 import torch.nn.functional as F
 
 OUT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")
+
+# Each training run ends with one line SUMMARY + JSON: {"run", "metric", "first", "last", "better"
+# ("lower" or "higher"), "steps"}, the held-out metric before and after training, for scripts
+# and tests to read.
+SUMMARY = "summary: "
 
 
 def parser(description: str, default_steps: int) -> argparse.ArgumentParser:
@@ -69,8 +75,8 @@ class Batches:
 
 @dataclass
 class Run:
-    """What one training run did: the evaluation metric before and after, the per-step losses,
-    the wall time, and the pictures written."""
+    """What one training run did: the evaluation metric before and after (`better`: "lower" or
+    "higher"), the per-step losses, the wall time, and the pictures written."""
 
     metric_name: str
     metric_start: float
@@ -80,6 +86,11 @@ class Run:
     timed_steps: int = 0  # all but the first few (see train)
     images: list = field(default_factory=list)
     extra: dict = field(default_factory=dict)
+    better: str = "lower"
+
+    def improved(self) -> bool:
+        """Whether the held-out metric ended better than it started."""
+        return self.metric_end > self.metric_start if self.better == "higher" else self.metric_end < self.metric_start
 
 
 def optimize(opt: torch.optim.Optimizer, loss: torch.Tensor, clip: float | None = None) -> dict:
@@ -93,10 +104,11 @@ def optimize(opt: torch.optim.Optimizer, loss: torch.Tensor, clip: float | None 
 
 
 def train(name: str, steps: int, step: Callable[[int], dict], evaluate: Callable[[], float], metric_name: str,
-          *, log_every: int = 0, quiet: bool = False, seed: int = 0) -> Run:
+          *, log_every: int = 0, quiet: bool = False, seed: int = 0, better: str = "lower") -> Run:
     """Runs step(i) -> {"loss": float, ...} for i in range(steps) with a progress bar, printing
-    the losses every log_every steps; evaluate() -> float (lower is better) is measured before
-    and after, on fixed data, so runs are comparable."""
+    the losses every log_every steps; evaluate() -> float (`better`: "lower" or "higher") is
+    measured before and after, on fixed data, so runs are comparable, and printed last as the
+    SUMMARY line."""
     torch.manual_seed(seed)
     start_metric = evaluate()
     log_every = log_every or max(1, steps // 10)
@@ -127,7 +139,9 @@ def train(name: str, steps: int, step: Callable[[int], dict], evaluate: Callable
         bar.close()
     end_metric = evaluate()
     print(f"[{name}] {metric_name}: {start_metric:.4g} -> {end_metric:.4g}  ({steps} steps, {total:.1f} s)")
-    return Run(metric_name, start_metric, end_metric, losses, seconds, timed_steps=timed_steps)
+    print(SUMMARY + json.dumps({"run": name, "metric": metric_name, "first": start_metric, "last": end_metric,
+                                "better": better, "steps": steps}))
+    return Run(metric_name, start_metric, end_metric, losses, seconds, timed_steps=timed_steps, better=better)
 
 
 def report_eager(fast: Run, eager: Run) -> None:

@@ -34,6 +34,16 @@ def reduce(values: torch.Tensor, reduction: str) -> torch.Tensor:
     return values
 
 
+def check_activation(fn: str, activation) -> str:
+    """The Python API's activation (None, "relu" or "leaky_relu"), returned in the schema's
+    spelling (ACTIVATIONS: "none" for None)."""
+    if activation is None:
+        return "none"
+    if activation == "none" or activation not in ACTIVATIONS:
+        fail(fn, f"activation must be None, 'relu' or 'leaky_relu', got {activation!r}")
+    return activation
+
+
 def fail(fn: str, message: str, exc: type[Exception] = ValueError):
     raise exc(f"fastgen.{fn}: {message}")
 

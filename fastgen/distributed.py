@@ -1,8 +1,6 @@
 """Model-parallel margin softmax cross-entropy on torch.distributed (as Partial FC does): the
-class centers are sharded across the ranks of a process group, the embeddings all-gathered,
-and the log-sum-exp over all classes combined with an all-reduce of the per-rank maxima and
-one of the rescaled sums. Each rank runs the fused op (fastgen::margin_softmax) on its shard
-only, so no rank ever holds more than its classes' weights and gradients.
+class centers are sharded across the ranks of a process group, and no rank holds more than
+its classes' weights and gradients.
 
 The loss and every gradient equal fastgen.functional.margin_cross_entropy on the concatenated
 batch and the full weight. Works with any backend that has all_gather and all_reduce(MAX/SUM):
@@ -53,6 +51,9 @@ def _batch_sizes(batch: int, device: torch.device, group) -> list[int]:
 
 
 class _ShardedMarginCE(torch.autograd.Function):
+    # The embeddings and labels are all-gathered; each rank runs the fused op
+    # (fastgen::margin_softmax) on its shard of the classes only, and the log-sum-exp over all
+    # classes combines an all-reduce of the per-rank maxima with one of the rescaled sums.
     @staticmethod
     def forward(ctx, embeddings, weight, labels, class_start, num_classes, s, m1, m2, m3, easy_margin, reduction,
                 ignore_index, group, straight_through=False):

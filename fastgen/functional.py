@@ -24,10 +24,9 @@ __all__ += ["reparameterize_kl", "reparameterize", "kl_normal"]
 
 
 def _draw_seed(device: torch.device, generator: torch.Generator | None) -> torch.Tensor:
-    """A 64-bit Philox key from torch's generator (the default one, or `generator`).
-
-    Drawing it advances the generator, so consecutive calls get fresh noise and the same
-    torch.manual_seed reproduces it."""
+    """A 64-bit Philox key from torch's generator (the default one, or `generator`)."""
+    # Drawing it advances the generator: consecutive calls get fresh noise, and the same
+    # torch.manual_seed reproduces it.
     return torch.randint(2**63 - 1, (), dtype=torch.int64, device=device, generator=generator)
 
 
@@ -53,16 +52,20 @@ def reparameterize_kl(
 
     z = mu + exp(0.5 * logvar) * eps, and kl[b] = -0.5 * sum(1 + logvar - mu**2 - exp(logvar))
     over all non-batch dims (dim 0 is the batch), reduced over the batch by `reduction`
-    ("none" -> shape (B,), "mean", "sum").
+    ("none" -> shape (B,), "mean", "sum"). Returns (z, kl); accumulates in float32 (float64
+    for float64 inputs).
 
-    When eps is None the noise is drawn inside the kernel (Philox keyed by a seed drawn from
-    `generator` or torch's default generator) and regenerated in backward, never stored.
-    Accumulates in float32 (float64 for float64 inputs).
+    When eps is None the noise is drawn from `generator` (or torch's default generator), so
+    torch.manual_seed reproduces it.
+
+        z, kl = reparameterize_kl(mu, logvar)            # mu, logvar (B, latent)
     """
     fn = "reparameterize_kl"
     _check_gaussian(fn, mu, logvar, eps, reduction)
     seed = None
     if eps is None:
+        # The kernel draws eps itself (Philox keyed by this seed) and regenerates it in
+        # backward: the noise is never stored.
         _checks.check_generator(fn, generator, mu.device)
         seed = _draw_seed(mu.device, generator)
     return _ops.reparam_kl(mu, logvar, eps, seed, reduction)
@@ -151,8 +154,7 @@ def affine_coupling(
             what = "one half of x" if mask == "channel" else "the shape of x"
             _checks.fail(fn, f"{name} must have shape {want} ({what}), got {tuple(u.shape)}")
         _checks.check_same_dtype(fn, name, u, "x", x)
-        if u.device != x.device:
-            _checks.fail(fn, f"{name} must be on the device of x ({x.device}), got {u.device}")
+        _checks.check_same_device(fn, "x", x, **{name: u})
     if scale is not None:
         _checks.check_tensor(fn, "scale", scale)
         try:
@@ -162,16 +164,15 @@ def affine_coupling(
         if not broadcasts:
             _checks.fail(fn, f"scale must broadcast to the shape of s {tuple(s.shape)}, got shape {tuple(scale.shape)}")
         _checks.check_same_dtype(fn, "scale", scale, "x", x)
-        if scale.device != x.device:
-            _checks.fail(fn, f"scale must be on the device of x ({x.device}), got {scale.device}")
+        _checks.check_same_device(fn, "x", x, scale=scale)
     return _ops.affine_coupling(x, s, t, scale, mask, mask_parity, bool(inverse))
 
 
 def checkerboard_mask(height: int, width: int, mask_parity: int = 0, *, device=None,
                       dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """(1, 1, H, W): 1 where affine_coupling(mask="checkerboard") transforms ((h + w) % 2 !=
-    mask_parity), 0 on the conditioning elements. For building a conditioner's masked input;
-    the op itself never materializes a mask."""
+    mask_parity), 0 on the conditioning elements. For building a conditioner's masked input
+    (affine_coupling itself needs no mask tensor)."""
     h = torch.arange(height, device=device).view(-1, 1)
     w = torch.arange(width, device=device).view(1, -1)
     return ((h + w) % 2 != mask_parity).to(dtype).view(1, 1, height, width)
@@ -227,7 +228,7 @@ def logit_transform(x: torch.Tensor, *, alpha: float = 0.05, inverse: bool = Fal
     _checks.check_batched(fn, "x", x)
     if not 0 <= alpha < 0.5:
         _checks.fail(fn, f"alpha must be in [0, 0.5), got {alpha}")
-    acc = torch.float64 if x.dtype == torch.float64 else torch.float32
+    acc = _checks.acc_dtype(x.dtype)
     log_scale = math.log1p(-2 * alpha)
     if inverse:
         # log p + log(1 - p) = -softplus(-y) - softplus(y)
@@ -262,16 +263,6 @@ def bits_per_dim(log_prob: torch.Tensor, num_dims: int, *, n_bins: int = 256) ->
 
 __all__ += ["instance_norm"]
 
-_ACTIVATIONS = (None, "relu", "leaky_relu")
-
-
-def _check_activation(fn: str, activation, negative_slope) -> None:
-    if activation not in _ACTIVATIONS:
-        _checks.fail(fn, f"activation must be None, 'relu' or 'leaky_relu', got {activation!r}")
-    if isinstance(negative_slope, bool) or not isinstance(negative_slope, (int, float)):
-        _checks.fail(fn, f"negative_slope must be a number, got {type(negative_slope).__name__}", TypeError)
-
-
 def _check_channels(fn: str, name: str, t, x: torch.Tensor) -> None:
     if t is None:
         return
@@ -279,8 +270,7 @@ def _check_channels(fn: str, name: str, t, x: torch.Tensor) -> None:
     channels = x.shape[1]
     if t.shape != (channels,):
         _checks.fail(fn, f"{name} must have shape ({channels},) (the input's channels), got {tuple(t.shape)}")
-    if t.device != x.device:
-        _checks.fail(fn, f"{name} must be on the device of input ({x.device}), got {t.device}")
+    _checks.check_same_device(fn, "input", x, **{name: t})
 
 
 def instance_norm(
@@ -301,11 +291,13 @@ def instance_norm(
 
         out = act(instance_norm(input, ...)) + residual
 
-    with activation None, "relu" or "leaky_relu" (negative_slope), in one pass forward and one
-    pass backward. input is (N, C, *spatial), contiguous or channels-last (the output keeps its
-    memory format). Statistics are computed in float32 (float64 for float64 input). With
-    use_input_stats and running_mean/running_var given, those are updated in place as torch
+    with activation None, "relu" or "leaky_relu" (negative_slope), fused forward and backward.
+    input is (N, C, *spatial), contiguous or channels-last (the output keeps its memory format);
+    residual has input's shape. Statistics are computed in float32 (float64 for float64 input).
+    With use_input_stats and running_mean/running_var given, those are updated in place as torch
     does (momentum, unbiased variance); with use_input_stats=False they normalize instead.
+
+        y = instance_norm(x, weight=w, bias=b, activation="relu", residual=skip)
     """
     fn = "instance_norm"
     _checks.check_floating(fn, "input", input)
@@ -317,7 +309,8 @@ def instance_norm(
         _check_channels(fn, name, t, input)
     if residual is not None:
         _checks.check_like(fn, "residual", residual, "input", input)
-    _check_activation(fn, activation, negative_slope)
+    schema_activation = _checks.check_activation(fn, activation)
+    _checks.check_number(fn, "negative_slope", negative_slope)
     _checks.check_number(fn, "eps", eps)
     spatial = 1
     for size in input.shape[2:]:
@@ -331,7 +324,7 @@ def instance_norm(
     out, mean, var = _ops.instance_norm(
         input, weight, bias,
         None if use_input_stats else running_mean, None if use_input_stats else running_var,
-        residual, bool(use_input_stats), float(eps), activation or "none", float(negative_slope),
+        residual, bool(use_input_stats), float(eps), schema_activation, float(negative_slope),
     )
     if use_input_stats and (running_mean is not None or running_var is not None):
         if spatial:  # torch leaves the running stats alone for an empty spatial size
@@ -372,8 +365,7 @@ def _check_prelu_weight(fn: str, weight, input, channels: int, what: str) -> Non
     if weight.numel() not in (1, channels):
         _checks.fail(fn, f"weight must have 1 or C = {channels} ({what}) elements, got {weight.numel()}")
     _checks.check_same_dtype(fn, "weight", weight, "input", input)
-    if weight.device != input.device:
-        _checks.fail(fn, f"weight must be on the device of input ({input.device}), got {weight.device}")
+    _checks.check_same_device(fn, "input", input, weight=weight)
 
 
 def pixel_shuffle(input: torch.Tensor, upscale_factor: int) -> torch.Tensor:
@@ -400,8 +392,8 @@ def pixel_unshuffle(input: torch.Tensor, downscale_factor: int) -> torch.Tensor:
 
 
 def pixel_shuffle_prelu(input: torch.Tensor, weight: torch.Tensor, upscale_factor: int) -> torch.Tensor:
-    """prelu(pixel_shuffle(input, upscale_factor), weight) in one pass, bit-exact with
-    torch.nn.PixelShuffle followed by torch.nn.PReLU; backward is one pass too.
+    """prelu(pixel_shuffle(input, upscale_factor), weight), fused forward and backward and
+    bit-exact with torch.nn.PixelShuffle followed by torch.nn.PReLU.
 
     weight has 1 element or one per output channel (C = input.size(-3) / r**2); a per-channel
     weight needs a 4-D input (N, C*r*r, H, W), where the output's channel dim is dim 1 as
@@ -420,11 +412,12 @@ def pixel_shuffle_prelu(input: torch.Tensor, weight: torch.Tensor, upscale_facto
 
 def prelu(input: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """torch.nn.functional.prelu: input > 0 ? input : weight * input, with weight shared or one
-    per channel (dim 1); one pass forward and backward (pixel_shuffle_prelu with factor 1)."""
+    per channel (dim 1)."""
     fn = "prelu"
     _checks.check_floating(fn, "input", input)
     channels = input.shape[1] if input.dim() >= 2 else 1
     _check_prelu_weight(fn, weight, input, channels, "input.size(1)")
+    # pixel_shuffle_prelu with factor 1: one pass forward and backward.
     if input.dim() == 4:
         return _ops.pixel_shuffle_prelu(input, weight, 1)
     # Any other rank as an image: (N, C) as channels_last (N, C, 1, 1) (so the kernel runs along
@@ -474,9 +467,11 @@ def interpolate(real: torch.Tensor, fake: torch.Tensor, alpha=None, *,
     """WGAN-GP interpolation: x_hat = alpha * real + (1 - alpha) * fake, one alpha per sample.
 
     alpha: None (drawn uniform in [0, 1) from `generator` or torch's default generator), a number,
-    or one value per sample shaped (B,) or (B, 1, ..., 1); it is cast to real's dtype. One pass
-    each way, computed in float32 (float64 for float64); the output keeps real's layout when it
-    is dense and batch-major (contiguous, channels_last, ...).
+    or one value per sample shaped (B,) or (B, 1, ..., 1); it is cast to real's dtype. Computed
+    in float32 (float64 for float64); the output keeps real's layout when it is dense and
+    batch-major (contiguous, channels_last, ...).
+
+        x_hat = interpolate(real, fake.detach()).requires_grad_(True)
     """
     fn = "interpolate"
     _checks.check_floating(fn, "real", real)
@@ -504,9 +499,8 @@ def fade_in(new: torch.Tensor, old: torch.Tensor, alpha) -> torch.Tensor:
 def _check_penalty(fn: str, grads, target, weight, one_sided) -> None:
     _checks.check_floating(fn, "grads", grads)
     _checks.check_batched(fn, "grads", grads)
-    for name, value in (("target", target), ("weight", weight)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            _checks.fail(fn, f"{name} must be a number, got {type(value).__name__}", TypeError)
+    _checks.check_number(fn, "target", target)
+    _checks.check_number(fn, "weight", weight)
     if not (target >= 0 and target != float("inf")):
         _checks.fail(fn, f"target must be a finite number >= 0, got {target}")
     if weight != weight or abs(weight) == float("inf"):
@@ -516,10 +510,10 @@ def _check_penalty(fn: str, grads, target, weight, one_sided) -> None:
 
 
 def _penalty_grad_in_forward(grads: torch.Tensor) -> bool:
-    """Whether the penalty's forward should also write d(penalty)/d(grads) (in the same pass, for
-    the backward to return as is): when a backward will need it, on CPU (the check that the
-    upstream gradient is exactly 1 reads it), and not under torch.compile (whose traced backward
-    recomputes it)."""
+    """Whether the penalty's forward also writes d(penalty)/d(grads) for the backward."""
+    # Written in the same pass and returned as is by a backward whose upstream gradient is
+    # exactly 1: only when a backward will need it, only on CPU (where that check on the
+    # upstream gradient is made), and not under torch.compile (its traced backward recomputes it).
     return (grads.requires_grad and torch.is_grad_enabled() and grads.device.type == "cpu"
             and not torch.compiler.is_compiling())
 
@@ -531,8 +525,11 @@ def grad_norm_penalty(grads: torch.Tensor, *, target: float = 1.0, weight: float
     The norm is over every non-batch dim (dim 0 is the batch), computed as sqrt(sum g**2 + 1e-12)
     in float32 (float64 for float64), so a zero gradient gives no NaN. one_sided=True penalizes
     max(0, ||g|| - target)**2 only (Petzka et al.). target=0 penalizes sum g**2 itself, with no
-    sqrt (see r1_penalty). One pass forward, one pass backward, and the backward is
-    differentiable: `grads` from autograd.grad(create_graph=True) train the critic through it.
+    sqrt (see r1_penalty). The backward is differentiable: `grads` from
+    autograd.grad(create_graph=True) train the critic through it.
+
+        (g,) = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
+        loss = loss + grad_norm_penalty(g)
     """
     _check_penalty("grad_norm_penalty", grads, target, weight, one_sided)
     return _ops.grad_penalty(grads, float(target), float(weight), one_sided, _penalty_grad_in_forward(grads))[0]
@@ -592,16 +589,20 @@ def generator_loss(fake_logits: torch.Tensor, kind: str = "nonsaturating") -> to
     _checks.fail(fn, f"kind must be one of {_G_LOSSES}, got {kind!r}")
 
 
+def _check_pixel_norm_eps(fn: str, eps) -> None:
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps >= 0:
+        _checks.fail(fn, f"eps must be a number >= 0, got {eps!r}")
+
+
 def pixel_norm(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """Progressive GAN pixel norm: x * rsqrt(mean over channels (dim 1) of x**2 + eps), for x of
-    shape (N, C, ...) ((N, C) normalizes latent vectors). One pass each way, float32 accumulation;
-    contiguous and channels_last inputs are walked in place and keep their layout."""
+    shape (N, C, ...) ((N, C) normalizes latent vectors). Accumulates in float32; contiguous and
+    channels_last inputs keep their layout."""
     fn = "pixel_norm"
     _checks.check_floating(fn, "x", x)
     if x.dim() < 2:
         _checks.fail(fn, f"x must have a batch and a channel dimension (N, C, ...), got {x.dim()}-D")
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps >= 0:
-        _checks.fail(fn, f"eps must be a number >= 0, got {eps!r}")
+    _check_pixel_norm_eps(fn, eps)
     return _ops.pixel_norm(x, float(eps))
 
 
@@ -611,17 +612,16 @@ def pixel_norm(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
 
 __all__ += ["margin_cross_entropy"]
 
-_INTEGER_DTYPES = (torch.int8, torch.uint8, torch.int16, torch.int32, torch.int64)
 
-
-def _check_labels(fn: str, labels, batch: int, device: torch.device) -> None:
+def _check_labels(fn: str, labels, embeddings: torch.Tensor) -> None:
+    """labels (B,) of an integer dtype, on the device of embeddings (B, ...)."""
     _checks.check_tensor(fn, "labels", labels)
-    if labels.dtype not in _INTEGER_DTYPES:
+    if labels.dtype not in _checks.INTEGER_DTYPES:
         _checks.fail(fn, f"labels must be an integer tensor, got {labels.dtype}", TypeError)
+    batch = embeddings.shape[0]
     if labels.shape != (batch,):
         _checks.fail(fn, f"labels must have shape ({batch},), got {tuple(labels.shape)}")
-    if labels.device != device:
-        _checks.fail(fn, f"labels must be on the device of embeddings ({device}), got {labels.device}")
+    _checks.check_same_device(fn, "embeddings", embeddings, labels=labels)
 
 
 def _check_margin_args(fn: str, embeddings, weight, labels, s, reduction) -> None:
@@ -637,9 +637,8 @@ def _check_margin_args(fn: str, embeddings, weight, labels, s, reduction) -> Non
     if weight.shape[0] == 0:
         _checks.fail(fn, "weight must have at least one class, got 0")
     _checks.check_same_dtype(fn, "weight", weight, "embeddings", embeddings)
-    if weight.device != embeddings.device:
-        _checks.fail(fn, f"weight must be on the device of embeddings ({embeddings.device}), got {weight.device}")
-    _check_labels(fn, labels, embeddings.shape[0], embeddings.device)
+    _checks.check_same_device(fn, "embeddings", embeddings, weight=weight)
+    _check_labels(fn, labels, embeddings)
     if not (isinstance(s, (int, float)) and s > 0 and math.isfinite(s)):
         _checks.fail(fn, f"s must be a positive finite scale, got {s!r}")
     _checks.check_reduction(fn, reduction)
@@ -689,13 +688,16 @@ def margin_cross_entropy(
     extension), and the margin is a constant in backward (d target / d cos = s).
 
     embeddings (B, E), weight (C, E) (the class centers), labels (B,) integer in [0, C) or
-    ignore_index. Classes are processed in chunks with an online log-sum-exp: no (B, C)
-    tensor is kept for backward. Computes in float32 (float64 for float64 inputs).
+    ignore_index. Computes in float32 (float64 for float64 inputs); reduction as
+    F.cross_entropy's ("mean" over the rows not ignored).
+
+        loss = margin_cross_entropy(emb, centers, labels, s=64.0, m2=0.5)   # ArcFace
     """
     fn = "margin_cross_entropy"
     _check_margin_args(fn, embeddings, weight, labels, s, reduction)
     for name, value in (("m1", m1), ("m2", m2), ("m3", m3)):
         _checks.check_number(fn, name, value)
+    # The op walks the classes in chunks with an online log-sum-exp: no (B, C) logits are kept.
     lse, target_logit, _ = _ops.margin_softmax(embeddings, weight, labels, 0, weight.shape[0], float(s), float(m1),
                                                float(m2), float(m3), bool(easy_margin), int(ignore_index),
                                                bool(straight_through))
@@ -723,15 +725,13 @@ def contrastive_loss(x1: torch.Tensor, x2: torch.Tensor, y: torch.Tensor, margin
     pair, with d = F.pairwise_distance(x1, x2, eps=eps) and y = 1 for a pair of the same class.
 
     x1, x2 (B, D); y (B,) of 0/1 (bool, integer or floating: a floating y that requires grad
-    gets its gradient). One pass forward and one backward; the distance's gradient is safe at
-    zero."""
+    gets its gradient). The distance's gradient is finite at zero."""
     fn = "contrastive_loss"
     _check_pairs(fn, ("x1", "x2"), (x1, x2))
     _checks.check_tensor(fn, "y", y)
     if y.shape != (x1.shape[0],):
         _checks.fail(fn, f"y must have shape ({x1.shape[0]},), got {tuple(y.shape)}")
-    if y.device != x1.device:
-        _checks.fail(fn, f"y must be on the device of x1 ({x1.device}), got {y.device}")
+    _checks.check_same_device(fn, "x1", x1, y=y)
     _checks.check_reduction(fn, reduction)
     _checks.check_number(fn, "margin", margin)
     _checks.check_number(fn, "eps", eps)
@@ -773,16 +773,17 @@ def triplet_margin_loss(anchor: torch.Tensor, positive: torch.Tensor, negative: 
 def batch_hard_triplet_loss(embeddings: torch.Tensor, labels: torch.Tensor, margin: float = 0.3,
                             squared: bool = False, *, reduction: str = "mean") -> torch.Tensor:
     """Batch-hard triplet loss (Hermans, Beyer & Leibe): for each anchor, relu(d(a, p) - d(a, n) +
-    margin) with its farthest positive (same label, not itself) and nearest negative, mined while
-    the pairwise distances ||e_i - e_j|| (squared=True: their squares) are computed, without a
-    B x B matrix. Distances are exact differences (no Gram-matrix cancellation) and their
+    margin) with its farthest positive (same label, not itself) and nearest negative in the
+    batch, d the Euclidean distance ||e_i - e_j|| (squared=True: its square). The distance's
     gradient is 0 at 0 (identical points give no NaN).
 
-    "mean" averages over the anchors that have a positive and a negative (0 when none has),
-    "none" gives (B,) with 0 for the others."""
+    embeddings (B, D), labels (B,) integer. "mean" averages over the anchors that have a
+    positive and a negative (0 when none has), "none" gives (B,) with 0 for the others."""
     fn = "batch_hard_triplet_loss"
     _check_pairs(fn, ("embeddings",), (embeddings,))
-    _check_labels(fn, labels, embeddings.shape[0], embeddings.device)
+    _check_labels(fn, labels, embeddings)
     _checks.check_reduction(fn, reduction)
     _checks.check_number(fn, "margin", margin)
+    # The op mines while it computes the distances, as exact differences (no Gram-matrix
+    # cancellation) and without a B x B matrix.
     return _ops.batch_hard_triplet_loss(embeddings, labels, float(margin), bool(squared), reduction)[0]

@@ -71,9 +71,11 @@ def r1_regularization(critic: Callable, real: torch.Tensor, gamma: float, *, sca
 
 @torch.no_grad()
 def clip_weights_(module_or_params: nn.Module | Iterable[torch.Tensor], clip: float = 0.01) -> None:
-    """WGAN weight clipping (Arjovsky et al.): clamps every parameter to [-clip, clip] in place,
-    with torch's multi-tensor (_foreach) kernels: one clamp_min_ and one clamp_max_ call over all
-    the parameters together, not a Python loop of per-tensor clamps."""
+    """WGAN weight clipping (Arjovsky et al.): clamps every parameter of a module (or an iterable
+    of tensors, or one tensor) to [-clip, clip] in place.
+
+        clip_weights_(critic, 0.01)        # after each critic step
+    """
     fn = "clip_weights_"
     if isinstance(clip, bool) or not isinstance(clip, (int, float)) or not clip >= 0:
         _checks.fail(fn, f"clip must be a number >= 0, got {clip!r}")
@@ -86,5 +88,6 @@ def clip_weights_(module_or_params: nn.Module | Iterable[torch.Tensor], clip: fl
         for i, p in enumerate(params):
             _checks.check_tensor(fn, f"params[{i}]", p)
     if params:
+        # torch's multi-tensor kernels: one call for all the parameters, not a per-tensor loop.
         torch._foreach_clamp_min_(params, -float(clip))
         torch._foreach_clamp_max_(params, float(clip))

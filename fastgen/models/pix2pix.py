@@ -2,10 +2,9 @@
 discriminator on (input, output) pairs, and the conditional GAN + L1 objective.
 
 Module layout and state_dict keys follow the reference implementation
-(junyanz/pytorch-CycleGAN-and-pix2pix). With instance norm, each down-path norm is fused with
-the LeakyReLU(0.2) that the next block applies to it (that block's LeakyReLU slot holds an
-nn.Identity); the skip connection carries the activated tensor, which the up path's ReLU
-turns into exactly what the reference computes (relu(leaky_relu(x)) = relu(x)).
+(junyanz/pytorch-CycleGAN-and-pix2pix), so its checkpoints load. With instance norm, each
+down-path norm is fused with the LeakyReLU(0.2) that the next block applies to it (that
+block's LeakyReLU slot holds an nn.Identity).
 """
 from __future__ import annotations
 
@@ -38,7 +37,9 @@ class UnetSkipConnectionBlock(nn.Module):
         downrelu = nn.Identity() if activated_input else nn.LeakyReLU(0.2)
         uprelu = nn.ReLU(True)  # on a fresh cat([skip, up]): in place is safe
         if norm == "instance":
-            # The LeakyReLU of the next level down is fused into this norm.
+            # The LeakyReLU of the next level down is fused into this norm. The skip then carries
+            # the activated tensor, which the up path's ReLU turns into what the reference
+            # computes: relu(leaky_relu(x)) = relu(x).
             downnorm = layers.InstanceNorm2d(inner_nc, activation="leaky_relu", negative_slope=0.2)
             upnorm = layers.InstanceNorm2d(outer_nc)
         else:

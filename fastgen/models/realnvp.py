@@ -170,7 +170,7 @@ class RealNVP(nn.Module):
         sizes = [math.prod(s) for s in self._z_shapes]
         parts = [p.reshape(z.shape[0], *s) for p, s in zip(z.split(sizes, dim=1), self._z_shapes)]
         h = parts[-1]
-        logdet = z.new_zeros(z.shape[0], dtype=torch.float64 if z.dtype == torch.float64 else torch.float32)
+        logdet = z.new_zeros(z.shape[0], dtype=_checks.acc_dtype(z.dtype))
         for coupling in reversed(self.final_couplings):
             h, ld = coupling.inverse(h)
             logdet = logdet + ld
@@ -243,7 +243,7 @@ class RealNVP2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         self._check(x, "x")
-        logdet = x.new_zeros(x.shape[0], dtype=torch.float64 if x.dtype == torch.float64 else torch.float32)
+        logdet = x.new_zeros(x.shape[0], dtype=_checks.acc_dtype(x.dtype))
         for coupling in self.couplings:
             x, ld = coupling(x)
             logdet = logdet + ld
@@ -251,7 +251,7 @@ class RealNVP2d(nn.Module):
 
     def inverse(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         self._check(z, "z")
-        logdet = z.new_zeros(z.shape[0], dtype=torch.float64 if z.dtype == torch.float64 else torch.float32)
+        logdet = z.new_zeros(z.shape[0], dtype=_checks.acc_dtype(z.dtype))
         for coupling in reversed(self.couplings):
             z, ld = coupling.inverse(z)
             logdet = logdet + ld

@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fastgen import _checks
 from fastgen import nn as fnn
+from fastgen.models.gan import _check_labels
 
 
 @dataclass(frozen=True)
@@ -162,16 +162,8 @@ class CVAE(_VAE):
                                      nn.Linear(hidden, in_features))
 
     def _one_hot(self, labels: torch.Tensor, batch: int, like: torch.Tensor) -> torch.Tensor:
-        fn = type(self).__name__
-        _checks.check_tensor(fn, "labels", labels)
-        if labels.dtype in (torch.bool,) or labels.dtype.is_floating_point or labels.dtype.is_complex:
-            _checks.fail(fn, f"labels must be an integer tensor, got {labels.dtype}", TypeError)
-        if labels.shape != (batch,):
-            _checks.fail(fn, f"labels must have shape ({batch},), got {tuple(labels.shape)}")
-        if labels.numel() and (labels.min() < 0 or labels.max() >= self.num_classes):
-            _checks.fail(fn, f"labels must be in [0, {self.num_classes}), got values in "
-                             f"[{labels.min().item()}, {labels.max().item()}]")
-        return F.one_hot(labels.long(), self.num_classes).to(like.dtype)
+        labels = _check_labels(type(self).__name__, labels, batch, self.num_classes)
+        return F.one_hot(labels, self.num_classes).to(like.dtype)
 
     def encode(self, x, labels):
         x = x.flatten(1)

@@ -24,7 +24,7 @@ class AffineCoupling(nn.Module):
                  *, channels: int | None = None):
         super().__init__()
         fn = "nn.AffineCoupling"
-        if mask not in ("channel", "checkerboard"):
+        if mask not in F._COUPLING_MASKS:
             _checks.fail(fn, f"mask must be 'channel' or 'checkerboard', got {mask!r}")
         if mask_parity not in (0, 1) or isinstance(mask_parity, bool):
             _checks.fail(fn, f"mask_parity must be 0 or 1, got {mask_parity!r}")

@@ -6,9 +6,7 @@ import warnings
 import torch
 from torch import nn
 
-from fastgen import functional as F
-
-_ACTIVATIONS = (None, "relu", "leaky_relu")
+from fastgen import _checks, functional as F
 
 
 class _FusedInstanceNorm:
@@ -19,9 +17,7 @@ class _FusedInstanceNorm:
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = False,
                  track_running_stats: bool = False, device=None, dtype=None, *, activation: str | None = None,
                  negative_slope: float = 0.01):
-        name = type(self).__name__
-        if activation not in _ACTIVATIONS:
-            raise ValueError(f"fastgen.nn.{name}: activation must be None, 'relu' or 'leaky_relu', got {activation!r}")
+        _checks.check_activation(f"nn.{type(self).__name__}", activation)
         super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype)
         self.activation = activation
         self.negative_slope = negative_slope

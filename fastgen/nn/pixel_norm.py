@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fastgen import _checks, functional as F
+from fastgen import functional as F
 
 
 class PixelNorm(nn.Module):
@@ -13,8 +13,7 @@ class PixelNorm(nn.Module):
 
     def __init__(self, eps: float = 1e-8):
         super().__init__()
-        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps >= 0:
-            _checks.fail("nn.PixelNorm", f"eps must be a number >= 0, got {eps!r}")
+        F._check_pixel_norm_eps("nn.PixelNorm", eps)
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

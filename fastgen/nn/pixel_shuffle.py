@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fastgen import functional as F
+from fastgen import _checks, functional as F
 
 
 class PixelShuffle(nn.PixelShuffle):
@@ -39,10 +39,9 @@ class PixelShufflePReLU(nn.Module):
 
     def __init__(self, upscale_factor: int, num_parameters: int = 1, init: float = 0.25, device=None, dtype=None):
         super().__init__()
-        if isinstance(upscale_factor, bool) or not isinstance(upscale_factor, int) or upscale_factor <= 0:
-            raise ValueError(f"fastgen.nn.PixelShufflePReLU: upscale_factor must be a positive int, got {upscale_factor!r}")
-        if isinstance(num_parameters, bool) or not isinstance(num_parameters, int) or num_parameters <= 0:
-            raise ValueError(f"fastgen.nn.PixelShufflePReLU: num_parameters must be a positive int, got {num_parameters!r}")
+        for name, value in (("upscale_factor", upscale_factor), ("num_parameters", num_parameters)):
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                _checks.fail("nn.PixelShufflePReLU", f"{name} must be a positive int, got {value!r}")
         self.upscale_factor = upscale_factor
         self.num_parameters = num_parameters
         self.init = init

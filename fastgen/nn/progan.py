@@ -1,6 +1,6 @@
 """Progressive GAN's minibatch standard deviation and equalized-learning-rate convolution and
-linear layers (plain torch ops: their cost is the convolution or matmul itself). Its pixel norm
-is fastgen.nn.PixelNorm (fastgen/nn/pixel_norm.py)."""
+linear layers. Its pixel norm is fastgen.nn.PixelNorm (fastgen/nn/pixel_norm.py)."""
+# Plain torch ops, no fused kernel: their cost is the convolution or matmul itself.
 from __future__ import annotations
 
 import math

@@ -10,12 +10,8 @@ import math
 
 import torch
 
+from fastgen._checks import acc_dtype
 from fastgen.nn import coupling as fastgen_nn
-
-
-def _logdet_dtype(dtype: torch.dtype) -> torch.dtype:
-    # The log-determinant is a sum over every transformed element: float32 at least.
-    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 def checkerboard_mask(height: int, width: int, mask_parity: int, *, device=None, dtype=torch.float32) -> torch.Tensor:
@@ -33,7 +29,7 @@ def affine_coupling(x, s, t, *, mask="channel", mask_parity=0, scale=None, inver
     """(y, logdet): y_b = x_b * exp(s) + t on the transformed part (x_b = (y_b - t) * exp(-s)
     for the inverse), identity on the rest; logdet[b] = +-sum(s) over the transformed part."""
     s = _effective_s(s, scale)
-    acc = _logdet_dtype(x.dtype)
+    acc = acc_dtype(x.dtype)  # the log-determinant sums every transformed element: float32 at least
     if mask == "channel":
         x_a, x_b = x.chunk(2, dim=1)
         if mask_parity == 1:
@@ -87,7 +83,7 @@ def dequantize(x: torch.Tensor, noise: torch.Tensor | None = None, *, n_bins: in
 
 def logit_transform(x: torch.Tensor, *, alpha: float = 0.05, inverse: bool = False):
     """(y, logdet) of y = logit(alpha + (1 - 2 alpha) x); the inverse maps y back to x."""
-    acc = _logdet_dtype(x.dtype)
+    acc = acc_dtype(x.dtype)
     if inverse:
         p = torch.sigmoid(x)
         out = (p - alpha) / (1 - 2 * alpha)

@@ -4,22 +4,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from fastgen._checks import reduce
+
 
 def _sum_per_sample(t: torch.Tensor) -> torch.Tensor:
     return t.flatten(1).sum(1) if t.dim() > 1 else t
 
 
-def _reduce(per_sample: torch.Tensor, reduction: str) -> torch.Tensor:
-    if reduction == "mean":
-        return per_sample.mean()
-    if reduction == "sum":
-        return per_sample.sum()
-    return per_sample
-
-
 def kl_normal(mu: torch.Tensor, logvar: torch.Tensor, *, reduction: str = "mean") -> torch.Tensor:
     kl = -0.5 * _sum_per_sample(1 + logvar - mu.pow(2) - logvar.exp())
-    return _reduce(kl, reduction)
+    return reduce(kl, reduction)
 
 
 def reparameterize(mu, logvar, eps=None, *, generator=None):

@@ -7,22 +7,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fastgen._checks import reduce
+
 triplet_margin_loss = F.triplet_margin_loss
 TripletMarginLoss = nn.TripletMarginLoss
-
-
-def _reduce(per_row, reduction):
-    if reduction == "mean":
-        return per_row.mean()
-    if reduction == "sum":
-        return per_row.sum()
-    return per_row
 
 
 def contrastive_loss(x1, x2, y, margin=1.0, *, eps=1e-6, reduction="mean"):
     d = F.pairwise_distance(x1, x2, eps=eps)
     y = y.to(d.dtype)
-    return _reduce(y * d.pow(2) + (1 - y) * F.relu(margin - d).pow(2), reduction)
+    return reduce(y * d.pow(2) + (1 - y) * F.relu(margin - d).pow(2), reduction)
 
 
 def pairwise_distances(embeddings, squared=False):
@@ -51,7 +45,7 @@ def batch_hard_triplet_loss(embeddings, labels, margin=0.3, squared=False, *, re
         per_anchor = torch.where(valid, F.relu(hardest_positive - hardest_negative + margin), 0.0)
     if reduction == "mean":
         return per_anchor.sum() / valid.sum().clamp_min(1)
-    return _reduce(per_anchor, reduction)
+    return reduce(per_anchor, reduction)
 
 
 class ContrastiveLoss(nn.Module):
