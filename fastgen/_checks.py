@@ -122,3 +122,21 @@ def check_int_product(fn: str, what: str, a: int, b: int) -> None:
     under torch.compile are left to the kernel's own check)."""
     if type(a) is int and type(b) is int and abs(a * b) > INT64_MAX:
         fail(fn, f"{what} overflows int64 ({a} * {b})")
+
+
+# ---------------------------------------------------------------------------------------------
+# Op-level checks: the fake impls and the CUDA functions (fastgen/ops/) make the checks the C++
+# kernels make, with their messages (csrc/common/checks.h) and in torch._check's form: a
+# RuntimeError as TORCH_CHECK raises, and symbolic sizes under torch.compile become guards.
+
+
+def check_op_like(op: str, name: str, t, ref_name: str, ref) -> None:
+    """`t` must have the shape, dtype and device of `ref` (autocast has already unified dtypes
+    by the time an op runs)."""
+    torch._check(t.shape == ref.shape, lambda: f"fastgen.{op}: {name} must have the shape of {ref_name} {tuple(ref.shape)}, got {tuple(t.shape)}")
+    torch._check(t.dtype == ref.dtype, lambda: f"fastgen.{op}: {name} must have the dtype of {ref_name} ({ref.dtype}), got {t.dtype}")
+    torch._check(t.device == ref.device, lambda: f"fastgen.{op}: {name} must be on the device of {ref_name} ({ref.device}), got {t.device}")
+
+
+def check_op_reduction(op: str, reduction: str) -> None:
+    torch._check(reduction in REDUCTIONS, lambda: f"fastgen.{op}: reduction must be 'none', 'mean' or 'sum', got '{reduction}'")

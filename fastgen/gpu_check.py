@@ -51,7 +51,7 @@ class Case:
     """One Triton-backed op and how to build its argument tuples (CPU tensors)."""
 
     family: str  # fastgen.triton_kernels.<family>
-    op: str  # torch.ops.fastgen.<op> and the launcher fastgen.triton_kernels.<family>.<op>
+    op: str  # torch.ops.fastgen.<op> and its CUDA function (fastgen.ops._triton.cuda_functions(family))
     make: Callable[[torch.dtype, str, torch.Generator], list]  # (dtype, size, gen) -> [args, ...]
     dtypes: tuple = tuple(DTYPES)
     sizes: tuple = ("small", "large")
@@ -487,10 +487,11 @@ def cuda_op(c: Case, args):
 
 
 def launcher_op(c: Case, args):
-    """The Triton launcher itself (for the CPU test under TRITON_INTERPRET=1)."""
-    import importlib
+    """The op's CUDA function itself: its checks and Triton launcher (fastgen/ops/_triton.py), for
+    the CPU test under TRITON_INTERPRET=1."""
+    from fastgen.ops._triton import cuda_functions
 
-    return getattr(importlib.import_module(f"fastgen.triton_kernels.{c.family}"), c.op)(*args)
+    return getattr(cuda_functions(c.family), c.op)(*args)
 
 
 def run_parity(device_fn, to_device, dtypes=None, sizes=("small", "large"), only: str = "", echo=print,

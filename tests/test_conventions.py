@@ -581,8 +581,9 @@ def test_float64_clamp_at_tiny_angles(path):
     args = (0, 2, s, 1.0, m, 0.0, False, -100)
     if path == "triton":
         pytest.importorskip("triton")
-        from fastgen.triton_kernels import margin_softmax as kernels
+        from fastgen.ops._triton import cuda_functions
 
+        kernels = cuda_functions("margin_softmax")  # the ops' CUDA functions: checks + Triton launchers
         forward, backward = kernels.margin_softmax, kernels.margin_softmax_backward
     else:
         forward, backward = ops.margin_softmax, ops.margin_softmax_backward

@@ -610,9 +610,9 @@ def test_dequantize_and_bits_per_dim():
 
 def _triton():
     pytest.importorskip("triton")
-    from fastgen.triton_kernels import coupling as kernels
+    from fastgen.ops._triton import cuda_functions
 
-    return kernels
+    return cuda_functions("coupling")  # the ops' CUDA functions: checks + Triton launchers
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])

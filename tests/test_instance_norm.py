@@ -510,9 +510,9 @@ def test_bad_inputs_to_the_ops_directly():
 
 def _triton():
     pytest.importorskip("triton")
-    from fastgen.triton_kernels import instance_norm as kernels
+    from fastgen.ops._triton import cuda_functions
 
-    return kernels
+    return cuda_functions("instance_norm")  # the ops' CUDA functions: checks + Triton launchers
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])

@@ -493,9 +493,9 @@ def test_bad_inputs_to_the_ops_directly():
 
 def _triton():
     pytest.importorskip("triton")
-    from fastgen.triton_kernels import margin_softmax as kernels
+    from fastgen.ops._triton import cuda_functions
 
-    return kernels
+    return cuda_functions("margin_softmax")  # the ops' CUDA functions: checks + Triton launchers
 
 
 @pytest.mark.parametrize("dtype,margin", [(torch.float32, "arcface"), (torch.float32, "sphereface"),

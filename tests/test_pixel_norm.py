@@ -201,7 +201,9 @@ def test_bad_inputs_name_the_argument():
                                           ((2, 6, 3, 5), torch.channels_last), ((1, 3, 2, 5, 2), None)])
 def test_triton_matches_cpu(dtype, shape, layout):
     pytest.importorskip("triton")
-    from fastgen.triton_kernels import pixel_norm as kernels
+    from fastgen.ops._triton import cuda_functions
+
+    kernels = cuda_functions("pixel_norm")  # the ops' CUDA functions: checks + Triton launchers
 
     x, g = _randn(shape, dtype), _randn(shape, dtype)
     if layout is not None:

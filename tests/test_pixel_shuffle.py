@@ -434,9 +434,9 @@ def test_random_shapes_dtypes_and_layouts(batch, channels, r, h, w, dtype, layou
 
 def _triton():
     pytest.importorskip("triton")
-    from fastgen.triton_kernels import pixel_shuffle as kernels
+    from fastgen.ops._triton import cuda_functions
 
-    return kernels
+    return cuda_functions("pixel_shuffle")  # the ops' CUDA functions: checks + Triton launchers
 
 
 def _close(a, b, ref, what):

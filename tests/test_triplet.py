@@ -353,9 +353,9 @@ def test_bad_inputs_to_the_ops_directly():
 
 def _triton():
     pytest.importorskip("triton")
-    from fastgen.triton_kernels import triplet as kernels
+    from fastgen.ops._triton import cuda_functions
 
-    return kernels
+    return cuda_functions("triplet")  # the ops' CUDA functions: checks + Triton launchers
 
 
 def _close(got, want, ref, what):

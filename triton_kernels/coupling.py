@@ -12,8 +12,7 @@ import torch
 import triton
 import triton.language as tl
 
-from fastgen.ops.coupling import check_args, check_backward_args, layout, logdet_dtype, with_rows
-from fastgen.triton_kernels._common import AOT_DTYPES, compute_dtype, launch
+from fastgen.triton_kernels._common import AOT_DTYPES, aot_signature, launch, tl_dtype
 
 
 @triton.jit
@@ -165,14 +164,14 @@ def _plan(x: torch.Tensor, order, mask: str, parity: int) -> dict:
     return plan
 
 
-def _scale_rows(scale, s, s_strides):
+def _scale_rows(scale, s, s_strides, acc):
     """The scale broadcast to one row of s (to every row when it varies along the batch), in s's
-    row layout and the compute dtype; and whether it is per row."""
+    row layout and the accumulation dtype; and whether it is per row."""
     per_row = scale.dim() == s.dim() and scale.shape[0] != 1
     sizes = list(s.shape)
     if not per_row:
         sizes[0] = 1
-    buf = torch.empty_strided(sizes, s_strides, dtype=logdet_dtype(s.dtype), device=s.device)
+    buf = torch.empty_strided(sizes, s_strides, dtype=acc, device=s.device)
     return buf.copy_(scale.expand(sizes)), per_row
 
 
@@ -180,18 +179,17 @@ def _block(cols: int) -> int:
     return max(16, min(1024, triton.next_power_of_2(cols)))
 
 
-def affine_coupling(x, s, t, scale, mask, mask_parity, inverse):
-    check_args("affine_coupling", x, s, t, scale, mask, mask_parity)
-    order, x_strides, s_strides = layout(x, mask)
-    x_, s_, t_ = with_rows(x, x_strides), with_rows(s, s_strides), with_rows(t, s_strides)
+def affine_coupling(x_, s_, t_, scale, mask, mask_parity, inverse, order, x_strides, s_strides, acc):
+    """x_, s_, t_ checked and with rows laid out as x_strides / s_strides say (fastgen.ops.coupling:
+    layout, with_rows); `order` the row order of x; acc the accumulation dtype."""
+    x = x_
     rows = x.shape[0]
     cols = x.numel() // rows if rows else 0
     y = torch.empty_strided(x.shape, x_strides, dtype=x.dtype, device=x.device)
-    acc = logdet_dtype(x.dtype)
     if rows == 0 or cols == 0:
         return y, torch.zeros(rows, dtype=acc, device=x.device)
     has_scale = scale is not None
-    scale_buf, per_row = _scale_rows(scale, s_, s_strides) if has_scale else (x_, False)
+    scale_buf, per_row = _scale_rows(scale, s_, s_strides, acc) if has_scale else (x_, False)
     block = _block(cols)
     n_blocks = triton.cdiv(cols, block)
     partials = torch.empty((rows, n_blocks), dtype=acc, device=x.device)
@@ -200,21 +198,19 @@ def affine_coupling(x, s, t, scale, mask, mask_parity, inverse):
         cols, x_.stride(0), s_.stride(0), t_.stride(0), (s_.numel() // rows) if per_row else 0, n_blocks,
         **_plan(x_, order, mask, mask_parity),
         CHECKER=mask == "checkerboard", INVERSE=bool(inverse), HAS_SCALE=has_scale, BLOCK=block,
-        COMPUTE=compute_dtype(x.dtype),
+        COMPUTE=tl_dtype(acc),
     )
     return y, partials.sum(1)
 
 
-def affine_coupling_backward(grad_output, grad_logdet, x, s, scale, mask, mask_parity, inverse, output_mask):
-    check_backward_args(grad_output, grad_logdet, x, s, scale, mask, mask_parity)
+def affine_coupling_backward(g_, grad_logdet, x_, s_, scale, mask, mask_parity, inverse, output_mask, order, x_strides,
+                             s_strides, acc):
+    """As affine_coupling; g_ (grad_output, or None) laid out as x_."""
+    x, s = x_, s_
     want_input, want_s, want_t, want_scale = output_mask
-    order, x_strides, s_strides = layout(x, mask)
-    x_, s_ = with_rows(x, x_strides), with_rows(s, s_strides)
-    g_ = with_rows(grad_output, x_strides) if grad_output is not None else None
     rows = x.shape[0]
     cols = x.numel() // rows if rows else 0
     s_cols = s.numel() // rows if rows else 0
-    acc = logdet_dtype(x.dtype)
     gl = grad_logdet.to(acc).contiguous() if grad_logdet is not None else None
     none = lambda: x.new_empty((0,))  # noqa: E731  (outputs not asked for)
     grad_input = torch.empty_strided(x.shape, x_strides, dtype=x.dtype, device=x.device) if want_input else none()
@@ -224,7 +220,7 @@ def affine_coupling_backward(grad_output, grad_logdet, x, s, scale, mask, mask_p
     want_scale = has_scale and want_scale
     per_row = False
     if has_scale:
-        scale_buf, per_row = _scale_rows(scale, s_, s_strides)
+        scale_buf, per_row = _scale_rows(scale, s_, s_strides, acc)
     rows_per_program = 1 if per_row else 16
     groups = triton.cdiv(rows, rows_per_program) if rows else 0
     gscale = torch.zeros((groups if want_scale else 1, s_cols), dtype=acc, device=x.device)
@@ -240,7 +236,7 @@ def affine_coupling_backward(grad_output, grad_logdet, x, s, scale, mask, mask_p
             CHECKER=mask == "checkerboard", INVERSE=bool(inverse), HAS_SCALE=has_scale,
             HAS_G=g_ is not None, HAS_GL=gl is not None, WANT_GI=bool(want_input), WANT_GS=bool(want_s),
             WANT_GT=bool(want_t), WANT_GSCALE=want_scale, ROWS=rows_per_program, BLOCK=block,
-            COMPUTE=compute_dtype(x.dtype),
+            COMPUTE=tl_dtype(acc),
         )
     if not want_scale:
         return grad_input, grad_s, grad_t, none()
@@ -256,27 +252,19 @@ def affine_coupling_backward(grad_output, grad_logdet, x, s, scale, mask, mask_p
 
 def aot_specs():
     """(name, kernel, signature, constexprs) for the specializations the launchers use most,
-    for the ahead-of-time sm_90 compile test (tests/test_triton_aot.py)."""
+    for the ahead-of-time compile (fastgen.triton_kernels.aot)."""
     specs = []
-    plan_sig = {n: "i32" for n in ("block", "half", "tr_begin", "n1", "n2", "sp0", "sp1", "sp2", "parity")}
     for dtype, ptr, acc, compute in AOT_DTYPES:
+        fwd_sig = aot_signature(_coupling_fwd_kernel, ptr, acc, {"scale_ptr": "*acc", "part_ptr": "*acc"})
+        bwd_sig = aot_signature(_coupling_bwd_kernel, ptr, acc, {"gl_ptr": "*acc", "scale_ptr": "*acc",
+                                                                 "gscale_ptr": "*acc"})
         for checker, inverse, has_scale in ((False, False, True), (True, True, False)):
-            sig = {"x_ptr": ptr, "s_ptr": ptr, "t_ptr": ptr, "scale_ptr": acc, "y_ptr": ptr, "part_ptr": acc,
-                   "cols": "i32", "x_rs": "i32", "s_rs": "i32", "t_rs": "i32", "scale_rs": "i32", "n_blocks": "i32",
-                   **plan_sig, "CHECKER": "constexpr", "INVERSE": "constexpr", "HAS_SCALE": "constexpr",
-                   "BLOCK": "constexpr", "COMPUTE": "constexpr"}
             consts = {"CHECKER": checker, "INVERSE": inverse, "HAS_SCALE": has_scale, "BLOCK": 1024, "COMPUTE": compute}
             name = f"coupling_fwd[{dtype},{'checkerboard' if checker else 'channel'},inverse={inverse},scale={has_scale}]"
-            specs.append((name, _coupling_fwd_kernel, sig, consts))
-            sig = {"g_ptr": ptr, "gl_ptr": acc, "x_ptr": ptr, "s_ptr": ptr, "scale_ptr": acc, "gi_ptr": ptr,
-                   "gs_ptr": ptr, "gt_ptr": ptr, "gscale_ptr": acc, "rows": "i32", "cols": "i32", "s_cols": "i32",
-                   "g_rs": "i32", "x_rs": "i32", "s_rs": "i32", "scale_rs": "i32", **plan_sig,
-                   "CHECKER": "constexpr", "INVERSE": "constexpr", "HAS_SCALE": "constexpr", "HAS_G": "constexpr",
-                   "HAS_GL": "constexpr", "WANT_GI": "constexpr", "WANT_GS": "constexpr", "WANT_GT": "constexpr",
-                   "WANT_GSCALE": "constexpr", "ROWS": "constexpr", "BLOCK": "constexpr", "COMPUTE": "constexpr"}
+            specs.append((name, _coupling_fwd_kernel, fwd_sig, consts))
             consts = {"CHECKER": checker, "INVERSE": not inverse, "HAS_SCALE": has_scale, "HAS_G": True, "HAS_GL": True,
                       "WANT_GI": True, "WANT_GS": True, "WANT_GT": not checker, "WANT_GSCALE": has_scale,
                       "ROWS": 16, "BLOCK": 1024, "COMPUTE": compute}
             name = f"coupling_bwd[{dtype},{'checkerboard' if checker else 'channel'},inverse={not inverse},scale={has_scale}]"
-            specs.append((name, _coupling_bwd_kernel, sig, consts))
+            specs.append((name, _coupling_bwd_kernel, bwd_sig, consts))
     return specs

@@ -11,8 +11,7 @@ import torch
 import triton
 import triton.language as tl
 
-from fastgen._layout import batch_major, in_layout_of
-from fastgen.triton_kernels._common import AOT_DTYPES, compute_dtype, launch
+from fastgen.triton_kernels._common import AOT_DTYPES, aot_signature, launch, tl_dtype
 
 NORM_FLOOR = 1e-12  # under the squared norm, as csrc/grad_penalty.cpp
 
@@ -138,10 +137,6 @@ def _penalty_bwd_kernel(
 
 
 
-def _acc(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
-
-
 def _row_tiles(cols: int) -> tuple[int, int, int]:
     """(BLOCK, CHUNK, chunks per row): BLOCK a power of two, CHUNK up to 8 blocks."""
     block = max(16, min(1024, triton.next_power_of_2(max(cols, 1))))
@@ -154,57 +149,48 @@ def _rows_cols(t: torch.Tensor) -> tuple[int, int]:
     return rows, (t.numel() // rows if rows else 0)
 
 
-def interpolate(real, fake, alpha):
-    from fastgen.ops.grad_penalty import check_interpolate_args
+# The launchers take checked tensors, batch-major dense (fastgen/_layout.py: batch_major) and,
+# where several, with the same strides; acc is the accumulation dtype.
 
-    check_interpolate_args(real, fake, alpha)
-    real_ = batch_major(real)
-    fake_ = in_layout_of(fake, real_)
+
+def interpolate(real_, fake_, alpha, acc):
     out = torch.empty_like(real_)
     rows, cols = _rows_cols(real_)
     if rows and cols:
         block, chunk, chunks = _row_tiles(cols)
         launch(_interpolate_fwd_kernel)[(rows, chunks)](
             real_, fake_, alpha.contiguous(), out, cols,
-            CHUNK=chunk, BLOCK=block, COMPUTE=compute_dtype(real.dtype),
+            CHUNK=chunk, BLOCK=block, COMPUTE=tl_dtype(acc),
         )
     return out
 
 
-def interpolate_backward(grad, real, fake, alpha, output_mask):
-    from fastgen.ops.grad_penalty import check_interpolate_backward_args
-
-    check_interpolate_backward_args(grad, real, fake, alpha, output_mask)
+def interpolate_backward(grad_, real_, fake_, alpha, output_mask, acc):
+    """real_ and fake_ in grad_'s layout (read only for the gradient of alpha)."""
+    grad = grad_
     want_real, want_fake, want_alpha = (bool(m) for m in output_mask)
-    grad_ = batch_major(grad)
     rows, cols = _rows_cols(grad_)
     grad_real = torch.empty_like(grad_) if want_real else grad.new_empty((0,))
     grad_fake = torch.empty_like(grad_) if want_fake else grad.new_empty((0,))
     if not (want_real or want_fake or want_alpha):
         return grad_real, grad_fake, alpha.new_empty((0,))
     block, chunk, chunks = _row_tiles(cols)
-    partials = torch.zeros((rows, max(chunks, 1)), dtype=_acc(grad.dtype), device=grad.device)
+    partials = torch.zeros((rows, max(chunks, 1)), dtype=acc, device=grad.device)
     if rows and cols:
-        real_ = in_layout_of(real, grad_) if want_alpha else grad_
-        fake_ = in_layout_of(fake, grad_) if want_alpha else grad_
         launch(_interpolate_bwd_kernel)[(rows, chunks)](
             grad_, real_, fake_, alpha.contiguous(),
             grad_real if want_real else grad_, grad_fake if want_fake else grad_, partials,
             cols, chunks,
             WANT_REAL=want_real, WANT_FAKE=want_fake, WANT_ALPHA=want_alpha,
-            CHUNK=chunk, BLOCK=block, COMPUTE=compute_dtype(grad.dtype),
+            CHUNK=chunk, BLOCK=block, COMPUTE=tl_dtype(acc),
         )
     grad_alpha = partials.sum(1).to(alpha.dtype) if want_alpha else alpha.new_empty((0,))
     return grad_real, grad_fake, grad_alpha
 
 
-def grad_penalty(grads, target, weight, one_sided, with_grad=False):
-    from fastgen.ops.grad_penalty import check_penalty_args
-
-    check_penalty_args("grad_penalty", grads, target, weight)
-    grads_ = batch_major(grads)
+def grad_penalty(grads_, target, weight, one_sided, with_grad, acc):
+    grads = grads_
     rows, cols = _rows_cols(grads_)
-    acc = _acc(grads.dtype)
     norms = torch.empty((rows,), dtype=acc, device=grads.device)
     penalty = torch.full((), float("nan"), dtype=grads.dtype, device=grads.device)
     if rows == 0:
@@ -213,24 +199,20 @@ def grad_penalty(grads, target, weight, one_sided, with_grad=False):
     partials = torch.zeros((rows, max(chunks, 1)), dtype=acc, device=grads.device)
     if cols:
         launch(_sum_squares_kernel)[(rows, chunks)](
-            grads_, partials, cols, chunks, CHUNK=chunk, BLOCK=block, COMPUTE=compute_dtype(grads.dtype),
+            grads_, partials, cols, chunks, CHUNK=chunk, BLOCK=block, COMPUTE=tl_dtype(acc),
         )
     launch(_penalty_finalize_kernel)[(1,)](
         partials, norms, penalty, rows, max(chunks, 1), float(target), float(weight),
-        ONE_SIDED=bool(one_sided), SQUARED=target == 0, BLOCK_R=128, COMPUTE=compute_dtype(grads.dtype),
+        ONE_SIDED=bool(one_sided), SQUARED=target == 0, BLOCK_R=128, COMPUTE=tl_dtype(acc),
     )
     if not with_grad:
         return penalty, norms, grads.new_empty((0,))
     # d(penalty)/d(grads) for an upstream gradient of 1: the backward kernel's second pass.
     one = torch.ones((), dtype=grads.dtype, device=grads.device)
-    return penalty, norms, grad_penalty_backward(one, None, grads_, norms, target, weight, one_sided)
+    return penalty, norms, grad_penalty_backward(one, None, grads_, norms, target, weight, one_sided, acc)
 
 
-def grad_penalty_backward(grad_penalty, grad_norms, grads, norms, target, weight, one_sided):
-    from fastgen.ops.grad_penalty import check_penalty_backward_args
-
-    check_penalty_backward_args(grad_penalty, grad_norms, grads, norms, target, weight)
-    grads_ = batch_major(grads)
+def grad_penalty_backward(grad_penalty, grad_norms, grads_, norms, target, weight, one_sided, acc):
     rows, cols = _rows_cols(grads_)
     out = torch.empty_like(grads_)
     if rows and cols:
@@ -240,40 +222,33 @@ def grad_penalty_backward(grad_penalty, grad_norms, grads, norms, target, weight
             grads_, norms.contiguous(), grad_penalty.reshape(1) if has_gp else norms,
             grad_norms.contiguous() if has_gn else norms, out, cols, float(target), 2.0 * weight / rows,
             HAS_GP=has_gp, HAS_GN=has_gn, ONE_SIDED=bool(one_sided),
-            CHUNK=chunk, BLOCK=block, COMPUTE=compute_dtype(grads.dtype),
+            CHUNK=chunk, BLOCK=block, COMPUTE=tl_dtype(acc),
         )
     return out
 
 
 def aot_specs():
     """(name, kernel, signature, constexprs) for every specialization the launchers use, for the
-    ahead-of-time sm_90 compile test (tests/test_triton_aot.py)."""
+    ahead-of-time compile (fastgen.triton_kernels.aot)."""
     specs = []
     for dtype, ptr, acc, compute in AOT_DTYPES:
         tiles = {"CHUNK": 8192, "BLOCK": 1024, "COMPUTE": compute}
-        sig = {"real_ptr": ptr, "fake_ptr": ptr, "alpha_ptr": ptr, "out_ptr": ptr, "cols": "i32",
-               "CHUNK": "constexpr", "BLOCK": "constexpr", "COMPUTE": "constexpr"}
+        sig = aot_signature(_interpolate_fwd_kernel, ptr, acc)
         specs.append((f"interpolate_fwd[{dtype}]", _interpolate_fwd_kernel, sig, dict(tiles)))
-        sig = {"grad_ptr": ptr, "real_ptr": ptr, "fake_ptr": ptr, "alpha_ptr": ptr, "grad_real_ptr": ptr,
-               "grad_fake_ptr": ptr, "alpha_part_ptr": acc, "cols": "i32", "chunks_per_row": "i32",
-               "WANT_REAL": "constexpr", "WANT_FAKE": "constexpr", "WANT_ALPHA": "constexpr",
-               "CHUNK": "constexpr", "BLOCK": "constexpr", "COMPUTE": "constexpr"}
+        sig = aot_signature(_interpolate_bwd_kernel, ptr, acc, {"alpha_part_ptr": "*acc"})
         for mask in ((True, True, False), (True, True, True)):
             consts = dict(tiles, WANT_REAL=mask[0], WANT_FAKE=mask[1], WANT_ALPHA=mask[2])
             specs.append((f"interpolate_bwd[{dtype},alpha={mask[2]}]", _interpolate_bwd_kernel, sig, consts))
-        sig = {"grads_ptr": ptr, "part_ptr": acc, "cols": "i32", "chunks_per_row": "i32",
-               "CHUNK": "constexpr", "BLOCK": "constexpr", "COMPUTE": "constexpr"}
+        sig = aot_signature(_sum_squares_kernel, ptr, acc, {"part_ptr": "*acc"})
         specs.append((f"sum_squares[{dtype}]", _sum_squares_kernel, sig, dict(tiles)))
-        sig = {"part_ptr": acc, "norms_ptr": acc, "penalty_ptr": ptr, "rows": "i32", "chunks_per_row": "i32",
-               "target": "fp32", "weight": "fp32", "ONE_SIDED": "constexpr", "SQUARED": "constexpr",
-               "BLOCK_R": "constexpr", "COMPUTE": "constexpr"}
+        sig = aot_signature(_penalty_finalize_kernel, ptr, acc, {"part_ptr": "*acc", "norms_ptr": "*acc",
+                                                                 "target": "fp32", "weight": "fp32"})
         for one_sided, squared in ((False, False), (True, False), (False, True)):
             consts = {"ONE_SIDED": one_sided, "SQUARED": squared, "BLOCK_R": 128, "COMPUTE": compute}
             specs.append((f"penalty_finalize[{dtype},one_sided={one_sided},r1={squared}]",
                           _penalty_finalize_kernel, sig, consts))
-        sig = {"grads_ptr": ptr, "norms_ptr": acc, "gp_ptr": ptr, "gn_ptr": acc, "out_ptr": ptr, "cols": "i32",
-               "target": "fp32", "scale": "fp32", "HAS_GP": "constexpr", "HAS_GN": "constexpr",
-               "ONE_SIDED": "constexpr", "CHUNK": "constexpr", "BLOCK": "constexpr", "COMPUTE": "constexpr"}
+        sig = aot_signature(_penalty_bwd_kernel, ptr, acc, {"norms_ptr": "*acc", "gn_ptr": "*acc", "target": "fp32",
+                                                            "scale": "fp32"})
         for one_sided in (False, True):
             consts = dict(tiles, HAS_GP=True, HAS_GN=True, ONE_SIDED=one_sided)
             specs.append((f"penalty_bwd[{dtype},one_sided={one_sided}]", _penalty_bwd_kernel, sig, consts))

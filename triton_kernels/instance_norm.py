@@ -2,7 +2,7 @@
 csrc/instance_norm.cpp.
 
 Same math and the same layout rules (fastgen/_layout.py: contiguous or channels-innermost,
-kept in the output). One program normalizes a block of channels of one sample: element
+kept in the output; fastgen/ops/instance_norm.py lays the operands out). One program normalizes a block of channels of one sample: element
 (n, c, m) sits at n * stride_n + c * stride_c + m * stride_m, so the contiguous (NC*) and
 channels-last (N*C) layouts share the kernels (Triton specializes the stride equal to 1).
 Statistics are two-pass (mean, then sum of squared deviations) in float32 (float64 for
@@ -14,8 +14,7 @@ import torch
 import triton
 import triton.language as tl
 
-from fastgen._layout import channel_major_or_innermost, in_layout_of, is_channels_innermost
-from fastgen.triton_kernels._common import AOT_DTYPES, autotune_configs, compute_dtype, config_options, launch
+from fastgen.triton_kernels._common import AOT_DTYPES, aot_signature, autotune_configs, config_options, launch, tl_dtype
 
 ACT_CODES = {"none": 0, "relu": 1, "leaky_relu": 2}
 
@@ -171,35 +170,27 @@ def _instance_norm_bwd_kernel(
             tl.store(dx_ptr + offs, dx.to(dx_ptr.dtype.element_ty), mask=inside)
 
 
-def _walked_like(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """An operand of x's shape that the kernels can index with x's geometry (computed from the
-    sizes): itself when it has x's layout, whatever the strides of its size-1 dims; else a copy."""
-    interleaved = is_channels_innermost(x) and not x.is_contiguous()
-    same = is_channels_innermost(t) if interleaved else t.is_contiguous()
-    return t if same else in_layout_of(t, x)
-
-
-
-def _geometry(x: torch.Tensor):
+def _geometry(x: torch.Tensor, interleaved: bool):
     """(N, C, M, stride_n, stride_c, stride_m, BLOCK_C) of a kernel-layout tensor (BLOCK_M is
     autotuned)."""
     N, C = x.shape[0], x.shape[1]
     M = x.numel() // (N * C) if N * C else 0
-    if is_channels_innermost(x) and not x.is_contiguous():
+    if interleaved:
         # (N, M, C) memory: channels along the vector; a program covers 32 channels.
         return N, C, M, M * C, 1, C, min(32, triton.next_power_of_2(max(C, 1)))
     return N, C, M, C * M, M, 1, 1
 
 
-def instance_norm(x, weight, bias, running_mean, running_var, residual, use_input_stats, eps, activation,
-                  negative_slope):
-    from fastgen.ops.instance_norm import check_forward_args, opmath_dtype
+# The launchers take checked tensors: x_ contiguous or channels-innermost (interleaved: channels
+# innermost in memory), the operands of its shape in its layout (fastgen/ops/instance_norm.py);
+# acc is the accumulation dtype, that of the statistics.
 
-    check_forward_args(x, weight, bias, running_mean, running_var, residual, use_input_stats, activation)
-    x_ = channel_major_or_innermost(x)
-    res_ = _walked_like(residual, x_) if residual is not None else None
-    N, C, M, sn, sc, sm, block_c = _geometry(x_)
-    stats = opmath_dtype(x.dtype)
+
+def instance_norm(x_, weight, bias, running_mean, running_var, res_, use_input_stats, eps, activation,
+                  negative_slope, interleaved, acc):
+    x = x_
+    N, C, M, sn, sc, sm, block_c = _geometry(x_, interleaved)
+    stats = acc
     out = torch.empty_like(x_)
     if use_input_stats:
         mean = torch.empty((N, C), dtype=stats, device=x.device)
@@ -219,21 +210,18 @@ def instance_norm(x, weight, bias, running_mean, running_var, residual, use_inpu
         C, M, sn, sc, sm, float(eps), float(negative_slope),
         COMPUTE_STATS=bool(use_input_stats), HAS_W=weight is not None, HAS_B=bias is not None,
         HAS_RES=res_ is not None, ACT=ACT_CODES[activation], BLOCK_C=block_c,
-        COMPUTE=compute_dtype(x.dtype),
+        COMPUTE=tl_dtype(acc),
     )
     return out, mean, var
 
 
-def instance_norm_backward(grad_out, x, weight, bias, mean, var, use_input_stats, eps, activation, negative_slope,
-                           output_mask):
-    from fastgen.ops.instance_norm import backward_outputs_like, check_backward_args, opmath_dtype
-
-    check_backward_args(grad_out, x, weight, bias, mean, var, activation, output_mask)
-    x_ = channel_major_or_innermost(x)
-    g_ = _walked_like(grad_out, x_)
-    grad_input, grad_weight, grad_bias = backward_outputs_like(x, weight, bias, output_mask)
-    N, C, M, sn, sc, sm, block_c = _geometry(x_)
-    stats = opmath_dtype(x.dtype)
+def instance_norm_backward(g_, x_, weight, bias, mean, var, use_input_stats, eps, activation, negative_slope,
+                           output_mask, outputs, interleaved, acc):
+    """outputs: the empty (grad_input, grad_weight, grad_bias) to fill (x_'s layout)."""
+    x = x_
+    grad_input, grad_weight, grad_bias = outputs
+    N, C, M, sn, sc, sm, block_c = _geometry(x_, interleaved)
+    stats = acc
     need_params = bool(output_mask[1] or output_mask[2])
     need_sums = need_params or (bool(output_mask[0]) and bool(use_input_stats))
     sums = torch.zeros((2, N, C), dtype=stats, device=x.device)
@@ -246,7 +234,7 @@ def instance_norm_backward(grad_out, x, weight, bias, mean, var, use_input_stats
             N, C, M, sn, sc, sm, float(eps), float(negative_slope),
             USE_INPUT_STATS=bool(use_input_stats), NEED_SUMS=need_sums, NEED_DX=bool(output_mask[0]),
             HAS_W=weight is not None, HAS_B=bias is not None, ACT=ACT_CODES[activation],
-            BLOCK_C=block_c, COMPUTE=compute_dtype(x.dtype),
+            BLOCK_C=block_c, COMPUTE=tl_dtype(acc),
         )
     if need_params:
         rstd = torch.rsqrt(var_ + eps)
@@ -262,23 +250,11 @@ def aot_specs():
     launchers and the autotuner use, for the ahead-of-time compile (fastgen.triton_kernels.aot)."""
     specs = []
     for dtype, ptr, acc, compute in AOT_DTYPES:
-        stat = acc
-        scalar = "fp64" if dtype == "fp64" else "fp32"
-        fwd_sig = {
-            "x_ptr": ptr, "res_ptr": ptr, "w_ptr": stat, "b_ptr": stat, "out_ptr": ptr, "mean_ptr": stat,
-            "var_ptr": stat, "C": "i32", "M": "i32", "stride_n": "i32", "stride_c": "i32", "stride_m": "i32",
-            "eps": scalar, "slope": scalar,
-            "COMPUTE_STATS": "constexpr", "HAS_W": "constexpr", "HAS_B": "constexpr", "HAS_RES": "constexpr",
-            "ACT": "constexpr", "BLOCK_C": "constexpr", "BLOCK_M": "constexpr", "COMPUTE": "constexpr",
-        }
-        bwd_sig = {
-            "g_ptr": ptr, "x_ptr": ptr, "w_ptr": stat, "b_ptr": stat, "mean_ptr": stat, "var_ptr": stat,
-            "dx_ptr": ptr, "sums_ptr": stat, "N": "i32", "C": "i32", "M": "i32", "stride_n": "i32",
-            "stride_c": "i32", "stride_m": "i32", "eps": scalar, "slope": scalar,
-            "USE_INPUT_STATS": "constexpr", "NEED_SUMS": "constexpr", "NEED_DX": "constexpr", "HAS_W": "constexpr",
-            "HAS_B": "constexpr", "ACT": "constexpr", "BLOCK_C": "constexpr", "BLOCK_M": "constexpr",
-            "COMPUTE": "constexpr",
-        }
+        stats = {name: "*acc" for name in ("w_ptr", "b_ptr", "mean_ptr", "var_ptr", "sums_ptr")}
+        scalars = {"eps": "acc", "slope": "acc"}
+        fwd_sig = aot_signature(_instance_norm_fwd_kernel, ptr, acc,
+                                {k: v for k, v in stats.items() if k != "sums_ptr"} | scalars)
+        bwd_sig = aot_signature(_instance_norm_bwd_kernel, ptr, acc, stats | scalars)
         # Every variant in float32 with every config the autotuner can pick; in the other dtypes
         # (the same code) the heaviest variant (leaky ReLU, residual, statistics) with every config.
         fwd_variants = ((1, False, True, False), (2, True, True, True), (0, False, False, True))

@@ -7,7 +7,8 @@ Backward: per chunk of classes, a fused kernel recomputes the cosines and writes
 d(loss)/d(cos) / ||w_c|| into a chunk buffer, cuBLAS does the two contractions (grad of the
 normalized embeddings, grad of the chunk's weight rows), and a row kernel applies the
 normalizations' backward. The B target logits (acos, margins) are torch ops on (B,) tensors,
-shared with the double backward (fastgen/ops/margin_softmax.py).
+shared with the double backward (fastgen/ops/margin_softmax.py, which passes the launchers its
+target_logit function bound to the call's margins).
 """
 from __future__ import annotations
 
@@ -15,8 +16,7 @@ import torch
 import triton
 import triton.language as tl
 
-from fastgen.ops.margin_softmax import LSE_DTYPE, check_args, clamp_eps, opmath_dtype, torch_target_logit
-from fastgen.triton_kernels._common import AOT_DTYPES, compute_dtype, launch
+from fastgen.triton_kernels._common import AOT_DTYPES, aot_signature, launch, tl_dtype
 
 NORM_EPS = 1e-12  # F.normalize's eps
 BLOCK_B, BLOCK_C, BLOCK_E = 32, 64, 32
@@ -139,23 +139,14 @@ def _project_rows_kernel(g_ptr, v_ptr, denom_ptr, post_ptr, project_ptr, out_ptr
 
 
 
-def _row_norms(x: torch.Tensor, normalized: bool):
-    compute = opmath_dtype(x.dtype)
+def _row_norms(x: torch.Tensor, normalized: bool, compute: torch.dtype):
     rows, cols = x.shape
     norm = torch.empty(rows, dtype=compute, device=x.device)
     out = torch.empty((rows, cols), dtype=compute, device=x.device) if normalized else norm
     if rows:
         launch(_row_norm_kernel)[(rows,)](x, norm, out, cols, NORM_EPS, WRITE_OUT=normalized, BLOCK=ROW_BLOCK_E,
-                                  COMPUTE=compute_dtype(x.dtype))
+                                  COMPUTE=tl_dtype(compute))
     return (out, norm) if normalized else norm
-
-
-def _check_labels(op, labels, num_classes, ignore_index):
-    ok = (labels == ignore_index) | ((labels >= 0) & (labels < num_classes))
-    if not bool(ok.all()):
-        bad = labels[~ok][0].item()
-        raise RuntimeError(f"fastgen.{op}: labels must be class indices in [0, {num_classes}) or ignore_index "
-                           f"({ignore_index}), got {bad}")
 
 
 def _targets(labels, class_start, classes, ignore_index):
@@ -171,24 +162,24 @@ def _splits(rows: int, classes: int) -> int:
     return max(1, min(triton.cdiv(classes, BLOCK_C), triton.cdiv(512, row_blocks)))
 
 
-def margin_softmax(embeddings, weight, labels, class_start, num_classes, s, m1, m2, m3, easy_margin, ignore_index,
-                   straight_through=False):
-    check_args("margin_softmax", embeddings, weight, labels, class_start, num_classes, s)
-    _check_labels("margin_softmax", labels, num_classes, ignore_index)
+# The launchers take checked arguments (labels included); target_logit(cos_t) is the margin
+# logit of target cosines (float64 in, float64 out, differentiable); compute the accumulation
+# dtype; lse_dtype that of the log-sum-exp.
+
+
+def margin_softmax(embeddings, weight, labels, class_start, s, ignore_index, target_logit, compute, lse_dtype):
     batch, emb = embeddings.shape
     classes = weight.shape[0]
-    compute = opmath_dtype(embeddings.dtype)
     embeddings, weight = embeddings.contiguous(), weight.contiguous()
     if batch == 0:
         rows = torch.zeros(batch, dtype=compute, device=embeddings.device)
-        return torch.zeros(batch, dtype=LSE_DTYPE, device=embeddings.device), rows, rows.clone()
-    xn, _ = _row_norms(embeddings, normalized=True)
-    w_inv = 1.0 / _row_norms(weight, normalized=False).clamp_min(NORM_EPS)
+        return torch.zeros(batch, dtype=lse_dtype, device=embeddings.device), rows, rows.clone()
+    xn, _ = _row_norms(embeddings, normalized=True, compute=compute)
+    w_inv = 1.0 / _row_norms(weight, normalized=False, compute=compute).clamp_min(NORM_EPS)
     ignored, has_target, local = _targets(labels, class_start, classes, ignore_index)
     index = local.clamp_min(0)
     cos_t = ((xn * weight[index].to(compute)).sum(1) * w_inv[index]).to(compute)
-    target = torch_target_logit(cos_t.double(), s, m1, m2, m3, easy_margin, clamp_eps(embeddings.dtype),
-                                straight_through).to(compute)
+    target = target_logit(cos_t.double()).to(compute)
     cos_t = torch.where(has_target, cos_t, 0.0)
     target = torch.where(has_target, target, 0.0)
     splits = _splits(batch, classes)
@@ -198,34 +189,28 @@ def margin_softmax(embeddings, weight, labels, class_start, num_classes, s, m1, 
     sums = torch.empty_like(maxes)
     launch(_margin_lse_kernel)[(triton.cdiv(batch, BLOCK_B), splits)](
         xn, weight, w_inv, local, target, maxes, sums, batch, classes, emb, per_split, splits, float(s),
-        BLOCK_B=BLOCK_B, BLOCK_C=BLOCK_C, BLOCK_E=BLOCK_E, COMPUTE=compute_dtype(embeddings.dtype), **TILE_LAUNCH)
+        BLOCK_B=BLOCK_B, BLOCK_C=BLOCK_C, BLOCK_E=BLOCK_E, COMPUTE=tl_dtype(compute), **TILE_LAUNCH)
     # The splits' (max, sum) combined in float64: lse is float64 (see csrc/margin_softmax.cpp).
-    maxes, sums = maxes.to(LSE_DTYPE), sums.to(LSE_DTYPE)
+    maxes, sums = maxes.to(lse_dtype), sums.to(lse_dtype)
     top = maxes.max(1).values
     lse = top + torch.log((sums * torch.exp(maxes - top[:, None])).sum(1))
     return torch.where(ignored, 0.0, lse), target, cos_t
 
 
-def _target_grads(target_cos, lse, grad_lse, grad_target, has_target, s, m1, m2, m3, easy_margin, eps, compute,
-                  straight_through):
+def _target_grads(target_cos, lse, grad_lse, grad_target, has_target, target_logit, compute):
     """d(loss)/d(target cosine) per row, as csrc/margin_softmax.cpp computes it."""
     with torch.enable_grad():
         c = target_cos.detach().double().requires_grad_()
-        logit = torch_target_logit(c, s, m1, m2, m3, easy_margin, eps, straight_through)
+        logit = target_logit(c)
         dlogit = torch.autograd.grad(logit.sum(), c)[0]
     p = torch.exp(logit.detach().to(compute).double() - lse.double())
     return torch.where(has_target, (grad_lse.double() * p + grad_target.double()) * dlogit, 0.0).to(compute)
 
 
-def margin_softmax_backward(grad_lse, grad_target, embeddings, weight, labels, lse, target_cos, class_start,
-                            num_classes, s, m1, m2, m3, easy_margin, ignore_index, output_mask,
-                            straight_through=False):
-    op = "margin_softmax_backward"
-    check_args(op, embeddings, weight, labels, class_start, num_classes, s)
-    _check_labels(op, labels, num_classes, ignore_index)
+def margin_softmax_backward(grad_lse, grad_target, embeddings, weight, labels, lse, target_cos, class_start, s,
+                            ignore_index, output_mask, target_logit, compute, lse_dtype):
     batch, emb = embeddings.shape
     classes = weight.shape[0]
-    compute = opmath_dtype(embeddings.dtype)
     need_x, need_w = output_mask
     grad_emb = torch.empty_like(embeddings, memory_format=torch.contiguous_format) if need_x \
         else embeddings.new_empty((0,))
@@ -241,13 +226,12 @@ def margin_softmax_backward(grad_lse, grad_target, embeddings, weight, labels, l
     gt = grad_target.to(compute) if grad_target is not None else zeros
     ignored, has_target, local = _targets(labels, class_start, classes, ignore_index)
     coef = torch.where(ignored, 0.0, gl * s).contiguous()
-    lse = lse.to(LSE_DTYPE)
+    lse = lse.to(lse_dtype)
     lse_hi = lse.to(compute).contiguous()
-    lse_lo = (lse - lse_hi.to(LSE_DTYPE)).to(compute).contiguous()
-    target_grad = _target_grads(target_cos, lse, gl, gt, has_target, s, m1, m2, m3, easy_margin,
-                                clamp_eps(embeddings.dtype), compute, straight_through).contiguous()
-    xn, x_norm = _row_norms(embeddings, normalized=True)
-    w_norm = _row_norms(weight, normalized=False)
+    lse_lo = (lse - lse_hi.to(lse_dtype)).to(compute).contiguous()
+    target_grad = _target_grads(target_cos, lse, gl, gt, has_target, target_logit, compute).contiguous()
+    xn, x_norm = _row_norms(embeddings, normalized=True, compute=compute)
+    w_norm = _row_norms(weight, normalized=False, compute=compute)
     w_denom = w_norm.clamp_min(NORM_EPS)
     w_inv = 1.0 / w_denom
     w_project = (w_norm >= NORM_EPS).to(torch.int8)
@@ -262,7 +246,7 @@ def margin_softmax_backward(grad_lse, grad_target, embeddings, weight, labels, l
         w_chunk = weight[c0:c0 + n]
         launch(_margin_grad_kernel)[(triton.cdiv(batch, BLOCK_B), triton.cdiv(n, BLOCK_C))](
             xn, w_chunk, w_inv[c0:c0 + n], coef, lse_hi, lse_lo, local, target_grad, g, batch, n, emb, c0, float(s),
-            BLOCK_B=BLOCK_B, BLOCK_C=BLOCK_C, BLOCK_E=BLOCK_E, COMPUTE=compute_dtype(embeddings.dtype),
+            BLOCK_B=BLOCK_B, BLOCK_C=BLOCK_C, BLOCK_E=BLOCK_E, COMPUTE=tl_dtype(compute),
             **TILE_LAUNCH)
         w_wide = w_chunk.to(compute)
         if need_x:
@@ -270,36 +254,38 @@ def margin_softmax_backward(grad_lse, grad_target, embeddings, weight, labels, l
         if need_w:
             u = torch.mm(g.t(), xn, out=u_buffer[:n])
             launch(_project_rows_kernel)[(n,)](u, w_chunk, w_denom[c0:c0 + n], ones, w_project[c0:c0 + n], grad_w[c0:c0 + n],
-                                       emb, BLOCK=ROW_BLOCK_E, COMPUTE=compute_dtype(embeddings.dtype))
+                                       emb, BLOCK=ROW_BLOCK_E, COMPUTE=tl_dtype(compute))
     if need_x:
         launch(_project_rows_kernel)[(batch,)](grad_xn, xn, ones, 1.0 / x_norm.clamp_min(NORM_EPS),
                                        (x_norm >= NORM_EPS).to(torch.int8), grad_emb, emb,
-                                       BLOCK=ROW_BLOCK_E, COMPUTE=compute_dtype(embeddings.dtype))
+                                       BLOCK=ROW_BLOCK_E, COMPUTE=tl_dtype(compute))
     return grad_emb, grad_w
 
 
 def aot_specs():
     """(name, kernel, signature, constexprs) for every specialization the launchers use, for the
-    ahead-of-time sm_90 compile test (tests/test_triton_aot.py)."""
+    ahead-of-time compile (fastgen.triton_kernels.aot)."""
     specs = []
+    # The tile kernels' row vectors and chunk buffers are in the accumulation dtype.
+    acc_rows = ("xn_ptr", "w_inv_ptr", "target_ptr", "max_ptr", "sum_ptr", "coef_ptr", "lse_hi_ptr", "lse_lo_ptr",
+                "target_grad_ptr", "g_ptr")
+    tile_types = {kernel: {k: "*acc" for k in acc_rows if k in kernel.arg_names} | {"local_ptr": "*i64", "s": "fp32"}
+                  for kernel in (_margin_lse_kernel, _margin_grad_kernel)}
     for name, ptr, acc, compute in AOT_DTYPES:
         tiles = {"BLOCK_B": BLOCK_B, "BLOCK_C": BLOCK_C, "BLOCK_E": BLOCK_E, "COMPUTE": compute}
         for write_out in (True, False):
-            sig = {"x_ptr": ptr, "norm_ptr": acc, "out_ptr": acc, "E": "i32", "eps": "fp32",
-                   "WRITE_OUT": "constexpr", "BLOCK": "constexpr", "COMPUTE": "constexpr"}
+            sig = aot_signature(_row_norm_kernel, ptr, acc, {"norm_ptr": "*acc", "out_ptr": "*acc", "eps": "fp32"})
             specs.append((f"margin_row_norm[{name},out={write_out}]", _row_norm_kernel, sig,
                           {"WRITE_OUT": write_out, "BLOCK": ROW_BLOCK_E, "COMPUTE": compute}))
-        sig = {"xn_ptr": acc, "w_ptr": ptr, "w_inv_ptr": acc, "local_ptr": "*i64", "target_ptr": acc,
-               "max_ptr": acc, "sum_ptr": acc, "B": "i32", "C": "i32", "E": "i32", "classes_per_split": "i32",
-               "splits": "i32", "s": "fp32", **{k: "constexpr" for k in tiles}}
+        sig = aot_signature(_margin_lse_kernel, ptr, acc, tile_types[_margin_lse_kernel])
         specs.append((f"margin_lse[{name}]", _margin_lse_kernel, sig, dict(tiles), TILE_LAUNCH))
-        sig = {"xn_ptr": acc, "w_ptr": ptr, "w_inv_ptr": acc, "coef_ptr": acc, "lse_hi_ptr": acc, "lse_lo_ptr": acc, "local_ptr": "*i64",
-               "target_grad_ptr": acc, "g_ptr": acc, "B": "i32", "n": "i32", "E": "i32", "c0": "i32", "s": "fp32",
-               **{k: "constexpr" for k in tiles}}
+        sig = aot_signature(_margin_grad_kernel, ptr, acc, tile_types[_margin_grad_kernel])
         specs.append((f"margin_grad[{name}]", _margin_grad_kernel, sig, dict(tiles), TILE_LAUNCH))
-        for out_name, out in (("weight", ptr), ("embeddings", ptr)):
-            sig = {"g_ptr": acc, "v_ptr": ptr if out_name == "weight" else acc, "denom_ptr": acc, "post_ptr": acc,
-                   "project_ptr": "*i8", "out_ptr": out, "E": "i32", "BLOCK": "constexpr", "COMPUTE": "constexpr"}
+        for out_name in ("weight", "embeddings"):
+            # v: the weight rows (input dtype) or the normalized embeddings (accumulation dtype)
+            sig = aot_signature(_project_rows_kernel, ptr, acc, {"g_ptr": "*acc", "denom_ptr": "*acc",
+                                                                 "post_ptr": "*acc", "project_ptr": "*i8",
+                                                                 **({} if out_name == "weight" else {"v_ptr": "*acc"})})
             specs.append((f"margin_project[{name},{out_name}]", _project_rows_kernel, sig,
                           {"BLOCK": ROW_BLOCK_E, "COMPUTE": compute}))
     return specs

@@ -11,7 +11,7 @@ import torch
 import triton
 import triton.language as tl
 
-from fastgen.triton_kernels._common import AOT_DTYPES, compute_dtype, launch
+from fastgen.triton_kernels._common import AOT_DTYPES, aot_signature, launch, tl_dtype
 
 
 @triton.jit
@@ -76,44 +76,38 @@ def _geometry(x: torch.Tensor):
     return n, c, p, stride_c, stride_p, block_c, block_p
 
 
-def pixel_norm(x, eps):
-    from fastgen.ops.pixel_norm import check_args, pixel_layout
+# The launchers take checked tensors in pixel_layout (fastgen/ops/pixel_norm.py), grad in x_'s
+# layout; acc is the accumulation dtype.
 
-    check_args("pixel_norm", x, eps)
-    x_ = pixel_layout(x)
+
+def pixel_norm(x_, eps, acc):
+    x = x_
     y = torch.empty_like(x_)
     if x.numel():
         n, c, p, sc, sp, bc, bp = _geometry(x_)
         launch(_pixel_norm_fwd_kernel)[(n, triton.cdiv(p, bp))](
-            x_, y, c, p, sc, sp, float(eps), BLOCK_C=bc, BLOCK_P=bp, COMPUTE=compute_dtype(x.dtype),
+            x_, y, c, p, sc, sp, float(eps), BLOCK_C=bc, BLOCK_P=bp, COMPUTE=tl_dtype(acc),
         )
     return y
 
 
-def pixel_norm_backward(grad, x, eps):
-    from fastgen.ops.pixel_norm import check_backward_args, pixel_layout
-
-    check_backward_args(grad, x, eps)
-    x_ = pixel_layout(x)
-    g_ = grad if grad.stride() == x_.stride() else torch.empty_like(x_).copy_(grad)
+def pixel_norm_backward(g_, x_, eps, acc):
+    x = x_
     gx = torch.empty_like(x_)
     if x.numel():
         n, c, p, sc, sp, bc, bp = _geometry(x_)
         launch(_pixel_norm_bwd_kernel)[(n, triton.cdiv(p, bp))](
-            g_, x_, gx, c, p, sc, sp, float(eps), BLOCK_C=bc, BLOCK_P=bp, COMPUTE=compute_dtype(x.dtype),
+            g_, x_, gx, c, p, sc, sp, float(eps), BLOCK_C=bc, BLOCK_P=bp, COMPUTE=tl_dtype(acc),
         )
     return gx
 
 
 def aot_specs():
-    """(name, kernel, signature, constexprs) for the ahead-of-time sm_90 compile test."""
+    """(name, kernel, signature, constexprs) for the ahead-of-time compile (fastgen.triton_kernels.aot)."""
     specs = []
     for dtype, ptr, acc, compute in AOT_DTYPES:
-        for name, kernel, ptrs in (("pixel_norm_fwd", _pixel_norm_fwd_kernel, ("x_ptr", "y_ptr")),
-                                   ("pixel_norm_bwd", _pixel_norm_bwd_kernel, ("g_ptr", "x_ptr", "gx_ptr"))):
-            sig = {k: ptr for k in ptrs}
-            sig.update({"C": "i32", "P": "i32", "stride_c": "i32", "stride_p": "i32", "eps": "fp32",
-                        "BLOCK_C": "constexpr", "BLOCK_P": "constexpr", "COMPUTE": "constexpr"})
+        for name, kernel in (("pixel_norm_fwd", _pixel_norm_fwd_kernel), ("pixel_norm_bwd", _pixel_norm_bwd_kernel)):
+            sig = aot_signature(kernel, ptr, acc, {"eps": "fp32"})
             for bc, bp in ((64, 64), (16, 256)):
                 specs.append((f"{name}[{dtype},{bc}x{bp}]", kernel, sig,
                               {"BLOCK_C": bc, "BLOCK_P": bp, "COMPUTE": compute}))

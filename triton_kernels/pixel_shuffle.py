@@ -14,7 +14,7 @@ import torch
 import triton
 import triton.language as tl
 
-from fastgen.triton_kernels._common import AOT_DTYPES, compute_dtype, launch
+from fastgen.triton_kernels._common import AOT_DTYPES, aot_signature, launch, tl_dtype
 
 
 @triton.jit
@@ -104,69 +104,51 @@ def _geometry(small_shape, channels: int, r: int):
     return batch, channels, small_shape[-2], small_shape[-1]
 
 
-def _launch(kernel, small_shape, channels, r, channels_last, dtype, *args, **constexprs):
+def _launch(kernel, small_shape, channels, r, channels_last, acc, *args, **constexprs):
     batch, C, H, W = _geometry(small_shape, channels, r)
     positions = H * r * W * r
     block_c, block_s = _tiles(C, positions, channels_last)
     grid = (triton.cdiv(positions, block_s), triton.cdiv(C, block_c), batch)
     launch(kernel)[grid](*args, C, H, W, r, constexprs.pop("weight_stride", 0),
                  CHANNELS_LAST=channels_last, BLOCK_C=block_c, BLOCK_S=block_s,
-                 COMPUTE=compute_dtype(dtype), **constexprs)
+                 COMPUTE=tl_dtype(acc), **constexprs)
     return grid
 
 
-def _shuffle(x, weight, r, op):
-    from fastgen.ops.pixel_shuffle import check_shuffle, check_weight, memory_format, shuffled_shape
+# The launchers take checked arguments: the output's shape, the memory format the kernels walk
+# and write (fastgen/ops/pixel_shuffle.py: memory_format), the output channels C of the shuffle,
+# and acc, the accumulation dtype.
 
-    channels = check_shuffle(op, x, r)
-    if weight is not None:
-        check_weight(op, weight, x, channels)
-    fmt = memory_format(x)
-    out = torch.empty(shuffled_shape(x, r), dtype=x.dtype, device=x.device, memory_format=fmt)
+
+def shuffle(x, weight, r, channels, shape, fmt, acc):
+    """pixel_shuffle, and pixel_shuffle_prelu when weight is given."""
+    out = torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=fmt)
     if out.numel() == 0:
         return out
     small = x.contiguous(memory_format=fmt)
     has_prelu = weight is not None
     w = weight.contiguous() if has_prelu else small
-    _launch(_to_big_kernel, x.shape, channels, r, fmt == torch.channels_last, x.dtype, small, w, out,
+    _launch(_to_big_kernel, x.shape, channels, r, fmt == torch.channels_last, acc, small, w, out,
             weight_stride=int(has_prelu and weight.numel() > 1), HAS_PRELU=has_prelu)
     return out
 
 
-def pixel_shuffle(x, upscale_factor):
-    return _shuffle(x, None, upscale_factor, "pixel_shuffle")
-
-
-def pixel_shuffle_prelu(x, weight, upscale_factor):
-    return _shuffle(x, weight, upscale_factor, "pixel_shuffle_prelu")
-
-
-def pixel_unshuffle(x, downscale_factor):
-    from fastgen.ops.pixel_shuffle import check_unshuffle, memory_format, unshuffled_shape
-
-    check_unshuffle("pixel_unshuffle", x, downscale_factor)
-    r = downscale_factor
-    fmt = memory_format(x)
-    shape = unshuffled_shape(x, r)
+def unshuffle(x, r, shape, fmt, acc):
     out = torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=fmt)
     if out.numel() == 0:
         return out
     big = x.contiguous(memory_format=fmt)
-    _launch(_to_small_kernel, shape, x.shape[-3], r, fmt == torch.channels_last, x.dtype, big, big, big, out, big,
+    _launch(_to_small_kernel, shape, x.shape[-3], r, fmt == torch.channels_last, acc, big, big, big, out, big,
             HAS_PRELU=False, WANT_DX=True, WANT_DW=False)
     return out
 
 
-def pixel_shuffle_prelu_backward(grad_output, x, weight, upscale_factor, input_grad, weight_grad):
-    from fastgen.ops.pixel_shuffle import check_backward, memory_format
-
+def pixel_shuffle_prelu_backward(grad_output, x, weight, upscale_factor, input_grad, weight_grad, channels, fmt, acc):
     r = upscale_factor
-    channels = check_backward(grad_output, x, weight, r)
-    fmt = memory_format(x)
     channels_last = fmt == torch.channels_last
     grad_input = (torch.empty(x.shape, dtype=x.dtype, device=x.device, memory_format=fmt) if input_grad
                   else x.new_empty((0,)))
-    compute = torch.float64 if x.dtype == torch.float64 else torch.float32
+    compute = acc
     batch, C, H, W = _geometry(x.shape, channels, r)
     if x.numel() == 0 or not (input_grad or weight_grad):
         per_channel = torch.zeros(C, dtype=compute, device=x.device)
@@ -176,7 +158,7 @@ def pixel_shuffle_prelu_backward(grad_output, x, weight, upscale_factor, input_g
         _, block_s = _tiles(C, H * r * W * r, channels_last)
         tiles = triton.cdiv(H * r * W * r, block_s)
         partials = torch.empty((batch, tiles, C) if weight_grad else (1,), dtype=compute, device=x.device)
-        _launch(_to_small_kernel, x.shape, channels, r, channels_last, x.dtype,
+        _launch(_to_small_kernel, x.shape, channels, r, channels_last, acc,
                 big, small, weight.contiguous(), grad_input if input_grad else small, partials,
                 weight_stride=int(weight.numel() > 1), HAS_PRELU=True, WANT_DX=input_grad, WANT_DW=weight_grad)
         per_channel = partials.sum((0, 1)) if weight_grad else None
@@ -188,28 +170,23 @@ def pixel_shuffle_prelu_backward(grad_output, x, weight, upscale_factor, input_g
 
 def aot_specs():
     """(name, kernel, signature, constexprs) for every specialization the launchers use, for the
-    ahead-of-time sm_90 compile test (tests/test_triton_aot.py)."""
+    ahead-of-time compile (fastgen.triton_kernels.aot)."""
     specs = []
     for dtype, ptr, acc, compute in AOT_DTYPES:
+        big_sig = aot_signature(_to_big_kernel, ptr, acc)
+        small_sig = aot_signature(_to_small_kernel, ptr, acc, {"partial_ptr": "*acc"})
         for channels_last in (False, True):
             block_c, block_s = (64, 32) if channels_last else (2, 1024)
             layout = "nhwc" if channels_last else "nchw"
             for has_prelu in (False, True):
-                sig = {"small_ptr": ptr, "weight_ptr": ptr, "big_ptr": ptr, "C": "i32", "H": "i32", "W": "i32",
-                       "r": "i32", "weight_stride": "i32", "HAS_PRELU": "constexpr", "CHANNELS_LAST": "constexpr",
-                       "BLOCK_C": "constexpr", "BLOCK_S": "constexpr", "COMPUTE": "constexpr"}
                 consts = {"HAS_PRELU": has_prelu, "CHANNELS_LAST": channels_last, "BLOCK_C": block_c,
                           "BLOCK_S": block_s, "COMPUTE": compute}
-                specs.append((f"pixel_shuffle_to_big[{dtype},{layout},prelu={has_prelu}]", _to_big_kernel, sig, consts))
+                specs.append((f"pixel_shuffle_to_big[{dtype},{layout},prelu={has_prelu}]", _to_big_kernel, big_sig,
+                              consts))
             for has_prelu, want_dx, want_dw in ((False, True, False), (True, True, True), (True, False, True),
                                                 (True, True, False)):
-                sig = {"big_ptr": ptr, "x_ptr": ptr, "weight_ptr": ptr, "small_ptr": ptr, "partial_ptr": acc,
-                       "C": "i32", "H": "i32", "W": "i32", "r": "i32", "weight_stride": "i32",
-                       "HAS_PRELU": "constexpr", "WANT_DX": "constexpr", "WANT_DW": "constexpr",
-                       "CHANNELS_LAST": "constexpr", "BLOCK_C": "constexpr", "BLOCK_S": "constexpr",
-                       "COMPUTE": "constexpr"}
                 consts = {"HAS_PRELU": has_prelu, "WANT_DX": want_dx, "WANT_DW": want_dw,
                           "CHANNELS_LAST": channels_last, "BLOCK_C": block_c, "BLOCK_S": block_s, "COMPUTE": compute}
                 specs.append((f"pixel_shuffle_to_small[{dtype},{layout},prelu={has_prelu},dx={want_dx},dw={want_dw}]",
-                              _to_small_kernel, sig, consts))
+                              _to_small_kernel, small_sig, consts))
     return specs

@@ -10,8 +10,7 @@ import torch
 import triton
 import triton.language as tl
 
-from fastgen._layout import batch_major, in_layout_of
-from fastgen.triton_kernels._common import AOT_DTYPES, compute_dtype, launch
+from fastgen.triton_kernels._common import AOT_DTYPES, aot_signature, launch, tl_dtype
 
 # Noise blocks: 64 elements = 4 components x 16 Philox counters (csrc/common/philox.h).
 NOISE_BLOCK = 64
@@ -131,17 +130,16 @@ def _reduce(kl_rows: torch.Tensor, reduction: str, dtype: torch.dtype) -> torch.
     return kl_rows.to(dtype)
 
 
-def _forward(mu, logvar, eps, seed, reduction, want_z):
-    from fastgen.ops.reparam_kl import check_forward_args
+# The launchers take checked tensors: mu_ batch-major dense (fastgen/_layout.py: batch_major),
+# the others of its shape with its strides (or None); acc is the accumulation dtype.
 
-    check_forward_args("reparam_kl" if want_z else "kl_normal", mu, logvar, eps, seed, reduction, want_z)
-    mu_ = batch_major(mu)
-    logvar_ = in_layout_of(logvar, mu_)
-    eps_ = in_layout_of(eps, mu_) if eps is not None else None
+
+def _forward(mu_, logvar_, eps_, seed, reduction, want_z, acc):
+    mu = mu_
     rows = mu.shape[0]
     cols = mu.numel() // rows if rows else 0
     z = torch.empty_like(mu_) if want_z else None
-    compute = torch.float64 if mu.dtype == torch.float64 else torch.float32
+    compute = acc
     if rows == 0 or cols == 0:
         kl_rows = torch.zeros(rows, dtype=compute, device=mu.device)
     else:
@@ -153,31 +151,25 @@ def _forward(mu, logvar, eps, seed, reduction, want_z):
             mu_, logvar_, eps_ if has_eps else mu_, seed if seed is not None else mu_,
             z if want_z else mu_, partials,
             cols, _counters_per_row(cols), chunks,
-            HAS_EPS=has_eps, WANT_Z=want_z, CHUNK=chunk, BLOCK=block, COMPUTE=compute_dtype(mu.dtype),
+            HAS_EPS=has_eps, WANT_Z=want_z, CHUNK=chunk, BLOCK=block, COMPUTE=tl_dtype(acc),
         )
         kl_rows = partials.sum(1) * -0.5
     return z, _reduce(kl_rows, reduction, mu.dtype)
 
 
-def reparam_kl(mu, logvar, eps, seed, reduction):
-    return _forward(mu, logvar, eps, seed, reduction, want_z=True)
+def reparam_kl(mu_, logvar_, eps_, seed, reduction, acc):
+    return _forward(mu_, logvar_, eps_, seed, reduction, True, acc)
 
 
-def kl_normal(mu, logvar, reduction):
-    return _forward(mu, logvar, None, None, reduction, want_z=False)[1]
+def kl_normal(mu_, logvar_, reduction, acc):
+    return _forward(mu_, logvar_, None, None, reduction, False, acc)[1]
 
 
-def reparam_kl_backward(grad_z, grad_kl, mu, logvar, eps, seed, reduction, eps_grad):
-    from fastgen.ops.reparam_kl import check_backward_args
-
-    check_backward_args(grad_z, grad_kl, mu, logvar, eps, seed, reduction, eps_grad)
-    mu_ = batch_major(mu)
-    logvar_ = in_layout_of(logvar, mu_)
-    eps_ = in_layout_of(eps, mu_) if eps is not None else None
-    grad_z_ = in_layout_of(grad_z, mu_) if grad_z is not None else None
+def reparam_kl_backward(grad_z_, grad_kl, mu_, logvar_, eps_, seed, reduction, eps_grad, acc):
+    mu = mu_
     rows = mu.shape[0]
     cols = mu.numel() // rows if rows else 0
-    compute = torch.float64 if mu.dtype == torch.float64 else torch.float32
+    compute = acc
     # d(loss)/d(kl[row]) for every row.
     if grad_kl is None:
         grad_kl_rows = torch.zeros(rows, dtype=compute, device=mu.device)
@@ -200,33 +192,22 @@ def reparam_kl_backward(grad_z, grad_kl, mu, logvar, eps, seed, reduction, eps_g
             grad_mu, grad_logvar, grad_eps if eps_grad else mu_,
             cols, _counters_per_row(cols),
             HAS_GRAD_Z=has_grad_z, HAS_EPS=has_eps, EPS_GRAD=eps_grad,
-            CHUNK=chunk, BLOCK=block, COMPUTE=compute_dtype(mu.dtype),
+            CHUNK=chunk, BLOCK=block, COMPUTE=tl_dtype(acc),
         )
     return grad_mu, grad_logvar, grad_eps
 
 
 def aot_specs():
     """(name, kernel, signature, constexprs) for every specialization the launchers use, for the
-    ahead-of-time sm_90 compile test (tests/test_triton_aot.py)."""
+    ahead-of-time compile (fastgen.triton_kernels.aot)."""
     specs = []
     for dtype, ptr, acc, compute in AOT_DTYPES:
+        fwd_sig = aot_signature(_reparam_kl_fwd_kernel, ptr, acc, {"seed_ptr": "*i64", "kl_part_ptr": "*acc"})
+        bwd_sig = aot_signature(_reparam_kl_bwd_kernel, ptr, acc, {"seed_ptr": "*i64", "grad_kl_row_ptr": "*acc"})
         for has_eps in (True, False):
-            sig = {
-                "mu_ptr": ptr, "logvar_ptr": ptr, "eps_ptr": ptr, "seed_ptr": "*i64", "z_ptr": ptr,
-                "kl_part_ptr": acc, "cols": "i32", "counters_per_row": "i32", "chunks_per_row": "i32",
-                "HAS_EPS": "constexpr", "WANT_Z": "constexpr", "CHUNK": "constexpr", "BLOCK": "constexpr",
-                "COMPUTE": "constexpr",
-            }
             consts = {"HAS_EPS": has_eps, "WANT_Z": True, "CHUNK": 4096, "BLOCK": 512, "COMPUTE": compute}
-            specs.append((f"reparam_kl_fwd[{dtype},eps={has_eps}]", _reparam_kl_fwd_kernel, sig, consts))
-            sig = {
-                "grad_z_ptr": ptr, "grad_kl_row_ptr": acc, "mu_ptr": ptr, "logvar_ptr": ptr, "eps_ptr": ptr,
-                "seed_ptr": "*i64", "grad_mu_ptr": ptr, "grad_logvar_ptr": ptr, "grad_eps_ptr": ptr,
-                "cols": "i32", "counters_per_row": "i32",
-                "HAS_GRAD_Z": "constexpr", "HAS_EPS": "constexpr", "EPS_GRAD": "constexpr",
-                "CHUNK": "constexpr", "BLOCK": "constexpr", "COMPUTE": "constexpr",
-            }
+            specs.append((f"reparam_kl_fwd[{dtype},eps={has_eps}]", _reparam_kl_fwd_kernel, fwd_sig, consts))
             consts = {"HAS_GRAD_Z": True, "HAS_EPS": has_eps, "EPS_GRAD": has_eps, "CHUNK": 4096,
                       "BLOCK": 512, "COMPUTE": compute}
-            specs.append((f"reparam_kl_bwd[{dtype},eps={has_eps}]", _reparam_kl_bwd_kernel, sig, consts))
+            specs.append((f"reparam_kl_bwd[{dtype},eps={has_eps}]", _reparam_kl_bwd_kernel, bwd_sig, consts))
     return specs

@@ -10,8 +10,7 @@ import torch
 import triton
 import triton.language as tl
 
-from fastgen.ops.triplet import _check_grad, check_batch_hard, check_contrastive, check_triplet
-from fastgen.triton_kernels._common import AOT_DTYPES, compute_dtype, launch
+from fastgen.triton_kernels._common import AOT_DTYPES, aot_signature, launch, tl_dtype
 
 ROWS, BLOCK = 16, 64  # per-row kernels: rows per program, elements per step
 BLOCK_I, BLOCK_J, BLOCK_K = 16, 16, 32  # batch-hard tiles: anchors, candidates, elements
@@ -265,12 +264,7 @@ def _batch_hard_bwd_kernel(g_ptr, e_ptr, pos_ptr, neg_ptr, acc_ptr, B, E, margin
 
 
 # ---------------------------------------------------------------------------------------
-# launchers
-
-
-def _compute(dtype):
-    return torch.float64 if dtype == torch.float64 else torch.float32
-
+# launchers: checked arguments (fastgen/ops/triplet.py); acc is the accumulation dtype
 
 
 def _reduce(per_row: torch.Tensor, reduction: str, dtype: torch.dtype, count=None) -> torch.Tensor:
@@ -289,68 +283,57 @@ def _row_grads(grad, reduction, rows, compute, count=None):
     return (grad.to(compute) * scale).expand(rows).contiguous()
 
 
-def triplet_margin_loss(anchor, positive, negative, margin, p, eps, swap, reduction):
-    check_triplet("triplet_margin_loss", anchor, positive, negative, p, reduction)
+def triplet_margin_loss(anchor, positive, negative, margin, p, eps, swap, reduction, acc):
     a, pos, neg = anchor.contiguous(), positive.contiguous(), negative.contiguous()
     rows, dim = a.shape
-    loss = torch.empty(rows, dtype=_compute(a.dtype), device=a.device)
+    loss = torch.empty(rows, dtype=acc, device=a.device)
     if rows:
         launch(_triplet_fwd_kernel)[(triton.cdiv(rows, ROWS),)](
             a, pos, neg, loss, rows, dim, float(margin), float(eps), float(p), SWAP=bool(swap), NORM=_norm_kind(p),
-            BLOCK=BLOCK, ROWS=ROWS, COMPUTE=compute_dtype(a.dtype))
+            BLOCK=BLOCK, ROWS=ROWS, COMPUTE=tl_dtype(acc))
     return _reduce(loss, reduction, a.dtype)
 
 
-def triplet_margin_loss_backward(grad, anchor, positive, negative, margin, p, eps, swap, reduction):
-    op = "triplet_margin_loss_backward"
-    check_triplet(op, anchor, positive, negative, p, reduction)
-    _check_grad(op, grad, anchor.shape[0], reduction)
+def triplet_margin_loss_backward(grad, anchor, positive, negative, margin, p, eps, swap, reduction, acc):
     a, pos, neg = anchor.contiguous(), positive.contiguous(), negative.contiguous()
     rows, dim = a.shape
     grads = tuple(torch.empty_like(a) for _ in range(3))
     if rows:
         launch(_triplet_bwd_kernel)[(triton.cdiv(rows, ROWS),)](
-            _row_grads(grad, reduction, rows, _compute(a.dtype)), a, pos, neg, *grads, rows, dim, float(margin),
+            _row_grads(grad, reduction, rows, acc), a, pos, neg, *grads, rows, dim, float(margin),
             float(eps), float(p), SWAP=bool(swap), NORM=_norm_kind(p), BLOCK=BLOCK, ROWS=ROWS,
-            COMPUTE=compute_dtype(a.dtype), **BWD_LAUNCH)
+            COMPUTE=tl_dtype(acc), **BWD_LAUNCH)
     return grads
 
 
-def contrastive_loss(x1, x2, y, margin, eps, reduction):
-    check_contrastive("contrastive_loss", x1, x2, y, reduction)
+def contrastive_loss(x1, x2, y, margin, eps, reduction, acc):
     a, b = x1.contiguous(), x2.contiguous()
     rows, dim = a.shape
-    loss = torch.empty(rows, dtype=_compute(a.dtype), device=a.device)
+    loss = torch.empty(rows, dtype=acc, device=a.device)
     if rows:
         launch(_contrastive_fwd_kernel)[(triton.cdiv(rows, ROWS),)](
-            a, b, y.to(_compute(a.dtype)).contiguous(), loss, rows, dim, float(margin), float(eps), BLOCK=BLOCK,
-            ROWS=ROWS, COMPUTE=compute_dtype(a.dtype))
+            a, b, y.to(acc).contiguous(), loss, rows, dim, float(margin), float(eps), BLOCK=BLOCK,
+            ROWS=ROWS, COMPUTE=tl_dtype(acc))
     return _reduce(loss, reduction, a.dtype)
 
 
-def contrastive_loss_backward(grad, x1, x2, y, margin, eps, reduction, y_grad):
-    op = "contrastive_loss_backward"
-    check_contrastive(op, x1, x2, y, reduction)
-    _check_grad(op, grad, x1.shape[0], reduction)
-    if y_grad and not y.dtype.is_floating_point:
-        raise RuntimeError(f"fastgen.{op}: y_grad=True needs a floating-point y, got {y.dtype}")
+def contrastive_loss_backward(grad, x1, x2, y, margin, eps, reduction, y_grad, acc):
     a, b = x1.contiguous(), x2.contiguous()
     rows, dim = a.shape
-    compute = _compute(a.dtype)
+    compute = acc
     g1, g2 = torch.empty_like(a), torch.empty_like(a)
     gy = torch.empty(rows, dtype=compute, device=a.device)
     if rows:
         launch(_contrastive_bwd_kernel)[(triton.cdiv(rows, ROWS),)](
             _row_grads(grad, reduction, rows, compute), a, b, y.to(compute).contiguous(), g1, g2, gy, rows, dim,
-            float(margin), float(eps), BLOCK=BLOCK, ROWS=ROWS, COMPUTE=compute_dtype(a.dtype))
+            float(margin), float(eps), BLOCK=BLOCK, ROWS=ROWS, COMPUTE=tl_dtype(acc))
     return g1, g2, (gy.to(y.dtype) if y_grad else a.new_empty((0,)))
 
 
-def batch_hard_triplet_loss(embeddings, labels, margin, squared, reduction):
-    check_batch_hard("batch_hard_triplet_loss", embeddings, labels, reduction)
+def batch_hard_triplet_loss(embeddings, labels, margin, squared, reduction, acc):
     e = embeddings.contiguous()
     rows, dim = e.shape
-    compute = _compute(e.dtype)
+    compute = acc
     pos = torch.full((rows,), -1, dtype=torch.int64, device=e.device)
     neg = torch.full_like(pos, -1)
     d2p = torch.zeros(rows, dtype=compute, device=e.device)
@@ -358,61 +341,57 @@ def batch_hard_triplet_loss(embeddings, labels, margin, squared, reduction):
     if rows:
         launch(_batch_hard_fwd_kernel)[(triton.cdiv(rows, BLOCK_I),)](
             e, labels.long().contiguous(), pos, neg, d2p, d2n, rows, dim, BLOCK_I=BLOCK_I, BLOCK_J=BLOCK_J,
-            BLOCK_K=BLOCK_K, COMPUTE=compute_dtype(e.dtype))
+            BLOCK_K=BLOCK_K, COMPUTE=tl_dtype(acc))
     valid = (pos >= 0) & (neg >= 0)
     dp, dn = (d2p, d2n) if squared else (d2p.clamp_min(0).sqrt(), d2n.clamp_min(0).sqrt())
     per_row = torch.where(valid, torch.relu(dp - dn + margin), 0.0)
     return _reduce(per_row, reduction, e.dtype, valid.sum().clamp_min(1)), pos, neg
 
 
-def batch_hard_triplet_loss_backward(grad, embeddings, positive, negative, margin, squared, reduction):
-    op = "batch_hard_triplet_loss_backward"
+def batch_hard_triplet_loss_backward(grad, embeddings, positive, negative, margin, squared, reduction, acc):
     e = embeddings.contiguous()
     rows, dim = e.shape
-    _check_grad(op, grad, rows, reduction)
-    compute = _compute(e.dtype)
-    acc = torch.zeros((rows, dim), dtype=compute, device=e.device)
+    compute = acc
+    total = torch.zeros((rows, dim), dtype=compute, device=e.device)
     if rows:
         count = ((positive >= 0) & (negative >= 0)).sum().clamp_min(1)
         g = _row_grads(grad, reduction, rows, compute, count)
         launch(_batch_hard_bwd_kernel)[(triton.cdiv(rows, ROWS),)](
-            g, e, positive.contiguous(), negative.contiguous(), acc, rows, dim, float(margin), SQUARED=bool(squared),
-            ROWS=ROWS, BLOCK=BLOCK, COMPUTE=compute_dtype(e.dtype), **BWD_LAUNCH)
-    return acc.to(e.dtype)
+            g, e, positive.contiguous(), negative.contiguous(), total, rows, dim, float(margin), SQUARED=bool(squared),
+            ROWS=ROWS, BLOCK=BLOCK, COMPUTE=tl_dtype(compute), **BWD_LAUNCH)
+    return total.to(e.dtype)
 
 
 def aot_specs():
     """(name, kernel, signature, constexprs) for every specialization the launchers use, for the
-    ahead-of-time sm_90 compile test (tests/test_triton_aot.py)."""
+    ahead-of-time compile (fastgen.triton_kernels.aot)."""
     specs = []
+    scalars = {"margin": "fp32", "eps": "fp32", "p": "fp32"}
     for name, ptr, acc, compute in AOT_DTYPES:
         rows = {"BLOCK": BLOCK, "ROWS": ROWS, "COMPUTE": compute}
-        scalars = {"B": "i32", "D": "i32", "margin": "fp32", "eps": "fp32", "p": "fp32"}
+        fwd_sig = aot_signature(_triplet_fwd_kernel, ptr, acc, {"loss_ptr": "*acc", **scalars})
+        bwd_sig = aot_signature(_triplet_bwd_kernel, ptr, acc, {"g_ptr": "*acc", **scalars})
         # every norm in float32; the other dtypes share the code paths, so p = 2 stands for them
         for norm in ((L2, L1, LINF, GENERAL) if name == "fp32" else (L2,)):
             for swap in (False, True):
                 consts = dict(rows, SWAP=swap, NORM=norm)
-                sig = {"a_ptr": ptr, "p_ptr": ptr, "n_ptr": ptr, "loss_ptr": acc, **scalars,
-                       **{k: "constexpr" for k in consts}}
-                specs.append((f"triplet_fwd[{name},norm={norm},swap={swap}]", _triplet_fwd_kernel, sig, consts))
-                sig = {"g_ptr": acc, "a_ptr": ptr, "p_ptr": ptr, "n_ptr": ptr, "ga_ptr": ptr, "gp_ptr": ptr,
-                       "gn_ptr": ptr, **scalars, **{k: "constexpr" for k in consts}}
-                specs.append((f"triplet_bwd[{name},norm={norm},swap={swap}]", _triplet_bwd_kernel, sig, consts,
+                specs.append((f"triplet_fwd[{name},norm={norm},swap={swap}]", _triplet_fwd_kernel, fwd_sig, consts))
+                specs.append((f"triplet_bwd[{name},norm={norm},swap={swap}]", _triplet_bwd_kernel, bwd_sig, consts,
                               BWD_LAUNCH))
-        pair = {"B": "i32", "D": "i32", "margin": "fp32", "eps": "fp32"}
-        sig = {"x1_ptr": ptr, "x2_ptr": ptr, "y_ptr": acc, "loss_ptr": acc, **pair, **{k: "constexpr" for k in rows}}
+        pair = {"y_ptr": "*acc", "margin": "fp32", "eps": "fp32"}
+        sig = aot_signature(_contrastive_fwd_kernel, ptr, acc, {"loss_ptr": "*acc", **pair})
         specs.append((f"contrastive_fwd[{name}]", _contrastive_fwd_kernel, sig, dict(rows)))
-        sig = {"g_ptr": acc, "x1_ptr": ptr, "x2_ptr": ptr, "y_ptr": acc, "g1_ptr": ptr, "g2_ptr": ptr, "gy_ptr": acc,
-               **pair, **{k: "constexpr" for k in rows}}
+        sig = aot_signature(_contrastive_bwd_kernel, ptr, acc, {"g_ptr": "*acc", "gy_ptr": "*acc", **pair})
         specs.append((f"contrastive_bwd[{name}]", _contrastive_bwd_kernel, sig, dict(rows)))
         tiles = {"BLOCK_I": BLOCK_I, "BLOCK_J": BLOCK_J, "BLOCK_K": BLOCK_K, "COMPUTE": compute}
-        sig = {"e_ptr": ptr, "y_ptr": "*i64", "pos_ptr": "*i64", "neg_ptr": "*i64", "d2p_ptr": acc, "d2n_ptr": acc,
-               "B": "i32", "E": "i32", **{k: "constexpr" for k in tiles}}
+        indices = {"pos_ptr": "*i64", "neg_ptr": "*i64"}
+        sig = aot_signature(_batch_hard_fwd_kernel, ptr, acc, {"y_ptr": "*i64", **indices, "d2p_ptr": "*acc",
+                                                               "d2n_ptr": "*acc"})
         specs.append((f"batch_hard_fwd[{name}]", _batch_hard_fwd_kernel, sig, tiles))
+        sig = aot_signature(_batch_hard_bwd_kernel, ptr, acc, {"g_ptr": "*acc", **indices, "acc_ptr": "*acc",
+                                                               "margin": "fp32"})
         for squared in (False, True):
             consts = {"SQUARED": squared, "ROWS": ROWS, "BLOCK": BLOCK, "COMPUTE": compute}
-            sig = {"g_ptr": acc, "e_ptr": ptr, "pos_ptr": "*i64", "neg_ptr": "*i64", "acc_ptr": acc, "B": "i32",
-                   "E": "i32", "margin": "fp32", **{k: "constexpr" for k in consts}}
             specs.append((f"batch_hard_bwd[{name},squared={squared}]", _batch_hard_bwd_kernel, sig, consts,
                           BWD_LAUNCH))
     return specs

@@ -1,34 +1,35 @@
 """CUDA registration of the Triton launchers, written once for every op (imports no Triton).
 
-`@cuda_triton("fastgen::op")` on an op's CUDA function does what torch.library.triton_op does
-for an op defined in Python, for our ops whose schemas are defined in C++ (csrc/registration.cpp,
-which triton_op cannot take: it defines the op itself, from the function's Python signature):
+`register_cuda(family, {op: fn})` registers, for each op of a family, its CUDA function:
+fn(kernels, *args), where kernels is the module fastgen.triton_kernels.<family>, imported on the
+first CUDA call (importing fastgen never imports Triton). fn is the op's glue (fastgen/ops/
+<family>.py): the argument checks, the layout and the accumulation dtype, then the launcher
+with checked tensors and plain parameters. It does what torch.library.triton_op does for an op
+defined in Python, for our ops whose schemas are defined in C++ (csrc/registration.cpp, which
+triton_op cannot take: it defines the op itself, from the function's Python signature):
 
 - torch.library.register_kernel(op, "cuda", fn): eager calls run the launcher, which launches
   the Triton kernels directly (no per-call tracing machinery);
 - a FunctionalTensorMode rule (torch.library.register_torch_dispatch, the rule triton_op
-  registers): when torch.compile's AOTAutograd functionalizes a graph with CUDA inputs, the op
-  is replaced by its launcher traced with every kernel wrapped in torch.library.wrap_triton, so
-  Inductor sees the Triton kernels themselves (triton_kernel_wrapper_functional nodes) instead
-  of an opaque call. torch.export keeps the op (as it keeps triton_op ops unless asked to
-  decompose them), so exported programs carry fastgen::op.
+  registers), for every op not in `untraced`: when torch.compile's AOTAutograd functionalizes a
+  graph with CUDA inputs, the op is replaced by its CUDA function traced with every kernel
+  wrapped in torch.library.wrap_triton, so Inductor sees the Triton kernels themselves
+  (triton_kernel_wrapper_functional nodes) instead of an opaque call. torch.export keeps the op
+  (as it keeps triton_op ops unless asked to decompose them), so exported programs carry
+  fastgen::op.
 
 Launchers call `launch(kernel)[grid](...)` (triton_kernels/_common.py): the kernel itself in
-eager, wrap_triton(kernel) while this rule traces.
+eager, wrap_triton(kernel) inside the rule (which sets _common's thread-local flag).
 """
 from __future__ import annotations
 
-import threading
+import importlib
+import types
+from typing import Callable
 
 import torch
 
-_state = threading.local()
-
-
-def tracing() -> bool:
-    """True while a launcher runs under the FunctionalTensorMode rule (its kernels must be
-    wrapped for the tracer)."""
-    return getattr(_state, "depth", 0) > 0
+_CUDA: dict[str, dict[str, Callable]] = {}  # family -> op -> its registered CUDA function
 
 
 def _on_cuda(args, kwargs) -> bool:
@@ -47,26 +48,39 @@ def _decomposition(fn):
         plain = all(issubclass(t, (FakeTensor, FunctionalTensor)) or t is torch.Tensor for t in types)
         if custom_triton_ops_decomposition_disabled() or not plain or not _on_cuda(args, kwargs):
             return mode.__torch_dispatch__(op, types, args, kwargs)
-        _state.depth = getattr(_state, "depth", 0) + 1
-        try:
-            with mode:
-                return fn(*args, **kwargs)
-        finally:
-            _state.depth -= 1
+        # CUDA tensors only: Triton is there (the kernels' flag lives with them).
+        from fastgen.triton_kernels._common import traced_launch
+
+        with traced_launch(), mode:
+            return fn(*args, **kwargs)
 
     return rule
 
 
-def cuda_triton(qualname: str, *, traceable: bool = True):
-    """Registers fn as the CUDA kernel of qualname and, if its launcher can be traced (no
-    data-dependent host code), as the op's decomposition into Triton kernels for torch.compile."""
+def _bind(family: str, fn: Callable) -> Callable:
+    def cuda(*args, **kwargs):
+        return fn(importlib.import_module(f"fastgen.triton_kernels.{family}"), *args, **kwargs)
 
-    def register(fn):
-        torch.library.register_kernel(qualname, "cuda", fn)
-        if traceable:
-            from torch._subclasses.functional_tensor import FunctionalTensorMode
+    cuda.__name__ = cuda.__qualname__ = fn.__name__
+    cuda.__doc__ = fn.__doc__
+    return cuda
 
-            torch.library.register_torch_dispatch(qualname, FunctionalTensorMode, _decomposition(fn))
-        return fn
 
-    return register
+def register_cuda(family: str, functions: dict[str, Callable], *, untraced=()) -> None:
+    """Registers functions[op](kernels, *args) as the CUDA kernel of fastgen::op for each op and,
+    unless the op is in `untraced` (its launcher does data-dependent host work, or the tracer
+    cannot follow it yet), as the op's decomposition into Triton kernels for torch.compile."""
+    from torch._subclasses.functional_tensor import FunctionalTensorMode
+
+    for op, fn in functions.items():
+        cuda = _bind(family, fn)
+        torch.library.register_kernel(f"fastgen::{op}", "cuda", cuda)
+        if op not in untraced:
+            torch.library.register_torch_dispatch(f"fastgen::{op}", FunctionalTensorMode, _decomposition(cuda))
+        _CUDA.setdefault(family, {})[op] = cuda
+
+
+def cuda_functions(family: str) -> types.SimpleNamespace:
+    """The registered CUDA functions of a family by op name (checks + Triton launchers: what the
+    CUDA key runs; the tests call them on CPU tensors under TRITON_INTERPRET=1)."""
+    return types.SimpleNamespace(**_CUDA[family])

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import torch
 
-from fastgen._checks import check_same_device
+from fastgen._checks import acc_dtype, check_same_device
+from fastgen.ops._triton import register_cuda
 
 _ops = torch.ops.fastgen
 MASKS = ("channel", "checkerboard")
@@ -65,10 +66,6 @@ def layout(x: torch.Tensor, mask: str):
     """(row order of x, strides of x-shaped outputs, strides of s-shaped outputs)."""
     order = row_order(x)
     return order, row_strides(x.shape, order), row_strides(s_shape(x, mask), order)
-
-
-def logdet_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 # ---------------------------------------------------------------------------------------
@@ -125,7 +122,7 @@ def _affine_coupling_fake(x, s, t, scale, mask, mask_parity, inverse):
     check_same_device("affine_coupling", "x", x, s=s, t=t, scale=scale)
     _, x_strides, _ = layout(x, mask)
     y = x.new_empty_strided(x.shape, x_strides)
-    return y, x.new_empty((x.shape[0],), dtype=logdet_dtype(x.dtype))
+    return y, x.new_empty((x.shape[0],), dtype=acc_dtype(x.dtype))
 
 
 @torch.library.register_fake("fastgen::affine_coupling_backward")
@@ -143,22 +140,26 @@ def _affine_coupling_backward_fake(grad_output, grad_logdet, x, s, scale, mask, 
 
 
 # ---------------------------------------------------------------------------------------
-# CUDA: Triton kernels, imported on first use
+# CUDA: the checks and layouts above, then the Triton launchers (fastgen.triton_kernels.coupling)
 
 
-from fastgen.ops._triton import cuda_triton  # noqa: E402  (imports no Triton)
+def _affine_coupling_cuda(kernels, x, s, t, scale, mask, mask_parity, inverse):
+    check_args("affine_coupling", x, s, t, scale, mask, mask_parity)
+    order, x_strides, s_strides = layout(x, mask)
+    return kernels.affine_coupling(with_rows(x, x_strides), with_rows(s, s_strides), with_rows(t, s_strides), scale,
+                                   mask, mask_parity, inverse, order, x_strides, s_strides, acc_dtype(x.dtype))
 
 
-@cuda_triton("fastgen::affine_coupling", traceable=False)
-def _affine_coupling_cuda(x, s, t, scale, mask, mask_parity, inverse):
-    from fastgen.triton_kernels import coupling as kernels
+def _affine_coupling_backward_cuda(kernels, grad_output, grad_logdet, x, s, scale, mask, mask_parity, inverse,
+                                   output_mask):
+    check_backward_args(grad_output, grad_logdet, x, s, scale, mask, mask_parity)
+    order, x_strides, s_strides = layout(x, mask)
+    g_ = with_rows(grad_output, x_strides) if grad_output is not None else None
+    return kernels.affine_coupling_backward(g_, grad_logdet, with_rows(x, x_strides), with_rows(s, s_strides), scale,
+                                            mask, mask_parity, inverse, output_mask, order, x_strides, s_strides,
+                                            acc_dtype(x.dtype))
 
-    return kernels.affine_coupling(x, s, t, scale, mask, mask_parity, inverse)
 
-
-@cuda_triton("fastgen::affine_coupling_backward", traceable=False)
-def _affine_coupling_backward_cuda(grad_output, grad_logdet, x, s, scale, mask, mask_parity, inverse, output_mask):
-    from fastgen.triton_kernels import coupling as kernels
-
-    return kernels.affine_coupling_backward(grad_output, grad_logdet, x, s, scale, mask, mask_parity, inverse,
-                                            output_mask)
+register_cuda("coupling", {"affine_coupling": _affine_coupling_cuda,
+                           "affine_coupling_backward": _affine_coupling_backward_cuda},
+              untraced={"affine_coupling", "affine_coupling_backward"})

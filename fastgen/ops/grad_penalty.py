@@ -12,26 +12,16 @@ import math
 
 import torch
 
-from fastgen._checks import check_same_device
-from fastgen._layout import batch_major
+from fastgen._checks import acc_dtype, check_op_like, check_same_device
+from fastgen._layout import batch_major, in_layout_of
+from fastgen.ops._triton import register_cuda
 
 _ops = torch.ops.fastgen
-
-
-def acc_dtype(dtype: torch.dtype) -> torch.dtype:
-    """The accumulation dtype of the kernels (and of the norms output)."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 def _check_batched_floating(op: str, name: str, t) -> None:
     torch._check(t.dim() >= 1, lambda: f"fastgen.{op}: {name} must have a batch dimension (at least 1-D), got a 0-d tensor")
     torch._check(t.dtype.is_floating_point, lambda: f"fastgen.{op}: {name} must be a floating-point tensor, got {t.dtype}")
-
-
-def _check_like(op: str, name: str, t, ref_name: str, ref) -> None:
-    torch._check(t.shape == ref.shape, lambda: f"fastgen.{op}: {name} must have the shape of {ref_name} {tuple(ref.shape)}, got {tuple(t.shape)}")
-    torch._check(t.dtype == ref.dtype, lambda: f"fastgen.{op}: {name} must have the dtype of {ref_name} ({ref.dtype}), got {t.dtype}")
-    torch._check(t.device == ref.device, lambda: f"fastgen.{op}: {name} must be on the device of {ref_name} ({ref.device}), got {t.device}")
 
 
 def _check_per_sample(op: str, name: str, v, x, dtype, x_name: str) -> None:
@@ -44,7 +34,7 @@ def check_interpolate_args(real, fake, alpha) -> None:
     """The checks csrc/grad_penalty.cpp makes, for the fake impls and the Triton launchers."""
     op = "interpolate"
     _check_batched_floating(op, "real", real)
-    _check_like(op, "fake", fake, "real", real)
+    check_op_like(op, "fake", fake, "real", real)
     _check_per_sample(op, "alpha", alpha, real, real.dtype, "real")
 
 
@@ -55,9 +45,9 @@ def check_interpolate_backward_args(grad, real, fake, alpha, output_mask) -> Non
     torch._check(not output_mask[2] or (real is not None and fake is not None),
                  lambda: f"fastgen.{op}: the gradient of alpha needs real and fake")
     if real is not None:
-        _check_like(op, "real", real, "grad", grad)
+        check_op_like(op, "real", real, "grad", grad)
     if fake is not None:
-        _check_like(op, "fake", fake, "grad", grad)
+        check_op_like(op, "fake", fake, "grad", grad)
 
 
 def check_penalty_args(op: str, grads, target: float, weight: float) -> None:
@@ -114,35 +104,34 @@ def _grad_penalty_backward_fake(grad_penalty, grad_norms, grads, norms, target, 
 
 
 # ---------------------------------------------------------------------------------------
-# CUDA: Triton kernels, imported on first use
+# CUDA: the checks and layouts above, then the Triton launchers (fastgen.triton_kernels.grad_penalty)
 
 
-from fastgen.ops._triton import cuda_triton  # noqa: E402  (imports no Triton)
+def _interpolate_cuda(kernels, real, fake, alpha):
+    check_interpolate_args(real, fake, alpha)
+    real_ = batch_major(real)
+    return kernels.interpolate(real_, in_layout_of(fake, real_), alpha, acc_dtype(real.dtype))
 
 
-@cuda_triton("fastgen::interpolate")
-def _interpolate_cuda(real, fake, alpha):
-    from fastgen.triton_kernels import grad_penalty as kernels
-
-    return kernels.interpolate(real, fake, alpha)
-
-
-@cuda_triton("fastgen::interpolate_backward")
-def _interpolate_backward_cuda(grad, real, fake, alpha, output_mask):
-    from fastgen.triton_kernels import grad_penalty as kernels
-
-    return kernels.interpolate_backward(grad, real, fake, alpha, output_mask)
+def _interpolate_backward_cuda(kernels, grad, real, fake, alpha, output_mask):
+    check_interpolate_backward_args(grad, real, fake, alpha, output_mask)
+    grad_ = batch_major(grad)
+    # real and fake (in grad's layout) are read only for the gradient of alpha.
+    real_, fake_ = (in_layout_of(real, grad_), in_layout_of(fake, grad_)) if output_mask[2] else (grad_, grad_)
+    return kernels.interpolate_backward(grad_, real_, fake_, alpha, output_mask, acc_dtype(grad.dtype))
 
 
-@cuda_triton("fastgen::grad_penalty")
-def _grad_penalty_cuda(grads, target, weight, one_sided, with_grad):
-    from fastgen.triton_kernels import grad_penalty as kernels
-
-    return kernels.grad_penalty(grads, target, weight, one_sided, with_grad)
+def _grad_penalty_cuda(kernels, grads, target, weight, one_sided, with_grad=False):
+    check_penalty_args("grad_penalty", grads, target, weight)
+    return kernels.grad_penalty(batch_major(grads), target, weight, one_sided, with_grad, acc_dtype(grads.dtype))
 
 
-@cuda_triton("fastgen::grad_penalty_backward")
-def _grad_penalty_backward_cuda(grad_penalty, grad_norms, grads, norms, target, weight, one_sided):
-    from fastgen.triton_kernels import grad_penalty as kernels
+def _grad_penalty_backward_cuda(kernels, grad_penalty, grad_norms, grads, norms, target, weight, one_sided):
+    check_penalty_backward_args(grad_penalty, grad_norms, grads, norms, target, weight)
+    return kernels.grad_penalty_backward(grad_penalty, grad_norms, batch_major(grads), norms, target, weight,
+                                         one_sided, acc_dtype(grads.dtype))
 
-    return kernels.grad_penalty_backward(grad_penalty, grad_norms, grads, norms, target, weight, one_sided)
+
+register_cuda("grad_penalty", {"interpolate": _interpolate_cuda, "interpolate_backward": _interpolate_backward_cuda,
+                               "grad_penalty": _grad_penalty_cuda,
+                               "grad_penalty_backward": _grad_penalty_backward_cuda})

@@ -8,16 +8,11 @@ from __future__ import annotations
 
 import torch
 
-from fastgen._checks import check_same_device
-from fastgen._layout import channel_major_or_innermost
+from fastgen._checks import ACTIVATIONS, acc_dtype, check_op_like, check_same_device
+from fastgen._layout import channel_major_or_innermost, in_layout_of, is_channels_innermost
+from fastgen.ops._triton import register_cuda
 
 _ops = torch.ops.fastgen
-ACTIVATIONS = ("none", "relu", "leaky_relu")
-
-
-def opmath_dtype(dtype: torch.dtype) -> torch.dtype:
-    """The dtype statistics are computed and returned in: float64 for float64, else float32."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 def _spatial(x) -> int:
@@ -45,15 +40,9 @@ def _check_channel_param(op: str, name: str, t, x) -> None:
     torch._check(t.device == x.device, lambda: f"fastgen.{op}: {name} must be on the device of input ({x.device}), got {t.device}")
 
 
-def _check_like_input(op: str, name: str, t, x) -> None:
-    torch._check(t.shape == x.shape, lambda: f"fastgen.{op}: {name} must have the shape of input {tuple(x.shape)}, got {tuple(t.shape)}")
-    torch._check(t.dtype == x.dtype, lambda: f"fastgen.{op}: {name} must have the dtype of input ({x.dtype}), got {t.dtype}")
-    torch._check(t.device == x.device, lambda: f"fastgen.{op}: {name} must be on the device of input ({x.device}), got {t.device}")
-
-
 def _check_stats(op: str, name: str, t, x) -> None:
     N, C = x.shape[0], x.shape[1]
-    want = opmath_dtype(x.dtype)
+    want = acc_dtype(x.dtype)
     torch._check(t.dim() == 2 and t.shape[0] == N and t.shape[1] == C, lambda: f"fastgen.{op}: {name} must have shape ({N}, {C}), got {tuple(t.shape)}")
     torch._check(t.dtype == want, lambda: f"fastgen.{op}: {name} must be {want} for {x.dtype} input, got {t.dtype}")
     torch._check(t.device == x.device, lambda: f"fastgen.{op}: {name} must be on the device of input ({x.device}), got {t.device}")
@@ -75,14 +64,14 @@ def check_forward_args(x, weight, bias, running_mean, running_var, residual, use
         _check_channel_param(op, "running_mean", running_mean, x)
         _check_channel_param(op, "running_var", running_var, x)
     if residual is not None:
-        _check_like_input(op, "residual", residual, x)
+        check_op_like(op, "residual", residual, "input", x)
 
 
 def check_backward_args(grad_out, x, weight, bias, mean, var, activation, output_mask) -> None:
     op = "instance_norm_backward"
     _check_input(op, x)
     _check_activation(op, activation)
-    _check_like_input(op, "grad_out", grad_out, x)
+    check_op_like(op, "grad_out", grad_out, "input", x)
     _check_stats(op, "mean", mean, x)
     _check_stats(op, "var", var, x)
     _check_channel_param(op, "weight", weight, x)
@@ -106,7 +95,7 @@ def _instance_norm_fake(x, weight, bias, running_mean, running_var, residual, us
     check_forward_args(x, weight, bias, running_mean, running_var, residual, use_input_stats, activation)
     check_same_device("instance_norm", "input", x, weight=weight, bias=bias, running_mean=running_mean,
                       running_var=running_var, residual=residual)
-    stats = x.new_empty((x.shape[0], x.shape[1]), dtype=opmath_dtype(x.dtype))
+    stats = x.new_empty((x.shape[0], x.shape[1]), dtype=acc_dtype(x.dtype))
     return torch.empty_like(channel_major_or_innermost(x)), stats, torch.empty_like(stats)
 
 
@@ -120,25 +109,40 @@ def _instance_norm_backward_fake(grad_out, x, weight, bias, mean, var, use_input
 
 
 # ---------------------------------------------------------------------------------------
-# CUDA: Triton kernels, imported on first use
+# CUDA: the checks and layouts above, then the Triton launchers (fastgen.triton_kernels.instance_norm)
 
 
-from fastgen.ops._triton import cuda_triton  # noqa: E402  (imports no Triton)
+def _interleaved(x_: torch.Tensor) -> bool:
+    """Whether x_ (contiguous or channels-innermost) has its channels innermost in memory."""
+    return is_channels_innermost(x_) and not x_.is_contiguous()
 
 
-@cuda_triton("fastgen::instance_norm")
-def _instance_norm_cuda(x, weight, bias, running_mean, running_var, residual, use_input_stats, eps, activation,
-                        negative_slope):
-    from fastgen.triton_kernels import instance_norm as kernels
-
-    return kernels.instance_norm(x, weight, bias, running_mean, running_var, residual, use_input_stats, eps,
-                                 activation, negative_slope)
+def _walked_like(t: torch.Tensor, x_: torch.Tensor) -> torch.Tensor:
+    """An operand of x_'s shape that the kernels can index with x_'s geometry (computed from the
+    sizes): itself when it has x_'s layout, whatever the strides of its size-1 dims; else a copy."""
+    same = is_channels_innermost(t) if _interleaved(x_) else t.is_contiguous()
+    return t if same else in_layout_of(t, x_)
 
 
-@cuda_triton("fastgen::instance_norm_backward", traceable=False)
-def _instance_norm_backward_cuda(grad_out, x, weight, bias, mean, var, use_input_stats, eps, activation,
+def _instance_norm_cuda(kernels, x, weight, bias, running_mean, running_var, residual, use_input_stats, eps,
+                        activation, negative_slope):
+    check_forward_args(x, weight, bias, running_mean, running_var, residual, use_input_stats, activation)
+    x_ = channel_major_or_innermost(x)
+    res_ = _walked_like(residual, x_) if residual is not None else None
+    return kernels.instance_norm(x_, weight, bias, running_mean, running_var, res_, use_input_stats, eps, activation,
+                                 negative_slope, _interleaved(x_), acc_dtype(x.dtype))
+
+
+def _instance_norm_backward_cuda(kernels, grad_out, x, weight, bias, mean, var, use_input_stats, eps, activation,
                                  negative_slope, output_mask):
-    from fastgen.triton_kernels import instance_norm as kernels
+    check_backward_args(grad_out, x, weight, bias, mean, var, activation, output_mask)
+    x_ = channel_major_or_innermost(x)
+    outputs = backward_outputs_like(x, weight, bias, output_mask)
+    return kernels.instance_norm_backward(_walked_like(grad_out, x_), x_, weight, bias, mean, var, use_input_stats,
+                                          eps, activation, negative_slope, output_mask, outputs, _interleaved(x_),
+                                          acc_dtype(x.dtype))
 
-    return kernels.instance_norm_backward(grad_out, x, weight, bias, mean, var, use_input_stats, eps, activation,
-                                          negative_slope, output_mask)
+
+register_cuda("instance_norm", {"instance_norm": _instance_norm_cuda,
+                                "instance_norm_backward": _instance_norm_backward_cuda},
+              untraced={"instance_norm_backward"})

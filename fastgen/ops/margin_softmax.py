@@ -9,20 +9,16 @@ cosines: it exists for correctness of higher-order gradients, not speed.
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
 import torch.nn.functional as F
 
-from fastgen._checks import check_same_device
+from fastgen._checks import INTEGER_DTYPES, acc_dtype, check_same_device
+from fastgen.ops._triton import register_cuda
 
 _ops = torch.ops.fastgen
-
-INTEGER_DTYPES = (torch.int8, torch.uint8, torch.int16, torch.int32, torch.int64)
-
-
-def opmath_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 # The per-row log-sum-exp is returned in float64 whatever the input dtype (csrc/margin_softmax.cpp
@@ -63,7 +59,7 @@ def _check_rows(op, name, t, batch) -> None:
 def _margin_softmax_fake(embeddings, weight, labels, class_start, num_classes, s, m1, m2, m3, easy_margin, ignore_index,
                          straight_through=False):
     check_args("margin_softmax", embeddings, weight, labels, class_start, num_classes, s)
-    rows = embeddings.new_empty((embeddings.shape[0],), dtype=opmath_dtype(embeddings.dtype))
+    rows = embeddings.new_empty((embeddings.shape[0],), dtype=acc_dtype(embeddings.dtype))
     return embeddings.new_empty((embeddings.shape[0],), dtype=LSE_DTYPE), rows, torch.empty_like(rows)
 
 
@@ -112,7 +108,7 @@ def torch_target_logit(cos_t, s, m1, m2, m3, easy_margin, eps, straight_through=
 def torch_margin_softmax(embeddings, weight, labels, class_start, num_classes, s, m1, m2, m3, easy_margin,
                          ignore_index, straight_through=False):
     """(lse, target_logit) of fastgen::margin_softmax, materializing the cosines."""
-    compute = opmath_dtype(embeddings.dtype)
+    compute = acc_dtype(embeddings.dtype)
     cos = F.normalize(embeddings.to(compute), dim=1) @ F.normalize(weight.to(compute), dim=1).T
     local = labels.long() - class_start
     ignored = labels == ignore_index
@@ -127,21 +123,47 @@ def torch_margin_softmax(embeddings, weight, labels, class_start, num_classes, s
 
 
 # ---------------------------------------------------------------------------------------
-# CUDA: Triton kernels, imported on first use
+# CUDA: the checks above, then the Triton launchers (fastgen.triton_kernels.margin_softmax),
+# which compute the B target logits with torch_target_logit (passed in, bound to the margins)
 
 
-from fastgen.ops._triton import cuda_triton  # noqa: E402  (imports no Triton)
+def check_labels(op, labels, num_classes, ignore_index) -> None:
+    """Every label a class index or ignore_index (csrc/margin_softmax.cpp makes this check too;
+    it reads the labels, so the CUDA functions are not traced: README, CUDA)."""
+    ok = (labels == ignore_index) | ((labels >= 0) & (labels < num_classes))
+    if not bool(ok.all()):
+        bad = labels[~ok][0].item()
+        raise RuntimeError(f"fastgen.{op}: labels must be class indices in [0, {num_classes}) or ignore_index "
+                           f"({ignore_index}), got {bad}")
 
 
-@cuda_triton("fastgen::margin_softmax", traceable=False)
-def _margin_softmax_cuda(*args):
-    from fastgen.triton_kernels import margin_softmax as kernels
+def _target_logit(embeddings, s, m1, m2, m3, easy_margin, straight_through):
+    """cos_t -> the target logit (torch_target_logit with this call's margins)."""
+    return functools.partial(torch_target_logit, s=s, m1=m1, m2=m2, m3=m3, easy_margin=easy_margin,
+                             eps=clamp_eps(embeddings.dtype), straight_through=straight_through)
 
-    return kernels.margin_softmax(*args)
+
+def _margin_softmax_cuda(kernels, embeddings, weight, labels, class_start, num_classes, s, m1, m2, m3, easy_margin,
+                         ignore_index, straight_through=False):
+    check_args("margin_softmax", embeddings, weight, labels, class_start, num_classes, s)
+    check_labels("margin_softmax", labels, num_classes, ignore_index)
+    return kernels.margin_softmax(embeddings, weight, labels, class_start, s, ignore_index,
+                                  _target_logit(embeddings, s, m1, m2, m3, easy_margin, straight_through),
+                                  acc_dtype(embeddings.dtype), LSE_DTYPE)
 
 
-@cuda_triton("fastgen::margin_softmax_backward", traceable=False)
-def _margin_softmax_backward_cuda(*args):
-    from fastgen.triton_kernels import margin_softmax as kernels
+def _margin_softmax_backward_cuda(kernels, grad_lse, grad_target, embeddings, weight, labels, lse, target_cos,
+                                  class_start, num_classes, s, m1, m2, m3, easy_margin, ignore_index, output_mask,
+                                  straight_through=False):
+    op = "margin_softmax_backward"
+    check_args(op, embeddings, weight, labels, class_start, num_classes, s)
+    check_labels(op, labels, num_classes, ignore_index)
+    return kernels.margin_softmax_backward(grad_lse, grad_target, embeddings, weight, labels, lse, target_cos,
+                                           class_start, s, ignore_index, output_mask,
+                                           _target_logit(embeddings, s, m1, m2, m3, easy_margin, straight_through),
+                                           acc_dtype(embeddings.dtype), LSE_DTYPE)
 
-    return kernels.margin_softmax_backward(*args)
+
+register_cuda("margin_softmax", {"margin_softmax": _margin_softmax_cuda,
+                                 "margin_softmax_backward": _margin_softmax_backward_cuda},
+              untraced={"margin_softmax", "margin_softmax_backward"})

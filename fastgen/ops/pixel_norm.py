@@ -12,7 +12,9 @@ import math
 
 import torch
 
-from fastgen._checks import check_same_device
+from fastgen._checks import acc_dtype, check_op_like, check_same_device
+from fastgen._layout import in_layout_of
+from fastgen.ops._triton import register_cuda
 
 _ops = torch.ops.fastgen
 
@@ -36,9 +38,7 @@ def check_args(op: str, x, eps: float, name: str = "x") -> None:
 def check_backward_args(grad, x, eps) -> None:
     op = "pixel_norm_backward"
     check_args(op, x, eps)
-    torch._check(grad.shape == x.shape, lambda: f"fastgen.{op}: grad must have the shape of x {tuple(x.shape)}, got {tuple(grad.shape)}")
-    torch._check(grad.dtype == x.dtype, lambda: f"fastgen.{op}: grad must have the dtype of x ({x.dtype}), got {grad.dtype}")
-    torch._check(grad.device == x.device, lambda: f"fastgen.{op}: grad must be on the device of x ({x.device}), got {grad.device}")
+    check_op_like(op, "grad", grad, "x", x)
 
 
 @torch.library.register_fake("fastgen::pixel_norm")
@@ -55,21 +55,18 @@ def _pixel_norm_backward_fake(grad, x, eps):
 
 
 # ---------------------------------------------------------------------------------------
-# CUDA: Triton kernels, imported on first use
+# CUDA: the checks and layout above, then the Triton launchers (fastgen.triton_kernels.pixel_norm)
 
 
-from fastgen.ops._triton import cuda_triton  # noqa: E402  (imports no Triton)
+def _pixel_norm_cuda(kernels, x, eps):
+    check_args("pixel_norm", x, eps)
+    return kernels.pixel_norm(pixel_layout(x), eps, acc_dtype(x.dtype))
 
 
-@cuda_triton("fastgen::pixel_norm")
-def _pixel_norm_cuda(x, eps):
-    from fastgen.triton_kernels import pixel_norm as kernels
+def _pixel_norm_backward_cuda(kernels, grad, x, eps):
+    check_backward_args(grad, x, eps)
+    x_ = pixel_layout(x)
+    return kernels.pixel_norm_backward(in_layout_of(grad, x_), x_, eps, acc_dtype(x.dtype))
 
-    return kernels.pixel_norm(x, eps)
 
-
-@cuda_triton("fastgen::pixel_norm_backward")
-def _pixel_norm_backward_cuda(grad, x, eps):
-    from fastgen.triton_kernels import pixel_norm as kernels
-
-    return kernels.pixel_norm_backward(grad, x, eps)
+register_cuda("pixel_norm", {"pixel_norm": _pixel_norm_cuda, "pixel_norm_backward": _pixel_norm_backward_cuda})

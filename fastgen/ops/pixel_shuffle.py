@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import torch
 
-from fastgen._checks import check_int_product, check_same_device
+from fastgen._checks import acc_dtype, check_int_product, check_same_device
+from fastgen.ops._triton import register_cuda
 from torch._prims_common import suggest_memory_format
 
 _ops = torch.ops.fastgen
@@ -115,35 +116,34 @@ def _pixel_shuffle_prelu_backward_fake(grad_output, self, weight, upscale_factor
 
 
 # ---------------------------------------------------------------------------------------
-# CUDA: Triton kernels, imported on first use
+# CUDA: the checks and layout above, then the Triton launchers (fastgen.triton_kernels.pixel_shuffle)
 
 
-from fastgen.ops._triton import cuda_triton  # noqa: E402  (imports no Triton)
+def _pixel_shuffle_cuda(kernels, x, upscale_factor):
+    channels = check_shuffle("pixel_shuffle", x, upscale_factor)
+    return kernels.shuffle(x, None, upscale_factor, channels, shuffled_shape(x, upscale_factor), memory_format(x),
+                           acc_dtype(x.dtype))
 
 
-@cuda_triton("fastgen::pixel_shuffle")
-def _pixel_shuffle_cuda(self, upscale_factor):
-    from fastgen.triton_kernels import pixel_shuffle as kernels
-
-    return kernels.pixel_shuffle(self, upscale_factor)
-
-
-@cuda_triton("fastgen::pixel_unshuffle")
-def _pixel_unshuffle_cuda(self, downscale_factor):
-    from fastgen.triton_kernels import pixel_shuffle as kernels
-
-    return kernels.pixel_unshuffle(self, downscale_factor)
+def _pixel_shuffle_prelu_cuda(kernels, x, weight, upscale_factor):
+    channels = check_shuffle("pixel_shuffle_prelu", x, upscale_factor)
+    check_weight("pixel_shuffle_prelu", weight, x, channels)
+    return kernels.shuffle(x, weight, upscale_factor, channels, shuffled_shape(x, upscale_factor), memory_format(x),
+                           acc_dtype(x.dtype))
 
 
-@cuda_triton("fastgen::pixel_shuffle_prelu")
-def _pixel_shuffle_prelu_cuda(self, weight, upscale_factor):
-    from fastgen.triton_kernels import pixel_shuffle as kernels
+def _pixel_unshuffle_cuda(kernels, x, downscale_factor):
+    check_unshuffle("pixel_unshuffle", x, downscale_factor)
+    return kernels.unshuffle(x, downscale_factor, unshuffled_shape(x, downscale_factor), memory_format(x),
+                             acc_dtype(x.dtype))
 
-    return kernels.pixel_shuffle_prelu(self, weight, upscale_factor)
+
+def _pixel_shuffle_prelu_backward_cuda(kernels, grad_output, x, weight, upscale_factor, input_grad, weight_grad):
+    channels = check_backward(grad_output, x, weight, upscale_factor)
+    return kernels.pixel_shuffle_prelu_backward(grad_output, x, weight, upscale_factor, input_grad, weight_grad,
+                                                channels, memory_format(x), acc_dtype(x.dtype))
 
 
-@cuda_triton("fastgen::pixel_shuffle_prelu_backward")
-def _pixel_shuffle_prelu_backward_cuda(grad_output, self, weight, upscale_factor, input_grad, weight_grad):
-    from fastgen.triton_kernels import pixel_shuffle as kernels
-
-    return kernels.pixel_shuffle_prelu_backward(grad_output, self, weight, upscale_factor, input_grad, weight_grad)
+register_cuda("pixel_shuffle", {"pixel_shuffle": _pixel_shuffle_cuda, "pixel_unshuffle": _pixel_unshuffle_cuda,
+                                "pixel_shuffle_prelu": _pixel_shuffle_prelu_cuda,
+                                "pixel_shuffle_prelu_backward": _pixel_shuffle_prelu_backward_cuda})

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import torch
 
-from fastgen._checks import check_same_device
-from fastgen._layout import batch_major
+from fastgen._checks import acc_dtype, check_op_like, check_op_reduction, check_same_device
+from fastgen._layout import batch_major, in_layout_of
+from fastgen.ops._triton import register_cuda
 
 _ops = torch.ops.fastgen
 
@@ -22,16 +23,6 @@ def _check_pair(op: str, mu, logvar) -> None:
     torch._check(logvar.device == mu.device, lambda: f"fastgen.{op}: logvar must be on the device of mu ({mu.device}), got {logvar.device}")
 
 
-def _check_like_mu(op: str, name: str, t, mu) -> None:
-    torch._check(t.shape == mu.shape, lambda: f"fastgen.{op}: {name} must have the shape of mu {tuple(mu.shape)}, got {tuple(t.shape)}")
-    torch._check(t.dtype == mu.dtype, lambda: f"fastgen.{op}: {name} must have the dtype of mu ({mu.dtype}), got {t.dtype}")
-    torch._check(t.device == mu.device, lambda: f"fastgen.{op}: {name} must be on the device of mu ({mu.device}), got {t.device}")
-
-
-def _check_reduction(op: str, reduction: str) -> None:
-    torch._check(reduction in ("none", "mean", "sum"), lambda: f"fastgen.{op}: reduction must be 'none', 'mean' or 'sum', got '{reduction}'")
-
-
 def _check_seed(op: str, seed) -> None:
     torch._check(seed.dtype == torch.int64 and seed.numel() == 1, lambda: f"fastgen.{op}: seed must be a one-element int64 tensor, got {seed.dtype} of shape {tuple(seed.shape)}")
 
@@ -39,9 +30,9 @@ def _check_seed(op: str, seed) -> None:
 def check_forward_args(op, mu, logvar, eps, seed, reduction, want_z=True) -> None:
     """The checks csrc/reparam_kl.cpp makes, for the fake impls and the Triton launchers."""
     _check_pair(op, mu, logvar)
-    _check_reduction(op, reduction)
+    check_op_reduction(op, reduction)
     if eps is not None:
-        _check_like_mu(op, "eps", eps, mu)
+        check_op_like(op, "eps", eps, "mu", mu)
     if want_z and eps is None:
         torch._check(seed is not None, lambda: f"fastgen.{op}: either eps or seed must be given")
         _check_seed(op, seed)
@@ -50,11 +41,11 @@ def check_forward_args(op, mu, logvar, eps, seed, reduction, want_z=True) -> Non
 def check_backward_args(grad_z, grad_kl, mu, logvar, eps, seed, reduction, eps_grad) -> None:
     op = "reparam_kl_backward"
     _check_pair(op, mu, logvar)
-    _check_reduction(op, reduction)
+    check_op_reduction(op, reduction)
     if grad_z is not None:
-        _check_like_mu(op, "grad_z", grad_z, mu)
+        check_op_like(op, "grad_z", grad_z, "mu", mu)
     if eps is not None:
-        _check_like_mu(op, "eps", eps, mu)
+        check_op_like(op, "eps", eps, "mu", mu)
     if grad_z is not None and eps is None:
         torch._check(seed is not None, lambda: f"fastgen.{op}: grad_z needs eps or the forward's seed to regenerate the noise")
         _check_seed(op, seed)
@@ -103,28 +94,32 @@ def regenerate_noise(mu: torch.Tensor, seed: torch.Tensor) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------------------
-# CUDA: Triton kernels, imported on first use
+# CUDA: the checks and layout above, then the Triton launchers (fastgen.triton_kernels.reparam_kl)
 
 
-from fastgen.ops._triton import cuda_triton  # noqa: E402  (imports no Triton)
+def _in_layout(t, mu_):
+    return in_layout_of(t, mu_) if t is not None else None
 
 
-@cuda_triton("fastgen::reparam_kl")
-def _reparam_kl_cuda(mu, logvar, eps, seed, reduction):
-    from fastgen.triton_kernels import reparam_kl as kernels
-
-    return kernels.reparam_kl(mu, logvar, eps, seed, reduction)
-
-
-@cuda_triton("fastgen::kl_normal")
-def _kl_normal_cuda(mu, logvar, reduction):
-    from fastgen.triton_kernels import reparam_kl as kernels
-
-    return kernels.kl_normal(mu, logvar, reduction)
+def _reparam_kl_cuda(kernels, mu, logvar, eps, seed, reduction):
+    check_forward_args("reparam_kl", mu, logvar, eps, seed, reduction)
+    mu_ = batch_major(mu)
+    return kernels.reparam_kl(mu_, in_layout_of(logvar, mu_), _in_layout(eps, mu_), seed, reduction,
+                              acc_dtype(mu.dtype))
 
 
-@cuda_triton("fastgen::reparam_kl_backward")
-def _reparam_kl_backward_cuda(grad_z, grad_kl, mu, logvar, eps, seed, reduction, eps_grad):
-    from fastgen.triton_kernels import reparam_kl as kernels
+def _kl_normal_cuda(kernels, mu, logvar, reduction):
+    check_forward_args("kl_normal", mu, logvar, None, None, reduction, want_z=False)
+    mu_ = batch_major(mu)
+    return kernels.kl_normal(mu_, in_layout_of(logvar, mu_), reduction, acc_dtype(mu.dtype))
 
-    return kernels.reparam_kl_backward(grad_z, grad_kl, mu, logvar, eps, seed, reduction, eps_grad)
+
+def _reparam_kl_backward_cuda(kernels, grad_z, grad_kl, mu, logvar, eps, seed, reduction, eps_grad):
+    check_backward_args(grad_z, grad_kl, mu, logvar, eps, seed, reduction, eps_grad)
+    mu_ = batch_major(mu)
+    return kernels.reparam_kl_backward(_in_layout(grad_z, mu_), grad_kl, mu_, in_layout_of(logvar, mu_),
+                                       _in_layout(eps, mu_), seed, reduction, eps_grad, acc_dtype(mu.dtype))
+
+
+register_cuda("reparam_kl", {"reparam_kl": _reparam_kl_cuda, "kl_normal": _kl_normal_cuda,
+                             "reparam_kl_backward": _reparam_kl_backward_cuda})

@@ -9,27 +9,15 @@ from __future__ import annotations
 
 import torch
 
-from fastgen._checks import check_same_device
+from fastgen._checks import INTEGER_DTYPES, acc_dtype, check_op_like, check_op_reduction, check_same_device
+from fastgen.ops._triton import register_cuda
 
 _ops = torch.ops.fastgen
-
-INTEGER_DTYPES = (torch.int8, torch.uint8, torch.int16, torch.int32, torch.int64)
-REDUCTIONS = ("none", "mean", "sum")
 
 
 def _check_embeddings(op, name, x) -> None:
     torch._check(x.dim() == 2, lambda: f"fastgen.{op}: {name} must be 2-D (batch, embedding_size), got {x.dim()}-D")
     torch._check(x.dtype.is_floating_point, lambda: f"fastgen.{op}: {name} must be a floating-point tensor, got {x.dtype}")
-
-
-def _check_like(op, name, t, ref_name, ref) -> None:
-    torch._check(t.shape == ref.shape, lambda: f"fastgen.{op}: {name} must have the shape of {ref_name} {tuple(ref.shape)}, got {tuple(t.shape)}")
-    torch._check(t.dtype == ref.dtype, lambda: f"fastgen.{op}: {name} must have the dtype of {ref_name} ({ref.dtype}), got {t.dtype}")
-    torch._check(t.device == ref.device, lambda: f"fastgen.{op}: {name} must be on the device of {ref_name} ({ref.device}), got {t.device}")
-
-
-def _check_reduction(op, reduction) -> None:
-    torch._check(reduction in REDUCTIONS, lambda: f"fastgen.{op}: reduction must be 'none', 'mean' or 'sum', got '{reduction}'")
 
 
 def _check_grad(op, grad, batch, reduction) -> None:
@@ -41,18 +29,18 @@ def _check_grad(op, grad, batch, reduction) -> None:
 
 def check_triplet(op, anchor, positive, negative, p, reduction) -> None:
     _check_embeddings(op, "anchor", anchor)
-    _check_like(op, "positive", positive, "anchor", anchor)
-    _check_like(op, "negative", negative, "anchor", anchor)
+    check_op_like(op, "positive", positive, "anchor", anchor)
+    check_op_like(op, "negative", negative, "anchor", anchor)
     torch._check(p > 0, lambda: f"fastgen.{op}: p must be positive, got {p}")
-    _check_reduction(op, reduction)
+    check_op_reduction(op, reduction)
 
 
 def check_contrastive(op, x1, x2, y, reduction) -> None:
     _check_embeddings(op, "x1", x1)
-    _check_like(op, "x2", x2, "x1", x1)
+    check_op_like(op, "x2", x2, "x1", x1)
     torch._check(y.dim() == 1 and y.shape[0] == x1.shape[0], lambda: f"fastgen.{op}: y must have shape ({x1.shape[0]},), got {tuple(y.shape)}")
     torch._check(y.device == x1.device, lambda: f"fastgen.{op}: y must be on the device of x1 ({x1.device}), got {y.device}")
-    _check_reduction(op, reduction)
+    check_op_reduction(op, reduction)
 
 
 def check_batch_hard(op, embeddings, labels, reduction) -> None:
@@ -60,7 +48,7 @@ def check_batch_hard(op, embeddings, labels, reduction) -> None:
     torch._check(labels.dim() == 1 and labels.shape[0] == embeddings.shape[0], lambda: f"fastgen.{op}: labels must have shape ({embeddings.shape[0]},), got {tuple(labels.shape)}")
     torch._check(labels.dtype in INTEGER_DTYPES, lambda: f"fastgen.{op}: labels must be an integer tensor, got {labels.dtype}")
     torch._check(labels.device == embeddings.device, lambda: f"fastgen.{op}: labels must be on the device of embeddings ({embeddings.device}), got {labels.device}")
-    _check_reduction(op, reduction)
+    check_op_reduction(op, reduction)
 
 
 def _check_margin(op, margin) -> None:
@@ -121,7 +109,7 @@ def _batch_hard_fake(embeddings, labels, margin, squared, reduction):
 def _batch_hard_backward_fake(grad, embeddings, positive, negative, margin, squared, reduction):
     op = "batch_hard_triplet_loss_backward"
     _check_embeddings(op, "embeddings", embeddings)
-    _check_reduction(op, reduction)
+    check_op_reduction(op, reduction)
     _check_grad(op, grad, embeddings.shape[0], reduction)
     torch._check_type(positive.dtype == torch.int64 and negative.dtype == torch.int64, lambda: f"fastgen.{op}: positive and negative must be int64 index tensors, got {positive.dtype} and {negative.dtype}")
     torch._check_value(positive.shape == (embeddings.shape[0],) and negative.shape == (embeddings.shape[0],), lambda: f"fastgen.{op}: positive and negative must have shape ({embeddings.shape[0]},), got {tuple(positive.shape)} and {tuple(negative.shape)}")
@@ -130,26 +118,54 @@ def _batch_hard_backward_fake(grad, embeddings, positive, negative, margin, squa
 
 
 # ---------------------------------------------------------------------------------------
-# CUDA: Triton kernels, imported on first use
+# CUDA: the checks above, then the Triton launchers (fastgen.triton_kernels.triplet)
 
 
-from fastgen.ops._triton import cuda_triton  # noqa: E402  (imports no Triton)
+def _triplet_cuda(kernels, anchor, positive, negative, margin, p, eps, swap, reduction):
+    check_triplet("triplet_margin_loss", anchor, positive, negative, p, reduction)
+    return kernels.triplet_margin_loss(anchor, positive, negative, margin, p, eps, swap, reduction,
+                                       acc_dtype(anchor.dtype))
 
 
-def _cuda(name):
-    def kernel(*args):
-        from fastgen.triton_kernels import triplet as kernels
-
-        return getattr(kernels, name)(*args)
-
-    cuda_triton(f"fastgen::{name}", traceable=name not in _UNTRACED)(kernel)
-
-
-# Launchers not traced yet: fake CUDA tensors on a CPU-only torch cannot run their host code
-# (README, CUDA; `make gpu-check` tries them on a GPU).
-_UNTRACED = {"triplet_margin_loss_backward", "contrastive_loss_backward", "batch_hard_triplet_loss_backward"}
+def _triplet_backward_cuda(kernels, grad, anchor, positive, negative, margin, p, eps, swap, reduction):
+    op = "triplet_margin_loss_backward"
+    check_triplet(op, anchor, positive, negative, p, reduction)
+    _check_grad(op, grad, anchor.shape[0], reduction)
+    return kernels.triplet_margin_loss_backward(grad, anchor, positive, negative, margin, p, eps, swap, reduction,
+                                                acc_dtype(anchor.dtype))
 
 
-for _name in ("triplet_margin_loss", "triplet_margin_loss_backward", "contrastive_loss", "contrastive_loss_backward",
-              "batch_hard_triplet_loss", "batch_hard_triplet_loss_backward"):
-    _cuda(_name)
+def _contrastive_cuda(kernels, x1, x2, y, margin, eps, reduction):
+    check_contrastive("contrastive_loss", x1, x2, y, reduction)
+    return kernels.contrastive_loss(x1, x2, y, margin, eps, reduction, acc_dtype(x1.dtype))
+
+
+def _contrastive_backward_cuda(kernels, grad, x1, x2, y, margin, eps, reduction, y_grad):
+    op = "contrastive_loss_backward"
+    check_contrastive(op, x1, x2, y, reduction)
+    _check_grad(op, grad, x1.shape[0], reduction)
+    if y_grad and not y.dtype.is_floating_point:
+        raise RuntimeError(f"fastgen.{op}: y_grad=True needs a floating-point y, got {y.dtype}")
+    return kernels.contrastive_loss_backward(grad, x1, x2, y, margin, eps, reduction, y_grad, acc_dtype(x1.dtype))
+
+
+def _batch_hard_cuda(kernels, embeddings, labels, margin, squared, reduction):
+    check_batch_hard("batch_hard_triplet_loss", embeddings, labels, reduction)
+    return kernels.batch_hard_triplet_loss(embeddings, labels, margin, squared, reduction, acc_dtype(embeddings.dtype))
+
+
+def _batch_hard_backward_cuda(kernels, grad, embeddings, positive, negative, margin, squared, reduction):
+    rows, _ = embeddings.shape  # (the launchers' own unpacking, as before: a 2-D embeddings)
+    _check_grad("batch_hard_triplet_loss_backward", grad, rows, reduction)
+    return kernels.batch_hard_triplet_loss_backward(grad, embeddings, positive, negative, margin, squared, reduction,
+                                                    acc_dtype(embeddings.dtype))
+
+
+register_cuda("triplet", {"triplet_margin_loss": _triplet_cuda, "triplet_margin_loss_backward": _triplet_backward_cuda,
+                          "contrastive_loss": _contrastive_cuda, "contrastive_loss_backward": _contrastive_backward_cuda,
+                          "batch_hard_triplet_loss": _batch_hard_cuda,
+                          "batch_hard_triplet_loss_backward": _batch_hard_backward_cuda},
+              # Launchers not traced yet: fake CUDA tensors on a CPU-only torch cannot run their host
+              # code (README, CUDA; `make gpu-check` tries them on a GPU).
+              untraced={"triplet_margin_loss_backward", "contrastive_loss_backward",
+                        "batch_hard_triplet_loss_backward"})
