@@ -7,6 +7,7 @@ Install with torch already present and without build isolation:
 (with isolation pip would fetch a multi-GB CUDA torch to build against). The library is built
 by fastgen/_build.py (ninja, incremental); setuptools only puts it in place.
 """
+
 import importlib.util
 import os
 import re

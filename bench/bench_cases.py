@@ -8,6 +8,7 @@
 Left to fastgen-bench: the bfloat16-autocast twins of the whole-model rows, and torch.compile of
 the whole-model rows (a minute or more of compiling each on 2 cores).
 """
+
 from __future__ import annotations
 
 import pytest

@@ -1,6 +1,7 @@
 """What every example shares: data that ships with scikit-learn (nothing is downloaded), the
 command line, the training loop with its progress bar and loss log, the --compare-eager timing
 against the model's eager twin, and PNG grids."""
+
 from __future__ import annotations
 
 import argparse
@@ -25,8 +26,11 @@ def parser(description: str, default_steps: int) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--steps", type=int, default=default_steps, help=f"training steps (default {default_steps})")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--compare-eager", action="store_true",
-                   help="also train the eager twin (plain torch.nn) for the same steps and print both wall times")
+    p.add_argument(
+        "--compare-eager",
+        action="store_true",
+        help="also train the eager twin (plain torch.nn) for the same steps and print both wall times",
+    )
     p.add_argument("--out", default=OUT_DIR, help="where the PNGs go (default examples/out)")
     p.add_argument("--log-every", type=int, default=0, help="print the loss every N steps (default: ~10 lines)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -103,8 +107,18 @@ def optimize(opt: torch.optim.Optimizer, loss: torch.Tensor, clip: float | None 
     return {"loss": loss.item()}
 
 
-def train(name: str, steps: int, step: Callable[[int], dict], evaluate: Callable[[], float], metric_name: str,
-          *, log_every: int = 0, quiet: bool = False, seed: int = 0, better: str = "lower") -> Run:
+def train(
+    name: str,
+    steps: int,
+    step: Callable[[int], dict],
+    evaluate: Callable[[], float],
+    metric_name: str,
+    *,
+    log_every: int = 0,
+    quiet: bool = False,
+    seed: int = 0,
+    better: str = "lower",
+) -> Run:
     """Runs step(i) -> {"loss": float, ...} for i in range(steps) with a progress bar, printing
     the losses every log_every steps; evaluate() -> float (`better`: "lower" or "higher") is
     measured before and after, on fixed data, so runs are comparable, and printed last as the
@@ -139,15 +153,28 @@ def train(name: str, steps: int, step: Callable[[int], dict], evaluate: Callable
         bar.close()
     end_metric = evaluate()
     print(f"[{name}] {metric_name}: {start_metric:.4g} -> {end_metric:.4g}  ({steps} steps, {total:.1f} s)")
-    print(SUMMARY + json.dumps({"run": name, "metric": metric_name, "first": start_metric, "last": end_metric,
-                                "better": better, "steps": steps}))
+    print(
+        SUMMARY
+        + json.dumps(
+            {
+                "run": name,
+                "metric": metric_name,
+                "first": start_metric,
+                "last": end_metric,
+                "better": better,
+                "steps": steps,
+            }
+        )
+    )
     return Run(metric_name, start_metric, end_metric, losses, seconds, timed_steps=timed_steps, better=better)
 
 
 def report_eager(fast: Run, eager: Run) -> None:
-    print(f"wall time for the same {fast.timed_steps} steps (after {len(fast.losses) - fast.timed_steps} untimed): "
-          f"fastgen {fast.seconds:.2f} s, "
-          f"eager twin {eager.seconds:.2f} s ({eager.seconds / max(fast.seconds, 1e-9):.2f}x)")
+    print(
+        f"wall time for the same {fast.timed_steps} steps (after {len(fast.losses) - fast.timed_steps} untimed): "
+        f"fastgen {fast.seconds:.2f} s, "
+        f"eager twin {eager.seconds:.2f} s ({eager.seconds / max(fast.seconds, 1e-9):.2f}x)"
+    )
 
 
 # --------------------------------------------------------------------------- pictures
@@ -170,8 +197,9 @@ def save_figure(fig, path: str) -> str:
     return path
 
 
-def save_grid(path: str, rows: list[torch.Tensor], *, row_titles: list[str] | None = None, title: str = "",
-              scale: int = 4) -> str:
+def save_grid(
+    path: str, rows: list[torch.Tensor], *, row_titles: list[str] | None = None, title: str = "", scale: int = 4
+) -> str:
     """Writes rows of images (each a (N, C, H, W) tensor in [0, 1]) as one PNG."""
     plt = pyplot()
     cols = max(len(r) for r in rows)
@@ -190,12 +218,19 @@ def save_grid(path: str, rows: list[torch.Tensor], *, row_titles: list[str] | No
                 else:
                     ax.imshow(img.permute(1, 2, 0).numpy(), interpolation="nearest")
         if row_titles:
-            axes[r][0].text(-0.15, 0.5, row_titles[r], transform=axes[r][0].transAxes, ha="right", va="center",
-                            fontsize=8)
+            axes[r][0].text(
+                -0.15, 0.5, row_titles[r], transform=axes[r][0].transAxes, ha="right", va="center", fontsize=8
+            )
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.subplots_adjust(left=margin / width, right=1 - 0.05 / width, top=1 - (0.3 if title else 0.05) / height,
-                        bottom=0.05 / height, wspace=0.05, hspace=0.05)
+    fig.subplots_adjust(
+        left=margin / width,
+        right=1 - 0.05 / width,
+        top=1 - (0.3 if title else 0.05) / height,
+        bottom=0.05 / height,
+        wspace=0.05,
+        hspace=0.05,
+    )
     return save_figure(fig, path)
 
 

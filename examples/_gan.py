@@ -1,6 +1,7 @@
 """What the GAN examples (dcgan, wgan_gp) share: the digits at 16x16 in tanh range, samples
 from fixed latents at evenly spaced steps, the pixel Fréchet distance as the metric, the grid
 of snapshots, and --compare-eager."""
+
 from __future__ import annotations
 
 import os
@@ -8,8 +9,17 @@ from typing import Callable
 
 import torch
 
-from examples._common import (Batches, digits, parser, pixel_frechet_distance, report_eager, save_grid, to_unit,
-                              train, twin_of)
+from examples._common import (
+    Batches,
+    digits,
+    parser,
+    pixel_frechet_distance,
+    report_eager,
+    save_grid,
+    to_unit,
+    train,
+    twin_of,
+)
 
 SNAPSHOTS = 4  # rows of the picture: samples from the same latents at evenly spaced steps
 
@@ -43,14 +53,23 @@ def session(model, name: str, args, real: torch.Tensor, make_step: Callable) -> 
     def evaluate():
         return pixel_frechet_distance(samples(model, eval_z), real)
 
-    run = train(name, args.steps, step, evaluate, "pixel Fréchet distance to the digits", log_every=args.log_every,
-                quiet=args.quiet, seed=args.seed)
+    run = train(
+        name,
+        args.steps,
+        step,
+        evaluate,
+        "pixel Fréchet distance to the digits",
+        log_every=args.log_every,
+        quiet=args.quiet,
+        seed=args.seed,
+    )
     run.extra["snapshots"] = snapshots
     return run
 
 
-def main(argv, *, doc: str, name: str, model_cls, twin_cls, config: dict, default_steps: int, make_step: Callable,
-         title: str):
+def main(
+    argv, *, doc: str, name: str, model_cls, twin_cls, config: dict, default_steps: int, make_step: Callable, title: str
+):
     args = parser(doc.splitlines()[0], default_steps=default_steps).parse_args(argv)
     torch.manual_seed(args.seed)
     real, _ = digits(16)
@@ -58,9 +77,14 @@ def main(argv, *, doc: str, name: str, model_cls, twin_cls, config: dict, defaul
     twin = twin_of(model, twin_cls, **config) if args.compare_eager else None
     run = session(model, name, args, real, make_step)
     snapshots = run.extra["snapshots"]
-    run.images.append(save_grid(os.path.join(args.out, f"{name}.png"), [s for _, s in snapshots] + [real[:10]],
-                                row_titles=[f"step {k}" for k, _ in snapshots] + ["real digits"],
-                                title=f"{title} over {args.steps} steps"))
+    run.images.append(
+        save_grid(
+            os.path.join(args.out, f"{name}.png"),
+            [s for _, s in snapshots] + [real[:10]],
+            row_titles=[f"step {k}" for k, _ in snapshots] + ["real digits"],
+            title=f"{title} over {args.steps} steps",
+        )
+    )
     if twin is not None:
         report_eager(run, session(twin, f"{name} (eager twin)", args, real, make_step))
     return run

@@ -6,6 +6,7 @@ step.
 
     python -m examples._interleave NAME [blocks] [steps_per_block]
 """
+
 from __future__ import annotations
 
 import importlib
@@ -23,12 +24,14 @@ blocks = int(sys.argv[2]) if len(sys.argv) > 2 else 6
 per_block = int(sys.argv[3]) if len(sys.argv) > 3 else 10
 captured = []
 
+
 def fake_train(run_name, steps, step, evaluate, metric_name, **kw):
     captured.append((run_name, step))
     r = C.Run(metric_name, 0.0, 0.0)
     r.extra = defaultdict(list)
     r.extra["snapshots"] = []
     return r
+
 
 C.train = fake_train
 C.report_eager = lambda *a, **k: None
@@ -55,7 +58,7 @@ for k in steps:
             i += 1
 times = {k: [] for k in steps}
 for b in range(blocks):
-    for k in (("fastgen", "eager") if b % 2 == 0 else ("eager", "fastgen")):
+    for k in ("fastgen", "eager") if b % 2 == 0 else ("eager", "fastgen"):
         t0 = time.perf_counter()
         for _ in range(per_block):
             for s in steps[k]:
@@ -63,5 +66,8 @@ for b in range(blocks):
                 i += 1
         times[k].append((time.perf_counter() - t0) / per_block * 1e3)
 mf, me = statistics.median(times["fastgen"]), statistics.median(times["eager"])
-print(f"{name}: ms/step median (min) fastgen {mf:.2f} ({min(times['fastgen']):.2f}) eager {me:.2f} ({min(times['eager']):.2f}) "
-      f"eager/fastgen {me / mf:.2f}x (min {min(times['eager']) / min(times['fastgen']):.2f}x)")
+print(
+    f"{name}: ms/step median (min) fastgen {mf:.2f} ({min(times['fastgen']):.2f}) eager {me:.2f} "
+    f"({min(times['eager']):.2f}) "
+    f"eager/fastgen {me / mf:.2f}x (min {min(times['eager']) / min(times['fastgen']):.2f}x)"
+)

@@ -8,6 +8,7 @@ The embeddings are 2-D, as in the figures of the ArcFace paper, so the normalize
 are points on the unit circle: each digit gathers around its class center, with the margin m
 left between classes. The metric is the held-out ArcFace loss; accuracy is printed too.
 """
+
 from __future__ import annotations
 
 import math
@@ -44,8 +45,16 @@ def _session(model, name, args, train_x, train_y, test_x, test_y):
         model.train()
         return loss
 
-    run = train(name, args.steps, step, evaluate, "held-out ArcFace loss", log_every=args.log_every,
-                quiet=args.quiet, seed=args.seed)
+    run = train(
+        name,
+        args.steps,
+        step,
+        evaluate,
+        "held-out ArcFace loss",
+        log_every=args.log_every,
+        quiet=args.quiet,
+        seed=args.seed,
+    )
     run.extra["accuracy"] = accuracy(model, test_x, test_y)
     print(f"[{name}] held-out nearest-center accuracy {run.extra['accuracy']:.1%}")
     return run
@@ -66,7 +75,9 @@ def _plot(path, model, x, y, title):
         points = F.normalize(model(x), dim=1)
         centers = F.normalize(model.head.weight.detach().float(), dim=1)
     model.train()
-    jitter = 1 + 0.04 * torch.randn(len(points), 1, generator=torch.Generator().manual_seed(0))  # radial, to see density
+    jitter = 1 + 0.04 * torch.randn(
+        len(points), 1, generator=torch.Generator().manual_seed(0)
+    )  # radial, to see density
     points = points * jitter
     fig, ax = plt.subplots(figsize=(4.2, 4.2))
     circle = torch.linspace(0, 2 * math.pi, 200)
@@ -94,9 +105,16 @@ def main(argv=None):
     model = models.ArcFaceNet(**CONFIG)
     twin = twin_of(model, eager.ArcFaceNet, **CONFIG) if args.compare_eager else None
     run = _session(model, "arcface", args, train_x, train_y, test_x, test_y)
-    run.images.append(_plot(os.path.join(args.out, "arcface.png"), model, test_x, test_y,
-                            f"ArcFace on digits, held-out embeddings (lines: class centers)\n"
-                            f"{args.steps} steps, nearest-center accuracy {run.extra['accuracy']:.1%}"))
+    run.images.append(
+        _plot(
+            os.path.join(args.out, "arcface.png"),
+            model,
+            test_x,
+            test_y,
+            f"ArcFace on digits, held-out embeddings (lines: class centers)\n"
+            f"{args.steps} steps, nearest-center accuracy {run.extra['accuracy']:.1%}",
+        )
+    )
     if twin is not None:
         report_eager(run, _session(twin, "arcface (eager twin)", args, train_x, train_y, test_x, test_y))
     return run

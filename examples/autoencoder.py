@@ -3,6 +3,7 @@ decoding random codes gives (not digits: the reason the VAE exists).
 
     python -m examples.autoencoder [--steps N] [--compare-eager]
 """
+
 from __future__ import annotations
 
 import os
@@ -31,8 +32,16 @@ def _session(model, name, args, train_x, test_x):
         with torch.no_grad():
             return model.loss(test_x).item()
 
-    return train(name, args.steps, step, evaluate, "test reconstruction MSE", log_every=args.log_every,
-                 quiet=args.quiet, seed=args.seed)
+    return train(
+        name,
+        args.steps,
+        step,
+        evaluate,
+        "test reconstruction MSE",
+        log_every=args.log_every,
+        quiet=args.quiet,
+        seed=args.seed,
+    )
 
 
 def main(argv=None):
@@ -46,11 +55,18 @@ def main(argv=None):
         shown = test_x[:12]
         recon = model(shown).view_as(shown)
         codes = model.encode(test_x)
-        random_codes = codes.mean(0) + codes.std(0) * torch.randn(12, CONFIG["code_dim"], generator=torch.Generator().manual_seed(1))
+        random_codes = codes.mean(0) + codes.std(0) * torch.randn(
+            12, CONFIG["code_dim"], generator=torch.Generator().manual_seed(1)
+        )
         decoded = model.decode(random_codes).view(12, 1, 8, 8)
-    run.images.append(save_grid(os.path.join(args.out, "autoencoder.png"), [shown, recon, decoded],
-                                row_titles=["test digit", "reconstruction", "random code"],
-                                title=f"autoencoder, {args.steps} steps"))
+    run.images.append(
+        save_grid(
+            os.path.join(args.out, "autoencoder.png"),
+            [shown, recon, decoded],
+            row_titles=["test digit", "reconstruction", "random code"],
+            title=f"autoencoder, {args.steps} steps",
+        )
+    )
     if twin is not None:
         report_eager(run, _session(twin, "autoencoder (eager twin)", args, train_x, test_x))
     return run

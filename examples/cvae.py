@@ -3,6 +3,7 @@ by its label (0 to 9), each column a different draw from the prior.
 
     python -m examples.cvae [--steps N] [--compare-eager]
 """
+
 from __future__ import annotations
 
 import os
@@ -32,8 +33,14 @@ def main(argv=None):
     with torch.no_grad():
         g = torch.Generator().manual_seed(3)
         rows = [model.sample(per_row, labels=digit, generator=g).view(per_row, 1, 8, 8) for digit in range(10)]
-    run.images.append(save_grid(os.path.join(args.out, "cvae.png"), rows, row_titles=[f"label {d}" for d in range(10)],
-                                title=f"CVAE: digits on request, {args.steps} steps"))
+    run.images.append(
+        save_grid(
+            os.path.join(args.out, "cvae.png"),
+            rows,
+            row_titles=[f"label {d}" for d in range(10)],
+            title=f"CVAE: digits on request, {args.steps} steps",
+        )
+    )
     if twin is not None:
         report_eager(run, _session(twin, "cvae (eager twin)", args, train_x, test_x, train_y, test_y))
     return run

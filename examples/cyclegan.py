@@ -7,6 +7,7 @@ disjoint halves of the training set, so no pair is ever seen.
 The metric uses the pairing the model never saw: the L1 distance (in [0, 1] pixels) between
 G_A(a) and the inverted a on held-out digits.
 """
+
 from __future__ import annotations
 
 import os
@@ -60,8 +61,16 @@ def _session(model, name, args, train_x, test_x):
         with torch.no_grad():
             return (to_unit(model.netG_A(test_x)) - to_unit(invert(test_x))).abs().mean().item()
 
-    return train(name, args.steps, step, evaluate, "held-out L1 of G_A(a) to inverted a", log_every=args.log_every,
-                 quiet=args.quiet, seed=args.seed)
+    return train(
+        name,
+        args.steps,
+        step,
+        evaluate,
+        "held-out L1 of G_A(a) to inverted a",
+        log_every=args.log_every,
+        quiet=args.quiet,
+        seed=args.seed,
+    )
 
 
 def main(argv=None):
@@ -76,10 +85,14 @@ def main(argv=None):
         a, b = test_x[:10], invert(test_x[10:20])
         fake_B, rec_A, fake_A, rec_B = model(a, b)
     rows = [to_unit(t) for t in (a, fake_B, rec_A, b, fake_A, rec_B)]
-    run.images.append(save_grid(os.path.join(args.out, "cyclegan.png"), rows,
-                                row_titles=["A: digit", "G_A(A)", "G_B(G_A(A))", "B: inverted", "G_B(B)",
-                                            "G_A(G_B(B))"],
-                                title=f"CycleGAN, unpaired digits <-> inverted digits, {args.steps} steps"))
+    run.images.append(
+        save_grid(
+            os.path.join(args.out, "cyclegan.png"),
+            rows,
+            row_titles=["A: digit", "G_A(A)", "G_B(G_A(A))", "B: inverted", "G_B(B)", "G_A(G_B(B))"],
+            title=f"CycleGAN, unpaired digits <-> inverted digits, {args.steps} steps",
+        )
+    )
     if twin is not None:
         report_eager(run, _session(twin, "cyclegan (eager twin)", args, train_x, test_x))
     return run

@@ -5,6 +5,7 @@
 fastgen's part of a DCGAN is the loss (fused BCE on logits); the convolutions are torch's. The
 metric is a Fréchet distance on pixels between 500 samples and the digits (see _common).
 """
+
 from __future__ import annotations
 
 import os
@@ -43,8 +44,17 @@ def make_step(model, batches, rng):
 
 
 def main(argv=None):
-    return _gan.main(argv, doc=__doc__, name="dcgan", model_cls=models.DCGAN, twin_cls=eager.DCGAN, config=CONFIG,
-                     default_steps=2000, make_step=make_step, title="DCGAN samples (fixed latents)")
+    return _gan.main(
+        argv,
+        doc=__doc__,
+        name="dcgan",
+        model_cls=models.DCGAN,
+        twin_cls=eager.DCGAN,
+        config=CONFIG,
+        default_steps=2000,
+        make_step=make_step,
+        title="DCGAN samples (fixed latents)",
+    )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ The edges are the digit's morphological gradient (dilation minus erosion), thres
 outline without the stroke's fill. The metric is the held-out L1 (in [0, 1] pixels) to the
 true digit.
 """
+
 from __future__ import annotations
 
 import os
@@ -25,8 +26,17 @@ from fastgen.reference import models as eager
 # U-Net with 5 levels (32 -> 1), 16 filters; a 2-layer PatchGAN; the paper's lambda_L1 = 100.
 # Instance norm without dropout (the reference's --norm instance --no_dropout): the fused
 # instance norm is what this example shows; Pix2Pix() alone defaults to the paper's batch norm.
-CONFIG = dict(input_nc=1, output_nc=1, num_downs=5, ngf=16, ndf=16, n_layers_D=2, lambda_L1=100.0,
-              norm="instance", use_dropout=False)
+CONFIG = dict(
+    input_nc=1,
+    output_nc=1,
+    num_downs=5,
+    ngf=16,
+    ndf=16,
+    n_layers_D=2,
+    lambda_L1=100.0,
+    norm="instance",
+    use_dropout=False,
+)
 
 
 def edges(images: torch.Tensor) -> torch.Tensor:
@@ -63,8 +73,16 @@ def _session(model, name, args, train_x, test_x):
         with torch.no_grad():
             return (to_unit(model(test_A)) - test_x).abs().mean().item()
 
-    return train(name, args.steps, step, evaluate, "held-out L1 to the true digit", log_every=args.log_every,
-                 quiet=args.quiet, seed=args.seed)
+    return train(
+        name,
+        args.steps,
+        step,
+        evaluate,
+        "held-out L1 to the true digit",
+        log_every=args.log_every,
+        quiet=args.quiet,
+        seed=args.seed,
+    )
 
 
 def main(argv=None):
@@ -77,9 +95,15 @@ def main(argv=None):
     shown = test_x[:10]
     with torch.no_grad():
         output = to_unit(model(edges(shown) * 2 - 1))
-    run.images.append(save_grid(os.path.join(args.out, "pix2pix.png"), [edges(shown), output, shown],
-                                row_titles=["input: edges", "pix2pix output", "target"],
-                                title=f"pix2pix, edges -> digits, {args.steps} steps", scale=2))
+    run.images.append(
+        save_grid(
+            os.path.join(args.out, "pix2pix.png"),
+            [edges(shown), output, shown],
+            row_titles=["input: edges", "pix2pix output", "target"],
+            title=f"pix2pix, edges -> digits, {args.steps} steps",
+            scale=2,
+        )
+    )
     if twin is not None:
         report_eager(run, _session(twin, "pix2pix (eager twin)", args, train_x, test_x))
     return run

@@ -6,6 +6,7 @@ on scikit-learn's 8x8 digits (bits/dim on a held-out split, and samples).
 Both flows train for --steps steps; the reported metric is the digits flow's held-out bits/dim
 (with fixed dequantization noise, so runs compare).
 """
+
 from __future__ import annotations
 
 import os
@@ -16,7 +17,18 @@ if __package__ in (None, ""):  # run as a script: python examples/realnvp.py
 
 import torch
 
-from examples._common import Batches, digits, optimize, parser, pyplot, report_eager, save_figure, save_grid, train, twin_of
+from examples._common import (
+    Batches,
+    digits,
+    optimize,
+    parser,
+    pyplot,
+    report_eager,
+    save_figure,
+    save_grid,
+    train,
+    twin_of,
+)
 from fastgen import models
 from fastgen.reference import models as eager
 
@@ -44,8 +56,16 @@ def _moons_session(model, name, args):
         with torch.no_grad():
             return model.loss(test).item()
 
-    return train(name, args.steps, step, evaluate, "two moons test NLL (nats)", log_every=args.log_every,
-                 quiet=args.quiet, seed=args.seed)
+    return train(
+        name,
+        args.steps,
+        step,
+        evaluate,
+        "two moons test NLL (nats)",
+        log_every=args.log_every,
+        quiet=args.quiet,
+        seed=args.seed,
+    )
 
 
 def _digits_session(model, name, args, train_x, test_x):
@@ -64,8 +84,16 @@ def _digits_session(model, name, args, train_x, test_x):
         model.train()
         return bpd
 
-    return train(name, args.steps, step, evaluate, "digits test bits/dim", log_every=args.log_every,
-                 quiet=args.quiet, seed=args.seed)
+    return train(
+        name,
+        args.steps,
+        step,
+        evaluate,
+        "digits test bits/dim",
+        log_every=args.log_every,
+        quiet=args.quiet,
+        seed=args.seed,
+    )
 
 
 def _plot_moons(path, model, steps):
@@ -110,10 +138,14 @@ def main(argv=None):
     flow.eval()
     with torch.no_grad():
         samples = flow.sample(30, generator=torch.Generator().manual_seed(5), temperature=0.8).clamp(0, 1)
-    run.images.append(save_grid(os.path.join(args.out, "realnvp_digits.png"),
-                                [test_x[:10], samples[:10], samples[10:20], samples[20:]],
-                                row_titles=["test digit"] + ["sample (T=0.8)"] * 3,
-                                title=f"RealNVP on digits: {run.metric_end:.2f} bits/dim, {args.steps} steps"))
+    run.images.append(
+        save_grid(
+            os.path.join(args.out, "realnvp_digits.png"),
+            [test_x[:10], samples[:10], samples[10:20], samples[20:]],
+            row_titles=["test digit"] + ["sample (T=0.8)"] * 3,
+            title=f"RealNVP on digits: {run.metric_end:.2f} bits/dim, {args.steps} steps",
+        )
+    )
     if twin is not None:
         report_eager(moons_run, _moons_session(twin2d, "realnvp moons (eager twin)", args))
         report_eager(run, _digits_session(twin, "realnvp digits (eager twin)", args, train_x, test_x))

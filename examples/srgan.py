@@ -7,6 +7,7 @@ As in the paper, the generator (SRResNet) first trains on the pixel MSE; the las
 steps adds the SRGAN discriminator and the adversarial term (weight 1e-3). The metric is the
 held-out MSE (PSNR printed too), beside bicubic upsampling's.
 """
+
 from __future__ import annotations
 
 import os
@@ -72,8 +73,16 @@ def _session(generator, discriminator, name, args, train_x, test_x):
         generator.train()
         return F.mse_loss(sr, test_x).item()
 
-    return train(name, args.steps, step, evaluate, "held-out MSE (x4 super-resolution)", log_every=args.log_every,
-                 quiet=args.quiet, seed=args.seed)
+    return train(
+        name,
+        args.steps,
+        step,
+        evaluate,
+        "held-out MSE (x4 super-resolution)",
+        log_every=args.log_every,
+        quiet=args.quiet,
+        seed=args.seed,
+    )
 
 
 def main(argv=None):
@@ -83,8 +92,10 @@ def main(argv=None):
     generator, discriminator = models.SRResNet(**GENERATOR), models.SRGANDiscriminator(**DISCRIMINATOR)
     twins = None
     if args.compare_eager:
-        twins = twin_of(generator, eager.SRResNet, **GENERATOR), twin_of(discriminator, eager.SRGANDiscriminator,
-                                                                          **DISCRIMINATOR)
+        twins = (
+            twin_of(generator, eager.SRResNet, **GENERATOR),
+            twin_of(discriminator, eager.SRGANDiscriminator, **DISCRIMINATOR),
+        )
     run = _session(generator, discriminator, "srgan", args, train_x, test_x)
     generator.eval()
     with torch.no_grad():
@@ -95,10 +106,16 @@ def main(argv=None):
     print(f"[srgan] held-out PSNR {run.extra['psnr']:.2f} dB (bicubic {run.extra['bicubic_psnr']:.2f} dB)")
     shown = slice(0, 10)
     nearest = F.interpolate(to_unit(lr[shown]), scale_factor=4, mode="nearest")
-    run.images.append(save_grid(os.path.join(args.out, "srgan.png"), [nearest, cubic[shown], sr[shown], test_x[shown]],
-                                row_titles=["input 8x8", "bicubic", "SRGAN", "target 32x32"],
-                                title=f"SRGAN x4, {args.steps} steps: {run.extra['psnr']:.1f} dB "
-                                      f"(bicubic {run.extra['bicubic_psnr']:.1f} dB)", scale=2))
+    run.images.append(
+        save_grid(
+            os.path.join(args.out, "srgan.png"),
+            [nearest, cubic[shown], sr[shown], test_x[shown]],
+            row_titles=["input 8x8", "bicubic", "SRGAN", "target 32x32"],
+            title=f"SRGAN x4, {args.steps} steps: {run.extra['psnr']:.1f} dB "
+            f"(bicubic {run.extra['bicubic_psnr']:.1f} dB)",
+            scale=2,
+        )
+    )
     if twins is not None:
         report_eager(run, _session(*twins, "srgan (eager twin)", args, train_x, test_x))
     return run

@@ -3,6 +3,7 @@ and samples from the prior.
 
     python -m examples.vae [--steps N] [--compare-eager]
 """
+
 from __future__ import annotations
 
 import os
@@ -36,8 +37,16 @@ def _session(model, name, args, train_x, test_x, labels=None, test_labels=None):
             args_ = (test_x, test_labels) if labels is not None else (test_x,)
             return model.loss(*args_, eps=eval_eps).item()
 
-    return train(name, args.steps, step, evaluate, "test negative ELBO (nats)", log_every=args.log_every,
-                 quiet=args.quiet, seed=args.seed)
+    return train(
+        name,
+        args.steps,
+        step,
+        evaluate,
+        "test negative ELBO (nats)",
+        log_every=args.log_every,
+        quiet=args.quiet,
+        seed=args.seed,
+    )
 
 
 def main(argv=None):
@@ -51,9 +60,14 @@ def main(argv=None):
         shown = test_x[:12]
         recon = torch.sigmoid(model(shown, eps=torch.zeros(12, CONFIG["latent_dim"])).recon).view_as(shown)
         samples = model.sample(24, generator=torch.Generator().manual_seed(2)).view(24, 1, 8, 8)
-    run.images.append(save_grid(os.path.join(args.out, "vae.png"), [shown, recon, samples[:12], samples[12:]],
-                                row_titles=["test digit", "reconstruction", "sample", "sample"],
-                                title=f"VAE, {args.steps} steps"))
+    run.images.append(
+        save_grid(
+            os.path.join(args.out, "vae.png"),
+            [shown, recon, samples[:12], samples[12:]],
+            row_titles=["test digit", "reconstruction", "sample", "sample"],
+            title=f"VAE, {args.steps} steps",
+        )
+    )
     if twin is not None:
         report_eager(run, _session(twin, "vae (eager twin)", args, train_x, test_x))
     return run

@@ -7,6 +7,7 @@ fused interpolation and gradient penalty (and its double backward, through fastg
 norm in the critic), then one generator step. The metric is a Fréchet distance on pixels
 between 500 samples and the digits (see _common).
 """
+
 from __future__ import annotations
 
 import os
@@ -21,8 +22,16 @@ from fastgen.reference import models as eager
 
 # The paper's Adam betas (0, 0.9) and n_critic = 5; a larger learning rate than its 1e-4 so that
 # a one-minute run gets somewhere.
-CONFIG = dict(latent_dim=32, image_size=16, channels=1, g_features=32, d_features=32, critic_norm="instance",
-              lr_generator=5e-4, lr_critic=5e-4)
+CONFIG = dict(
+    latent_dim=32,
+    image_size=16,
+    channels=1,
+    g_features=32,
+    d_features=32,
+    critic_norm="instance",
+    lr_generator=5e-4,
+    lr_critic=5e-4,
+)
 
 
 def make_step(model, batches, rng):
@@ -36,8 +45,17 @@ def make_step(model, batches, rng):
 
 
 def main(argv=None):
-    return _gan.main(argv, doc=__doc__, name="wgan_gp", model_cls=models.WGANGP, twin_cls=eager.WGANGP,
-                     config=CONFIG, default_steps=600, make_step=make_step, title="WGAN-GP samples (fixed latents)")
+    return _gan.main(
+        argv,
+        doc=__doc__,
+        name="wgan_gp",
+        model_cls=models.WGANGP,
+        twin_cls=eager.WGANGP,
+        config=CONFIG,
+        default_steps=600,
+        make_step=make_step,
+        title="WGAN-GP samples (fixed latents)",
+    )
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 Importing fastgen registers the ``torch.ops.fastgen`` ops; it needs neither a GPU nor Triton
 (Triton is imported only when a CUDA tensor reaches a fastgen op).
 """
+
 from __future__ import annotations
 
 __version__ = "0.1.0"
@@ -11,8 +12,8 @@ from fastgen import _ext
 
 _ext.load()
 
-from fastgen import ops  # noqa: E402,F401  (fake impls, autograd, CUDA kernels)
-from fastgen import functional, nn  # noqa: E402,F401
+# ops: the fake impls and CUDA registrations of the ops _ext.load() registered.
+from fastgen import functional, nn, ops  # noqa: E402,F401
 from fastgen._info import build_info  # noqa: E402
 
 __all__ = ["build_info", "functional", "nn", "models", "__version__"]

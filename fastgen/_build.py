@@ -16,6 +16,7 @@ module level: setup.py loads it by path before fastgen is importable.
 Release builds carry no debug information (the library is ~1/15 the size); set
 FASTGEN_BUILD=debug for `-O0 -g`.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -144,17 +145,26 @@ def _ninja_file(output: str) -> str:
     # was built with the same flags, and parses the header itself otherwise.
     once_flags = cxx_flags("DEFAULT")
     pch_header = os.path.join(CSRC, "autograd", "precompiled.h")
-    lines += ["rule copy", "  command = cp $in $out", "rule pch",
-              "  command = $cxx -MMD -MF $out.d $torch_cflags $cflags -x c++-header -c $in -o $out",
-              "  depfile = $out.d", "  deps = gcc", "  description = PCH $out",
-              f"build pch/precompiled.h: copy {pch_header}",
-              f"build pch/precompiled.h.gch: pch {pch_header}", f"  cflags = {q(once_flags)}"]
+    lines += [
+        "rule copy",
+        "  command = cp $in $out",
+        "rule pch",
+        "  command = $cxx -MMD -MF $out.d $torch_cflags $cflags -x c++-header -c $in -o $out",
+        "  depfile = $out.d",
+        "  deps = gcc",
+        "  description = PCH $out",
+        f"build pch/precompiled.h: copy {pch_header}",
+        f"build pch/precompiled.h.gch: pch {pch_header}",
+        f"  cflags = {q(once_flags)}",
+    ]
     objects = []
     for source in dispatch_sources():
         obj = _object_name(source, None)
         if os.path.dirname(source).endswith("autograd"):
-            lines += [f"build {obj}: compile {source} || pch/precompiled.h pch/precompiled.h.gch",
-                      f"  cflags = {q(['-include', 'pch/precompiled.h', '-Winvalid-pch', *once_flags])}"]
+            lines += [
+                f"build {obj}: compile {source} || pch/precompiled.h pch/precompiled.h.gch",
+                f"  cflags = {q(['-include', 'pch/precompiled.h', '-Winvalid-pch', *once_flags])}",
+            ]
         else:
             lines += [f"build {obj}: compile {source}", f"  cflags = {q(once_flags)}"]
         objects.append(obj)
@@ -163,8 +173,11 @@ def _ninja_file(output: str) -> str:
             obj = _object_name(source, capability)
             lines += [f"build {obj}: compile {source}", f"  cflags = {q(cxx_flags(capability))}"]
             objects.append(obj)
-    lines += [f"build {output}: link {' '.join(objects)}", f"  ldflags = {q(link_flags() + torch_ldflags)}",
-              f"default {output}"]
+    lines += [
+        f"build {output}: link {' '.join(objects)}",
+        f"  ldflags = {q(link_flags() + torch_ldflags)}",
+        f"default {output}",
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -4,6 +4,7 @@ checks of fastgen.functional, fastgen.nn and the fake impls (fastgen/ops/).
 Each check raises with a message that names the function, the argument, what was expected and
 what came, in the form the C++ kernels use: "fastgen.<fn>: <arg> must be ..., got ...".
 """
+
 from __future__ import annotations
 
 import numbers
@@ -56,7 +57,11 @@ def check_tensor(fn: str, name: str, t) -> None:
 def check_floating(fn: str, name: str, t: torch.Tensor) -> None:
     check_tensor(fn, name, t)
     if not t.dtype.is_floating_point:
-        fail(fn, f"{name} must be a floating-point tensor (float16, bfloat16, float32 or float64), got {t.dtype}", TypeError)
+        fail(
+            fn,
+            f"{name} must be a floating-point tensor (float16, bfloat16, float32 or float64), got {t.dtype}",
+            TypeError,
+        )
 
 
 def check_batched(fn: str, name: str, t: torch.Tensor) -> None:
@@ -102,7 +107,11 @@ def check_generator(fn: str, generator, device: torch.device) -> None:
     if not isinstance(generator, torch.Generator):
         fail(fn, f"generator must be a torch.Generator or None, got {type(generator).__name__}", TypeError)
     if generator.device.type != device.type:
-        fail(fn, f"generator must be a {device.type} generator for {device.type} inputs, got a {generator.device.type} generator")
+        fail(
+            fn,
+            f"generator must be a {device.type} generator for {device.type} inputs, got a "
+            f"{generator.device.type} generator",
+        )
 
 
 def check_same_device(fn: str, ref_name: str, ref: torch.Tensor, **tensors) -> None:
@@ -133,10 +142,21 @@ def check_int_product(fn: str, what: str, a: int, b: int) -> None:
 def check_op_like(op: str, name: str, t, ref_name: str, ref) -> None:
     """`t` must have the shape, dtype and device of `ref` (autocast has already unified dtypes
     by the time an op runs)."""
-    torch._check(t.shape == ref.shape, lambda: f"fastgen.{op}: {name} must have the shape of {ref_name} {tuple(ref.shape)}, got {tuple(t.shape)}")
-    torch._check(t.dtype == ref.dtype, lambda: f"fastgen.{op}: {name} must have the dtype of {ref_name} ({ref.dtype}), got {t.dtype}")
-    torch._check(t.device == ref.device, lambda: f"fastgen.{op}: {name} must be on the device of {ref_name} ({ref.device}), got {t.device}")
+    torch._check(
+        t.shape == ref.shape,
+        lambda: f"fastgen.{op}: {name} must have the shape of {ref_name} {tuple(ref.shape)}, got {tuple(t.shape)}",
+    )
+    torch._check(
+        t.dtype == ref.dtype,
+        lambda: f"fastgen.{op}: {name} must have the dtype of {ref_name} ({ref.dtype}), got {t.dtype}",
+    )
+    torch._check(
+        t.device == ref.device,
+        lambda: f"fastgen.{op}: {name} must be on the device of {ref_name} ({ref.device}), got {t.device}",
+    )
 
 
 def check_op_reduction(op: str, reduction: str) -> None:
-    torch._check(reduction in REDUCTIONS, lambda: f"fastgen.{op}: reduction must be 'none', 'mean' or 'sum', got '{reduction}'")
+    torch._check(
+        reduction in REDUCTIONS, lambda: f"fastgen.{op}: reduction must be 'none', 'mean' or 'sum', got '{reduction}'"
+    )

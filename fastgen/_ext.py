@@ -6,6 +6,7 @@ it is missing (a source checkout that was never built, or FASTGEN_FORCE_JIT=1), 
 sources are compiled now with the same flags by fastgen/_build.py, into
 $TORCH_EXTENSIONS_DIR/fastgen (default ~/.cache/torch_extensions/fastgen).
 """
+
 from __future__ import annotations
 
 import os
@@ -32,9 +33,11 @@ def load() -> str:
         from fastgen import _build
 
         cache = os.environ.get("TORCH_EXTENSIONS_DIR") or os.path.join(
-            os.path.expanduser("~"), ".cache", "torch_extensions")
-        library = _build.build_library(os.path.join(cache, "fastgen"),
-                                       verbose=os.environ.get("FASTGEN_VERBOSE_BUILD") == "1")
+            os.path.expanduser("~"), ".cache", "torch_extensions"
+        )
+        library = _build.build_library(
+            os.path.join(cache, "fastgen"), verbose=os.environ.get("FASTGEN_VERBOSE_BUILD") == "1"
+        )
         torch.ops.load_library(library)
         how = "jit"
     capability = cpu_capability()

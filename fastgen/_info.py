@@ -1,4 +1,5 @@
 """fastgen.build_info(): what this installation was built for and can use."""
+
 from __future__ import annotations
 
 import importlib.util

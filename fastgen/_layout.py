@@ -1,5 +1,6 @@
 """Memory-layout rules shared by the fake impls and the Triton launchers; they mirror
 csrc/common/rows.h so that every backend returns outputs with the same strides."""
+
 from __future__ import annotations
 
 import torch

@@ -3,6 +3,7 @@
 Every function here is a drop-in for the eager code in fastgen/reference/, which is the
 executable specification (and what the parity tests compare against).
 """
+
 from __future__ import annotations
 
 import numbers
@@ -102,8 +103,16 @@ def kl_normal(mu: torch.Tensor, logvar: torch.Tensor, *, reduction: str = "mean"
 
 import math  # noqa: E402  (imported here to keep the RealNVP section self-contained)
 
-__all__ += ["affine_coupling", "checkerboard_mask", "squeeze2d", "unsqueeze2d", "dequantize", "logit_transform",
-            "logit_preprocess", "bits_per_dim"]
+__all__ += [
+    "affine_coupling",
+    "checkerboard_mask",
+    "squeeze2d",
+    "unsqueeze2d",
+    "dequantize",
+    "logit_transform",
+    "logit_preprocess",
+    "bits_per_dim",
+]
 
 _COUPLING_MASKS = ("channel", "checkerboard")
 
@@ -168,8 +177,9 @@ def affine_coupling(
     return _ops.affine_coupling(x, s, t, scale, mask, mask_parity, bool(inverse))
 
 
-def checkerboard_mask(height: int, width: int, mask_parity: int = 0, *, device=None,
-                      dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def checkerboard_mask(
+    height: int, width: int, mask_parity: int = 0, *, device=None, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
     """(1, 1, H, W): 1 where affine_coupling(mask="checkerboard") transforms ((h + w) % 2 !=
     mask_parity), 0 on the conditioning elements. For building a conditioner's masked input
     (affine_coupling itself needs no mask tensor)."""
@@ -202,8 +212,9 @@ def unsqueeze2d(x: torch.Tensor, factor: int = 2) -> torch.Tensor:
     return torch.nn.functional.pixel_shuffle(x, factor)
 
 
-def dequantize(x: torch.Tensor, noise: torch.Tensor | None = None, *, n_bins: int = 256,
-               generator: torch.Generator | None = None) -> torch.Tensor:
+def dequantize(
+    x: torch.Tensor, noise: torch.Tensor | None = None, *, n_bins: int = 256, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Uniform dequantization of x in [0, 1] holding multiples of 1 / (n_bins - 1):
     (x * (n_bins - 1) + u) / n_bins with u ~ U[0, 1) (drawn from `generator` unless `noise` is
     given). The result lies in [0, 1) and has a density on the continuous cube."""
@@ -217,7 +228,9 @@ def dequantize(x: torch.Tensor, noise: torch.Tensor | None = None, *, n_bins: in
     return (x * (n_bins - 1) + noise) / n_bins
 
 
-def logit_transform(x: torch.Tensor, *, alpha: float = 0.05, inverse: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def logit_transform(
+    x: torch.Tensor, *, alpha: float = 0.05, inverse: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     """RealNVP's logit preprocessing and its log-determinant per sample: (y, logdet).
 
     y = logit(alpha + (1 - 2 alpha) x) for x in [0, 1]; the inverse maps y back,
@@ -240,8 +253,14 @@ def logit_transform(x: torch.Tensor, *, alpha: float = 0.05, inverse: bool = Fal
     return log_p - log_q, (log_scale - log_p - log_q).flatten(1).sum(1, dtype=acc)
 
 
-def logit_preprocess(x: torch.Tensor, noise: torch.Tensor | None = None, *, alpha: float = 0.05, n_bins: int = 256,
-                     generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def logit_preprocess(
+    x: torch.Tensor,
+    noise: torch.Tensor | None = None,
+    *,
+    alpha: float = 0.05,
+    n_bins: int = 256,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """dequantize then logit_transform: (y, logdet of the logit)."""
     return logit_transform(dequantize(x, noise, n_bins=n_bins, generator=generator), alpha=alpha)
 
@@ -256,12 +275,12 @@ def bits_per_dim(log_prob: torch.Tensor, num_dims: int, *, n_bins: int = 256) ->
     return (-log_prob / num_dims + math.log(n_bins)) / math.log(2)
 
 
-
 # =========================================================================================
 # Image-to-image: instance norm (csrc/instance_norm.cpp)
 # =========================================================================================
 
 __all__ += ["instance_norm"]
+
 
 def _check_channels(fn: str, name: str, t, x: torch.Tensor) -> None:
     if t is None:
@@ -302,10 +321,12 @@ def instance_norm(
     fn = "instance_norm"
     _checks.check_floating(fn, "input", input)
     if input.dim() < 2:
-        _checks.fail(fn, f"input must have at least 2 dimensions (N, C, ...), got {input.dim()}-D input of shape "
-                         f"{tuple(input.shape)}")
-    for name, t in (("weight", weight), ("bias", bias), ("running_mean", running_mean),
-                    ("running_var", running_var)):
+        _checks.fail(
+            fn,
+            f"input must have at least 2 dimensions (N, C, ...), got {input.dim()}-D input of shape "
+            f"{tuple(input.shape)}",
+        )
+    for name, t in (("weight", weight), ("bias", bias), ("running_mean", running_mean), ("running_var", running_var)):
         _check_channels(fn, name, t, input)
     if residual is not None:
         _checks.check_like(fn, "residual", residual, "input", input)
@@ -322,9 +343,16 @@ def instance_norm(
     elif running_mean is None or running_var is None:
         _checks.fail(fn, "running_mean and running_var must be given when use_input_stats is False")
     out, mean, var = _ops.instance_norm(
-        input, weight, bias,
-        None if use_input_stats else running_mean, None if use_input_stats else running_var,
-        residual, bool(use_input_stats), float(eps), schema_activation, float(negative_slope),
+        input,
+        weight,
+        bias,
+        None if use_input_stats else running_mean,
+        None if use_input_stats else running_var,
+        residual,
+        bool(use_input_stats),
+        float(eps),
+        schema_activation,
+        float(negative_slope),
     )
     if use_input_stats and (running_mean is not None or running_var is not None):
         if spatial:  # torch leaves the running stats alone for an empty spatial size
@@ -376,7 +404,9 @@ def pixel_shuffle(input: torch.Tensor, upscale_factor: int) -> torch.Tensor:
     _check_shuffle_input(fn, input, "upscale_factor", upscale_factor)
     rr = upscale_factor * upscale_factor
     if input.shape[-3] % rr:
-        _checks.fail(fn, f"input.size(-3) (channels) must be divisible by upscale_factor**2 = {rr}, got {input.shape[-3]}")
+        _checks.fail(
+            fn, f"input.size(-3) (channels) must be divisible by upscale_factor**2 = {rr}, got {input.shape[-3]}"
+        )
     return _ops.pixel_shuffle(input, upscale_factor)
 
 
@@ -386,8 +416,11 @@ def pixel_unshuffle(input: torch.Tensor, downscale_factor: int) -> torch.Tensor:
     _check_shuffle_input(fn, input, "downscale_factor", downscale_factor)
     r = downscale_factor
     if input.shape[-2] % r or input.shape[-1] % r:
-        _checks.fail(fn, f"input's height and width must be divisible by downscale_factor = {r}, got "
-                         f"{input.shape[-2]} x {input.shape[-1]}")
+        _checks.fail(
+            fn,
+            f"input's height and width must be divisible by downscale_factor = {r}, got "
+            f"{input.shape[-2]} x {input.shape[-1]}",
+        )
     return _ops.pixel_unshuffle(input, downscale_factor)
 
 
@@ -402,7 +435,9 @@ def pixel_shuffle_prelu(input: torch.Tensor, weight: torch.Tensor, upscale_facto
     _check_shuffle_input(fn, input, "upscale_factor", upscale_factor)
     rr = upscale_factor * upscale_factor
     if input.shape[-3] % rr:
-        _checks.fail(fn, f"input.size(-3) (channels) must be divisible by upscale_factor**2 = {rr}, got {input.shape[-3]}")
+        _checks.fail(
+            fn, f"input.size(-3) (channels) must be divisible by upscale_factor**2 = {rr}, got {input.shape[-3]}"
+        )
     channels = input.shape[-3] // rr
     _check_prelu_weight(fn, weight, input, channels, "output channels")
     if weight.numel() > 1 and input.dim() != 4:
@@ -439,8 +474,15 @@ def prelu(input: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
 # GAN training core: gradient penalty, GAN losses (csrc/grad_penalty.cpp)
 # =========================================================================================
 
-__all__ += ["interpolate", "fade_in", "grad_norm_penalty", "r1_penalty", "discriminator_loss", "generator_loss",
-            "pixel_norm"]
+__all__ += [
+    "interpolate",
+    "fade_in",
+    "grad_norm_penalty",
+    "r1_penalty",
+    "discriminator_loss",
+    "generator_loss",
+    "pixel_norm",
+]
 
 
 def _per_sample_alpha(fn: str, alpha, like: torch.Tensor, name: str = "alpha") -> torch.Tensor:
@@ -457,13 +499,16 @@ def _per_sample_alpha(fn: str, alpha, like: torch.Tensor, name: str = "alpha") -
     if alpha.dim() == 0:
         return alpha.to(like.dtype).expand(batch)
     if alpha.numel() != batch or alpha.shape[0] != batch:
-        _checks.fail(fn, f"{name} must have one value per sample, shape ({batch},) or ({batch}, 1, ...), "
-                         f"got {tuple(alpha.shape)}")
+        _checks.fail(
+            fn,
+            f"{name} must have one value per sample, shape ({batch},) or ({batch}, 1, ...), got {tuple(alpha.shape)}",
+        )
     return alpha.reshape(batch).to(like.dtype)
 
 
-def interpolate(real: torch.Tensor, fake: torch.Tensor, alpha=None, *,
-                generator: torch.Generator | None = None) -> torch.Tensor:
+def interpolate(
+    real: torch.Tensor, fake: torch.Tensor, alpha=None, *, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """WGAN-GP interpolation: x_hat = alpha * real + (1 - alpha) * fake, one alpha per sample.
 
     alpha: None (drawn uniform in [0, 1) from `generator` or torch's default generator), a number,
@@ -514,12 +559,17 @@ def _penalty_grad_in_forward(grads: torch.Tensor) -> bool:
     # Written in the same pass and returned as is by a backward whose upstream gradient is
     # exactly 1: only when a backward will need it, only on CPU (where that check on the
     # upstream gradient is made), and not under torch.compile (its traced backward recomputes it).
-    return (grads.requires_grad and torch.is_grad_enabled() and grads.device.type == "cpu"
-            and not torch.compiler.is_compiling())
+    return (
+        grads.requires_grad
+        and torch.is_grad_enabled()
+        and grads.device.type == "cpu"
+        and not torch.compiler.is_compiling()
+    )
 
 
-def grad_norm_penalty(grads: torch.Tensor, *, target: float = 1.0, weight: float = 10.0,
-                      one_sided: bool = False) -> torch.Tensor:
+def grad_norm_penalty(
+    grads: torch.Tensor, *, target: float = 1.0, weight: float = 10.0, one_sided: bool = False
+) -> torch.Tensor:
     """The WGAN-GP penalty on given gradients: weight * mean_b((||g_b||_2 - target)**2).
 
     The norm is over every non-batch dim (dim 0 is the batch), computed as sqrt(sum g**2 + 1e-12)
@@ -632,8 +682,9 @@ def _check_margin_args(fn: str, embeddings, weight, labels, s, reduction) -> Non
     if weight.dim() != 2:
         _checks.fail(fn, f"weight must be 2-D (num_classes, embedding_size), got {weight.dim()}-D")
     if weight.shape[1] != embeddings.shape[1]:
-        _checks.fail(fn, f"weight must have embedding size {embeddings.shape[1]} (the embeddings' size), "
-                         f"got {weight.shape[1]}")
+        _checks.fail(
+            fn, f"weight must have embedding size {embeddings.shape[1]} (the embeddings' size), got {weight.shape[1]}"
+        )
     if weight.shape[0] == 0:
         _checks.fail(fn, "weight must have at least one class, got 0")
     _checks.check_same_dtype(fn, "weight", weight, "embeddings", embeddings)
@@ -644,8 +695,14 @@ def _check_margin_args(fn: str, embeddings, weight, labels, s, reduction) -> Non
     _checks.check_reduction(fn, reduction)
 
 
-def _margin_loss_from_rows(lse: torch.Tensor, target_logit: torch.Tensor, labels: torch.Tensor, ignore_index: int,
-                          reduction: str, dtype: torch.dtype) -> torch.Tensor:
+def _margin_loss_from_rows(
+    lse: torch.Tensor,
+    target_logit: torch.Tensor,
+    labels: torch.Tensor,
+    ignore_index: int,
+    reduction: str,
+    dtype: torch.dtype,
+) -> torch.Tensor:
     """Cross-entropy from the per-row log-sum-exp and target logit (both 0 on ignored rows):
     loss[b] = lse[b] - target_logit[b]; "mean" divides by the number of rows not ignored (NaN
     when there are none, as F.cross_entropy)."""
@@ -698,9 +755,20 @@ def margin_cross_entropy(
     for name, value in (("m1", m1), ("m2", m2), ("m3", m3)):
         _checks.check_number(fn, name, value)
     # The op walks the classes in chunks with an online log-sum-exp: no (B, C) logits are kept.
-    lse, target_logit, _ = _ops.margin_softmax(embeddings, weight, labels, 0, weight.shape[0], float(s), float(m1),
-                                               float(m2), float(m3), bool(easy_margin), int(ignore_index),
-                                               bool(straight_through))
+    lse, target_logit, _ = _ops.margin_softmax(
+        embeddings,
+        weight,
+        labels,
+        0,
+        weight.shape[0],
+        float(s),
+        float(m1),
+        float(m2),
+        float(m3),
+        bool(easy_margin),
+        int(ignore_index),
+        bool(straight_through),
+    )
     # Under autocast embeddings and weight may differ: the op computed in the wider of the two.
     dtype = torch.promote_types(embeddings.dtype, weight.dtype)
     return _margin_loss_from_rows(lse, target_logit, labels, ignore_index, reduction, dtype)
@@ -719,8 +787,15 @@ def _check_pairs(fn: str, names, tensors) -> None:
         _checks.check_like(fn, name, t, names[0], first)
 
 
-def contrastive_loss(x1: torch.Tensor, x2: torch.Tensor, y: torch.Tensor, margin: float = 1.0, *, eps: float = 1e-6,
-                     reduction: str = "mean") -> torch.Tensor:
+def contrastive_loss(
+    x1: torch.Tensor,
+    x2: torch.Tensor,
+    y: torch.Tensor,
+    margin: float = 1.0,
+    *,
+    eps: float = 1e-6,
+    reduction: str = "mean",
+) -> torch.Tensor:
     """Contrastive loss (Hadsell, Chopra & LeCun): y * d**2 + (1 - y) * max(margin - d, 0)**2 per
     pair, with d = F.pairwise_distance(x1, x2, eps=eps) and y = 1 for a pair of the same class.
 
@@ -738,9 +813,18 @@ def contrastive_loss(x1: torch.Tensor, x2: torch.Tensor, y: torch.Tensor, margin
     return _ops.contrastive_loss(x1, x2, y, float(margin), float(eps), reduction)
 
 
-def triplet_margin_loss(anchor: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor, margin: float = 1.0,
-                        p: float = 2, eps: float = 1e-6, swap: bool = False, size_average=None, reduce=None,
-                        reduction: str = "mean") -> torch.Tensor:
+def triplet_margin_loss(
+    anchor: torch.Tensor,
+    positive: torch.Tensor,
+    negative: torch.Tensor,
+    margin: float = 1.0,
+    p: float = 2,
+    eps: float = 1e-6,
+    swap: bool = False,
+    size_average=None,
+    reduce=None,
+    reduction: str = "mean",
+) -> torch.Tensor:
     """torch.nn.functional.triplet_margin_loss, fused: max(margin + d(a, p) - d(a, n), 0) with
     d(x, y) = ||x - y + eps||_p (and d(a, n) replaced by min(d(a, n), d(p, n)) when swap).
 
@@ -765,13 +849,20 @@ def triplet_margin_loss(anchor: torch.Tensor, positive: torch.Tensor, negative: 
     if not p > 0:
         _checks.fail(fn, f"p must be positive, got {p!r}")
     _checks.check_reduction(fn, reduction)
-    loss = _ops.triplet_margin_loss(anchor, positive, negative, float(margin), float(p), float(eps), bool(swap),
-                                    reduction)
+    loss = _ops.triplet_margin_loss(
+        anchor, positive, negative, float(margin), float(p), float(eps), bool(swap), reduction
+    )
     return loss[0] if unbatched and reduction == "none" else loss
 
 
-def batch_hard_triplet_loss(embeddings: torch.Tensor, labels: torch.Tensor, margin: float = 0.3,
-                            squared: bool = False, *, reduction: str = "mean") -> torch.Tensor:
+def batch_hard_triplet_loss(
+    embeddings: torch.Tensor,
+    labels: torch.Tensor,
+    margin: float = 0.3,
+    squared: bool = False,
+    *,
+    reduction: str = "mean",
+) -> torch.Tensor:
     """Batch-hard triplet loss (Hermans, Beyer & Leibe): for each anchor, relu(d(a, p) - d(a, n) +
     margin) with its farthest positive (same label, not itself) and nearest negative in the
     batch, d the Euclidean distance ||e_i - e_j|| (squared=True: its square). The distance's

@@ -20,6 +20,7 @@ Prints one line per failure and exits non-zero if any. Without CUDA it exits 2 a
 one-line reason. The same case list runs on the CPU under the Triton interpreter at tiny
 shapes (tests/test_gpu_check.py), so a GPU run cannot die on a typo.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -106,15 +107,19 @@ def _(dtype, size, gen):
         mu, logvar, eps = _gaussian(shape, dtype, gen)
         grad_z = _randn(shape, dtype, gen)
         for red, grad_kl in (("none", _randn(shape[0], dtype, gen)), ("mean", torch.tensor(0.5, dtype=dtype))):
-            out += [(grad_z, grad_kl, mu, logvar, eps, None, red, True),
-                    (grad_z, grad_kl, mu, logvar, None, torch.tensor(2**40 + 12345), red, False)]
+            out += [
+                (grad_z, grad_kl, mu, logvar, eps, None, red, True),
+                (grad_z, grad_kl, mu, logvar, None, torch.tensor(2**40 + 12345), red, False),
+            ]
     return out
 
 
 # --------------------------------------------------------------------------- coupling
 
-_COUPLING_SHAPES = {"small": [("channel", (3, 10)), ("channel", (2, 4, 3, 5)), ("checkerboard", (2, 3, 4, 5))],
-                    "large": [("channel", (64, 12, 32, 32)), ("checkerboard", (64, 6, 64, 64))]}
+_COUPLING_SHAPES = {
+    "small": [("channel", (3, 10)), ("channel", (2, 4, 3, 5)), ("checkerboard", (2, 3, 4, 5))],
+    "large": [("channel", (64, 12, 32, 32)), ("checkerboard", (64, 6, 64, 64))],
+}
 
 
 def _coupling_inputs(mask, shape, dtype, gen):
@@ -129,8 +134,10 @@ def _(dtype, size, gen):
     out = []
     for mask, shape in _COUPLING_SHAPES[size]:
         x, s, t, sc = _coupling_inputs(mask, shape, dtype, gen)
-        out += [(x, s, t, scale, mask, parity, inverse)
-                for parity, inverse, scale in ((0, False, sc), (1, True, None), (1, False, None), (0, True, sc))]
+        out += [
+            (x, s, t, scale, mask, parity, inverse)
+            for parity, inverse, scale in ((0, False, sc), (1, True, None), (1, False, None), (0, True, sc))
+        ]
     return out
 
 
@@ -141,8 +148,11 @@ def _(dtype, size, gen):
         x, s, _, sc = _coupling_inputs(mask, shape, dtype, gen)
         g, gl = _randn(shape, dtype, gen), _randn(shape[0], dtype, gen)
         for parity, inverse, scale in ((0, False, sc), (1, True, None)):
-            for out_mask, grads in (([True] * 4, (g, gl)), ([True, True, False, True], (None, gl)),
-                                    ([False, True, True, False], (g, None))):
+            for out_mask, grads in (
+                ([True] * 4, (g, gl)),
+                ([True, True, False, True], (None, gl)),
+                ([False, True, True, False], (g, None)),
+            ):
                 out.append((*grads, x, s, scale, mask, parity, inverse, out_mask))
     return out
 
@@ -155,8 +165,10 @@ _PENALTIES = [(1.0, 10.0, False), (1.0, 10.0, True), (0.0, 5.0, False), (3.0, 0.
 
 @case("grad_penalty", "interpolate")
 def _(dtype, size, gen):
-    return [(_randn(s, dtype, gen), _randn(s, dtype, gen), torch.rand(s[0], generator=gen, dtype=torch.float64)
-             .to(dtype)) for s in _PENALTY_SHAPES[size]]
+    return [
+        (_randn(s, dtype, gen), _randn(s, dtype, gen), torch.rand(s[0], generator=gen, dtype=torch.float64).to(dtype))
+        for s in _PENALTY_SHAPES[size]
+    ]
 
 
 @case("grad_penalty", "interpolate_backward")
@@ -188,9 +200,10 @@ def _(dtype, size, gen):
 
 # --------------------------------------------------------------------------- instance_norm
 
-_NORM_SHAPES = {"small": [((2, 3, 5, 7), False), ((1, 37, 3, 4), True), ((1, 4, 3, 2, 3), True)],
-                "large": [((4, 256, 64, 64), False), ((4, 256, 64, 64), True), ((16, 64, 4, 4), False),
-                          ((1, 64, 256, 256), False)]}
+_NORM_SHAPES = {
+    "small": [((2, 3, 5, 7), False), ((1, 37, 3, 4), True), ((1, 4, 3, 2, 3), True)],
+    "large": [((4, 256, 64, 64), False), ((4, 256, 64, 64), True), ((16, 64, 4, 4), False), ((1, 64, 256, 256), False)],
+}
 
 
 def _norm_inputs(shape, channels_last, dtype, gen):
@@ -206,9 +219,11 @@ def _norm_inputs(shape, channels_last, dtype, gen):
 
 
 def _norm_variants(w, b, rm, rv, res):
-    return (((w, b, None, None, res, True, 1e-5, "leaky_relu", 0.2), [True, True, True]),
-            ((None, None, None, None, None, True, 1e-5, "relu", 0.0), [True, False, False]),
-            ((w, None, rm, rv, None, False, 1e-5, "relu", 0.0), [True, True, False]))
+    return (
+        ((w, b, None, None, res, True, 1e-5, "leaky_relu", 0.2), [True, True, True]),
+        ((None, None, None, None, None, True, 1e-5, "relu", 0.0), [True, False, False]),
+        ((w, None, rm, rv, None, False, 1e-5, "relu", 0.0), [True, True, False]),
+    )
 
 
 @case("instance_norm", "instance_norm")
@@ -233,9 +248,16 @@ def _(dtype, size, gen):
 
 # --------------------------------------------------------------------------- pixel_norm
 
-_PIXEL_NORM_SHAPES = {"small": [((2, 5, 3, 4), False), ((2, 70, 3, 3), False), ((3, 9), False),
-                                ((2, 6, 3, 5), True), ((1, 3, 2, 5, 2), False)],
-                      "large": [((16, 512, 8, 8), False), ((16, 512, 32, 32), True), ((4, 256, 128, 128), False)]}
+_PIXEL_NORM_SHAPES = {
+    "small": [
+        ((2, 5, 3, 4), False),
+        ((2, 70, 3, 3), False),
+        ((3, 9), False),
+        ((2, 6, 3, 5), True),
+        ((1, 3, 2, 5, 2), False),
+    ],
+    "large": [((16, 512, 8, 8), False), ((16, 512, 32, 32), True), ((4, 256, 128, 128), False)],
+}
 
 
 def _pixel_norm_inputs(size, dtype, gen):
@@ -256,8 +278,10 @@ def _(dtype, size, gen):
 
 # --------------------------------------------------------------------------- pixel_shuffle
 
-_SHUFFLE_SHAPES = {"small": [(2, 3, r, 3, 5, cl) for r in (1, 2, 3) for cl in (False, True)],
-                   "large": [(16, 64, 2, 24, 24, False), (16, 64, 2, 24, 24, True), (4, 64, 2, 96, 96, True)]}
+_SHUFFLE_SHAPES = {
+    "small": [(2, 3, r, 3, 5, cl) for r in (1, 2, 3) for cl in (False, True)],
+    "large": [(16, 64, 2, 24, 24, False), (16, 64, 2, 24, 24, True), (4, 64, 2, 96, 96, True)],
+}
 
 
 def _shuffle_inputs(size, dtype, gen):
@@ -286,14 +310,23 @@ def _(dtype, size, gen):
 
 @case("pixel_shuffle", "pixel_shuffle_prelu_backward")
 def _(dtype, size, gen):
-    return [(g, x, w, r, *flags) for x, ws, r, g in _shuffle_inputs(size, dtype, gen) for w in ws
-            for flags in ((True, True), (True, False), (False, True))]
+    return [
+        (g, x, w, r, *flags)
+        for x, ws, r, g in _shuffle_inputs(size, dtype, gen)
+        for w in ws
+        for flags in ((True, True), (True, False), (False, True))
+    ]
 
 
 # --------------------------------------------------------------------------- margin_softmax
 
-_MARGINS = [(1.0, 0.5, 0.0, False), (4.0, 0.0, 0.0, False), (1.0, 0.5, 0.0, True), (1.2, 0.3, 0.1, False),
-            (1.0, 0.0, 0.35, False)]
+_MARGINS = [
+    (1.0, 0.5, 0.0, False),
+    (4.0, 0.0, 0.0, False),
+    (1.0, 0.5, 0.0, True),
+    (1.2, 0.3, 0.1, False),
+    (1.0, 0.0, 0.35, False),
+]
 _MARGIN_SHAPES = {"small": [(35, 90, 40)], "large": [(512, 10000, 512)]}
 
 
@@ -337,29 +370,59 @@ def _triplet_inputs(size, dtype, gen):
 
 @case("triplet", "triplet_margin_loss")
 def _(dtype, size, gen):
-    return [(a, p, n, m, norm, 1e-6, swap, red) for a, p, n in _triplet_inputs(size, dtype, gen)
-            for m, norm, swap in _TRIPLET_ARGS for red in ("mean", "none")]
+    return [
+        (a, p, n, m, norm, 1e-6, swap, red)
+        for a, p, n in _triplet_inputs(size, dtype, gen)
+        for m, norm, swap in _TRIPLET_ARGS
+        for red in ("mean", "none")
+    ]
 
 
 @case("triplet", "triplet_margin_loss_backward")
 def _(dtype, size, gen):
-    return [((torch.tensor(0.7) if red == "mean" else _randn(a.shape[0], torch.float64, gen)).to(dtype),
-             a, p, n, m, norm, 1e-6, swap, red)
-            for a, p, n in _triplet_inputs(size, dtype, gen) for m, norm, swap in _TRIPLET_ARGS
-            for red in ("mean", "none")]
+    return [
+        (
+            (torch.tensor(0.7) if red == "mean" else _randn(a.shape[0], torch.float64, gen)).to(dtype),
+            a,
+            p,
+            n,
+            m,
+            norm,
+            1e-6,
+            swap,
+            red,
+        )
+        for a, p, n in _triplet_inputs(size, dtype, gen)
+        for m, norm, swap in _TRIPLET_ARGS
+        for red in ("mean", "none")
+    ]
 
 
 @case("triplet", "contrastive_loss")
 def _(dtype, size, gen):
-    return [(a, p, (torch.arange(a.shape[0]) % 2).to(dtype), 11.0, 1e-6, red)
-            for a, p, _ in _triplet_inputs(size, dtype, gen) for red in ("sum", "none")]
+    return [
+        (a, p, (torch.arange(a.shape[0]) % 2).to(dtype), 11.0, 1e-6, red)
+        for a, p, _ in _triplet_inputs(size, dtype, gen)
+        for red in ("sum", "none")
+    ]
 
 
 @case("triplet", "contrastive_loss_backward")
 def _(dtype, size, gen):
-    return [((torch.tensor(1.5) if red == "sum" else _randn(a.shape[0], torch.float64, gen)).to(dtype), a, p,
-             (torch.arange(a.shape[0]) % 2).to(dtype), 11.0, 1e-6, red, True)
-            for a, p, _ in _triplet_inputs(size, dtype, gen) for red in ("sum", "none")]
+    return [
+        (
+            (torch.tensor(1.5) if red == "sum" else _randn(a.shape[0], torch.float64, gen)).to(dtype),
+            a,
+            p,
+            (torch.arange(a.shape[0]) % 2).to(dtype),
+            11.0,
+            1e-6,
+            red,
+            True,
+        )
+        for a, p, _ in _triplet_inputs(size, dtype, gen)
+        for red in ("sum", "none")
+    ]
 
 
 _BATCH_HARD_SHAPES = {"small": [(37, 40)], "large": [(1024, 512)]}
@@ -376,8 +439,12 @@ def _batch_hard_inputs(size, dtype, gen):
 
 @case("triplet", "batch_hard_triplet_loss")
 def _(dtype, size, gen):
-    return [(e, labels, 0.5, squared, red) for e, labels in _batch_hard_inputs(size, dtype, gen)
-            for squared in (False, True) for red in ("mean", "none")]
+    return [
+        (e, labels, 0.5, squared, red)
+        for e, labels in _batch_hard_inputs(size, dtype, gen)
+        for squared in (False, True)
+        for red in ("mean", "none")
+    ]
 
 
 @case("triplet", "batch_hard_triplet_loss_backward")
@@ -447,8 +514,15 @@ class Result:
     seconds: float = 0.0
 
 
-def run_case(c: Case, dtype_name: str, size: str, device_fn: Callable, to_device: Callable, seed: int = 0,
-             limit: int | None = None) -> Result:
+def run_case(
+    c: Case,
+    dtype_name: str,
+    size: str,
+    device_fn: Callable,
+    to_device: Callable,
+    seed: int = 0,
+    limit: int | None = None,
+) -> Result:
     """Runs every argument tuple of a case (the first `limit`) through device_fn and the CPU kernels."""
     res = Result(f"{c.family}.{c.op}", dtype_name, size)
     start = time.perf_counter()
@@ -494,8 +568,9 @@ def launcher_op(c: Case, args):
     return getattr(cuda_functions(c.family), c.op)(*args)
 
 
-def run_parity(device_fn, to_device, dtypes=None, sizes=("small", "large"), only: str = "", echo=print,
-               limit: int | None = None):
+def run_parity(
+    device_fn, to_device, dtypes=None, sizes=("small", "large"), only: str = "", echo=print, limit: int | None = None
+):
     results = []
     for c in CASES:
         if only and only not in f"{c.family}.{c.op}":
@@ -541,8 +616,10 @@ def _eager_cases() -> list[EagerCase]:
         return (x, _randn((4, 64, 64, 64), dtype, gen))
 
     def shuffle(dtype, gen):
-        return (_randn((8, 256, 24, 24), dtype, gen), (torch.rand(64, generator=gen, dtype=torch.float64) * 0.5)
-                .to(dtype))
+        return (
+            _randn((8, 256, 24, 24), dtype, gen),
+            (torch.rand(64, generator=gen, dtype=torch.float64) * 0.5).to(dtype),
+        )
 
     def pn(dtype, gen):
         return (_randn((16, 512, 8, 8), dtype, gen),)
@@ -558,17 +635,32 @@ def _eager_cases() -> list[EagerCase]:
         return tuple(_randn((1024, 256), dtype, gen) for _ in range(3))
 
     return [
-        EagerCase("reparameterize_kl", gauss, lambda m, lv, e: F.reparameterize_kl(m, lv, eps=e),
-                  lambda m, lv, e: R_kl.reparameterize_kl(m, lv, eps=e)),
-        EagerCase("instance_norm[relu,residual]", norm,
-                  lambda x, r: F.instance_norm(x, residual=r, activation="relu"),
-                  lambda x, r: R_in.instance_norm(x, residual=r, activation="relu")),
-        EagerCase("pixel_shuffle_prelu", shuffle, lambda x, w: F.pixel_shuffle_prelu(x, w, 2),
-                  lambda x, w: R_ps.pixel_shuffle_prelu(x, w, 2)),
+        EagerCase(
+            "reparameterize_kl",
+            gauss,
+            lambda m, lv, e: F.reparameterize_kl(m, lv, eps=e),
+            lambda m, lv, e: R_kl.reparameterize_kl(m, lv, eps=e),
+        ),
+        EagerCase(
+            "instance_norm[relu,residual]",
+            norm,
+            lambda x, r: F.instance_norm(x, residual=r, activation="relu"),
+            lambda x, r: R_in.instance_norm(x, residual=r, activation="relu"),
+        ),
+        EagerCase(
+            "pixel_shuffle_prelu",
+            shuffle,
+            lambda x, w: F.pixel_shuffle_prelu(x, w, 2),
+            lambda x, w: R_ps.pixel_shuffle_prelu(x, w, 2),
+        ),
         EagerCase("pixel_norm", pn, F.pixel_norm, R_pn.pixel_norm),
         EagerCase("grad_norm_penalty", gp, F.grad_norm_penalty, R_gp.grad_norm_penalty),
-        EagerCase("margin_cross_entropy[arcface]", margin, lambda x, w, y: F.margin_cross_entropy(x, w, y, s=64.0),
-                  lambda x, w, y: R_ms.margin_cross_entropy(x, w, y, s=64.0)),
+        EagerCase(
+            "margin_cross_entropy[arcface]",
+            margin,
+            lambda x, w, y: F.margin_cross_entropy(x, w, y, s=64.0),
+            lambda x, w, y: R_ms.margin_cross_entropy(x, w, y, s=64.0),
+        ),
         EagerCase("triplet_margin_loss", trip, F.triplet_margin_loss, TF.triplet_margin_loss),
     ]
 
@@ -628,19 +720,35 @@ def run_eager(device: str, dtypes=("float32", "bfloat16"), echo=print, compiled:
 def environment() -> dict:
     import importlib.metadata as md
 
-    env = {"torch": torch.__version__, "cuda_runtime": torch.version.cuda, "python": platform.python_version(),
-           "host": platform.node(), "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    env = {
+        "torch": torch.__version__,
+        "cuda_runtime": torch.version.cuda,
+        "python": platform.python_version(),
+        "host": platform.node(),
+        "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
     try:
         env["triton"] = md.version("triton")
     except md.PackageNotFoundError:
         env["triton"] = None
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
-        env.update(device=torch.cuda.get_device_name(0), capability=f"sm_{props.major}{props.minor}",
-                   sms=props.multi_processor_count, memory_gib=round(props.total_memory / 2**30, 1))
+        env.update(
+            device=torch.cuda.get_device_name(0),
+            capability=f"sm_{props.major}{props.minor}",
+            sms=props.multi_processor_count,
+            memory_gib=round(props.total_memory / 2**30, 1),
+        )
         try:
-            env["driver"] = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                                           capture_output=True, text=True, timeout=20).stdout.strip() or None
+            env["driver"] = (
+                subprocess.run(
+                    ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                    capture_output=True,
+                    text=True,
+                    timeout=20,
+                ).stdout.strip()
+                or None
+            )
         except (OSError, subprocess.SubprocessError):
             env["driver"] = None
     return env
@@ -648,8 +756,16 @@ def environment() -> dict:
 
 def run_bench(out_dir: str, quick: bool, echo=print) -> dict:
     """fastgen-bench --device cuda on the standard shapes, into out_dir (its own JSON/MD/PNG)."""
-    cmd = [sys.executable, "-m", "fastgen.bench", "--device", "cuda", "--quick" if quick else "--full",
-           "--out", out_dir]
+    cmd = [
+        sys.executable,
+        "-m",
+        "fastgen.bench",
+        "--device",
+        "cuda",
+        "--quick" if quick else "--full",
+        "--out",
+        out_dir,
+    ]
     probe = subprocess.run([sys.executable, "-m", "fastgen.bench", "--help"], capture_output=True, text=True)
     if "--device" not in probe.stdout:
         msg = "fastgen-bench has no --device option in this checkout: CUDA timing skipped"
@@ -657,11 +773,18 @@ def run_bench(out_dir: str, quick: bool, echo=print) -> dict:
         return {"command": cmd, "returncode": None, "error": msg}
     start = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True)
-    info = {"command": cmd, "returncode": done.returncode, "seconds": round(time.perf_counter() - start, 1),
-            "stdout_tail": done.stdout[-4000:], "stderr_tail": done.stderr[-4000:]}
+    info = {
+        "command": cmd,
+        "returncode": done.returncode,
+        "seconds": round(time.perf_counter() - start, 1),
+        "stdout_tail": done.stdout[-4000:],
+        "stderr_tail": done.stderr[-4000:],
+    }
     if done.returncode:
-        echo(f"FAIL bench fastgen-bench --device cuda exited {done.returncode}: "
-             f"{(done.stderr.strip().splitlines() or [''])[-1]}")
+        echo(
+            f"FAIL bench fastgen-bench --device cuda exited {done.returncode}: "
+            f"{(done.stderr.strip().splitlines() or [''])[-1]}"
+        )
     return info
 
 
@@ -670,26 +793,46 @@ def write_report(out_dir: str, env: dict, parity: list, eager: list, bench: dict
     rows = [vars(r) for r in parity + eager]
     failures = sum(len(r.failures) for r in parity + eager) + (1 if bench and bench.get("returncode") != 0 else 0)
     with open(os.path.join(out_dir, "gpu_check.json"), "w") as f:
-        json.dump({"environment": env, "seconds": round(seconds, 1), "failures": failures, "parity": rows,
-                   "bench": bench}, f, indent=1)
+        json.dump(
+            {"environment": env, "seconds": round(seconds, 1), "failures": failures, "parity": rows, "bench": bench},
+            f,
+            indent=1,
+        )
     lines = [f"# fastgen GPU check: {env.get('device', 'no device')}", ""]
     lines += [f"- {k}: {v}" for k, v in env.items() if k != "traces"]
-    lines += [f"- wall time: {seconds:.0f} s", f"- failures: {failures}", "",
-              "| case | dtype | size | variants | failures | seconds |", "|---|---|---|---|---|---|"]
-    lines += [f"| {r.case} | {r.dtype} | {r.size} | {r.variants} | {len(r.failures)} | {r.seconds:.2f} |"
-              for r in parity + eager]
+    lines += [
+        f"- wall time: {seconds:.0f} s",
+        f"- failures: {failures}",
+        "",
+        "| case | dtype | size | variants | failures | seconds |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r.case} | {r.dtype} | {r.size} | {r.variants} | {len(r.failures)} | {r.seconds:.2f} |"
+        for r in parity + eager
+    ]
     fails = [f"- {r.case} [{r.dtype}, {r.size}]: {f}" for r in parity + eager for f in r.failures]
     if fails:
         lines += ["", "## Failures", ""] + fails
     traces = env.get("traces")
     if isinstance(traces, dict) and traces and "error" not in traces:
-        lines += ["", "## torch.compile tracing (fastgen/ops/_triton.py)", "",
-                  "| op | rule registered | Triton kernels in the traced graph |", "|---|---|---|"]
+        lines += [
+            "",
+            "## torch.compile tracing (fastgen/ops/_triton.py)",
+            "",
+            "| op | rule registered | Triton kernels in the traced graph |",
+            "|---|---|---|",
+        ]
         lines += [f"| {op} | {t.get('registered')} | {t.get('kernels', t.get('error'))} |" for op, t in traces.items()]
     if bench is not None:
-        lines += ["", "## Benchmark", "", f"`{' '.join(map(str, bench.get('command', [])))}`: "
-                  + (bench.get("error") or f"exit {bench.get('returncode')} in {bench.get('seconds')} s"),
-                  "(bench.json / bench.md / bench.png in this folder)"]
+        lines += [
+            "",
+            "## Benchmark",
+            "",
+            f"`{' '.join(map(str, bench.get('command', [])))}`: "
+            + (bench.get("error") or f"exit {bench.get('returncode')} in {bench.get('seconds')} s"),
+            "(bench.json / bench.md / bench.png in this folder)",
+        ]
     with open(os.path.join(out_dir, "gpu_check.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     _chart(out_dir, parity + eager)
@@ -739,13 +882,18 @@ def trace_report(device: str = "cuda") -> dict:
         lib = None
         if not registered:
             lib = torch.library.Library("fastgen", "FRAGMENT")
-            torch.library.register_torch_dispatch(qualname, FunctionalTensorMode,
-                                                  _decomposition(lambda *a, c=c: launcher_op(c, a)), lib=lib)
+            torch.library.register_torch_dispatch(
+                qualname, FunctionalTensorMode, _decomposition(lambda *a, c=c: launcher_op(c, a)), lib=lib
+            )
         try:
             args = c.make(torch.float32, "small", torch.Generator().manual_seed(0))[0]
             with FakeTensorMode(allow_non_fake_inputs=True):
-                fargs = [torch.empty_strided(a.shape, a.stride(), dtype=a.dtype, device=device)
-                         if isinstance(a, torch.Tensor) else a for a in args]
+                fargs = [
+                    torch.empty_strided(a.shape, a.stride(), dtype=a.dtype, device=device)
+                    if isinstance(a, torch.Tensor)
+                    else a
+                    for a in args
+                ]
             pos = [i for i, a in enumerate(fargs) if isinstance(a, torch.Tensor)]
 
             class Call(torch.nn.Module):
@@ -781,8 +929,9 @@ def no_cuda_reason() -> str | None:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m fastgen.gpu_check", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m fastgen.gpu_check", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--out", default=os.path.join("bench", "results", "gpu"))
     p.add_argument("--no-bench", action="store_true", help="skip fastgen-bench --device cuda")
     p.add_argument("--no-compile", action="store_true", help="skip torch.compile of the functional cases")
@@ -795,8 +944,11 @@ def main(argv=None) -> int:
         return 2
     start = time.perf_counter()
     env = environment()
-    print(f"gpu-check on {env.get('device')} ({env.get('capability')}), driver {env.get('driver')}, "
-          f"torch {env['torch']}, triton {env['triton']}", flush=True)
+    print(
+        f"gpu-check on {env.get('device')} ({env.get('capability')}), driver {env.get('driver')}, "
+        f"torch {env['torch']}, triton {env['triton']}",
+        flush=True,
+    )
     torch.manual_seed(0)
     try:
         parity = run_parity(cuda_op, lambda t: t.cuda(), only=args.only)
@@ -806,8 +958,11 @@ def main(argv=None) -> int:
         parity, eager = [], [Result("gpu_check", "-", "-", failures=["crashed: see the traceback"])]
     n_var = sum(r.variants for r in parity + eager)
     n_fail = sum(len(r.failures) for r in parity + eager)
-    print(f"parity: {n_var} variants in {len(parity + eager)} (case, dtype, size) groups, {n_fail} failures, "
-          f"{time.perf_counter() - start:.0f} s", flush=True)
+    print(
+        f"parity: {n_var} variants in {len(parity + eager)} (case, dtype, size) groups, {n_fail} failures, "
+        f"{time.perf_counter() - start:.0f} s",
+        flush=True,
+    )
     try:
         traces = trace_report()
     except Exception as e:  # noqa: BLE001 - informative only

@@ -1,6 +1,7 @@
 """GAN training recipes on top of fastgen's fused ops: the WGAN-GP gradient penalty, the R1
 penalty and WGAN weight clipping (exported as fastgen.gradient_penalty, fastgen.r1_regularization
 and fastgen.clip_weights_)."""
+
 from __future__ import annotations
 
 from typing import Callable, Iterable
@@ -32,9 +33,17 @@ def _input_gradient(fn: str, critic: Callable, x: torch.Tensor, scaler) -> torch
     return grads
 
 
-def gradient_penalty(critic: Callable, real: torch.Tensor, fake: torch.Tensor, *, weight: float = 10.0,
-                     target: float = 1.0, alpha=None, generator: torch.Generator | None = None,
-                     scaler=None) -> torch.Tensor:
+def gradient_penalty(
+    critic: Callable,
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    *,
+    weight: float = 10.0,
+    target: float = 1.0,
+    alpha=None,
+    generator: torch.Generator | None = None,
+    scaler=None,
+) -> torch.Tensor:
     """The WGAN-GP gradient penalty (Gulrajani et al.) of `critic` at random interpolates of real
     and fake samples:
 

@@ -6,6 +6,7 @@ error against that run, plus a floor scaled to the tensor. Nothing is tuned to o
 machines may round the same float32 convolution differently, but each side's error is measured
 on the machine the test runs on.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -106,15 +107,17 @@ def assert_training_step_matches(fast, twin, loss_of, *, lr=0.1):
         loss.backward()
     assert_tensors_match(fast_loss, twin_loss, ref_loss, "loss")
 
-    fast_params, twin_params, ref_params = ({n: p for n, p in m.named_parameters() if p.requires_grad}
-                                            for m in (fast, twin, ref))
+    fast_params, twin_params, ref_params = (
+        {n: p for n, p in m.named_parameters() if p.requires_grad} for m in (fast, twin, ref)
+    )
     assert fast_params.keys() == twin_params.keys() == ref_params.keys()
     for name in fast_params:
         assert fast_params[name].grad is not None and twin_params[name].grad is not None, f"{name}: no gradient"
     scale = gradient_scale({name: p.grad for name, p in ref_params.items()})
     for name, p in fast_params.items():
-        assert_tensors_match(p.grad, twin_params[name].grad, ref_params[name].grad, f"grad of {name}",
-                             scale=max(scale, 1.0))
+        assert_tensors_match(
+            p.grad, twin_params[name].grad, ref_params[name].grad, f"grad of {name}", scale=max(scale, 1.0)
+        )
     with torch.no_grad():
         for params in (fast_params, twin_params, ref_params):
             for p in params.values():

@@ -1,5 +1,6 @@
 """The parity rule: fastgen's error against a float64 reference may be at most about twice
 eager PyTorch's own error in the same dtype, plus a small floor."""
+
 from __future__ import annotations
 
 import torch
@@ -14,8 +15,16 @@ def _max_err(x: torch.Tensor, ref: torch.Tensor) -> float:
     return (x.double() - ref.double()).abs().max().item()
 
 
-def assert_parity(fast: torch.Tensor, eager: torch.Tensor, ref64: torch.Tensor, *, factor: float = 2.0,
-                  floor_ulps: float = FLOOR_ULPS, what: str = "", scale: float | None = None) -> None:
+def assert_parity(
+    fast: torch.Tensor,
+    eager: torch.Tensor,
+    ref64: torch.Tensor,
+    *,
+    factor: float = 2.0,
+    floor_ulps: float = FLOOR_ULPS,
+    what: str = "",
+    scale: float | None = None,
+) -> None:
     """scale sets the magnitude the floor is relative to (default: the reference's largest
     value, at least 1): a tensor that is a small part of a larger computation (one layer's
     gradient in a network) rounds relative to that computation, not to itself.

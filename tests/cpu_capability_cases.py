@@ -6,6 +6,7 @@ Per family: float32 and bfloat16 forward and gradients against the eager referen
 parity rule, a float64 gradcheck, and one channels_last (or transposed) input. Not collected by
 a plain `pytest tests` run (its name does not start with test_); the matrix runs it by path.
 """
+
 from __future__ import annotations
 
 import os
@@ -52,42 +53,60 @@ def _nchw(shape, dtype, layout, seed):
 
 CASES = {
     "reparam_kl": (
-        lambda dt, lay: (_nchw((3, 5, 4, 3), dt, lay, 0), _nchw((3, 5, 4, 3), dt, lay, 1).mul(0.5),
-                         _nchw((3, 5, 4, 3), dt, lay, 2)),
+        lambda dt, lay: (
+            _nchw((3, 5, 4, 3), dt, lay, 0),
+            _nchw((3, 5, 4, 3), dt, lay, 1).mul(0.5),
+            _nchw((3, 5, 4, 3), dt, lay, 2),
+        ),
         lambda mu, lv, eps: F.reparameterize_kl(mu, lv, eps),
-        lambda mu, lv, eps: R_reparam_kl.reparameterize_kl(mu, lv, eps)),
+        lambda mu, lv, eps: R_reparam_kl.reparameterize_kl(mu, lv, eps),
+    ),
     "coupling": (
-        lambda dt, lay: (_nchw((2, 6, 4, 5), dt, lay, 0), _nchw((2, 6, 4, 5), dt, lay, 1).mul(0.3),
-                         _nchw((2, 6, 4, 5), dt, lay, 2)),
+        lambda dt, lay: (
+            _nchw((2, 6, 4, 5), dt, lay, 0),
+            _nchw((2, 6, 4, 5), dt, lay, 1).mul(0.3),
+            _nchw((2, 6, 4, 5), dt, lay, 2),
+        ),
         lambda x, s, t: F.affine_coupling(x, s, t, mask="checkerboard"),
-        lambda x, s, t: R_coupling.affine_coupling(x, s, t, mask="checkerboard")),
+        lambda x, s, t: R_coupling.affine_coupling(x, s, t, mask="checkerboard"),
+    ),
     "instance_norm": (
-        lambda dt, lay: (_nchw((2, 5, 6, 7), dt, lay, 0), _nchw((5,), dt, "contiguous", 1),
-                         _nchw((5,), dt, "contiguous", 2)),
+        lambda dt, lay: (
+            _nchw((2, 5, 6, 7), dt, lay, 0),
+            _nchw((5,), dt, "contiguous", 1),
+            _nchw((5,), dt, "contiguous", 2),
+        ),
         lambda x, w, b: F.instance_norm(x, weight=w, bias=b, activation="leaky_relu", negative_slope=0.2),
-        lambda x, w, b: R_instance_norm.instance_norm(x, weight=w, bias=b, activation="leaky_relu",
-                                                      negative_slope=0.2)),
+        lambda x, w, b: R_instance_norm.instance_norm(x, weight=w, bias=b, activation="leaky_relu", negative_slope=0.2),
+    ),
     "pixel_shuffle": (
         lambda dt, lay: (_nchw((2, 12, 3, 5), dt, lay, 0), _nchw((3,), dt, "contiguous", 1).mul(0.25)),
         lambda x, w: F.pixel_shuffle_prelu(x, w, 2),
-        lambda x, w: R_pixel_shuffle.pixel_shuffle_prelu(x, w, 2)),
+        lambda x, w: R_pixel_shuffle.pixel_shuffle_prelu(x, w, 2),
+    ),
     "grad_penalty": (
         lambda dt, lay: (_nchw((3, 4, 5, 2), dt, lay, 0),),
         lambda g: F.grad_norm_penalty(g),
-        lambda g: R_grad_penalty.grad_norm_penalty(g)),
+        lambda g: R_grad_penalty.grad_norm_penalty(g),
+    ),
     "pixel_norm": (
         lambda dt, lay: (_nchw((2, 7, 3, 4), dt, lay, 0),),
         lambda x: F.pixel_norm(x),
-        lambda x: R_pixel_norm.pixel_norm(x)),
+        lambda x: R_pixel_norm.pixel_norm(x),
+    ),
     "margin_softmax": (
         lambda dt, lay: (_nchw((6, 8), dt, lay, 0), _nchw((11, 8), dt, lay, 1)),
         lambda e, w: F.margin_cross_entropy(e, w, _labels(6, 11), s=8.0),
-        lambda e, w: R_margin.margin_cross_entropy(e, w, _labels(6, 11), s=8.0)),
+        lambda e, w: R_margin.margin_cross_entropy(e, w, _labels(6, 11), s=8.0),
+    ),
     "triplet": (
         lambda dt, lay: (_nchw((5, 9), dt, lay, 0), _nchw((5, 9), dt, lay, 1), _nchw((5, 9), dt, lay, 2)),
         lambda a, p, n: (F.triplet_margin_loss(a, p, n, margin=2.0), F.contrastive_loss(a, p, (a[:, 0] > 0).float())),
-        lambda a, p, n: (TF.triplet_margin_loss(a, p, n, margin=2.0),
-                         R_triplet.contrastive_loss(a, p, (a[:, 0] > 0).to(a.dtype)))),
+        lambda a, p, n: (
+            TF.triplet_margin_loss(a, p, n, margin=2.0),
+            R_triplet.contrastive_loss(a, p, (a[:, 0] > 0).to(a.dtype)),
+        ),
+    ),
 }
 
 

@@ -4,6 +4,7 @@ autocast kernel (csrc/autocast.cpp) brings the tensors that must agree to one dt
 (as eager's type promotion would), PReLU's weight to its input's dtype (as autocast runs
 torch's prelu in the lower precision); instance norm keeps float32 parameters. Outside autocast
 a mix is still a clear error."""
+
 import pytest
 import torch
 
@@ -19,24 +20,47 @@ def _r(*shape, dtype=F32, seed=0):
 
 # name -> (fn, inputs, dtype each input is brought to under autocast)
 CASES = {
-    "reparameterize_kl": (lambda mu, lv, eps: F.reparameterize_kl(mu, lv, eps),
-                          (_r(4, 8, dtype=BF16), _r(4, 8, seed=1), _r(4, 8, seed=2)), (F32, F32, F32)),
+    "reparameterize_kl": (
+        lambda mu, lv, eps: F.reparameterize_kl(mu, lv, eps),
+        (_r(4, 8, dtype=BF16), _r(4, 8, seed=1), _r(4, 8, seed=2)),
+        (F32, F32, F32),
+    ),
     "kl_normal": (lambda mu, lv: F.kl_normal(mu, lv), (_r(4, 8, dtype=BF16), _r(4, 8, seed=1)), (F32, F32)),
-    "affine_coupling": (lambda x, s, t: F.affine_coupling(x, s, t, mask="checkerboard"),
-                        (_r(2, 4, 3, 3), _r(2, 4, 3, 3, dtype=BF16, seed=1), _r(2, 4, 3, 3, dtype=BF16, seed=2)),
-                        (F32, F32, F32)),
-    "instance_norm": (lambda x, w, res: F.instance_norm(x, weight=w, residual=res, activation="relu"),
-                      (_r(2, 4, 3, 3, dtype=BF16), _r(4, seed=1), _r(2, 4, 3, 3, seed=2)), (F32, F32, F32)),
-    "pixel_shuffle_prelu": (lambda x, w: F.pixel_shuffle_prelu(x, w, 2),
-                            (_r(2, 8, 3, 3, dtype=BF16), _r(2, seed=1)), (BF16, BF16)),
-    "interpolate": (lambda real, fake, alpha: F.interpolate(real, fake, alpha),
-                    (_r(2, 3, 4, 4), _r(2, 3, 4, 4, dtype=BF16, seed=1), torch.rand(2)), (F32, F32, F32)),
-    "margin_cross_entropy": (lambda e, w: F.margin_cross_entropy(e, w, torch.tensor([1, 2, 3, 4]), s=16.0),
-                             (_r(4, 8, dtype=BF16), _r(10, 8, seed=1)), (F32, F32)),
-    "triplet_margin_loss": (lambda a, p, n: F.triplet_margin_loss(a, p, n),
-                            (_r(4, 8, dtype=BF16), _r(4, 8, seed=1), _r(4, 8, seed=2)), (F32, F32, F32)),
-    "contrastive_loss": (lambda a, b: F.contrastive_loss(a, b, torch.tensor([0.0, 1, 0, 1])),
-                         (_r(4, 8, dtype=BF16), _r(4, 8, seed=1)), (F32, F32)),
+    "affine_coupling": (
+        lambda x, s, t: F.affine_coupling(x, s, t, mask="checkerboard"),
+        (_r(2, 4, 3, 3), _r(2, 4, 3, 3, dtype=BF16, seed=1), _r(2, 4, 3, 3, dtype=BF16, seed=2)),
+        (F32, F32, F32),
+    ),
+    "instance_norm": (
+        lambda x, w, res: F.instance_norm(x, weight=w, residual=res, activation="relu"),
+        (_r(2, 4, 3, 3, dtype=BF16), _r(4, seed=1), _r(2, 4, 3, 3, seed=2)),
+        (F32, F32, F32),
+    ),
+    "pixel_shuffle_prelu": (
+        lambda x, w: F.pixel_shuffle_prelu(x, w, 2),
+        (_r(2, 8, 3, 3, dtype=BF16), _r(2, seed=1)),
+        (BF16, BF16),
+    ),
+    "interpolate": (
+        lambda real, fake, alpha: F.interpolate(real, fake, alpha),
+        (_r(2, 3, 4, 4), _r(2, 3, 4, 4, dtype=BF16, seed=1), torch.rand(2)),
+        (F32, F32, F32),
+    ),
+    "margin_cross_entropy": (
+        lambda e, w: F.margin_cross_entropy(e, w, torch.tensor([1, 2, 3, 4]), s=16.0),
+        (_r(4, 8, dtype=BF16), _r(10, 8, seed=1)),
+        (F32, F32),
+    ),
+    "triplet_margin_loss": (
+        lambda a, p, n: F.triplet_margin_loss(a, p, n),
+        (_r(4, 8, dtype=BF16), _r(4, 8, seed=1), _r(4, 8, seed=2)),
+        (F32, F32, F32),
+    ),
+    "contrastive_loss": (
+        lambda a, b: F.contrastive_loss(a, b, torch.tensor([0.0, 1, 0, 1])),
+        (_r(4, 8, dtype=BF16), _r(4, 8, seed=1)),
+        (F32, F32),
+    ),
 }
 
 
@@ -68,14 +92,17 @@ def test_mixed_dtypes_outside_autocast_are_a_clear_error(name):
         fn(*inputs)
 
 
-@pytest.mark.parametrize("build,loss", [
-    (lambda: models.WGANGP(image_size=16, g_features=4, d_features=4, latent_dim=8),
-     lambda m: m.critic_loss(torch.randn(2, 3, 16, 16), torch.randn(2, 8))),
-    (lambda: models.SRResNet(num_blocks=1, channels=8),
-     lambda m: m(torch.rand(1, 3, 6, 6)).square().mean()),
-    (lambda: models.RealNVP.small(1, 8),
-     lambda m: m.loss(torch.rand(2, 1, 8, 8), torch.rand(2, 1, 8, 8))),
-])
+@pytest.mark.parametrize(
+    "build,loss",
+    [
+        (
+            lambda: models.WGANGP(image_size=16, g_features=4, d_features=4, latent_dim=8),
+            lambda m: m.critic_loss(torch.randn(2, 3, 16, 16), torch.randn(2, 8)),
+        ),
+        (lambda: models.SRResNet(num_blocks=1, channels=8), lambda m: m(torch.rand(1, 3, 6, 6)).square().mean()),
+        (lambda: models.RealNVP.small(1, 8), lambda m: m.loss(torch.rand(2, 1, 8, 8), torch.rand(2, 1, 8, 8))),
+    ],
+)
 def test_model_steps_run_under_bfloat16_autocast(build, loss):
     torch.manual_seed(0)
     model = build()

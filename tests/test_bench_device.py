@@ -2,6 +2,7 @@
 CUDA timer's code runs against a stand-in for torch.cuda (events on the wall clock, tensors on
 the CPU), and a whole run writes the results schema and the report a GPU run would. A GPU run
 then cannot die on a typo in this code."""
+
 import json
 import time
 import types
@@ -128,9 +129,16 @@ def test_cuda_timer_peak_memory_and_environment():
 def _tiny_case(memory_bound: bool) -> Case:
     def make(shape, dtype, device="cpu"):
         x = torch.randn(shape, dtype=dtype, device=device)
-        return Workload(inputs=(x,), fastgen_fn=lambda t: t * 2, eager_fn=lambda t: t + t, grad_inputs=(0,),
-                        grad_outputs=lambda out: (out,), upstream_grads=(torch.ones(shape, dtype=dtype),),
-                        min_bytes={"fwd": 2 * x.numel() * 4, "fwd+bwd": 4 * x.numel() * 4})
+        return Workload(
+            inputs=(x,),
+            fastgen_fn=lambda t: t * 2,
+            eager_fn=lambda t: t + t,
+            grad_inputs=(0,),
+            grad_outputs=lambda out: (out,),
+            upstream_grads=(torch.ones(shape, dtype=dtype),),
+            min_bytes={"fwd": 2 * x.numel() * 4, "fwd+bwd": 4 * x.numel() * 4},
+        )
+
     return Case(name="tiny", family="t", shapes={}, make=make, memory_bound=memory_bound)
 
 
@@ -140,12 +148,15 @@ def test_run_case_on_the_cuda_timer(memory_bound):
     timer = timing.for_device("cuda", cuda=fake)
     flushes = []
     timer._flush = lambda: flushes.append(1)  # noqa: E731
-    rows = run_case(_tiny_case(memory_bound), (64,), torch.float32, repeats=2, impls=("fastgen", "eager"),
-                    timer=timer)
+    rows = run_case(_tiny_case(memory_bound), (64,), torch.float32, repeats=2, impls=("fastgen", "eager"), timer=timer)
     assert [r["pass"] for r in rows] == ["fwd", "fwd+bwd"]
     for r in rows:
-        assert (r["device"], r["timer"], r["l2_flush"], r["memory_bound"]) == ("cuda", "cuda-events", memory_bound,
-                                                                               memory_bound)
+        assert (r["device"], r["timer"], r["l2_flush"], r["memory_bound"]) == (
+            "cuda",
+            "cuda-events",
+            memory_bound,
+            memory_bound,
+        )
         for stats in r["impls"].values():
             assert stats["median_s"] > 0 and stats["peak_bytes"] == 4096
         assert r["roofline_s"] > 0 and r["speedup_vs_eager"] > 0
@@ -159,8 +170,14 @@ def test_a_case_that_cannot_be_built_is_a_result():
     def make(shape, dtype, device="cpu"):
         raise RuntimeError("no kernel for this device")
 
-    rows = run_case(Case(name="broken", family="t", shapes={}, make=make), (4,), torch.float32, repeats=1,
-                    impls=("fastgen", "eager"), timer=timing.for_device("cuda", cuda=FakeCuda()))
+    rows = run_case(
+        Case(name="broken", family="t", shapes={}, make=make),
+        (4,),
+        torch.float32,
+        repeats=1,
+        impls=("fastgen", "eager"),
+        timer=timing.for_device("cuda", cuda=FakeCuda()),
+    )
     assert [r["error"] for r in rows] == ["RuntimeError: no kernel for this device"] * 2
     from fastgen.bench import report
 
@@ -175,7 +192,25 @@ def test_fastgen_bench_device_cuda_end_to_end(tmp_path, monkeypatch, capsys):
     real_for_device = timing.for_device
     monkeypatch.setattr(timing, "for_device", lambda device, cuda=None: real_for_device(device, cuda=fake))
     out = tmp_path / "gpu"
-    assert main(["--device", "cuda", "--out", str(out), "--ops", "reparam_kl", "--shapes", "16x8", "--repeats", "2", "--no-compile", "--strict"]) == 0
+    assert (
+        main(
+            [
+                "--device",
+                "cuda",
+                "--out",
+                str(out),
+                "--ops",
+                "reparam_kl",
+                "--shapes",
+                "16x8",
+                "--repeats",
+                "2",
+                "--no-compile",
+                "--strict",
+            ]
+        )
+        == 0
+    )
     table = capsys.readouterr().out
     assert "| reparam_kl | 16x8 | float32 | fwd+bwd |" in table
     data = json.loads((out / "bench.json").read_text())
@@ -193,9 +228,22 @@ def test_fastgen_bench_device_cuda_end_to_end(tmp_path, monkeypatch, capsys):
 def test_strict_exit_status_when_something_failed(tmp_path, monkeypatch):
     from fastgen.bench import runner
 
-    monkeypatch.setattr(runner, "run_case", lambda case, shape, dtype, **kw: [
-        {"case": case.name, "family": case.family, "shape": list(shape), "dtype": "float32", "pass": "fwd",
-         "device": "cpu", "error": "RuntimeError: boom", "impls": {}}])
+    monkeypatch.setattr(
+        runner,
+        "run_case",
+        lambda case, shape, dtype, **kw: [
+            {
+                "case": case.name,
+                "family": case.family,
+                "shape": list(shape),
+                "dtype": "float32",
+                "pass": "fwd",
+                "device": "cpu",
+                "error": "RuntimeError: boom",
+                "impls": {},
+            }
+        ],
+    )
     args = ["--ops", "reparam_kl", "--shapes", "4x4", "--out", str(tmp_path), "--no-compile"]
     assert main(args) == 0
     assert main(args + ["--strict"]) == 1
@@ -219,8 +267,10 @@ def test_autocast_variant_runs_under_bfloat16_autocast():
 
     def make(shape, dtype, device="cpu"):
         work = base.make(shape, dtype, device)
-        work.fastgen_fn = lambda t: (seen.append(torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu")
-                                                 else None), torch.mm(t, t))[1]
+        work.fastgen_fn = lambda t: (
+            seen.append(torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None),
+            torch.mm(t, t),
+        )[1]
         return work
 
     from fastgen.bench.registry import _CASES, autocast_variant
@@ -235,7 +285,14 @@ def test_autocast_variant_runs_under_bfloat16_autocast():
         _CASES.pop(case.name)
     # Every model row has its bfloat16 autocast twin.
     names = set(cases())
-    for model in ("cyclegan_generator[train]", "pix2pix_generator[train]", "srresnet_train", "realnvp_step",
-                  "wgan_gp_critic_step", "arcface_step", "vae_step"):
+    for model in (
+        "cyclegan_generator[train]",
+        "pix2pix_generator[train]",
+        "srresnet_train",
+        "realnvp_step",
+        "wgan_gp_critic_step",
+        "arcface_step",
+        "vae_step",
+    ):
         assert model in names
         assert (model[:-1] + "," + AUTOCAST_TAG[1:] if model.endswith("]") else model + AUTOCAST_TAG) in names

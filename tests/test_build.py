@@ -1,5 +1,6 @@
 """Build and import: what fastgen.build_info() reports, import without Triton or a GPU,
 and the JIT fallback that compiles the same sources when fastgen._C is missing."""
+
 import os
 import shutil
 import subprocess
@@ -14,8 +15,9 @@ import fastgen
 
 def _python(code: str, **env_overrides) -> subprocess.CompletedProcess:
     env = dict(os.environ, **env_overrides)
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True, text=True,
-                          timeout=900)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True, text=True, timeout=900
+    )
 
 
 def test_build_info_reports_the_build():
@@ -92,7 +94,8 @@ def test_jit_fallback_builds_and_loads(tmp_path):
     from fastgen import _build
 
     shutil.copytree(_build.build_dir(), tmp_path / "fastgen", symlinks=True)
-    done = _python("""
+    done = _python(
+        """
         import fastgen, torch
         from fastgen import _ext
         assert _ext.load() == "jit", _ext.load()
@@ -100,7 +103,10 @@ def test_jit_fallback_builds_and_loads(tmp_path):
         z, kl = fastgen.functional.reparameterize_kl(torch.zeros(2, 3), torch.zeros(2, 3), torch.ones(2, 3))
         assert torch.equal(z, torch.ones(2, 3))
         print(info["cpu_capability"], info["float_vector_width"], info["openmp"])
-    """, FASTGEN_FORCE_JIT="1", TORCH_EXTENSIONS_DIR=str(tmp_path))
+    """,
+        FASTGEN_FORCE_JIT="1",
+        TORCH_EXTENSIONS_DIR=str(tmp_path),
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     info = fastgen.build_info()
     assert done.stdout.split() == [info["cpu_capability"], str(info["float_vector_width"]), "True"]

@@ -6,6 +6,7 @@ The references are transcribed here where the test needs their code (junyanz's i
 ResnetGenerator, pytorch/examples' DCGAN generator, arcface_torch's CombinedMarginLoss); the rest
 compares with fastgen's eager twins (fastgen.reference.models), which share the state_dicts.
 """
+
 from __future__ import annotations
 
 import copy
@@ -48,10 +49,14 @@ def assert_normal_sample(values: torch.Tensor, mean: float, std: float, what: st
     assert n >= 16, f"{what}: too few values ({n}) for a test"
     z = stats.norm.isf(ALPHA / 2)
     m = x.mean().item()
-    assert abs(m - mean) <= z * std / math.sqrt(n), f"{what}: mean {m:.5g}, expected {mean} +- {z * std / math.sqrt(n):.3g}"
+    assert abs(m - mean) <= z * std / math.sqrt(n), (
+        f"{what}: mean {m:.5g}, expected {mean} +- {z * std / math.sqrt(n):.3g}"
+    )
     var = x.var().item()
     lo, hi = (stats.chi2.ppf([ALPHA / 2, 1 - ALPHA / 2], n - 1) / (n - 1) * std**2).tolist()
-    assert lo <= var <= hi, f"{what}: std {math.sqrt(var):.5g}, expected {std:.5g} (std in [{math.sqrt(lo):.5g}, {math.sqrt(hi):.5g}])"
+    assert lo <= var <= hi, (
+        f"{what}: std {math.sqrt(var):.5g}, expected {std:.5g} (std in [{math.sqrt(lo):.5g}, {math.sqrt(hi):.5g}])"
+    )
     p = stats.kstest(((x - mean) / std).numpy(), "norm").pvalue
     assert p > ALPHA, f"{what}: Kolmogorov-Smirnov p = {p:.3g} against N({mean}, {std}**2)"
 
@@ -65,20 +70,20 @@ def junyanz_init_weights(net, init_type="normal", init_gain=0.02):
 
     def init_func(m):
         classname = m.__class__.__name__
-        if hasattr(m, 'weight') and (classname.find('Conv') != -1 or classname.find('Linear') != -1):
-            if init_type == 'normal':
+        if hasattr(m, "weight") and (classname.find("Conv") != -1 or classname.find("Linear") != -1):
+            if init_type == "normal":
                 init.normal_(m.weight.data, 0.0, init_gain)
-            elif init_type == 'xavier':
+            elif init_type == "xavier":
                 init.xavier_normal_(m.weight.data, gain=init_gain)
-            elif init_type == 'kaiming':
-                init.kaiming_normal_(m.weight.data, a=0, mode='fan_in')
-            elif init_type == 'orthogonal':
+            elif init_type == "kaiming":
+                init.kaiming_normal_(m.weight.data, a=0, mode="fan_in")
+            elif init_type == "orthogonal":
                 init.orthogonal_(m.weight.data, gain=init_gain)
             else:
-                raise NotImplementedError('initialization method [%s] is not implemented' % init_type)
-            if hasattr(m, 'bias') and m.bias is not None:
+                raise NotImplementedError("initialization method [%s] is not implemented" % init_type)
+            if hasattr(m, "bias") and m.bias is not None:
                 init.constant_(m.bias.data, 0.0)
-        elif classname.find('BatchNorm2d') != -1:
+        elif classname.find("BatchNorm2d") != -1:
             init.normal_(m.weight.data, 1.0, init_gain)
             init.constant_(m.bias.data, 0.0)
 
@@ -139,9 +144,11 @@ def test_default_init_statistics_per_layer_kind(module):
     # N(0, 0.02), every bias 0, BatchNorm2d weights N(1, 0.02) and biases 0; per layer and pooled
     # per layer kind. torch's default init (first conv std 0.048 at 3x7x7 fan-in) fails this.
     torch.manual_seed(1)
-    nets = {"ResnetGenerator": module.ResnetGenerator(ngf=32, n_blocks=3),
-            "NLayerDiscriminator": module.NLayerDiscriminator(norm="batch"),
-            "UnetGenerator": module.UnetGenerator(num_downs=6, ngf=16, norm="batch")}
+    nets = {
+        "ResnetGenerator": module.ResnetGenerator(ngf=32, n_blocks=3),
+        "NLayerDiscriminator": module.NLayerDiscriminator(norm="batch"),
+        "UnetGenerator": module.UnetGenerator(num_downs=6, ngf=16, norm="batch"),
+    }
     pooled: dict[str, list[torch.Tensor]] = {}
     for net_name, net in nets.items():
         for kind, qual, m in _layers(net):
@@ -190,9 +197,9 @@ def test_orthogonal_init_is_orthogonal_times_gain():
 def examples_weights_init(m):
     """pytorch/examples dcgan/main.py weights_init, transcribed (applied with net.apply)."""
     classname = m.__class__.__name__
-    if classname.find('Conv') != -1:
+    if classname.find("Conv") != -1:
         torch.nn.init.normal_(m.weight, 0.0, 0.02)
-    elif classname.find('BatchNorm') != -1:
+    elif classname.find("BatchNorm") != -1:
         torch.nn.init.normal_(m.weight, 1.0, 0.02)
         torch.nn.init.zeros_(m.bias)
 
@@ -292,12 +299,19 @@ class JunyanzResnetBlock(nn.Module):
 
     def __init__(self, dim, padding_type, norm_layer, use_dropout, use_bias):
         super().__init__()
-        conv_block = [nn.ReflectionPad2d(1), nn.Conv2d(dim, dim, kernel_size=3, padding=0, bias=use_bias),
-                      norm_layer(dim), nn.ReLU(True)]
+        conv_block = [
+            nn.ReflectionPad2d(1),
+            nn.Conv2d(dim, dim, kernel_size=3, padding=0, bias=use_bias),
+            norm_layer(dim),
+            nn.ReLU(True),
+        ]
         if use_dropout:
             conv_block += [nn.Dropout(0.5)]
-        conv_block += [nn.ReflectionPad2d(1), nn.Conv2d(dim, dim, kernel_size=3, padding=0, bias=use_bias),
-                       norm_layer(dim)]
+        conv_block += [
+            nn.ReflectionPad2d(1),
+            nn.Conv2d(dim, dim, kernel_size=3, padding=0, bias=use_bias),
+            norm_layer(dim),
+        ]
         self.conv_block = nn.Sequential(*conv_block)
 
     def forward(self, x):
@@ -309,26 +323,44 @@ class JunyanzResnetGenerator(nn.Module):
     builds it with norm_layer = functools.partial(nn.InstanceNorm2d, affine=False,
     track_running_stats=False)."""
 
-    def __init__(self, input_nc, output_nc, ngf=64, use_dropout=False, n_blocks=6, padding_type='reflect'):
+    def __init__(self, input_nc, output_nc, ngf=64, use_dropout=False, n_blocks=6, padding_type="reflect"):
         super().__init__()
         norm_layer = functools.partial(nn.InstanceNorm2d, affine=False, track_running_stats=False)
         use_bias = True  # norm_layer.func == nn.InstanceNorm2d
-        model = [nn.ReflectionPad2d(3), nn.Conv2d(input_nc, ngf, kernel_size=7, padding=0, bias=use_bias),
-                 norm_layer(ngf), nn.ReLU(True)]
+        model = [
+            nn.ReflectionPad2d(3),
+            nn.Conv2d(input_nc, ngf, kernel_size=7, padding=0, bias=use_bias),
+            norm_layer(ngf),
+            nn.ReLU(True),
+        ]
         n_downsampling = 2
         for i in range(n_downsampling):
-            mult = 2 ** i
-            model += [nn.Conv2d(ngf * mult, ngf * mult * 2, kernel_size=3, stride=2, padding=1, bias=use_bias),
-                      norm_layer(ngf * mult * 2), nn.ReLU(True)]
-        mult = 2 ** n_downsampling
+            mult = 2**i
+            model += [
+                nn.Conv2d(ngf * mult, ngf * mult * 2, kernel_size=3, stride=2, padding=1, bias=use_bias),
+                norm_layer(ngf * mult * 2),
+                nn.ReLU(True),
+            ]
+        mult = 2**n_downsampling
         for i in range(n_blocks):
-            model += [JunyanzResnetBlock(ngf * mult, padding_type=padding_type, norm_layer=norm_layer,
-                                         use_dropout=use_dropout, use_bias=use_bias)]
+            model += [
+                JunyanzResnetBlock(
+                    ngf * mult,
+                    padding_type=padding_type,
+                    norm_layer=norm_layer,
+                    use_dropout=use_dropout,
+                    use_bias=use_bias,
+                )
+            ]
         for i in range(n_downsampling):
             mult = 2 ** (n_downsampling - i)
-            model += [nn.ConvTranspose2d(ngf * mult, int(ngf * mult / 2), kernel_size=3, stride=2, padding=1,
-                                         output_padding=1, bias=use_bias),
-                      norm_layer(int(ngf * mult / 2)), nn.ReLU(True)]
+            model += [
+                nn.ConvTranspose2d(
+                    ngf * mult, int(ngf * mult / 2), kernel_size=3, stride=2, padding=1, output_padding=1, bias=use_bias
+                ),
+                norm_layer(int(ngf * mult / 2)),
+                nn.ReLU(True),
+            ]
         model += [nn.ReflectionPad2d(3)]
         model += [nn.Conv2d(ngf, output_nc, kernel_size=7, padding=0)]
         model += [nn.Tanh()]
@@ -344,11 +376,21 @@ class ExamplesDCGANGenerator(nn.Module):
     def __init__(self, nz=100, ngf=64, nc=3):
         super().__init__()
         self.main = nn.Sequential(
-            nn.ConvTranspose2d(nz, ngf * 8, 4, 1, 0, bias=False), nn.BatchNorm2d(ngf * 8), nn.ReLU(True),
-            nn.ConvTranspose2d(ngf * 8, ngf * 4, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf * 4), nn.ReLU(True),
-            nn.ConvTranspose2d(ngf * 4, ngf * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf * 2), nn.ReLU(True),
-            nn.ConvTranspose2d(ngf * 2, ngf, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf), nn.ReLU(True),
-            nn.ConvTranspose2d(ngf, nc, 4, 2, 1, bias=False), nn.Tanh())
+            nn.ConvTranspose2d(nz, ngf * 8, 4, 1, 0, bias=False),
+            nn.BatchNorm2d(ngf * 8),
+            nn.ReLU(True),
+            nn.ConvTranspose2d(ngf * 8, ngf * 4, 4, 2, 1, bias=False),
+            nn.BatchNorm2d(ngf * 4),
+            nn.ReLU(True),
+            nn.ConvTranspose2d(ngf * 4, ngf * 2, 4, 2, 1, bias=False),
+            nn.BatchNorm2d(ngf * 2),
+            nn.ReLU(True),
+            nn.ConvTranspose2d(ngf * 2, ngf, 4, 2, 1, bias=False),
+            nn.BatchNorm2d(ngf),
+            nn.ReLU(True),
+            nn.ConvTranspose2d(ngf, nc, 4, 2, 1, bias=False),
+            nn.Tanh(),
+        )
 
     def forward(self, input):
         return self.main(input)
@@ -510,8 +552,11 @@ def test_straight_through_double_backward_is_insightface_current():
 
     ours = lambda e, wt: F.margin_cross_entropy(e, wt, labels, straight_through=True)  # noqa: E731
     theirs = lambda e, wt: insightface_current_loss(e, wt, labels, 64.0, 1.0, 0.5, 0.0)  # noqa: E731
-    fast, eager32, ref = (second_order(ours, torch.float32), second_order(theirs, torch.float32),
-                          second_order(theirs, torch.float64))
+    fast, eager32, ref = (
+        second_order(ours, torch.float32),
+        second_order(theirs, torch.float32),
+        second_order(theirs, torch.float64),
+    )
     for what, a, b, r in zip(("d2/dx2 v", "d2/dxdw v"), fast, eager32, ref):
         assert_parity(a, b, r, floor_ulps=64.0, what=what)
 
@@ -527,11 +572,13 @@ def test_default_is_the_2022_rule_not_the_current_one():
     # The default keeps the exact margin gradient and the fallback: its gradients differ from
     # today's arcface_torch by far more than rounding (the option is not a no-op).
     x, w, labels = _margin_inputs()
-    theirs = _loss_and_grads(lambda e, wt: insightface_current_loss(e, wt, labels, 64.0, 1.0, 0.5, 0.0), x, w,
-                             torch.float64)
+    theirs = _loss_and_grads(
+        lambda e, wt: insightface_current_loss(e, wt, labels, 64.0, 1.0, 0.5, 0.0), x, w, torch.float64
+    )
     default = _loss_and_grads(lambda e, wt: F.margin_cross_entropy(e, wt, labels), x, w, torch.float64)
-    current = _loss_and_grads(lambda e, wt: F.margin_cross_entropy(e, wt, labels, straight_through=True), x, w,
-                              torch.float64)
+    current = _loss_and_grads(
+        lambda e, wt: F.margin_cross_entropy(e, wt, labels, straight_through=True), x, w, torch.float64
+    )
     # loss (the fallback past pi) and both gradients (the margin's own gradient): the default's
     # distance to today's code dwarfs the option's (which is rounding)
     for what, d, c, t in zip(("loss", "grad_embeddings", "grad_weight"), default, current, theirs):
@@ -591,11 +638,13 @@ def test_float64_clamp_at_tiny_angles(path):
     bound = _target_bound(theta, s, m)
     err = (target - s * torch.cos(theta + m)).abs()
     assert (err <= bound).all(), f"target logit error {err.tolist()} > {bound.tolist()}"
-    gx, _ = backward(None, torch.ones(len(THETAS), dtype=torch.float64), x, w, labels, lse, cos_t, *args,
-                     [True, False])
+    gx, _ = backward(None, torch.ones(len(THETAS), dtype=torch.float64), x, w, labels, lse, cos_t, *args, [True, False])
     # d (s cos(theta + m)) / d x at x = (cos theta, sin theta, 0), w_0 = (1, 0, 0)
-    want = s * torch.sin(theta + m)[:, None] * torch.stack([torch.sin(theta), -torch.cos(theta),
-                                                            torch.zeros_like(theta)], 1)
+    want = (
+        s
+        * torch.sin(theta + m)[:, None]
+        * torch.stack([torch.sin(theta), -torch.cos(theta), torch.zeros_like(theta)], 1)
+    )
     gbound = _gradient_bound(theta, s, m, want)
     gerr = (gx - want).abs().max(1).values
     assert (gerr <= gbound).all(), f"gradient error {gerr.tolist()} > {gbound.tolist()}"
@@ -618,6 +667,9 @@ def test_clamp_is_unchanged_below_float64():
     for dtype in (torch.float32, torch.float16, torch.bfloat16):
         assert margin_ops.clamp_eps(dtype) == 1e-7  # the kernels compute these dtypes in float32
     assert margin_ops.clamp_eps(torch.float64) == EPS64
-    assert (R.clamp_eps(torch.float32), R.clamp_eps(torch.float16), R.clamp_eps(torch.bfloat16)) == \
-        (1e-7, 2.0**-10, 2.0**-7)
+    assert (R.clamp_eps(torch.float32), R.clamp_eps(torch.float16), R.clamp_eps(torch.bfloat16)) == (
+        1e-7,
+        2.0**-10,
+        2.0**-7,
+    )
     assert R.clamp_eps(torch.float64) == EPS64

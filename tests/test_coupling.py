@@ -1,5 +1,6 @@
 """fastgen.functional.affine_coupling (RealNVP), its ops, nn.AffineCoupling and the RealNVP
 helpers (squeeze2d, dequantize + logit, bits_per_dim)."""
+
 from __future__ import annotations
 
 import copy
@@ -72,16 +73,25 @@ def test_forward_and_gradients_match_reference(mask, shape, dtype, inverse, scal
     kw = dict(mask=mask, mask_parity=parity, inverse=inverse)
     fast = _run(F.affine_coupling, x, s, t, sc, gy, gl, **kw)
     eager = _run(R.affine_coupling, x, s, t, sc, gy, gl, **kw)
-    ref = _run(R.affine_coupling, *(u.double() if u is not None else None for u in (x, s, t, sc)), gy.double(),
-               gl.double(), **kw)
+    ref = _run(
+        R.affine_coupling,
+        *(u.double() if u is not None else None for u in (x, s, t, sc)),
+        gy.double(),
+        gl.double(),
+        **kw,
+    )
     names = ("y", "logdet", "grad_x", "grad_s", "grad_t", "grad_scale")
     for name, f, e, r in zip(names, fast, eager, ref):
         assert_parity(f, e, r, what=f"{name} {mask} {shape} {dtype} inverse={inverse} scale={scale}")
 
 
 def test_logdet_is_float32_for_half_types_and_float64_for_double():
-    for dtype, want in ((torch.bfloat16, torch.float32), (torch.float16, torch.float32), (torch.float32, torch.float32),
-                        (torch.float64, torch.float64)):
+    for dtype, want in (
+        (torch.bfloat16, torch.float32),
+        (torch.float16, torch.float32),
+        (torch.float32, torch.float32),
+        (torch.float64, torch.float64),
+    ):
         x, s, t, _ = _inputs("channel", (2, 4), dtype)
         y, logdet = F.affine_coupling(x, s, t)
         assert y.dtype == dtype and logdet.dtype == want
@@ -106,8 +116,9 @@ def test_inverse_undoes_forward(mask, shape):
         # The same round trip in eager float32; x itself and float64 logdet are the reference.
         ey, elogdet = R.affine_coupling(x, s, t, mask=mask, mask_parity=parity, scale=sc)
         eback, einv_logdet = R.affine_coupling(ey, s, t, mask=mask, mask_parity=parity, scale=sc, inverse=True)
-        logdet64 = R.affine_coupling(*(u.double() for u in (x, s, t)), mask=mask, mask_parity=parity,
-                                     scale=sc.double())[1]
+        logdet64 = R.affine_coupling(
+            *(u.double() for u in (x, s, t)), mask=mask, mask_parity=parity, scale=sc.double()
+        )[1]
         assert_parity(back, eback, x.double(), what=f"round trip {parity}")
         assert_parity(inv_logdet, einv_logdet, -logdet64, what=f"inverse logdet {parity}")
 
@@ -171,8 +182,9 @@ def test_mask_parity_picks_the_transformed_part():
     assert torch.equal(F.checkerboard_mask(2, 2, 0).flatten(), y0.flatten())
 
 
-@pytest.mark.parametrize("scale_shape", [(), (1,), (3, 1, 1), (1, 3, 1, 1), (3, 4, 5), (4, 1, 1, 1), (4, 3, 4, 5),
-                                         (5,)])
+@pytest.mark.parametrize(
+    "scale_shape", [(), (1,), (3, 1, 1), (1, 3, 1, 1), (3, 4, 5), (4, 1, 1, 1), (4, 3, 4, 5), (5,)]
+)
 def test_scale_broadcasts_like_torch(scale_shape):
     x, s, t, _ = _inputs("channel", (4, 6, 4, 5), torch.float32)
     sc = torch.randn(scale_shape)
@@ -192,8 +204,10 @@ def test_result_does_not_depend_on_thread_count():
     try:
         for n in (1, 2):
             torch.set_num_threads(n)
-            out.append(ops.affine_coupling(x, s, t, sc, "checkerboard", 0, False)
-                       + ops.affine_coupling_backward(g, gl, x, s, sc, "checkerboard", 0, False, ALL))
+            out.append(
+                ops.affine_coupling(x, s, t, sc, "checkerboard", 0, False)
+                + ops.affine_coupling_backward(g, gl, x, s, sc, "checkerboard", 0, False, ALL)
+            )
     finally:
         torch.set_num_threads(before)
     for a, b in zip(*out):
@@ -210,9 +224,12 @@ def test_gradcheck_and_gradgradcheck(mask, shape, inverse, scale):
     x, s, t, sc = _inputs(mask, shape, scale=scale)
     leaves = [u.requires_grad_() for u in (x, s, t, sc) if u is not None]
     for parity in (0, 1):
+
         def fn(*a):
-            return F.affine_coupling(a[0], a[1], a[2], mask=mask, mask_parity=parity, inverse=inverse,
-                                     scale=a[3] if scale else None)
+            return F.affine_coupling(
+                a[0], a[1], a[2], mask=mask, mask_parity=parity, inverse=inverse, scale=a[3] if scale else None
+            )
+
         assert torch.autograd.gradcheck(fn, leaves)
         assert torch.autograd.gradgradcheck(fn, leaves)
 
@@ -250,10 +267,15 @@ def test_gradient_only_for_what_requires_grad():
     ey, elogdet = R.affine_coupling(x, s, t)
     s64 = s.detach().double().requires_grad_()
     y64, logdet64 = R.affine_coupling(x.double(), s64, t.double())
-    assert_parity(gs, torch.autograd.grad(ey.sum() + elogdet.sum(), s)[0],
-                  torch.autograd.grad(y64.sum() + logdet64.sum(), s64)[0], what="grad_s")
-    got = ops.affine_coupling_backward(torch.ones_like(x), None, x, s, None, "channel", 0, False,
-                                       [False, True, False, False])
+    assert_parity(
+        gs,
+        torch.autograd.grad(ey.sum() + elogdet.sum(), s)[0],
+        torch.autograd.grad(y64.sum() + logdet64.sum(), s64)[0],
+        what="grad_s",
+    )
+    got = ops.affine_coupling_backward(
+        torch.ones_like(x), None, x, s, None, "channel", 0, False, [False, True, False, False]
+    )
     assert got[0].numel() == 0 and got[2].numel() == 0 and got[3].numel() == 0 and got[1].shape == s.shape
 
 
@@ -361,8 +383,13 @@ def test_random_shapes_dtypes_and_layouts(batch, channels, spatial, checker, dty
     kw = dict(mask=mask, mask_parity=parity, inverse=inverse)
     fast = _run(F.affine_coupling, x, s, t, sc, gy, gl, **kw)
     eager = _run(R.affine_coupling, x, s, t, sc, gy, gl, **kw)
-    ref = _run(R.affine_coupling, *(u.double() if u is not None else None for u in (x, s, t, sc)), gy.double(),
-               gl.double(), **kw)
+    ref = _run(
+        R.affine_coupling,
+        *(u.double() if u is not None else None for u in (x, s, t, sc)),
+        gy.double(),
+        gl.double(),
+        **kw,
+    )
     for f, e, r in zip(fast, eager, ref):
         assert_parity(f, e, r, what=f"{mask} {shape} {dtype} {layouts}")
 
@@ -380,15 +407,18 @@ def test_opcheck():
             torch.library.opcheck(ops.affine_coupling, (x, s, t, None, mask, 0, inverse))
             g, gl = torch.randn(shape), torch.randn(shape[0])
             torch.library.opcheck(ops.affine_coupling_backward, (g, gl, x, s, sc, mask, 0, inverse, ALL))
-            torch.library.opcheck(ops.affine_coupling_backward, (None, gl, x, s, None, mask, 1, inverse,
-                                                                 [False, True, True, False]))
-            torch.library.opcheck(ops.affine_coupling_backward, (g, None, x, s, sc, mask, 0, inverse,
-                                                                 [True, False, False, True]))
+            torch.library.opcheck(
+                ops.affine_coupling_backward, (None, gl, x, s, None, mask, 1, inverse, [False, True, True, False])
+            )
+            torch.library.opcheck(
+                ops.affine_coupling_backward, (g, None, x, s, sc, mask, 0, inverse, [True, False, False, True])
+            )
     cl = torch.randn(2, 4, 3, 5).to(memory_format=torch.channels_last)
     s = torch.randn(2, 2, 3, 5)
     torch.library.opcheck(ops.affine_coupling, (cl, s, s.clone(), None, "channel", 0, False))
-    torch.library.opcheck(ops.affine_coupling_backward, (cl.clone(), torch.randn(2), cl, s, None, "channel", 0, True,
-                                                         ALL))
+    torch.library.opcheck(
+        ops.affine_coupling_backward, (cl.clone(), torch.randn(2), cl, s, None, "channel", 0, True, ALL)
+    )
 
 
 def test_torch_compile_fullgraph():
@@ -422,16 +452,38 @@ def _raises(match, fn, *args, **kwargs):
 
 def test_bad_inputs_name_the_argument():
     x, s, t = torch.randn(3, 4), torch.randn(3, 2), torch.randn(3, 2)
-    _raises(r"affine_coupling: s must have shape \(3, 2\) \(one half of x\), got \(3, 3\)", F.affine_coupling, x,
-            torch.randn(3, 3), t)
+    _raises(
+        r"affine_coupling: s must have shape \(3, 2\) \(one half of x\), got \(3, 3\)",
+        F.affine_coupling,
+        x,
+        torch.randn(3, 3),
+        t,
+    )
     _raises(r"t must have shape \(3, 2\)", F.affine_coupling, x, s, torch.randn(2, 2))
-    _raises(r"x must have an even number of channels \(dim 1\) for mask='channel', got 5", F.affine_coupling,
-            torch.randn(3, 5), s, t)
+    _raises(
+        r"x must have an even number of channels \(dim 1\) for mask='channel', got 5",
+        F.affine_coupling,
+        torch.randn(3, 5),
+        s,
+        t,
+    )
     _raises(r"x must be \(B, C, ...\) or \(B, D\)", F.affine_coupling, torch.randn(4), s, t)
-    _raises(r"x must be 4-D \(B, C, H, W\) for mask='checkerboard', got shape \(3, 4\)", F.affine_coupling, x, x,
-            x, mask="checkerboard")
-    _raises(r"scale must broadcast to the shape of s \(3, 2\), got shape \(3,\)", F.affine_coupling, x, s, t,
-            scale=torch.randn(3))
+    _raises(
+        r"x must be 4-D \(B, C, H, W\) for mask='checkerboard', got shape \(3, 4\)",
+        F.affine_coupling,
+        x,
+        x,
+        x,
+        mask="checkerboard",
+    )
+    _raises(
+        r"scale must broadcast to the shape of s \(3, 2\), got shape \(3,\)",
+        F.affine_coupling,
+        x,
+        s,
+        t,
+        scale=torch.randn(3),
+    )
     _raises(r"s must have the dtype of x \(torch.float32\), got torch.float64", F.affine_coupling, x, s.double(), t)
     _raises(r"scale must have the dtype of x", F.affine_coupling, x, s, t, scale=torch.randn(2).double())
     _raises(r"mask must be one of \('channel', 'checkerboard'\), got 'rows'", F.affine_coupling, x, s, t, mask="rows")
@@ -442,33 +494,118 @@ def test_bad_inputs_name_the_argument():
 
 def test_bad_inputs_to_the_ops_directly():
     x, s = torch.randn(3, 4), torch.randn(3, 2)
-    _raises(r"fastgen.affine_coupling: s must have shape \[3, 2\]", ops.affine_coupling, x, torch.randn(3, 3), s,
-            None, "channel", 0, False)
-    _raises(r"fastgen.affine_coupling: x must have an even number of channels", ops.affine_coupling,
-            torch.randn(3, 5), s, s, None, "channel", 0, False)
+    _raises(
+        r"fastgen.affine_coupling: s must have shape \[3, 2\]",
+        ops.affine_coupling,
+        x,
+        torch.randn(3, 3),
+        s,
+        None,
+        "channel",
+        0,
+        False,
+    )
+    _raises(
+        r"fastgen.affine_coupling: x must have an even number of channels",
+        ops.affine_coupling,
+        torch.randn(3, 5),
+        s,
+        s,
+        None,
+        "channel",
+        0,
+        False,
+    )
     _raises(r"fastgen.affine_coupling: x must be 4-D", ops.affine_coupling, x, x, x, None, "checkerboard", 0, False)
-    _raises(r"fastgen.affine_coupling: scale must broadcast to the shape of s", ops.affine_coupling, x, s, s,
-            torch.randn(3), "channel", 0, False)
-    _raises(r"fastgen.affine_coupling: mask must be 'channel' or 'checkerboard', got 'x'", ops.affine_coupling, x,
-            s, s, None, "x", 0, False)
-    _raises(r"fastgen.affine_coupling: mask_parity must be 0 or 1, got 3", ops.affine_coupling, x, s, s, None,
-            "channel", 3, False)
-    _raises(r"fastgen.affine_coupling_backward: grad_logdet must have shape \(3,\)", ops.affine_coupling_backward,
-            None, torch.randn(2), x, s, None, "channel", 0, False, ALL)
-    _raises(r"fastgen.affine_coupling_backward: grad_output must have the shape of x", ops.affine_coupling_backward,
-            s, None, x, s, None, "channel", 0, False, ALL)
+    _raises(
+        r"fastgen.affine_coupling: scale must broadcast to the shape of s",
+        ops.affine_coupling,
+        x,
+        s,
+        s,
+        torch.randn(3),
+        "channel",
+        0,
+        False,
+    )
+    _raises(
+        r"fastgen.affine_coupling: mask must be 'channel' or 'checkerboard', got 'x'",
+        ops.affine_coupling,
+        x,
+        s,
+        s,
+        None,
+        "x",
+        0,
+        False,
+    )
+    _raises(
+        r"fastgen.affine_coupling: mask_parity must be 0 or 1, got 3",
+        ops.affine_coupling,
+        x,
+        s,
+        s,
+        None,
+        "channel",
+        3,
+        False,
+    )
+    _raises(
+        r"fastgen.affine_coupling_backward: grad_logdet must have shape \(3,\)",
+        ops.affine_coupling_backward,
+        None,
+        torch.randn(2),
+        x,
+        s,
+        None,
+        "channel",
+        0,
+        False,
+        ALL,
+    )
+    _raises(
+        r"fastgen.affine_coupling_backward: grad_output must have the shape of x",
+        ops.affine_coupling_backward,
+        s,
+        None,
+        x,
+        s,
+        None,
+        "channel",
+        0,
+        False,
+        ALL,
+    )
     # The fake impls make the same checks (what torch.compile and meta tensors see).
     meta = torch.empty(3, 4, device="meta")
-    _raises(r"fastgen.affine_coupling: s must have shape \(3, 2\) \(one half of x\), got \(3, 3\)",
-            ops.affine_coupling, meta, torch.empty(3, 3, device="meta"), torch.empty(3, 2, device="meta"), None,
-            "channel", 0, False)
-    _raises(r"fastgen.affine_coupling: x must be 4-D", ops.affine_coupling, meta, meta, meta, None, "checkerboard",
-            0, False)
-    _raises(r"fastgen.affine_coupling: scale must broadcast", ops.affine_coupling, meta,
-            torch.empty(3, 2, device="meta"), torch.empty(3, 2, device="meta"), torch.empty(3, device="meta"),
-            "channel", 0, False)
-    y, logdet = ops.affine_coupling(meta, torch.empty(3, 2, device="meta"), torch.empty(3, 2, device="meta"), None,
-                                    "channel", 0, False)
+    _raises(
+        r"fastgen.affine_coupling: s must have shape \(3, 2\) \(one half of x\), got \(3, 3\)",
+        ops.affine_coupling,
+        meta,
+        torch.empty(3, 3, device="meta"),
+        torch.empty(3, 2, device="meta"),
+        None,
+        "channel",
+        0,
+        False,
+    )
+    _raises(
+        r"fastgen.affine_coupling: x must be 4-D", ops.affine_coupling, meta, meta, meta, None, "checkerboard", 0, False
+    )
+    _raises(
+        r"fastgen.affine_coupling: scale must broadcast",
+        ops.affine_coupling,
+        meta,
+        torch.empty(3, 2, device="meta"),
+        torch.empty(3, 2, device="meta"),
+        torch.empty(3, device="meta"),
+        "channel",
+        0,
+        False,
+    )
+    y, logdet = ops.affine_coupling(
+        meta, torch.empty(3, 2, device="meta"), torch.empty(3, 2, device="meta"), None, "channel", 0, False
+    )
     assert y.shape == (3, 4) and logdet.shape == (3,) and logdet.dtype == torch.float32
 
 
@@ -491,8 +628,11 @@ def test_module_matches_eager_twin_and_inverts(mask):
     torch.manual_seed(0)
     layer = fastgen.nn.AffineCoupling(_Conv(cin, cout), mask=mask, mask_parity=1, channels=4)
     twin = R.AffineCoupling(_Conv(cin, cout), mask=mask, mask_parity=1, channels=4)
-    assert layer.state_dict().keys() == twin.state_dict().keys() == {"scale", "conditioner.conv.weight",
-                                                                     "conditioner.conv.bias"}
+    assert (
+        layer.state_dict().keys()
+        == twin.state_dict().keys()
+        == {"scale", "conditioner.conv.weight", "conditioner.conv.bias"}
+    )
     with torch.no_grad():
         layer.scale.normal_()
     twin.load_state_dict(layer.state_dict())
@@ -531,8 +671,12 @@ def test_module_conditioner_may_return_a_pair_and_scale_is_optional():
     y, logdet = layer(x)
     s, t = layer.conditioner(x[:, :3])
     s64, t64, x64 = s.double(), t.double(), x.double()
-    assert_parity(y.detach(), torch.cat([x[:, :3], x[:, 3:] * s.exp() + t], 1).detach(),
-                  torch.cat([x64[:, :3], x64[:, 3:] * s64.exp() + t64], 1).detach(), what="y")
+    assert_parity(
+        y.detach(),
+        torch.cat([x[:, :3], x[:, 3:] * s.exp() + t], 1).detach(),
+        torch.cat([x64[:, :3], x64[:, 3:] * s64.exp() + t64], 1).detach(),
+        what="y",
+    )
     assert_parity(logdet.detach(), s.sum(1).detach(), s64.sum(1).detach(), what="logdet")
 
 
@@ -616,7 +760,9 @@ def _triton():
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
-@pytest.mark.parametrize("mask,shape", [("channel", (3, 10)), ("channel", (2, 4, 3, 5)), ("checkerboard", (2, 3, 4, 5))])
+@pytest.mark.parametrize(
+    "mask,shape", [("channel", (3, 10)), ("channel", (2, 4, 3, 5)), ("checkerboard", (2, 3, 4, 5))]
+)
 def test_triton_forward_and_backward_match_cpu(dtype, mask, shape):
     kernels = _triton()
     x, s, t, sc = _inputs(mask, shape, dtype, scale=True)
@@ -629,13 +775,19 @@ def test_triton_forward_and_backward_match_cpu(dtype, mask, shape):
         want = ops.affine_coupling(x, s, t, scale, mask, parity, inverse)
         for a, b in zip(got, want):
             assert a.shape == b.shape and a.dtype == b.dtype and a.stride() == b.stride()
-        assert_kernels_agree(got, want, ops.affine_coupling(up(x), up(s), up(t), up(scale), mask, parity, inverse),
-                             what=what)
-        for out_mask, grads in ((ALL, (g, gl)), ([True, True, False, True], (None, gl)), ([False, True, True, False],
-                                                                                            (g, None))):
+        assert_kernels_agree(
+            got, want, ops.affine_coupling(up(x), up(s), up(t), up(scale), mask, parity, inverse), what=what
+        )
+        for out_mask, grads in (
+            (ALL, (g, gl)),
+            ([True, True, False, True], (None, gl)),
+            ([False, True, True, False], (g, None)),
+        ):
             got = kernels.affine_coupling_backward(*grads, x, s, scale, mask, parity, inverse, out_mask)
             want = ops.affine_coupling_backward(*grads, x, s, scale, mask, parity, inverse, out_mask)
-            ref = ops.affine_coupling_backward(*map(up, grads), up(x), up(s), up(scale), mask, parity, inverse, out_mask)
+            ref = ops.affine_coupling_backward(
+                *map(up, grads), up(x), up(s), up(scale), mask, parity, inverse, out_mask
+            )
             for a, b in zip(got, want):
                 assert a.shape == b.shape and a.stride() == b.stride()
             assert_kernels_agree(got, want, ref, what=f"backward {what} {out_mask}")

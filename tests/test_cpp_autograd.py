@@ -3,6 +3,7 @@ per op registered for the Autograd key, whose backward calls the backward op, wh
 Function (double backward). These tests check that no Python runs per call, and first- and
 second-order gradients against float64 references (the family tests add gradcheck/gradgradcheck,
 opcheck and torch.compile)."""
+
 from __future__ import annotations
 
 import os
@@ -28,15 +29,31 @@ FASTGEN_DIR = os.path.dirname(os.path.abspath(fastgen.__file__))
 
 # Every differentiable op and its backward op.
 OPS = [
-    "reparam_kl", "kl_normal", "reparam_kl_backward",
-    "affine_coupling", "affine_coupling_backward",
-    "instance_norm", "instance_norm_backward",
-    "pixel_shuffle", "pixel_unshuffle", "pixel_shuffle_prelu", "pixel_shuffle_prelu_backward",
-    "interpolate", "interpolate_backward", "grad_penalty", "grad_penalty_backward",
-    "pixel_norm", "pixel_norm_backward",
-    "margin_softmax", "margin_softmax_backward",
-    "triplet_margin_loss", "triplet_margin_loss_backward", "contrastive_loss", "contrastive_loss_backward",
-    "batch_hard_triplet_loss", "batch_hard_triplet_loss_backward",
+    "reparam_kl",
+    "kl_normal",
+    "reparam_kl_backward",
+    "affine_coupling",
+    "affine_coupling_backward",
+    "instance_norm",
+    "instance_norm_backward",
+    "pixel_shuffle",
+    "pixel_unshuffle",
+    "pixel_shuffle_prelu",
+    "pixel_shuffle_prelu_backward",
+    "interpolate",
+    "interpolate_backward",
+    "grad_penalty",
+    "grad_penalty_backward",
+    "pixel_norm",
+    "pixel_norm_backward",
+    "margin_softmax",
+    "margin_softmax_backward",
+    "triplet_margin_loss",
+    "triplet_margin_loss_backward",
+    "contrastive_loss",
+    "contrastive_loss_backward",
+    "batch_hard_triplet_loss",
+    "batch_hard_triplet_loss_backward",
 ]
 
 
@@ -91,14 +108,22 @@ def _tiny_cases():
     yield "grad_penalty", lambda: ops.grad_penalty(x, 1.0, 10.0, False, False)[0]
     yield "pixel_norm", lambda: ops.pixel_norm(x, 1e-8)
     emb, weight, labels = leaf(4, 8), leaf(5, 8), torch.tensor([0, 1, 4, 2])
-    yield "margin_softmax", lambda: sum(ops.margin_softmax(emb, weight, labels, 0, 5, 8.0, 1.0, 0.5, 0.0, False,
-                                                           -100, False)[:2])
-    yield "triplet_margin_loss", lambda: ops.triplet_margin_loss(emb, emb * 2, emb.flip(0), 1.0, 2.0, 1e-6, False,
-                                                                 "mean")
-    yield "contrastive_loss", lambda: ops.contrastive_loss(emb, emb.flip(0), torch.tensor([1., 0., 1., 0.]), 1.0,
-                                                           1e-6, "mean")
-    yield "batch_hard_triplet_loss", lambda: ops.batch_hard_triplet_loss(emb, torch.tensor([0, 0, 1, 1]), 0.3, False,
-                                                                         "mean")[0]
+    yield (
+        "margin_softmax",
+        lambda: sum(ops.margin_softmax(emb, weight, labels, 0, 5, 8.0, 1.0, 0.5, 0.0, False, -100, False)[:2]),
+    )
+    yield (
+        "triplet_margin_loss",
+        lambda: ops.triplet_margin_loss(emb, emb * 2, emb.flip(0), 1.0, 2.0, 1e-6, False, "mean"),
+    )
+    yield (
+        "contrastive_loss",
+        lambda: ops.contrastive_loss(emb, emb.flip(0), torch.tensor([1.0, 0.0, 1.0, 0.0]), 1.0, 1e-6, "mean"),
+    )
+    yield (
+        "batch_hard_triplet_loss",
+        lambda: ops.batch_hard_triplet_loss(emb, torch.tensor([0, 0, 1, 1]), 0.3, False, "mean")[0],
+    )
 
 
 @pytest.mark.parametrize("case", list(_tiny_cases()), ids=lambda c: c[0])
@@ -158,8 +183,10 @@ def test_instance_norm_second_order(activation, use_input_stats):
     def call(impl):
         def fn(x, w, b):
             stats = (None, None) if use_input_stats else (rm.to(x.dtype), rv.to(x.dtype))
-            return impl(x, *stats, weight=w, bias=b, use_input_stats=use_input_stats, activation=activation,
-                        negative_slope=0.2)
+            return impl(
+                x, *stats, weight=w, bias=b, use_input_stats=use_input_stats, activation=activation, negative_slope=0.2
+            )
+
         return fn
 
     _second_order_parity(call(F.instance_norm), call(R_in.instance_norm), [x, w, b], f"instance_norm {activation}")
@@ -175,8 +202,9 @@ def test_reparam_kl_second_order():
         return lambda mu, logvar, eps: (lambda z, kl: z.sum(1) + kl)(*impl(mu, logvar, eps, reduction="none"))
 
     mu, logvar, eps = _inputs((4, 6), (4, 6), (4, 6), scale=0.5)
-    _second_order_parity(call(F.reparameterize_kl), call(R_reparam.reparameterize_kl), [mu, logvar, eps],
-                         "reparameterize_kl")
+    _second_order_parity(
+        call(F.reparameterize_kl), call(R_reparam.reparameterize_kl), [mu, logvar, eps], "reparameterize_kl"
+    )
 
 
 @pytest.mark.parametrize("mask", ["channel", "checkerboard"])
@@ -188,28 +216,45 @@ def test_affine_coupling_second_order(mask, inverse):
         def fn(x, s, t, scale):
             y, logdet = impl(x, s, t, mask=mask, scale=scale, inverse=inverse)
             return torch.cat([y.flatten(), logdet.to(y.dtype)])
+
         return fn
 
     x, s, t, scale = _inputs((2, 4, 3, 3), s_shape, s_shape, (s_shape[1], 1, 1), seed=1, scale=0.5)
-    _second_order_parity(call(F.affine_coupling), call(R_coupling.affine_coupling), [x, s, t, scale],
-                         f"affine_coupling {mask} inverse={inverse}")
+    _second_order_parity(
+        call(F.affine_coupling),
+        call(R_coupling.affine_coupling),
+        [x, s, t, scale],
+        f"affine_coupling {mask} inverse={inverse}",
+    )
 
 
 def test_pixel_shuffle_prelu_second_order():
     x, w = _inputs((2, 8, 3, 3), (2,), seed=2)
-    _second_order_parity(lambda x, w: F.pixel_shuffle_prelu(x, w, 2),
-                         lambda x, w: R_shuffle.pixel_shuffle_prelu(x, w, 2), [x, w], "pixel_shuffle_prelu")
+    _second_order_parity(
+        lambda x, w: F.pixel_shuffle_prelu(x, w, 2),
+        lambda x, w: R_shuffle.pixel_shuffle_prelu(x, w, 2),
+        [x, w],
+        "pixel_shuffle_prelu",
+    )
 
 
 @pytest.mark.parametrize("one_sided", [False, True])
 def test_grad_penalty_second_order(one_sided):
     (g,) = _inputs((3, 5), seed=3, scale=0.5)
-    _second_order_parity(lambda g: F.grad_norm_penalty(g, one_sided=one_sided),
-                         lambda g: R_gp.grad_norm_penalty(g, one_sided=one_sided), [g], "grad_norm_penalty")
+    _second_order_parity(
+        lambda g: F.grad_norm_penalty(g, one_sided=one_sided),
+        lambda g: R_gp.grad_norm_penalty(g, one_sided=one_sided),
+        [g],
+        "grad_norm_penalty",
+    )
     real, fake = _inputs((3, 5), (3, 5), seed=4)
     alpha = torch.rand(3, generator=torch.Generator().manual_seed(5))
-    _second_order_parity(lambda r, f, a: F.interpolate(r, f, a) ** 2, lambda r, f, a: R_gp.interpolate(r, f, a) ** 2,
-                         [real, fake, alpha], "interpolate")
+    _second_order_parity(
+        lambda r, f, a: F.interpolate(r, f, a) ** 2,
+        lambda r, f, a: R_gp.interpolate(r, f, a) ** 2,
+        [real, fake, alpha],
+        "interpolate",
+    )
 
 
 def test_pixel_norm_second_order():
@@ -225,23 +270,37 @@ def test_margin_cross_entropy_second_order(straight_through):
     def call(impl):
         return lambda e, w: impl(e, w, labels, s=8.0, reduction="none", straight_through=straight_through)
 
-    _second_order_parity(call(F.margin_cross_entropy), call(R_margin.margin_cross_entropy), [emb, weight],
-                         f"margin_cross_entropy straight_through={straight_through}")
+    _second_order_parity(
+        call(F.margin_cross_entropy),
+        call(R_margin.margin_cross_entropy),
+        [emb, weight],
+        f"margin_cross_entropy straight_through={straight_through}",
+    )
 
 
 def test_siamese_losses_second_order():
     a, p, n = _inputs((4, 5), (4, 5), (4, 5), seed=8)
-    _second_order_parity(lambda a, p, n: F.triplet_margin_loss(a, p, n, reduction="none"),
-                         lambda a, p, n: TF.triplet_margin_loss(a, p, n, reduction="none"), [a, p, n], "triplet")
+    _second_order_parity(
+        lambda a, p, n: F.triplet_margin_loss(a, p, n, reduction="none"),
+        lambda a, p, n: TF.triplet_margin_loss(a, p, n, reduction="none"),
+        [a, p, n],
+        "triplet",
+    )
     y = torch.tensor([1.0, 0.0, 1.0, 0.0])
-    _second_order_parity(lambda a, b: F.contrastive_loss(a, b, y, 3.0, reduction="none"),
-                         lambda a, b: R_triplet.contrastive_loss(a, b, y, 3.0, reduction="none"), [a, n],
-                         "contrastive")
+    _second_order_parity(
+        lambda a, b: F.contrastive_loss(a, b, y, 3.0, reduction="none"),
+        lambda a, b: R_triplet.contrastive_loss(a, b, y, 3.0, reduction="none"),
+        [a, n],
+        "contrastive",
+    )
     (e,) = _inputs((6, 5), seed=9)
     labels = torch.tensor([0, 0, 1, 1, 2, 2])
-    _second_order_parity(lambda e: F.batch_hard_triplet_loss(e, labels, 0.3, reduction="none"),
-                         lambda e: R_triplet.batch_hard_triplet_loss(e, labels, 0.3, reduction="none"), [e],
-                         "batch_hard")
+    _second_order_parity(
+        lambda e: F.batch_hard_triplet_loss(e, labels, 0.3, reduction="none"),
+        lambda e: R_triplet.batch_hard_triplet_loss(e, labels, 0.3, reduction="none"),
+        [e],
+        "batch_hard",
+    )
 
 
 def test_an_output_that_reaches_no_loss_passes_no_gradient():
@@ -253,14 +312,19 @@ def test_an_output_that_reaches_no_loss_passes_no_gradient():
     z, kl = F.reparameterize_kl(mu, logvar, eps, reduction="none")
     grad_mu, grad_eps = torch.autograd.grad(z.sum(), (mu, eps), retain_graph=True)
     assert torch.equal(grad_mu, torch.ones(1, 2)) and torch.isfinite(grad_eps).all()
-    grad_eps, = torch.autograd.grad(kl.sum(), (eps,), allow_unused=True, materialize_grads=True)
+    (grad_eps,) = torch.autograd.grad(kl.sum(), (eps,), allow_unused=True, materialize_grads=True)
     assert torch.equal(grad_eps, torch.zeros(1, 2))
     # affine coupling: logdet alone gives the same gradients as eager's.
     x, s, t = (torch.randn(2, 4, 3, dtype=torch.float64, requires_grad=True) for _ in range(3))
     s_half, t_half = s[:, :2].detach().requires_grad_(), t[:, :2].detach().requires_grad_()
-    fast = torch.autograd.grad(F.affine_coupling(x, s_half, t_half)[1].sum(), (x, s_half, t_half),
-                               allow_unused=True, materialize_grads=True)
-    eager = torch.autograd.grad(R_coupling.affine_coupling(x, s_half, t_half)[1].sum(), (x, s_half, t_half),
-                                allow_unused=True, materialize_grads=True)
+    fast = torch.autograd.grad(
+        F.affine_coupling(x, s_half, t_half)[1].sum(), (x, s_half, t_half), allow_unused=True, materialize_grads=True
+    )
+    eager = torch.autograd.grad(
+        R_coupling.affine_coupling(x, s_half, t_half)[1].sum(),
+        (x, s_half, t_half),
+        allow_unused=True,
+        materialize_grads=True,
+    )
     for f, e in zip(fast, eager):
         assert torch.equal(f, e)

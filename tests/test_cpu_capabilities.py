@@ -3,6 +3,7 @@ the variant torch uses. The parity subset (tests/cpu_capability_cases.py) runs u
 capability this host can execute, and, where qemu-user is installed (`make test` installs it),
 on emulated CPUs without AVX-512 (Haswell: AVX2) and without AVX2 (Sandy Bridge): an AVX-512
 instruction leaking into another variant would kill those runs with SIGILL."""
+
 from __future__ import annotations
 
 import os
@@ -28,8 +29,17 @@ def _run(command, timeout=900, **env):
 
 
 def _subset(*extra, prefix=()):
-    return [*prefix, sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-            os.path.join(HERE, "cpu_capability_cases.py"), *extra]
+    return [
+        *prefix,
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        os.path.join(HERE, "cpu_capability_cases.py"),
+        *extra,
+    ]
 
 
 def test_fastgen_uses_torchs_capability():
@@ -49,19 +59,30 @@ def test_parity_subset_under_each_capability(capability):
 
 
 def test_override_picks_another_variant():
-    done = _run([sys.executable, "-c", "import fastgen; i = fastgen.build_info(); "
-                 "print(i['cpu_capability'], i['float_vector_width'])"], FASTGEN_CPU_CAPABILITY="default")
+    done = _run(
+        [
+            sys.executable,
+            "-c",
+            "import fastgen; i = fastgen.build_info(); print(i['cpu_capability'], i['float_vector_width'])",
+        ],
+        FASTGEN_CPU_CAPABILITY="default",
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["DEFAULT", "8"]
 
 
-@pytest.mark.parametrize("value,message", [
-    ("sse9", r"FASTGEN_CPU_CAPABILITY='sse9' cannot be used: .*capability must be one of DEFAULT"),
-    ("", None),  # empty: not set
-])
+@pytest.mark.parametrize(
+    "value,message",
+    [
+        ("sse9", r"FASTGEN_CPU_CAPABILITY='sse9' cannot be used: .*capability must be one of DEFAULT"),
+        ("", None),  # empty: not set
+    ],
+)
 def test_bad_override_is_a_clear_error(value, message):
-    done = _run([sys.executable, "-c", "import fastgen; print(fastgen.build_info()['cpu_capability'])"],
-                FASTGEN_CPU_CAPABILITY=value)
+    done = _run(
+        [sys.executable, "-c", "import fastgen; print(fastgen.build_info()['cpu_capability'])"],
+        FASTGEN_CPU_CAPABILITY=value,
+    )
     if message is None:
         assert done.returncode == 0 and done.stdout.strip() == HOST, done.stderr
         return
@@ -84,12 +105,15 @@ X86 = HOST in ("AVX2", "AVX512")
 
 @pytest.mark.slow
 @pytest.mark.skipif(not X86, reason="x86-64 only")
-@pytest.mark.parametrize("cpu,capability,selection", [
-    ("Haswell-v4", "AVX2", []),  # AVX2 + FMA, no AVX-512
-    # Sandy Bridge has AVX but no AVX2: the DEFAULT variant. torch's own eager PReLU needs FBGEMM
-    # (AVX2) there, so only fastgen-side cases run.
-    ("SandyBridge", "DEFAULT", ["-k", "gradcheck or variant"]),
-])
+@pytest.mark.parametrize(
+    "cpu,capability,selection",
+    [
+        ("Haswell-v4", "AVX2", []),  # AVX2 + FMA, no AVX-512
+        # Sandy Bridge has AVX but no AVX2: the DEFAULT variant. torch's own eager PReLU needs FBGEMM
+        # (AVX2) there, so only fastgen-side cases run.
+        ("SandyBridge", "DEFAULT", ["-k", "gradcheck or variant"]),
+    ],
+)
 def test_runs_on_emulated_cpus_without_avx512(cpu, capability, selection):
     if QEMU is None:
         pytest.fail("qemu-user is not installed: `apt-get install qemu-user` (make test installs it)")

@@ -1,5 +1,6 @@
 """fastgen.distributed.ShardedMarginCrossEntropy: two processes on the gloo backend (CPU,
 localhost) give the loss and every gradient of the single-process op on the whole batch."""
+
 from __future__ import annotations
 
 import os
@@ -17,9 +18,9 @@ from tests._tolerance import assert_parity
 WORLD = 2
 # (batch rows per rank, classes, embedding size, margin kwargs, reduction)
 CASES = [
-    ((3, 5), 11, 6, dict(), "mean"),                         # uneven batches, 11 classes over 2 ranks
-    ((4, 4), 30, 8, dict(m1=1.0, m2=0.0, m3=0.35), "sum"),   # CosFace
-    ((2, 6), 9, 5, dict(m1=3.0, m2=0.0, m3=0.0), "none"),    # SphereFace, per-row losses
+    ((3, 5), 11, 6, dict(), "mean"),  # uneven batches, 11 classes over 2 ranks
+    ((4, 4), 30, 8, dict(m1=1.0, m2=0.0, m3=0.35), "sum"),  # CosFace
+    ((2, 6), 9, 5, dict(m1=3.0, m2=0.0, m3=0.0), "none"),  # SphereFace, per-row losses
     ((5, 1), 40, 4, dict(m1=1.1, m2=0.2, m3=0.1, easy_margin=True), "mean"),
 ]
 
@@ -43,8 +44,13 @@ def _worker(rank, port, result_dir):
 
     try:
         torch.set_num_threads(1)
-        dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD,
-                                timeout=__import__("datetime").timedelta(seconds=60))
+        dist.init_process_group(
+            "gloo",
+            init_method=f"tcp://127.0.0.1:{port}",
+            rank=rank,
+            world_size=WORLD,
+            timeout=__import__("datetime").timedelta(seconds=60),
+        )
         for case in CASES:
             sizes, classes, emb, margin, reduction = case
             x, w, labels = _data(case)
@@ -66,21 +72,21 @@ def _worker(rank, port, result_dir):
                 # every rank's upstream is 1..B_r on its own rows
                 for r in range(WORLD):
                     start = sum(sizes[:r])
-                    ref_upstream[start:start + sizes[r]] = torch.arange(1.0, sizes[r] + 1, dtype=torch.float64)
+                    ref_upstream[start : start + sizes[r]] = torch.arange(1.0, sizes[r] + 1, dtype=torch.float64)
             else:
                 ref_local, ref_upstream = ref, upstream
             gx, gw = torch.autograd.grad(ref, (x_ref, w_ref), ref_upstream)
             torch.testing.assert_close(loss, ref_local, rtol=1e-10, atol=1e-10)
             torch.testing.assert_close(x_local.grad, gx[rows], rtol=1e-10, atol=1e-10)
-            torch.testing.assert_close(head.weight.grad, gw[head.class_start:head.class_end], rtol=1e-10, atol=1e-10)
+            torch.testing.assert_close(head.weight.grad, gw[head.class_start : head.class_end], rtol=1e-10, atol=1e-10)
         # float32 on the default threads, a larger shard
         torch.set_num_threads(2)
         torch.manual_seed(0)  # the same data on both ranks
         x, w, labels = torch.randn(8, 16), torch.randn(3000, 16), torch.randint(0, 3000, (8,))
         head = ShardedMarginCrossEntropy(16, 3000)
         head.load_full_weight(w)
-        x_local = x[rank * 4:(rank + 1) * 4].clone().requires_grad_()
-        head(x_local, labels[rank * 4:(rank + 1) * 4]).backward()
+        x_local = x[rank * 4 : (rank + 1) * 4].clone().requires_grad_()
+        head(x_local, labels[rank * 4 : (rank + 1) * 4]).backward()
         x_ref, w_ref = x.clone().requires_grad_(), w.clone().requires_grad_()
         F.margin_cross_entropy(x_ref, w_ref, labels).backward()
         # The single-process op in float64 is the reference (logits are s * cos, s = 64: its
@@ -89,8 +95,9 @@ def _worker(rank, port, result_dir):
         F.margin_cross_entropy(x64, w64, labels).backward()
         rows, classes = slice(rank * 4, (rank + 1) * 4), slice(head.class_start, head.class_end)
         assert_parity(x_local.grad, x_ref.grad[rows], x64.grad[rows], floor_ulps=64.0, what="float32 grad_embeddings")
-        assert_parity(head.weight.grad, w_ref.grad[classes], w64.grad[classes], floor_ulps=64.0,
-                      what="float32 grad_weight")
+        assert_parity(
+            head.weight.grad, w_ref.grad[classes], w64.grad[classes], floor_ulps=64.0, what="float32 grad_weight"
+        )
         dist.destroy_process_group()
         open(os.path.join(result_dir, f"rank{rank}.ok"), "w").close()
     except Exception:  # noqa: BLE001 - reported to the parent
@@ -106,8 +113,9 @@ def _free_port() -> int:
 
 
 def test_two_gloo_processes_match_the_single_process_op(tmp_path):
-    ctx = mp.start_processes(_worker, args=(_free_port(), str(tmp_path)), nprocs=WORLD, join=False,
-                             start_method="spawn")
+    ctx = mp.start_processes(
+        _worker, args=(_free_port(), str(tmp_path)), nprocs=WORLD, join=False, start_method="spawn"
+    )
     deadline = time.monotonic() + 240
     try:
         while not ctx.join(timeout=1):

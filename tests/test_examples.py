@@ -1,6 +1,7 @@
 """Every example trains for a handful of steps: the PNG is written, the held-out metric it prints
 (its SUMMARY line) ends better than it started (fixed seed), and --compare-eager trains the
 eager twin from the same weights on the same data."""
+
 from __future__ import annotations
 
 import importlib
@@ -38,7 +39,7 @@ def _run(name, tmp_path, *extra):
 
 def _summaries(out: str) -> list[dict]:
     """The SUMMARY lines an example printed, one per training run, in order."""
-    return [json.loads(line[len(SUMMARY):]) for line in out.splitlines() if line.startswith(SUMMARY)]
+    return [json.loads(line[len(SUMMARY) :]) for line in out.splitlines() if line.startswith(SUMMARY)]
 
 
 def _assert_improved(summary: dict) -> None:
@@ -46,8 +47,10 @@ def _assert_improved(summary: dict) -> None:
     assert better in ("lower", "higher"), summary
     assert math.isfinite(first) and math.isfinite(last), summary
     improved = last < first if better == "lower" else last > first
-    assert improved, (f"{summary['run']}: {summary['metric']} did not improve ({better} is better) in "
-                      f"{summary['steps']} steps: {first:.4g} -> {last:.4g}")
+    assert improved, (
+        f"{summary['run']}: {summary['metric']} did not improve ({better} is better) in "
+        f"{summary['steps']} steps: {first:.4g} -> {last:.4g}"
+    )
 
 
 @pytest.mark.parametrize("name,steps", EXAMPLES, ids=[n for n, _ in EXAMPLES])
@@ -65,7 +68,11 @@ def test_example_learns_and_draws(name, steps, tmp_path, capsys):
     # The metric the example reports (its returned run) is the last one printed.
     reported = summaries[-1]
     assert (reported["metric"], reported["first"], reported["last"], reported["steps"]) == (
-        run.metric_name, run.metric_start, run.metric_end, steps)
+        run.metric_name,
+        run.metric_start,
+        run.metric_end,
+        steps,
+    )
     for summary in summaries:  # realnvp trains two flows: both must learn
         _assert_improved(summary)
 

@@ -15,6 +15,7 @@ and every input gradient:
   - no exception.
 The hypothesis examples are replayed deterministically in CI (tests/conftest.py's profile).
 """
+
 from __future__ import annotations
 
 import json
@@ -41,8 +42,11 @@ from fastgen.reference import triplet as Rt
 from tests._tolerance import assert_parity
 
 # FASTGEN_FUZZ_EXAMPLES=2000 HYPOTHESIS_PROFILE=explore searches further than CI's replay.
-FUZZ = settings(max_examples=int(os.environ.get("FASTGEN_FUZZ_EXAMPLES", "120")), deadline=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FUZZ = settings(
+    max_examples=int(os.environ.get("FASTGEN_FUZZ_EXAMPLES", "120")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
 # Parity floor for the fuzz suite, in ulps of the output's magnitude (see the module docstring).
 FUZZ_FLOOR_ULPS = 512
@@ -55,8 +59,12 @@ KINDS = ("normal", "normal", "huge", "tiny", "nonfinite")
 
 def dims(data, n, lo=0, hi=5, label="dims"):
     """n sizes; zero-size dims come up about one time in eight."""
-    return tuple(data.draw(st.lists(st.sampled_from([0, 1, 2, 3, 5] if lo == 0 else list(range(lo, hi + 1))),
-                                    min_size=n, max_size=n), label=label))
+    return tuple(
+        data.draw(
+            st.lists(st.sampled_from([0, 1, 2, 3, 5] if lo == 0 else list(range(lo, hi + 1))), min_size=n, max_size=n),
+            label=label,
+        )
+    )
 
 
 def values(data, shape, dtype, kind=None, label="x", huge=None, kinds=KINDS) -> torch.Tensor:
@@ -120,7 +128,9 @@ def check_policy(fast, eager, ref64, what: str, gradient: bool = False, nan_loss
     f, e, r = (t.detach().double() for t in (fast, eager, ref64))
     fn, en, rn = f.isnan(), e.isnan(), r.isnan()
     if gradient:
-        assert not (nan_loss and (en & rn).any() and not fn.any()), f"{what}: NaN loss, eager's gradient has NaN, fastgen's none"
+        assert not (nan_loss and (en & rn).any() and not fn.any()), (
+            f"{what}: NaN loss, eager's gradient has NaN, fastgen's none"
+        )
         assert nan_loss or not (fn.any() and not (en | rn).any()), f"{what}: NaN where eager and float64 have none"
         fn = en | rn  # element by element, only the finite values are compared below
     assert not (en & rn & ~fn).any(), f"{what}: finite where eager and float64 give NaN (NaN in, NaN out)"
@@ -129,13 +139,20 @@ def check_policy(fast, eager, ref64, what: str, gradient: bool = False, nan_loss
     assert not (f.isinf() & ~overflow).any(), f"{what}: inf where eager and float64 are finite"
     both = f.isfinite() & e.isfinite() & r.isfinite() & ~fn
     if both.any():
-        assert_parity(fast.detach()[both], eager.detach()[both], ref64.detach()[both], factor=4.0,
-                      floor_ulps=FUZZ_FLOOR_ULPS, what=what)
+        assert_parity(
+            fast.detach()[both],
+            eager.detach()[both],
+            ref64.detach()[both],
+            factor=4.0,
+            floor_ulps=FUZZ_FLOOR_ULPS,
+            what=what,
+        )
 
 
 def run_case(what, fast_fn, ref_fn, inputs: dict, grad_names=()):
     """Calls fast_fn and ref_fn (eager, same dtype) on `inputs` and ref_fn on float64 copies;
     checks every output and the gradients of `grad_names` (for one shared upstream gradient)."""
+
     def prepare(dtype=None):
         out = {}
         for k, v in inputs.items():
@@ -193,17 +210,29 @@ def test_fuzz_reparameterize_kl(data):
     eps = values(data, shape, dtype, kind="normal", label="eps")
     red = data.draw(st.sampled_from(["mean", "sum", "none"]), label="reduction")
     if which == "kl_normal":
-        run_case(which, lambda mu, logvar: F.kl_normal(mu, logvar, reduction=red),
-                 lambda mu, logvar: Rrk.kl_normal(mu, logvar, reduction=red), dict(mu=mu, logvar=logvar),
-                 ("mu", "logvar"))
+        run_case(
+            which,
+            lambda mu, logvar: F.kl_normal(mu, logvar, reduction=red),
+            lambda mu, logvar: Rrk.kl_normal(mu, logvar, reduction=red),
+            dict(mu=mu, logvar=logvar),
+            ("mu", "logvar"),
+        )
     elif which == "reparameterize":
-        run_case(which, lambda mu, logvar, eps: F.reparameterize(mu, logvar, eps),
-                 lambda mu, logvar, eps: Rrk.reparameterize(mu, logvar, eps), dict(mu=mu, logvar=logvar, eps=eps),
-                 ("mu", "logvar", "eps"))
+        run_case(
+            which,
+            lambda mu, logvar, eps: F.reparameterize(mu, logvar, eps),
+            lambda mu, logvar, eps: Rrk.reparameterize(mu, logvar, eps),
+            dict(mu=mu, logvar=logvar, eps=eps),
+            ("mu", "logvar", "eps"),
+        )
     else:
-        run_case(which, lambda mu, logvar, eps: F.reparameterize_kl(mu, logvar, eps, reduction=red),
-                 lambda mu, logvar, eps: Rrk.reparameterize_kl(mu, logvar, eps, reduction=red),
-                 dict(mu=mu, logvar=logvar, eps=eps), ("mu", "logvar", "eps"))
+        run_case(
+            which,
+            lambda mu, logvar, eps: F.reparameterize_kl(mu, logvar, eps, reduction=red),
+            lambda mu, logvar, eps: Rrk.reparameterize_kl(mu, logvar, eps, reduction=red),
+            dict(mu=mu, logvar=logvar, eps=eps),
+            ("mu", "logvar", "eps"),
+        )
 
 
 @FUZZ
@@ -219,22 +248,31 @@ def test_fuzz_affine_coupling(data):
     x = layout(data, values(data, x_shape, dtype, label="x"), "x layout")
     s = layout(data, values(data, s_shape, dtype, label="s"), "s layout")
     t = values(data, s_shape, dtype, label="t")
-    scale = values(data, (s_shape[1], 1, 1), dtype, kind="normal", label="scale") if data.draw(
-        st.booleans(), label="scale?") else None
-    kw = dict(mask=mask, mask_parity=data.draw(st.integers(0, 1), label="parity"),
-              inverse=data.draw(st.booleans(), label="inverse"))
+    scale = (
+        values(data, (s_shape[1], 1, 1), dtype, kind="normal", label="scale")
+        if data.draw(st.booleans(), label="scale?")
+        else None
+    )
+    kw = dict(
+        mask=mask,
+        mask_parity=data.draw(st.integers(0, 1), label="parity"),
+        inverse=data.draw(st.booleans(), label="inverse"),
+    )
     if mask == "checkerboard":
         # s and t where the mask keeps x as it is are never read by fastgen; the reference
         # multiplies them by 0, so a NaN there is NaN in its output (see the README).
         keep = Rc.checkerboard_mask(H, W, kw["mask_parity"]) == 0
         s, t = (torch.where(keep, torch.zeros((), dtype=dtype), u) for u in (s, t))
         s = layout(data, s, "s layout after the mask")
-    run_case("affine_coupling", lambda x, s, t, scale: F.affine_coupling(x, s, t, scale=scale, **kw),
-             lambda x, s, t, scale: Rc.affine_coupling(x, s, t, scale=scale, **kw),
-             dict(x=x, s=s, t=t, scale=scale),
-             # checkerboard: the reference's gradients of s and t where the mask keeps x are 0 * (x ...),
-             # NaN for a NaN x; fastgen's are 0 (those elements are never read). Compared for x only.
-             ("x",) if mask == "checkerboard" else ("x", "s", "t") + (("scale",) if scale is not None else ()))
+    run_case(
+        "affine_coupling",
+        lambda x, s, t, scale: F.affine_coupling(x, s, t, scale=scale, **kw),
+        lambda x, s, t, scale: Rc.affine_coupling(x, s, t, scale=scale, **kw),
+        dict(x=x, s=s, t=t, scale=scale),
+        # checkerboard: the reference's gradients of s and t where the mask keeps x are 0 * (x ...),
+        # NaN for a NaN x; fastgen's are 0 (those elements are never read). Compared for x only.
+        ("x",) if mask == "checkerboard" else ("x", "s", "t") + (("scale",) if scale is not None else ()),
+    )
 
 
 @FUZZ
@@ -268,14 +306,29 @@ def test_fuzz_instance_norm(data):
     act = data.draw(st.sampled_from([None, "relu", "leaky_relu"]), label="activation")
     kw = dict(use_input_stats=use_input_stats, activation=act)
     names = ("input",) + (("weight", "bias") if affine else ()) + (("residual",) if residual is not None else ())
-    run_case("instance_norm",
-             lambda input, weight, bias, rm, rv, residual: F.instance_norm(
-                 input, None if rm is None else rm.clone(), None if rv is None else rv.clone(), weight, bias,
-                 residual=residual, **kw),
-             lambda input, weight, bias, rm, rv, residual: Rin.instance_norm(
-                 input, None if rm is None else rm.clone(), None if rv is None else rv.clone(), weight, bias,
-                 residual=residual, **kw),
-             dict(input=x, weight=weight, bias=bias, rm=rm, rv=rv, residual=residual), names)
+    run_case(
+        "instance_norm",
+        lambda input, weight, bias, rm, rv, residual: F.instance_norm(
+            input,
+            None if rm is None else rm.clone(),
+            None if rv is None else rv.clone(),
+            weight,
+            bias,
+            residual=residual,
+            **kw,
+        ),
+        lambda input, weight, bias, rm, rv, residual: Rin.instance_norm(
+            input,
+            None if rm is None else rm.clone(),
+            None if rv is None else rv.clone(),
+            weight,
+            bias,
+            residual=residual,
+            **kw,
+        ),
+        dict(input=x, weight=weight, bias=bias, rm=rm, rv=rv, residual=residual),
+        names,
+    )
 
 
 @FUZZ
@@ -299,8 +352,9 @@ def test_fuzz_pixel_shuffle(data):
         if x.numel() == 0:  # eager returns the input's shape for an empty input; fastgen the right one
             assert F.pixel_unshuffle(x, r).shape == lead + (C * r * r, H, W)
             return
-        run_case("pixel_unshuffle", lambda x: F.pixel_unshuffle(x, r), lambda x: Rps.pixel_unshuffle(x, r),
-                 dict(x=x), ("x",))
+        run_case(
+            "pixel_unshuffle", lambda x: F.pixel_unshuffle(x, r), lambda x: Rps.pixel_unshuffle(x, r), dict(x=x), ("x",)
+        )
         return
     if op == "shuffle":
         x = layout(data, values(data, lead + (C * r * r, H, W), dtype), "x layout")
@@ -310,8 +364,7 @@ def test_fuzz_pixel_shuffle(data):
             assert out.shape == lead + (C, H * r, W * r)
             assert torch.autograd.grad(out, x, torch.ones_like(out))[0].shape == x.shape
             return
-        run_case("pixel_shuffle", lambda x: F.pixel_shuffle(x, r), lambda x: Rps.pixel_shuffle(x, r),
-                 dict(x=x), ("x",))
+        run_case("pixel_shuffle", lambda x: F.pixel_shuffle(x, r), lambda x: Rps.pixel_shuffle(x, r), dict(x=x), ("x",))
         return
     # The fused PReLU takes 4-D (N, C*r*r, H, W) input (a single weight also 3-D; 4-D covers it).
     N = data.draw(st.sampled_from([0, 1, 2]), label="N")
@@ -321,8 +374,13 @@ def test_fuzz_pixel_shuffle(data):
         return
     per_channel = data.draw(st.booleans(), label="per-channel weight") and C > 0
     w = values(data, (C if per_channel else 1,), dtype, label="w")
-    run_case("pixel_shuffle_prelu", lambda x, w: F.pixel_shuffle_prelu(x, w, r),
-             lambda x, w: Rps.pixel_shuffle_prelu(x, w, r), dict(x=x, w=w), ("x", "w"))
+    run_case(
+        "pixel_shuffle_prelu",
+        lambda x, w: F.pixel_shuffle_prelu(x, w, r),
+        lambda x, w: Rps.pixel_shuffle_prelu(x, w, r),
+        dict(x=x, w=w),
+        ("x", "w"),
+    )
 
 
 @FUZZ
@@ -333,9 +391,13 @@ def test_fuzz_interpolate(data):
     real = layout(data, values(data, shape, dtype, label="real"), "real layout")
     fake = layout(data, values(data, shape, dtype, label="fake"), "fake layout")
     alpha = values(data, (shape[0],), dtype, kind="normal", label="alpha").abs().clamp(max=1)
-    run_case("interpolate", lambda real, fake, alpha: F.interpolate(real, fake, alpha),
-             lambda real, fake, alpha: Rgp.interpolate(real, fake, alpha),
-             dict(real=real, fake=fake, alpha=alpha), ("real", "fake", "alpha"))
+    run_case(
+        "interpolate",
+        lambda real, fake, alpha: F.interpolate(real, fake, alpha),
+        lambda real, fake, alpha: Rgp.interpolate(real, fake, alpha),
+        dict(real=real, fake=fake, alpha=alpha),
+        ("real", "fake", "alpha"),
+    )
 
 
 @FUZZ
@@ -349,8 +411,13 @@ def test_fuzz_grad_penalty(data):
         run_case("r1_penalty", lambda g: F.r1_penalty(g, 10.0), lambda g: Rgp.r1_penalty(g, 10.0), dict(g=g), ("g",))
         return
     kw = dict(target=data.draw(st.sampled_from([0.0, 1.0, 750.0]), label="target"), one_sided=which == "gp_one_sided")
-    run_case("grad_norm_penalty", lambda g: F.grad_norm_penalty(g, **kw), lambda g: Rgp.grad_norm_penalty(g, **kw),
-             dict(g=g), ("g",))
+    run_case(
+        "grad_norm_penalty",
+        lambda g: F.grad_norm_penalty(g, **kw),
+        lambda g: Rgp.grad_norm_penalty(g, **kw),
+        dict(g=g),
+        ("g",),
+    )
 
 
 @FUZZ
@@ -381,14 +448,22 @@ def test_fuzz_margin_cross_entropy(data):
     kinds = ("normal", "normal", "huge", "nonfinite")
     emb = layout(data, values(data, (B, E), dtype, label="emb", huge=big, kinds=kinds), "emb layout")
     weight = layout(data, values(data, (C, E), dtype, label="weight", huge=big, kinds=kinds), "weight layout")
-    labels = torch.tensor(data.draw(st.lists(st.sampled_from(list(range(C)) + [-100]), min_size=B, max_size=B),
-                                    label="labels"), dtype=torch.int64)
-    kw = dict(s=data.draw(st.sampled_from([1.0, 64.0]), label="s"),
-              m2=data.draw(st.sampled_from([0.0, 0.5]), label="m2"),
-              reduction=data.draw(st.sampled_from(["mean", "sum", "none"]), label="reduction"))
-    run_case("margin_cross_entropy", lambda emb, weight: F.margin_cross_entropy(emb, weight, labels, **kw),
-             lambda emb, weight: Rms.margin_cross_entropy(emb, weight, labels, **kw),
-             dict(emb=emb, weight=weight), ("emb", "weight") if B and -100 not in labels else ())
+    labels = torch.tensor(
+        data.draw(st.lists(st.sampled_from(list(range(C)) + [-100]), min_size=B, max_size=B), label="labels"),
+        dtype=torch.int64,
+    )
+    kw = dict(
+        s=data.draw(st.sampled_from([1.0, 64.0]), label="s"),
+        m2=data.draw(st.sampled_from([0.0, 0.5]), label="m2"),
+        reduction=data.draw(st.sampled_from(["mean", "sum", "none"]), label="reduction"),
+    )
+    run_case(
+        "margin_cross_entropy",
+        lambda emb, weight: F.margin_cross_entropy(emb, weight, labels, **kw),
+        lambda emb, weight: Rms.margin_cross_entropy(emb, weight, labels, **kw),
+        dict(emb=emb, weight=weight),
+        ("emb", "weight") if B and -100 not in labels else (),
+    )
 
 
 @FUZZ
@@ -408,30 +483,48 @@ def test_fuzz_siamese_losses(data):
     a = layout(data, values(data, (B, D), dtype, label="a", kinds=kinds), "a layout")
     if which == "triplet":
         p_, n_ = values(data, (B, D), dtype, label="p"), values(data, (B, D), dtype, label="n")
-        kw = dict(p=data.draw(st.sampled_from([1.0, 2.0, 3.0]), label="p-norm"),
-                  swap=data.draw(st.booleans(), label="swap"), reduction=red)
-        run_case("triplet_margin_loss", lambda a, p_, n_: F.triplet_margin_loss(a, p_, n_, **kw),
-                 lambda a, p_, n_: TF.triplet_margin_loss(a, p_, n_, **kw), dict(a=a, p_=p_, n_=n_),
-                 ("a", "p_", "n_"))
+        kw = dict(
+            p=data.draw(st.sampled_from([1.0, 2.0, 3.0]), label="p-norm"),
+            swap=data.draw(st.booleans(), label="swap"),
+            reduction=red,
+        )
+        run_case(
+            "triplet_margin_loss",
+            lambda a, p_, n_: F.triplet_margin_loss(a, p_, n_, **kw),
+            lambda a, p_, n_: TF.triplet_margin_loss(a, p_, n_, **kw),
+            dict(a=a, p_=p_, n_=n_),
+            ("a", "p_", "n_"),
+        )
     elif which == "contrastive":
         b = values(data, (B, D), dtype, label="b")
-        y = torch.tensor(data.draw(st.lists(st.sampled_from([0.0, 1.0]), min_size=B, max_size=B), label="y"),
-                         dtype=dtype)
-        run_case("contrastive_loss", lambda a, b: F.contrastive_loss(a, b, y, reduction=red),
-                 lambda a, b: Rt.contrastive_loss(a, b, y, reduction=red), dict(a=a, b=b), ("a", "b"))
+        y = torch.tensor(
+            data.draw(st.lists(st.sampled_from([0.0, 1.0]), min_size=B, max_size=B), label="y"), dtype=dtype
+        )
+        run_case(
+            "contrastive_loss",
+            lambda a, b: F.contrastive_loss(a, b, y, reduction=red),
+            lambda a, b: Rt.contrastive_loss(a, b, y, reduction=red),
+            dict(a=a, b=b),
+            ("a", "b"),
+        )
     else:
-        labels = torch.tensor(data.draw(st.lists(st.integers(0, 2), min_size=B, max_size=B), label="labels"),
-                              dtype=torch.int64)
+        labels = torch.tensor(
+            data.draw(st.lists(st.integers(0, 2), min_size=B, max_size=B), label="labels"), dtype=torch.int64
+        )
         sq = data.draw(st.booleans(), label="squared")
-        run_case("batch_hard_triplet_loss",
-                 lambda a: F.batch_hard_triplet_loss(a, labels, squared=sq, reduction=red),
-                 lambda a: Rt.batch_hard_triplet_loss(a, labels, squared=sq, reduction=red), dict(a=a), ("a",))
+        run_case(
+            "batch_hard_triplet_loss",
+            lambda a: F.batch_hard_triplet_loss(a, labels, squared=sq, reduction=red),
+            lambda a: Rt.batch_hard_triplet_loss(a, labels, squared=sq, reduction=red),
+            dict(a=a),
+            ("a",),
+        )
 
 
 # ---------------------------------------------------------------------------------------------
 # bad arguments, every torch.ops.fastgen.* op, in a subprocess
 
-BAD_ARGS_SCRIPT = textwrap.dedent(r'''
+BAD_ARGS_SCRIPT = textwrap.dedent(r"""
     import json, sys, torch, fastgen
     ops = torch.ops.fastgen
     CPU = torch._C.DispatchKeySet(torch._C.DispatchKey.CPU)
@@ -517,14 +610,18 @@ BAD_ARGS_SCRIPT = textwrap.dedent(r'''
                 except Exception as e:
                     results.append([opname, name, label, n_tensors, type(e).__name__, str(e).split("\n")[0][:300]])
     print("RESULTS " + json.dumps(results))
-''')
+""")
 
 # Bad values that are legal after all (torch accepts them too, or the op casts/broadcasts).
 _INT_MUST_RAISE = {"upscale_factor", "downscale_factor", "mask_parity", "class_start"}
-_FLOAT_MUST_RAISE = {("grad_penalty", "target"): ["nan", "inf", "-1.0"], ("grad_penalty", "weight"): ["nan", "inf"],
-                     ("pixel_norm", "eps"): ["nan", "inf", "-1.0"], ("margin_softmax", "s"): ["nan", "inf", "-1.0", "0.0"],
-                     ("triplet_margin_loss", "p"): ["nan", "-1.0", "0.0"],
-                     ("triplet_margin_loss", "margin"): ["-1.0", "0.0"]}
+_FLOAT_MUST_RAISE = {
+    ("grad_penalty", "target"): ["nan", "inf", "-1.0"],
+    ("grad_penalty", "weight"): ["nan", "inf"],
+    ("pixel_norm", "eps"): ["nan", "inf", "-1.0"],
+    ("margin_softmax", "s"): ["nan", "inf", "-1.0", "0.0"],
+    ("triplet_margin_loss", "p"): ["nan", "-1.0", "0.0"],
+    ("triplet_margin_loss", "margin"): ["-1.0", "0.0"],
+}
 # Tensors that take any dtype (cast inside): labels-like y, and upstream gradients of reduced outputs.
 _ANY_DTYPE = {("contrastive_loss", "y")}
 
@@ -567,7 +664,7 @@ def test_fuzz_bad_arguments_raise_named_errors_in_a_subprocess():
 # the wrong kind (a tensor of another dtype or device or shape, a list, a string, None, NaN, a
 # huge or negative number). A raise must name the function or the argument; the wrong kinds
 # below must raise.
-FUNCTIONAL_BAD_ARGS_SCRIPT = textwrap.dedent(r'''
+FUNCTIONAL_BAD_ARGS_SCRIPT = textwrap.dedent(r"""
 import inspect, json, torch, fastgen
 from fastgen import functional as F
 g = torch.Generator().manual_seed(0)
@@ -601,7 +698,14 @@ def bad_values(x):
     if isinstance(x, bool):
         return [("str", "x"), ("None", None), ("int", 2)]
     if isinstance(x, (int, float)):
-        return [("str", "x"), ("None", None), ("nan", float("nan")), ("-1", -1), ("huge", 2**62), ("tensor", torch.tensor([1.0, 2.0]))]
+        return [
+            ("str", "x"),
+            ("None", None),
+            ("nan", float("nan")),
+            ("-1", -1),
+            ("huge", 2**62),
+            ("tensor", torch.tensor([1.0, 2.0])),
+        ]
     if isinstance(x, str):
         return [("bogus", "bogus"), ("None", None), ("int", 3)]
     return []
@@ -624,13 +728,14 @@ for name, args, kw in CALLS:
                 res.append([name, params[key] if kind == "arg" else key, what, type(e).__name__,
                             str(e).split("\n")[0][:300]])
 print("RESULTS " + json.dumps(res))
-''')
+""")
 _F_NOT_VALIDATED = {("instance_norm", "momentum")}  # unused without running statistics, as in torch
 
 
 def test_fuzz_functional_bad_arguments_raise_named_errors_in_a_subprocess():
-    proc = subprocess.run([sys.executable, "-c", FUNCTIONAL_BAD_ARGS_SCRIPT], capture_output=True, text=True,
-                          timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", FUNCTIONAL_BAD_ARGS_SCRIPT], capture_output=True, text=True, timeout=600
+    )
     last_case = [ln for ln in proc.stdout.splitlines() if ln.startswith("CASE")][-1:]
     assert proc.returncode == 0, f"the interpreter died (rc={proc.returncode}) at {last_case}: {proc.stderr[-3000:]}"
     results = json.loads(proc.stdout.split("RESULTS ", 1)[1])

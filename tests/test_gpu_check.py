@@ -2,6 +2,7 @@
 machine without CUDA at once, its parity cases cover every op with a Triton kernel and run
 (under the Triton interpreter, on CPU tensors, at their small shapes) against the CPU kernels,
 the comparison rule fails what it must, and the report is written."""
+
 import json
 import os
 import subprocess
@@ -17,8 +18,9 @@ def test_without_cuda_exits_at_once_with_one_line():
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    done = subprocess.run([sys.executable, "-m", "fastgen.gpu_check"], env=env, capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "fastgen.gpu_check"], env=env, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("gpu-check: no CUDA device"), done.stderr
@@ -58,8 +60,15 @@ def test_every_case_builds_its_inputs():
 def test_parity_cases_pass_under_the_interpreter(case):
     pytest.importorskip("triton")
     seen = []
-    results = G.run_parity(G.launcher_op, lambda t: t, dtypes=("float32",), sizes=("small",), only=f"{case.family}."
-                           f"{case.op}", echo=seen.append, limit=3)
+    results = G.run_parity(
+        G.launcher_op,
+        lambda t: t,
+        dtypes=("float32",),
+        sizes=("small",),
+        only=f"{case.family}.{case.op}",
+        echo=seen.append,
+        limit=3,
+    )
     results = [r for r in results if r.case == f"{case.family}.{case.op}"]
     assert results and all(r.variants for r in results)
     assert not seen, "\n".join(seen)
@@ -69,8 +78,15 @@ def test_parity_cases_pass_under_the_interpreter(case):
 def test_low_precision_cases_under_the_interpreter(op):
     pytest.importorskip("triton")
     seen = []
-    G.run_parity(G.launcher_op, lambda t: t, dtypes=("bfloat16", "float16", "float64"), sizes=("small",),
-                 only=f".{op}", echo=seen.append, limit=2)
+    G.run_parity(
+        G.launcher_op,
+        lambda t: t,
+        dtypes=("bfloat16", "float16", "float64"),
+        sizes=("small",),
+        only=f".{op}",
+        echo=seen.append,
+        limit=2,
+    )
     assert not seen, "\n".join(seen)
 
 
@@ -123,11 +139,24 @@ def test_eager_cases_compiled_on_cpu():
 
 def test_report_files(tmp_path):
     ok = G.Result("pixel_norm.pixel_norm", "float32", "small", variants=5, seconds=0.1)
-    bad = G.Result("instance_norm.instance_norm", "bfloat16", "large", variants=3, seconds=0.4,
-                   failures=["variant 1, output 0: error 1 > 2 x CPU kernel's 0.01 + floor 0.001"])
-    env = {"device": "NVIDIA H100 80GB HBM3", "driver": "550.54", "torch": "2.13.0", "triton": "3.9.0",
-           "traces": {"pixel_norm": {"registered": True, "kernels": 1},
-                      "margin_softmax": {"registered": False, "error": "DataDependentOutputException: ..."}}}
+    bad = G.Result(
+        "instance_norm.instance_norm",
+        "bfloat16",
+        "large",
+        variants=3,
+        seconds=0.4,
+        failures=["variant 1, output 0: error 1 > 2 x CPU kernel's 0.01 + floor 0.001"],
+    )
+    env = {
+        "device": "NVIDIA H100 80GB HBM3",
+        "driver": "550.54",
+        "torch": "2.13.0",
+        "triton": "3.9.0",
+        "traces": {
+            "pixel_norm": {"registered": True, "kernels": 1},
+            "margin_softmax": {"registered": False, "error": "DataDependentOutputException: ..."},
+        },
+    }
     bench = {"command": ["python", "-m", "fastgen.bench", "--device", "cuda"], "returncode": 0, "seconds": 60.0}
     G.write_report(str(tmp_path), env, [ok, bad], [], bench, 75.0)
     data = json.loads((tmp_path / "gpu_check.json").read_text())

@@ -1,6 +1,7 @@
 """GAN training core: fastgen.functional.interpolate / fade_in / grad_norm_penalty / r1_penalty,
 the GAN losses, the fastgen.gradient_penalty / r1_regularization / clip_weights_ recipes, and
 the fastgen::interpolate and fastgen::grad_penalty ops (C++ and Triton)."""
+
 from __future__ import annotations
 
 import copy
@@ -102,8 +103,9 @@ def test_interpolate_layouts():
     assert out.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(out, R.interpolate(real, fake, alpha))
     real_t, fake_t = torch.randn(3, 5, 4).transpose(1, 2), torch.randn(3, 8, 5)[:, ::2]
-    torch.testing.assert_close(F.interpolate(real_t, fake_t, alpha.repeat(2)[:3]),
-                               R.interpolate(real_t, fake_t, alpha.repeat(2)[:3]))
+    torch.testing.assert_close(
+        F.interpolate(real_t, fake_t, alpha.repeat(2)[:3]), R.interpolate(real_t, fake_t, alpha.repeat(2)[:3])
+    )
 
 
 # --------------------------------------------------------------------------- penalty
@@ -135,8 +137,12 @@ def test_r1_penalty_matches_reference(dtype):
     for f, e, r in zip(fast, eager, ref):
         assert_parity(f, e, r, what=f"r1 {dtype}")
     g32 = grads.float()
-    assert_parity(F.grad_norm_penalty(g32, target=0.0, weight=2.0), F.r1_penalty(g32, 4.0), R.r1_penalty(grads.double(), 4.0),
-                  what="r1 as grad_norm_penalty")
+    assert_parity(
+        F.grad_norm_penalty(g32, target=0.0, weight=2.0),
+        F.r1_penalty(g32, 4.0),
+        R.r1_penalty(grads.double(), 4.0),
+        what="r1 as grad_norm_penalty",
+    )
 
 
 def test_zero_gradient_gives_no_nan():
@@ -164,7 +170,10 @@ def test_norms_output_and_its_gradient():
     grads = torch.randn(4, 6, dtype=torch.float64, requires_grad=True)
     penalty, norms, _ = ops.grad_penalty(grads, 1.0, 10.0, False, False)
     torch.testing.assert_close(norms, torch.sqrt(grads.detach().pow(2).sum(1) + 1e-12))
-    assert norms.dtype == torch.float64 and ops.grad_penalty(grads.float(), 1.0, 10.0, False, False)[1].dtype == torch.float32
+    assert (
+        norms.dtype == torch.float64
+        and ops.grad_penalty(grads.float(), 1.0, 10.0, False, False)[1].dtype == torch.float32
+    )
     assert ops.grad_penalty(grads.bfloat16(), 1.0, 10.0, False, False)[1].dtype == torch.float32
     w = torch.randn(4, dtype=torch.float64)
     (g,) = torch.autograd.grad((norms * w).sum(), grads)
@@ -206,15 +215,21 @@ def _ops_called(fn) -> list:
 def test_backward_returns_the_forward_gradient_when_the_upstream_is_one():
     g = torch.randn(4, 3, 5, requires_grad=True)
     (plain,) = torch.autograd.grad(F.grad_norm_penalty(g), g)
-    assert not any("grad_penalty_backward" in n for n in _ops_called(lambda: torch.autograd.grad(F.grad_norm_penalty(g), g)))
+    assert not any(
+        "grad_penalty_backward" in n for n in _ops_called(lambda: torch.autograd.grad(F.grad_norm_penalty(g), g))
+    )
     # Any other upstream gradient (a weighted loss, a GradScaler's scale) runs the backward op.
     for scale in (2.0, 0.0, -1.5):
         names = _ops_called(lambda: torch.autograd.grad(scale * F.grad_norm_penalty(g), g))
         assert any("grad_penalty_backward" in n for n in names)
         (scaled,) = torch.autograd.grad(scale * F.grad_norm_penalty(g), g)
         g64 = g.detach().double().requires_grad_()
-        assert_parity(scaled, scale * plain, torch.autograd.grad(scale * R.grad_norm_penalty(g64), g64)[0],
-                      what=f"upstream {scale}")
+        assert_parity(
+            scaled,
+            scale * plain,
+            torch.autograd.grad(scale * R.grad_norm_penalty(g64), g64)[0],
+            what=f"upstream {scale}",
+        )
     # retain_graph: the saved gradient is returned again, unchanged.
     penalty = F.grad_norm_penalty(g)
     first = torch.autograd.grad(penalty, g, retain_graph=True)[0].clone()
@@ -236,8 +251,13 @@ def test_rows_longer_than_one_chunk_and_thread_count():
         for threads in (1, 2):
             torch.set_num_threads(threads)
             g = torch.randn(64, 50_000, generator=torch.Generator().manual_seed(1))
-            results.append((ops.grad_penalty(g, 1.0, 10.0, False, True), ops.interpolate(real, fake, alpha),
-                            ops.interpolate_backward(g, real, fake, alpha, [True, True, True])))
+            results.append(
+                (
+                    ops.grad_penalty(g, 1.0, 10.0, False, True),
+                    ops.interpolate(real, fake, alpha),
+                    ops.interpolate_backward(g, real, fake, alpha, [True, True, True]),
+                )
+            )
     finally:
         torch.set_num_threads(before)
     for a, b in zip(torch.utils._pytree.tree_leaves(results[0]), torch.utils._pytree.tree_leaves(results[1])):
@@ -257,11 +277,19 @@ def test_random_shapes_dtypes_and_layouts(batch, features, dtype, layouts, penal
     target, weight, one_sided = penalty
     real, fake = (_layout(_randn(shape, dtype), lay) for lay in layouts)
     alpha = torch.rand(batch).to(dtype)
-    assert_parity(F.interpolate(real, fake, alpha), R.interpolate(real, fake, alpha),
-                  R.interpolate(real.double(), fake.double(), alpha.double()), what="interpolate")
+    assert_parity(
+        F.interpolate(real, fake, alpha),
+        R.interpolate(real, fake, alpha),
+        R.interpolate(real.double(), fake.double(), alpha.double()),
+        what="interpolate",
+    )
     kwargs = dict(target=target, weight=weight, one_sided=one_sided)
-    assert_parity(F.grad_norm_penalty(real, **kwargs), R.grad_norm_penalty(real, **kwargs),
-                  R.grad_norm_penalty(real.double(), **kwargs), what="penalty")
+    assert_parity(
+        F.grad_norm_penalty(real, **kwargs),
+        R.grad_norm_penalty(real, **kwargs),
+        R.grad_norm_penalty(real.double(), **kwargs),
+        what="penalty",
+    )
 
 
 # --------------------------------------------------------------------------- zero sizes
@@ -297,7 +325,7 @@ def test_gradcheck_and_gradgradcheck_interpolate():
 
 @pytest.mark.parametrize("target,weight,one_sided", PENALTIES)
 def test_gradcheck_and_gradgradcheck_penalty(target, weight, one_sided):
-    grads = (_randn((4, 3, 2)) * torch.tensor([0.2, 0.5, 1.0, 2.0], dtype=torch.float64)[:, None, None])
+    grads = _randn((4, 3, 2)) * torch.tensor([0.2, 0.5, 1.0, 2.0], dtype=torch.float64)[:, None, None]
     grads.requires_grad_()
 
     def both(g):  # the penalty and the norms, so both outputs' gradients are checked
@@ -368,9 +396,12 @@ def test_r1_regularization_matches_reference():
     critic64 = copy.deepcopy(critic).double()
     ref = R.r1_regularization(critic64, real.double(), gamma=10.0)
     assert_parity(fast.detach(), eager.detach(), ref.detach(), what="r1")
-    assert_parity_tree(torch.autograd.grad(fast, _input_gradient_params(critic)),
-                       torch.autograd.grad(eager, _input_gradient_params(critic)),
-                       torch.autograd.grad(ref, _input_gradient_params(critic64)), what="critic gradients")
+    assert_parity_tree(
+        torch.autograd.grad(fast, _input_gradient_params(critic)),
+        torch.autograd.grad(eager, _input_gradient_params(critic)),
+        torch.autograd.grad(ref, _input_gradient_params(critic64)),
+        what="critic gradients",
+    )
 
 
 def test_gradient_penalty_with_a_grad_scaler():
@@ -381,8 +412,9 @@ def test_gradient_penalty_with_a_grad_scaler():
     plain = fastgen.gradient_penalty(critic, real, fake, alpha=alpha)
     scaled = fastgen.gradient_penalty(critic, real, fake, alpha=alpha, scaler=scaler)
     torch.testing.assert_close(scaled, plain)
-    torch.testing.assert_close(fastgen.r1_regularization(critic, real, 1.0, scaler=scaler),
-                               fastgen.r1_regularization(critic, real, 1.0))
+    torch.testing.assert_close(
+        fastgen.r1_regularization(critic, real, 1.0, scaler=scaler), fastgen.r1_regularization(critic, real, 1.0)
+    )
 
 
 # --------------------------------------------------------------------------- GAN losses
@@ -416,7 +448,9 @@ def test_generator_losses_match_reference(kind, dtype):
 
 def test_losses_are_stable_at_extreme_logits():
     logits = torch.tensor([-200.0, -50.0, 0.0, 50.0, 200.0], requires_grad=True)
-    for loss in [F.discriminator_loss(logits, logits, k) for k in D_KINDS] + [F.generator_loss(logits, k) for k in G_KINDS]:
+    for loss in [F.discriminator_loss(logits, logits, k) for k in D_KINDS] + [
+        F.generator_loss(logits, k) for k in G_KINDS
+    ]:
         (g,) = torch.autograd.grad(loss, logits)
         assert torch.isfinite(loss) and torch.isfinite(g).all()
     # -log(sigmoid(200)) is ~0 and -log(sigmoid(-200)) = 200, exactly in the softplus form.
@@ -465,7 +499,9 @@ def test_opcheck():
         for with_grad in (False, True):
             torch.library.opcheck(ops.grad_penalty, (grads, target, weight, one_sided, with_grad))
     norms = ops.grad_penalty(grads.detach(), 1.0, 10.0, False, False)[1]
-    torch.library.opcheck(ops.grad_penalty_backward, (torch.tensor(1.0), torch.randn(3), grads.detach(), norms, 1.0, 10.0, True))
+    torch.library.opcheck(
+        ops.grad_penalty_backward, (torch.tensor(1.0), torch.randn(3), grads.detach(), norms, 1.0, 10.0, True)
+    )
     torch.library.opcheck(ops.grad_penalty_backward, (torch.tensor(2.0), None, grads.detach(), norms, 1.0, 10.0, False))
     torch.library.opcheck(ops.grad_penalty, (cl, 1.0, 10.0, False, True))
 
@@ -484,8 +520,12 @@ def test_torch_compile_fullgraph():
     inputs64 = [t.detach().double().requires_grad_() for t in (real, fake, grads)]
     ref64 = step(*inputs64)
     assert_parity(out.detach(), ref.detach(), ref64.detach(), what="compiled output")
-    assert_parity_tree(torch.autograd.grad(out, (real, fake, grads)), torch.autograd.grad(ref, (real, fake, grads)),
-                       torch.autograd.grad(ref64, inputs64), what="compiled grads")
+    assert_parity_tree(
+        torch.autograd.grad(out, (real, fake, grads)),
+        torch.autograd.grad(ref, (real, fake, grads)),
+        torch.autograd.grad(ref64, inputs64),
+        what="compiled grads",
+    )
 
 
 # --------------------------------------------------------------------------- bad input
@@ -498,7 +538,12 @@ def _raises(match, fn, *args, **kwargs):
 
 def test_bad_inputs_name_the_argument():
     x = torch.randn(3, 4)
-    _raises(r"fastgen.interpolate: fake must have the shape of real \(3, 4\), got \(3, 5\)", F.interpolate, x, torch.randn(3, 5))
+    _raises(
+        r"fastgen.interpolate: fake must have the shape of real \(3, 4\), got \(3, 5\)",
+        F.interpolate,
+        x,
+        torch.randn(3, 5),
+    )
     _raises(r"fake must have the dtype of real", F.interpolate, x, x.double())
     _raises(r"real must be a floating-point tensor", F.interpolate, torch.ones(3, 4, dtype=torch.long), x)
     _raises(r"real must have a batch dimension", F.interpolate, torch.tensor(1.0), torch.tensor(1.0))
@@ -506,7 +551,11 @@ def test_bad_inputs_name_the_argument():
     _raises(r"alpha must be a number, a tensor or None, got str", F.interpolate, x, x, "0.5")
     _raises(r"generator must be a torch.Generator", F.interpolate, x, x, generator=1)
     _raises(r"fastgen.fade_in: old must have the shape of new", F.fade_in, x, torch.randn(2, 4), 0.5)
-    _raises(r"fastgen.grad_norm_penalty: grads must be a floating-point tensor", F.grad_norm_penalty, torch.ones(3, dtype=torch.long))
+    _raises(
+        r"fastgen.grad_norm_penalty: grads must be a floating-point tensor",
+        F.grad_norm_penalty,
+        torch.ones(3, dtype=torch.long),
+    )
     _raises(r"grads must have a batch dimension", F.grad_norm_penalty, torch.tensor(1.0))
     _raises(r"target must be a finite number >= 0, got -1", F.grad_norm_penalty, x, target=-1.0)
     _raises(r"weight must be a number, got str", F.grad_norm_penalty, x, weight="10")
@@ -519,33 +568,95 @@ def test_bad_inputs_name_the_argument():
     _raises(r"fastgen.clip_weights_: clip must be a number >= 0, got -0.1", fastgen.clip_weights_, [x], -0.1)
     _raises(r"params\[1\] must be a torch.Tensor", fastgen.clip_weights_, [x, 3.0])
     _raises(r"fastgen.gradient_penalty: critic must be callable", fastgen.gradient_penalty, 3, x, x)
-    _raises(r"fastgen.gradient_penalty: critic must return a tensor, got tuple", fastgen.gradient_penalty,
-            lambda t: (t,), x, x)
+    _raises(
+        r"fastgen.gradient_penalty: critic must return a tensor, got tuple",
+        fastgen.gradient_penalty,
+        lambda t: (t,),
+        x,
+        x,
+    )
     _raises(r"fastgen.r1_regularization: real must be a torch.Tensor", fastgen.r1_regularization, lambda t: t, 1.0, 1.0)
 
 
 def test_bad_inputs_to_the_ops_directly():
     x = torch.randn(3, 4)
     _raises(r"fastgen.interpolate: alpha must have shape \(3,\)", ops.interpolate, x, x, torch.rand(3, 1))
-    _raises(r"fastgen.interpolate: alpha must have dtype (torch.float32|Float), got (torch.float64|Double)", ops.interpolate, x, x,
-            torch.rand(3, dtype=torch.float64))
-    _raises(r"fastgen.interpolate_backward: the gradient of alpha needs real and fake", ops.interpolate_backward, x,
-            None, None, torch.rand(3), [False, False, True])
+    _raises(
+        r"fastgen.interpolate: alpha must have dtype (torch.float32|Float), got (torch.float64|Double)",
+        ops.interpolate,
+        x,
+        x,
+        torch.rand(3, dtype=torch.float64),
+    )
+    _raises(
+        r"fastgen.interpolate_backward: the gradient of alpha needs real and fake",
+        ops.interpolate_backward,
+        x,
+        None,
+        None,
+        torch.rand(3),
+        [False, False, True],
+    )
     _raises(r"fastgen.grad_penalty: target must be a finite number >= 0", ops.grad_penalty, x, -1.0, 1.0, False, False)
-    _raises(r"fastgen.grad_penalty: weight must be a finite number", ops.grad_penalty, x, 1.0, float("inf"), False, True)
-    _raises(r"fastgen.grad_penalty_backward: norms must have shape \(3,\)", ops.grad_penalty_backward,
-            torch.tensor(1.0), None, x, torch.ones(4), 1.0, 1.0, False)
-    _raises(r"fastgen.grad_penalty_backward: norms must have dtype (torch.float32|Float)", ops.grad_penalty_backward,
-            torch.tensor(1.0), None, x.bfloat16(), torch.ones(3, dtype=torch.bfloat16), 1.0, 1.0, False)
-    _raises(r"fastgen.grad_penalty_backward: grad_penalty must be a scalar", ops.grad_penalty_backward,
-            torch.ones(2), None, x, torch.ones(3), 1.0, 1.0, False)
+    _raises(
+        r"fastgen.grad_penalty: weight must be a finite number", ops.grad_penalty, x, 1.0, float("inf"), False, True
+    )
+    _raises(
+        r"fastgen.grad_penalty_backward: norms must have shape \(3,\)",
+        ops.grad_penalty_backward,
+        torch.tensor(1.0),
+        None,
+        x,
+        torch.ones(4),
+        1.0,
+        1.0,
+        False,
+    )
+    _raises(
+        r"fastgen.grad_penalty_backward: norms must have dtype (torch.float32|Float)",
+        ops.grad_penalty_backward,
+        torch.tensor(1.0),
+        None,
+        x.bfloat16(),
+        torch.ones(3, dtype=torch.bfloat16),
+        1.0,
+        1.0,
+        False,
+    )
+    _raises(
+        r"fastgen.grad_penalty_backward: grad_penalty must be a scalar",
+        ops.grad_penalty_backward,
+        torch.ones(2),
+        None,
+        x,
+        torch.ones(3),
+        1.0,
+        1.0,
+        False,
+    )
     # The fake impls make the same checks (what torch.compile and meta tensors see).
     meta = torch.empty(3, 4, device="meta")
-    _raises(r"fastgen.interpolate: fake must have the shape of real", ops.interpolate, meta,
-            torch.empty(4, 3, device="meta"), torch.empty(3, device="meta"))
-    _raises(r"fastgen.grad_penalty: target must be a finite number >= 0", ops.grad_penalty, meta, -2.0, 1.0, False, False)
-    _raises(r"fastgen.grad_penalty_backward: norms must have shape", ops.grad_penalty_backward,
-            torch.empty((), device="meta"), None, meta, torch.empty(2, device="meta"), 1.0, 1.0, False)
+    _raises(
+        r"fastgen.interpolate: fake must have the shape of real",
+        ops.interpolate,
+        meta,
+        torch.empty(4, 3, device="meta"),
+        torch.empty(3, device="meta"),
+    )
+    _raises(
+        r"fastgen.grad_penalty: target must be a finite number >= 0", ops.grad_penalty, meta, -2.0, 1.0, False, False
+    )
+    _raises(
+        r"fastgen.grad_penalty_backward: norms must have shape",
+        ops.grad_penalty_backward,
+        torch.empty((), device="meta"),
+        None,
+        meta,
+        torch.empty(2, device="meta"),
+        1.0,
+        1.0,
+        False,
+    )
     penalty, norms, d_grads = ops.grad_penalty(meta, 1.0, 10.0, False, True)
     assert penalty.shape == () and norms.shape == (3,) and norms.device.type == "meta" and d_grads.shape == (3, 4)
 
@@ -575,12 +686,18 @@ def test_triton_matches_cpu(dtype, shape):
         want = ops.interpolate_backward(grad, real, fake, alpha, mask)
         for a, b in zip(got, want):
             assert (a is None and b is None) or a.shape == b.shape
-        assert_kernels_agree(got, want, ops.interpolate_backward(grad64, real64, fake64, alpha64, mask),
-                             what=f"interpolate_backward {dtype} {shape} {mask}")
+        assert_kernels_agree(
+            got,
+            want,
+            ops.interpolate_backward(grad64, real64, fake64, alpha64, mask),
+            what=f"interpolate_backward {dtype} {shape} {mask}",
+        )
     for target, weight, one_sided in PENALTIES:
         what = f"{dtype} {shape} target={target} weight={weight} one_sided={one_sided}"
-        got, want = (kernels.grad_penalty(grad, target, weight, one_sided, True),
-                     ops.grad_penalty(grad, target, weight, one_sided, True))
+        got, want = (
+            kernels.grad_penalty(grad, target, weight, one_sided, True),
+            ops.grad_penalty(grad, target, weight, one_sided, True),
+        )
         for a, b in zip(got, want):
             assert a.dtype == b.dtype and a.shape == b.shape
         assert_kernels_agree(got, want, ops.grad_penalty(grad64, target, weight, one_sided, True), what=what)
@@ -588,10 +705,12 @@ def test_triton_matches_cpu(dtype, shape):
         gp, gn = torch.tensor(0.7).to(dtype), torch.randn(shape[0]).to(norms.dtype)
         for args in ((gp, gn), (gp, None), (None, gn)):
             args64 = [None if a is None else a.double() for a in args]
-            assert_kernels_agree(kernels.grad_penalty_backward(*args, grad, norms, target, weight, one_sided),
-                                 ops.grad_penalty_backward(*args, grad, norms, target, weight, one_sided),
-                                 ops.grad_penalty_backward(*args64, grad64, norms64, target, weight, one_sided),
-                                 what=f"backward {what} {[a is not None for a in args]}")
+            assert_kernels_agree(
+                kernels.grad_penalty_backward(*args, grad, norms, target, weight, one_sided),
+                ops.grad_penalty_backward(*args, grad, norms, target, weight, one_sided),
+                ops.grad_penalty_backward(*args64, grad64, norms64, target, weight, one_sided),
+                what=f"backward {what} {[a is not None for a in args]}",
+            )
 
 
 def test_triton_layouts_and_empty_batch():

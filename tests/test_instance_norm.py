@@ -1,4 +1,5 @@
 """fastgen.functional.instance_norm, fastgen.nn.InstanceNorm1d/2d/3d and their ops."""
+
 from __future__ import annotations
 
 import copy
@@ -93,8 +94,15 @@ def test_layouts_match_reference_and_keep_channels_last(layout, dtype, shape):
 def test_mixed_layouts_of_residual_and_grad():
     x, w, b, res, grad = _inputs((2, 18, 5, 6), torch.float32)
     cl = _channels_last(x)
-    fast = _run(F.instance_norm, cl, w, b, res, _channels_last(grad).transpose(2, 3).contiguous().transpose(2, 3),
-                activation="relu")
+    fast = _run(
+        F.instance_norm,
+        cl,
+        w,
+        b,
+        res,
+        _channels_last(grad).transpose(2, 3).contiguous().transpose(2, 3),
+        activation="relu",
+    )
     eager = _run(R.instance_norm, x, w, b, res, grad, activation="relu")
     ref = _run(R.instance_norm, *(t.double() for t in (x, w, b, res, grad)), activation="relu")
     assert_parity_tree(fast, eager, ref, what="mixed layouts")
@@ -111,8 +119,10 @@ def test_mixed_layouts_of_residual_and_grad():
         assert_parity_tree(fast, eager, ref, what=f"channel slice {layout}")
 
 
-@pytest.mark.parametrize("shape,layout", [((1, 3, 400, 400), "contiguous"), ((2, 48, 60, 50), "channels_last"),
-                                          ((1, 3, 300, 300), "channels_last")])
+@pytest.mark.parametrize(
+    "shape,layout",
+    [((1, 3, 400, 400), "contiguous"), ((2, 48, 60, 50), "channels_last"), ((1, 3, 300, 300), "channels_last")],
+)
 def test_planes_bigger_than_one_task(shape, layout):
     # csrc/instance_norm.cpp splits planes over 512 KiB into chunks whose moments are merged.
     x, w, b, res, grad = _inputs(shape, torch.float32)
@@ -157,8 +167,17 @@ def test_result_does_not_depend_on_thread_count():
         for threads in (1, 2):
             torch.set_num_threads(threads)
             for layout in ("contiguous", "channels_last"):
-                results.append(_run(F.instance_norm, _layout(x, layout), w, b, _layout(res, layout),
-                                    _layout(grad, layout), activation="relu"))
+                results.append(
+                    _run(
+                        F.instance_norm,
+                        _layout(x, layout),
+                        w,
+                        b,
+                        _layout(res, layout),
+                        _layout(grad, layout),
+                        activation="relu",
+                    )
+                )
     finally:
         torch.set_num_threads(before)
     for a, b_ in zip(results[0] + results[1], results[2] + results[3]):
@@ -184,8 +203,15 @@ def test_random_shapes_dtypes_and_layouts(batch, channels, spatial, dtype, layou
     x_l = _layout(x, layout)
     fast = _run(F.instance_norm, x_l, w, b, _layout(res, layout) if res is not None else None, grad, **kwargs)
     eager = _run(R.instance_norm, x, w, b, res, grad, **kwargs)
-    ref = _run(R.instance_norm, x.double(), w.double() if affine else None, b.double() if affine else None,
-               res.double() if res is not None else None, grad.double(), **kwargs)
+    ref = _run(
+        R.instance_norm,
+        x.double(),
+        w.double() if affine else None,
+        b.double() if affine else None,
+        res.double() if res is not None else None,
+        grad.double(),
+        **kwargs,
+    )
     for i, (f, e, r) in enumerate(zip(fast, eager, ref)):
         if dtype == torch.float64:  # eager is the reference here: compare to rounding instead
             torch.testing.assert_close(f, r, rtol=1e-10, atol=1e-10)
@@ -309,8 +335,12 @@ def test_running_stats_update_like_torch(momentum, layout):
     assert_parity(rv, rv2, rv64, what="running_var")
     # eval: the running statistics normalize
     out = F.instance_norm(_layout(x, layout), rm, rv, w, b, False, momentum, activation="relu")
-    assert_parity(out, TF.relu(TF.instance_norm(x, rm2, rv2, w, b, False, momentum)),
-                  TF.relu(TF.instance_norm(x64, rm64, rv64, w64, b64, False, momentum)), what="eval output")
+    assert_parity(
+        out,
+        TF.relu(TF.instance_norm(x, rm2, rv2, w, b, False, momentum)),
+        TF.relu(TF.instance_norm(x64, rm64, rv64, w64, b64, False, momentum)),
+        what="eval output",
+    )
 
 
 def test_running_stats_empty_batch_and_empty_spatial_like_torch():
@@ -324,8 +354,9 @@ def test_running_stats_empty_batch_and_empty_spatial_like_torch():
         torch.testing.assert_close(rv, rv2, equal_nan=True)
 
 
-@pytest.mark.parametrize("cls,shape", [("InstanceNorm1d", (3, 5, 7)), ("InstanceNorm2d", (2, 5, 4, 6)),
-                                       ("InstanceNorm3d", (2, 5, 3, 4, 2))])
+@pytest.mark.parametrize(
+    "cls,shape", [("InstanceNorm1d", (3, 5, 7)), ("InstanceNorm2d", (2, 5, 4, 6)), ("InstanceNorm3d", (2, 5, 3, 4, 2))]
+)
 @pytest.mark.parametrize("track", [False, True])
 def test_modules_are_drop_ins(cls, shape, track):
     torch.manual_seed(0)
@@ -388,16 +419,20 @@ def test_opcheck():
     cl = _channels_last(x)
     rm, rv = torch.randn(5), torch.rand(5) + 0.5
     for xx in (x, cl):
-        for args in ((w, b, None, None, res, True, 1e-5, "relu", 0.0),
-                     (None, None, None, None, None, True, 1e-3, "leaky_relu", 0.2),
-                     (w, None, rm, rv, None, False, 1e-5, "none", 0.0)):
+        for args in (
+            (w, b, None, None, res, True, 1e-5, "relu", 0.0),
+            (None, None, None, None, None, True, 1e-3, "leaky_relu", 0.2),
+            (w, None, rm, rv, None, False, 1e-5, "none", 0.0),
+        ):
             torch.library.opcheck(ops.instance_norm, (xx.clone().requires_grad_(), *args))
         _, mean, var = ops.instance_norm(xx, w, b, None, None, None, True, 1e-5, "relu", 0.0)
         for mask in ([True, True, True], [True, False, False], [False, True, True]):
-            torch.library.opcheck(ops.instance_norm_backward,
-                                  (grad, xx, w, b, mean, var, True, 1e-5, "leaky_relu", 0.1, mask))
-        torch.library.opcheck(ops.instance_norm_backward,
-                              (grad, xx, w, b, mean, var, False, 1e-5, "relu", 0.0, [True, True, True]))
+            torch.library.opcheck(
+                ops.instance_norm_backward, (grad, xx, w, b, mean, var, True, 1e-5, "leaky_relu", 0.1, mask)
+            )
+        torch.library.opcheck(
+            ops.instance_norm_backward, (grad, xx, w, b, mean, var, False, 1e-5, "relu", 0.0, [True, True, True])
+        )
 
 
 def test_torch_compile_fullgraph():
@@ -408,8 +443,11 @@ def test_torch_compile_fullgraph():
 
     def step(layer, x, res):
         y = layer(x, res)
-        z = F.instance_norm(y, activation="leaky_relu", negative_slope=0.2) if layer is norm else \
-            R.instance_norm(y, activation="leaky_relu", negative_slope=0.2)
+        z = (
+            F.instance_norm(y, activation="leaky_relu", negative_slope=0.2)
+            if layer is norm
+            else R.instance_norm(y, activation="leaky_relu", negative_slope=0.2)
+        )
         return (z * z).sum()
 
     compiled = torch.compile(step, fullgraph=True)
@@ -443,11 +481,18 @@ def _raises(match, fn, *args, exc=(ValueError, TypeError, RuntimeError), **kwarg
 
 def test_spatial_size_one_in_training_is_torchs_error():
     x = torch.randn(2, 3, 1, 1)
-    with pytest.raises(ValueError, match=r"Expected more than 1 spatial element when training, got input size "
-                                         r"torch.Size\(\[2, 3, 1, 1\]\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"Expected more than 1 spatial element when training, got input size "
+        r"torch.Size\(\[2, 3, 1, 1\]\)",
+    ):
         TF.instance_norm(x)
-    _raises(r"Expected more than 1 spatial element when training, got input size torch.Size\(\[2, 3, 1, 1\]\)",
-            F.instance_norm, x, exc=ValueError)
+    _raises(
+        r"Expected more than 1 spatial element when training, got input size torch.Size\(\[2, 3, 1, 1\]\)",
+        F.instance_norm,
+        x,
+        exc=ValueError,
+    )
     _raises(r"Expected more than 1 spatial element when training", fastgen.nn.InstanceNorm2d(3), x, exc=ValueError)
     # in eval with running stats it is fine, as in torch
     norm = fastgen.nn.InstanceNorm2d(3, track_running_stats=True).eval()
@@ -456,52 +501,201 @@ def test_spatial_size_one_in_training_is_torchs_error():
 
 def test_bad_inputs_name_the_argument():
     x = torch.randn(2, 3, 4, 5)
-    _raises(r"fastgen.instance_norm: weight must have shape \(3,\) \(the input's channels\), got \(4,\)",
-            F.instance_norm, x, weight=torch.ones(4))
+    _raises(
+        r"fastgen.instance_norm: weight must have shape \(3,\) \(the input's channels\), got \(4,\)",
+        F.instance_norm,
+        x,
+        weight=torch.ones(4),
+    )
     _raises(r"bias must have shape \(3,\)", F.instance_norm, x, bias=torch.ones(3, 1))
     _raises(r"running_mean must have shape \(3,\)", F.instance_norm, x, torch.zeros(2), torch.ones(3))
-    _raises(r"residual must have the shape of input \(2, 3, 4, 5\), got \(2, 3, 4, 4\)", F.instance_norm, x,
-            residual=torch.randn(2, 3, 4, 4))
+    _raises(
+        r"residual must have the shape of input \(2, 3, 4, 5\), got \(2, 3, 4, 4\)",
+        F.instance_norm,
+        x,
+        residual=torch.randn(2, 3, 4, 4),
+    )
     _raises(r"residual must have the dtype of input", F.instance_norm, x, residual=x.double())
     _raises(r"input must be a floating-point tensor .* got torch.int64", F.instance_norm, torch.ones(2, 3, 4).long())
     _raises(r"input must have at least 2 dimensions", F.instance_norm, torch.randn(5))
     _raises(r"activation must be None, 'relu' or 'leaky_relu', got 'gelu'", F.instance_norm, x, activation="gelu")
-    _raises(r"running_mean and running_var must be given when use_input_stats is False", F.instance_norm, x,
-            use_input_stats=False)
+    _raises(
+        r"running_mean and running_var must be given when use_input_stats is False",
+        F.instance_norm,
+        x,
+        use_input_stats=False,
+    )
     _raises(r"input must be a torch.Tensor", F.instance_norm, [1.0])
     _raises(r"activation must be None, 'relu' or 'leaky_relu'", fastgen.nn.InstanceNorm2d, 3, activation="tanh")
 
 
 def test_bad_inputs_to_the_ops_directly():
     x = torch.randn(2, 3, 4, 5)
-    _raises(r"fastgen.instance_norm: weight must have shape \(3,\)", ops.instance_norm, x, torch.ones(2), None, None,
-            None, None, True, 1e-5, "none", 0.0)
-    _raises(r"fastgen.instance_norm: activation must be 'none', 'relu' or 'leaky_relu', got 'elu'",
-            ops.instance_norm, x, None, None, None, None, None, True, 1e-5, "elu", 0.0)
-    _raises(r"fastgen.instance_norm: running_mean and running_var must be given", ops.instance_norm, x, None, None,
-            None, None, None, False, 1e-5, "none", 0.0)
-    _raises(r"fastgen.instance_norm: residual must have the shape of input", ops.instance_norm, x, None, None, None,
-            None, x[0], True, 1e-5, "none", 0.0)
-    _raises(r"fastgen.instance_norm: Expected more than 1 spatial element", ops.instance_norm, x[..., :1, :1],
-            None, None, None, None, None, True, 1e-5, "none", 0.0, exc=ValueError)
+    _raises(
+        r"fastgen.instance_norm: weight must have shape \(3,\)",
+        ops.instance_norm,
+        x,
+        torch.ones(2),
+        None,
+        None,
+        None,
+        None,
+        True,
+        1e-5,
+        "none",
+        0.0,
+    )
+    _raises(
+        r"fastgen.instance_norm: activation must be 'none', 'relu' or 'leaky_relu', got 'elu'",
+        ops.instance_norm,
+        x,
+        None,
+        None,
+        None,
+        None,
+        None,
+        True,
+        1e-5,
+        "elu",
+        0.0,
+    )
+    _raises(
+        r"fastgen.instance_norm: running_mean and running_var must be given",
+        ops.instance_norm,
+        x,
+        None,
+        None,
+        None,
+        None,
+        None,
+        False,
+        1e-5,
+        "none",
+        0.0,
+    )
+    _raises(
+        r"fastgen.instance_norm: residual must have the shape of input",
+        ops.instance_norm,
+        x,
+        None,
+        None,
+        None,
+        None,
+        x[0],
+        True,
+        1e-5,
+        "none",
+        0.0,
+    )
+    _raises(
+        r"fastgen.instance_norm: Expected more than 1 spatial element",
+        ops.instance_norm,
+        x[..., :1, :1],
+        None,
+        None,
+        None,
+        None,
+        None,
+        True,
+        1e-5,
+        "none",
+        0.0,
+        exc=ValueError,
+    )
     _, mean, var = ops.instance_norm(x, None, None, None, None, None, True, 1e-5, "none", 0.0)
-    _raises(r"fastgen.instance_norm_backward: grad_out must have the shape of input", ops.instance_norm_backward,
-            x[:1], x, None, None, mean, var, True, 1e-5, "none", 0.0, [True, False, False])
-    _raises(r"fastgen.instance_norm_backward: mean must have shape \(2, 3\)", ops.instance_norm_backward, x, x, None,
-            None, mean[:1], var, True, 1e-5, "none", 0.0, [True, False, False])
-    _raises(r"fastgen.instance_norm_backward: var must be Double for Double input, got Float",
-            ops.instance_norm_backward, x.double(), x.double(), None, None, mean.double(), var, True, 1e-5, "none",
-            0.0, [True, False, False])
-    _raises(r"fastgen.instance_norm_backward: output_mask\[1\] \(grad_weight\) needs weight",
-            ops.instance_norm_backward, x, x, None, None, mean, var, True, 1e-5, "none", 0.0, [True, True, False])
+    _raises(
+        r"fastgen.instance_norm_backward: grad_out must have the shape of input",
+        ops.instance_norm_backward,
+        x[:1],
+        x,
+        None,
+        None,
+        mean,
+        var,
+        True,
+        1e-5,
+        "none",
+        0.0,
+        [True, False, False],
+    )
+    _raises(
+        r"fastgen.instance_norm_backward: mean must have shape \(2, 3\)",
+        ops.instance_norm_backward,
+        x,
+        x,
+        None,
+        None,
+        mean[:1],
+        var,
+        True,
+        1e-5,
+        "none",
+        0.0,
+        [True, False, False],
+    )
+    _raises(
+        r"fastgen.instance_norm_backward: var must be Double for Double input, got Float",
+        ops.instance_norm_backward,
+        x.double(),
+        x.double(),
+        None,
+        None,
+        mean.double(),
+        var,
+        True,
+        1e-5,
+        "none",
+        0.0,
+        [True, False, False],
+    )
+    _raises(
+        r"fastgen.instance_norm_backward: output_mask\[1\] \(grad_weight\) needs weight",
+        ops.instance_norm_backward,
+        x,
+        x,
+        None,
+        None,
+        mean,
+        var,
+        True,
+        1e-5,
+        "none",
+        0.0,
+        [True, True, False],
+    )
     # The fake impls make the same checks (what torch.compile and meta tensors see).
     meta = torch.empty(2, 3, 4, 5, device="meta")
-    _raises(r"fastgen.instance_norm: weight must have shape \(3,\)", ops.instance_norm, meta,
-            torch.empty(2, device="meta"), None, None, None, None, True, 1e-5, "none", 0.0)
-    _raises(r"fastgen.instance_norm: residual must have the dtype of input", ops.instance_norm, meta, None, None,
-            None, None, meta.double(), True, 1e-5, "none", 0.0)
-    out = ops.instance_norm(meta.to(memory_format=torch.channels_last), None, None, None, None, None, True, 1e-5,
-                            "relu", 0.0)
+    _raises(
+        r"fastgen.instance_norm: weight must have shape \(3,\)",
+        ops.instance_norm,
+        meta,
+        torch.empty(2, device="meta"),
+        None,
+        None,
+        None,
+        None,
+        True,
+        1e-5,
+        "none",
+        0.0,
+    )
+    _raises(
+        r"fastgen.instance_norm: residual must have the dtype of input",
+        ops.instance_norm,
+        meta,
+        None,
+        None,
+        None,
+        None,
+        meta.double(),
+        True,
+        1e-5,
+        "none",
+        0.0,
+    )
+    out = ops.instance_norm(
+        meta.to(memory_format=torch.channels_last), None, None, None, None, None, True, 1e-5, "relu", 0.0
+    )
     assert out[0].is_contiguous(memory_format=torch.channels_last) and out[1].shape == (2, 3)
 
 
@@ -516,8 +710,9 @@ def _triton():
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
-@pytest.mark.parametrize("shape,layout", [((2, 3, 5, 7), "contiguous"), ((1, 37, 3, 4), "channels_last"),
-                                          ((1, 4, 3, 2, 3), "channels_last")])
+@pytest.mark.parametrize(
+    "shape,layout", [((2, 3, 5, 7), "contiguous"), ((1, 37, 3, 4), "channels_last"), ((1, 4, 3, 2, 3), "channels_last")]
+)
 def test_triton_forward_and_backward_match_cpu(dtype, shape, layout):
     kernels = _triton()
     x, w, b, res, grad = _inputs(shape, dtype)
@@ -525,9 +720,11 @@ def test_triton_forward_and_backward_match_cpu(dtype, shape, layout):
     x, res, grad = (_layout(t, layout) for t in (x, res, grad))
     rm, rv = torch.randn(shape[1]), torch.rand(shape[1]) + 0.5
     up = lambda t: t.double() if isinstance(t, torch.Tensor) else t  # noqa: E731  (the CPU kernel's float64 run)
-    for args, mask in (((w, b, None, None, res, True, 1e-5, "leaky_relu", 0.2), [True, True, True]),
-                       ((None, None, None, None, None, True, 1e-5, "relu", 0.0), [True, False, False]),
-                       ((w, None, rm, rv, None, False, 1e-5, "relu", 0.0), [True, True, False])):
+    for args, mask in (
+        ((w, b, None, None, res, True, 1e-5, "leaky_relu", 0.2), [True, True, True]),
+        ((None, None, None, None, None, True, 1e-5, "relu", 0.0), [True, False, False]),
+        ((w, None, rm, rv, None, False, 1e-5, "relu", 0.0), [True, True, False]),
+    ):
         what = f"{dtype} {shape} {layout} {args[7]} use_stats={args[5]}"
         got = kernels.instance_norm(x, *args)
         want = ops.instance_norm(x, *args)
@@ -538,8 +735,9 @@ def test_triton_forward_and_backward_match_cpu(dtype, shape, layout):
         weight, bias = args[0], args[1]
         use_stats, eps, act, slope = args[5:]
         got = kernels.instance_norm_backward(grad, x, weight, bias, want[1], want[2], use_stats, eps, act, slope, mask)
-        ref = ops.instance_norm_backward(grad.double(), x.double(), up(weight), up(bias), ref[1], ref[2], use_stats, eps,
-                                         act, slope, mask)
+        ref = ops.instance_norm_backward(
+            grad.double(), x.double(), up(weight), up(bias), ref[1], ref[2], use_stats, eps, act, slope, mask
+        )
         want = ops.instance_norm_backward(grad, x, weight, bias, want[1], want[2], use_stats, eps, act, slope, mask)
         for a, e in zip(got, want):
             assert a.shape == e.shape and a.dtype == e.dtype and a.stride() == e.stride()
@@ -549,7 +747,9 @@ def test_triton_forward_and_backward_match_cpu(dtype, shape, layout):
 def test_triton_empty_inputs():
     kernels = _triton()
     for shape in ((0, 3, 4, 5), (2, 3, 0)):
-        out, mean, var = kernels.instance_norm(torch.randn(shape), None, None, None, None, None, True, 1e-5, "none", 0.0)
+        out, mean, var = kernels.instance_norm(
+            torch.randn(shape), None, None, None, None, None, True, 1e-5, "none", 0.0
+        )
         ref = ops.instance_norm(torch.randn(shape), None, None, None, None, None, True, 1e-5, "none", 0.0)
         assert out.shape == ref[0].shape and mean.shape == ref[1].shape
         torch.testing.assert_close(mean, ref[1], equal_nan=True)
@@ -564,13 +764,17 @@ def test_triton_operands_with_other_size_one_strides():
     want = ops.instance_norm_backward(grad, x, None, None, mean, var, True, 1e-5, "relu", 0.0, [True, False, False])
     x64, grad64 = x.double(), grad.double()  # the CPU kernel's float64 run is the reference
     _, mean64, var64 = ops.instance_norm(x64, None, None, None, None, None, True, 1e-5, "relu", 0.0)
-    ref = ops.instance_norm_backward(grad64, x64, None, None, mean64, var64, True, 1e-5, "relu", 0.0,
-                                     [True, False, False])
+    ref = ops.instance_norm_backward(
+        grad64, x64, None, None, mean64, var64, True, 1e-5, "relu", 0.0, [True, False, False]
+    )
     assert_kernels_agree(got[0], want[0], ref[0], what="grad_x")
     out = kernels.instance_norm(x, None, None, None, None, wide, True, 1e-5, "relu", 0.0)[0]
-    assert_kernels_agree(out, ops.instance_norm(x, None, None, None, None, grad, True, 1e-5, "relu", 0.0)[0],
-                         ops.instance_norm(x64, None, None, None, None, grad64, True, 1e-5, "relu", 0.0)[0], what="out")
-
+    assert_kernels_agree(
+        out,
+        ops.instance_norm(x, None, None, None, None, grad, True, 1e-5, "relu", 0.0)[0],
+        ops.instance_norm(x64, None, None, None, None, grad64, True, 1e-5, "relu", 0.0)[0],
+        what="out",
+    )
 
 
 def test_two_element_planes_keep_the_precision_of_the_mean():

@@ -1,4 +1,5 @@
 """fastgen.functional.margin_cross_entropy, the margin loss modules and fastgen::margin_softmax."""
+
 from __future__ import annotations
 
 import copy
@@ -56,8 +57,11 @@ def _run(fn, x, w, labels, dtype, upstream, **kwargs):
 
 def _check_parity(x, w, labels, dtype, **kwargs):
     batch = x.shape[0]
-    upstream = torch.randn(batch, dtype=torch.float64) if kwargs.get("reduction") == "none" else torch.tensor(1.5,
-                                                                                                       dtype=torch.float64)
+    upstream = (
+        torch.randn(batch, dtype=torch.float64)
+        if kwargs.get("reduction") == "none"
+        else torch.tensor(1.5, dtype=torch.float64)
+    )
     fast = _run(F.margin_cross_entropy, x, w, labels, dtype, upstream, **kwargs)
     eager = _run(R.margin_cross_entropy, x, w, labels, dtype, upstream, **kwargs)
     ref = _run(R.margin_cross_entropy, x, w, labels, torch.float64, upstream, **kwargs)
@@ -148,8 +152,17 @@ def test_the_op_matches_its_torch_formulation():
     # torch_margin_softmax is what double backward differentiates: it must be the op.
     x, w, labels = _inputs(7, 50, 6)
     for margin in (*MARGINS.values(), *STRAIGHT_THROUGH.values()):
-        args = (0, 50, 20.0, margin["m1"], margin["m2"], margin["m3"], margin.get("easy_margin", False), -100,
-                margin.get("straight_through", False))
+        args = (
+            0,
+            50,
+            20.0,
+            margin["m1"],
+            margin["m2"],
+            margin["m3"],
+            margin.get("easy_margin", False),
+            -100,
+            margin.get("straight_through", False),
+        )
         lse, target, _ = ops.margin_softmax(x, w, labels, *args)
         t_lse, t_target = torch_margin_softmax(x, w, labels, *args)
         torch.testing.assert_close(lse, t_lse, rtol=1e-12, atol=1e-12)
@@ -170,8 +183,7 @@ def test_cosines_at_plus_and_minus_one_have_finite_gradients(dtype):
         loss, gx, gw = _run(F.margin_cross_entropy, x, w, labels, dtype, torch.tensor(1.0), s=16.0, **margin)
         assert torch.isfinite(loss) and torch.isfinite(gx).all() and torch.isfinite(gw).all()
         if dtype in (torch.float32, torch.float64):
-            _, rgx, rgw = _run(R.margin_cross_entropy, x, w, labels, torch.float64, torch.tensor(1.0), s=16.0,
-                               **margin)
+            _, rgx, rgw = _run(R.margin_cross_entropy, x, w, labels, torch.float64, torch.tensor(1.0), s=16.0, **margin)
         if dtype == torch.float32:
             # Ill-conditioned here: one ulp of a cosine at the clamp 1 - 1e-7 moves theta by
             # 1 / sqrt(2e-7) ulps, and the logit by s = 16 times that, on whichever side it rounds
@@ -247,8 +259,10 @@ def test_gradcheck_and_gradgradcheck(margin):
     x.requires_grad_()
     w.requires_grad_()
     for reduction in ("mean", "none"):
-        fn = lambda e, wt: F.margin_cross_entropy(e, wt, labels, s=4.0, reduction=reduction,  # noqa: E731
-                                                  **MARGINS[margin])
+
+        def fn(e, wt, reduction=reduction):
+            return F.margin_cross_entropy(e, wt, labels, s=4.0, reduction=reduction, **MARGINS[margin])
+
         assert torch.autograd.gradcheck(fn, (x, w))
         assert torch.autograd.gradgradcheck(fn, (x, w))
 
@@ -362,14 +376,17 @@ def test_opcheck():
     lse, _, cos_t = ops.margin_softmax(x.detach(), w.detach(), labels, *args)
     grads = (torch.randn(5), torch.randn(5))
     for mask in ([True, True], [True, False], [False, True]):
-        torch.library.opcheck(ops.margin_softmax_backward,
-                              (*grads, x.detach(), w.detach(), labels, lse, cos_t, *args, mask))
-    torch.library.opcheck(ops.margin_softmax_backward,
-                          (None, grads[1], x.detach(), w.detach(), labels, lse, cos_t, *args, [True, True]))
+        torch.library.opcheck(
+            ops.margin_softmax_backward, (*grads, x.detach(), w.detach(), labels, lse, cos_t, *args, mask)
+        )
+    torch.library.opcheck(
+        ops.margin_softmax_backward, (None, grads[1], x.detach(), w.detach(), labels, lse, cos_t, *args, [True, True])
+    )
     # straight_through (the schema's trailing argument)
     torch.library.opcheck(ops.margin_softmax, (x, w, labels, *args, True))
-    torch.library.opcheck(ops.margin_softmax_backward,
-                          (*grads, x.detach(), w.detach(), labels, lse, cos_t, *args, [True, True], True))
+    torch.library.opcheck(
+        ops.margin_softmax_backward, (*grads, x.detach(), w.detach(), labels, lse, cos_t, *args, [True, True], True)
+    )
 
 
 def test_torch_compile_fullgraph():
@@ -378,8 +395,7 @@ def test_torch_compile_fullgraph():
     x, w = x.float().requires_grad_(), w.float().requires_grad_()
 
     def step(e, wt, y):
-        return F.margin_cross_entropy(e, wt, y) + F.margin_cross_entropy(e * 2, wt, y, m2=0.0, m3=0.3,
-                                                                           reduction="sum")
+        return F.margin_cross_entropy(e, wt, y) + F.margin_cross_entropy(e * 2, wt, y, m2=0.0, m3=0.3, reduction="sum")
 
     compiled = torch.compile(step, fullgraph=True)
     out = compiled(x, w, labels)
@@ -389,16 +405,21 @@ def test_torch_compile_fullgraph():
     x64, w64 = (t.detach().double().requires_grad_() for t in (x, w))
     ref64 = step(x64, w64, labels)
     assert_parity(out.detach(), ref.detach(), ref64.detach(), floor_ulps=64.0, what="compiled output")
-    assert_parity_tree(grads, ref_grads, torch.autograd.grad(ref64, (x64, w64)), floor_ulps=64.0,
-                       what="compiled grads")
+    assert_parity_tree(grads, ref_grads, torch.autograd.grad(ref64, (x64, w64)), floor_ulps=64.0, what="compiled grads")
 
 
 # --------------------------------------------------------------------------- modules
 
 
-@pytest.mark.parametrize("name,kwargs", [("ArcFaceLoss", dict(s=30.0, m=0.4)), ("CosFaceLoss", dict()),
-                                         ("SphereFaceLoss", dict(m=3)),
-                                         ("CombinedMarginLoss", dict(m1=1.1, m2=0.2, m3=0.1, reduction="sum"))])
+@pytest.mark.parametrize(
+    "name,kwargs",
+    [
+        ("ArcFaceLoss", dict(s=30.0, m=0.4)),
+        ("CosFaceLoss", dict()),
+        ("SphereFaceLoss", dict(m=3)),
+        ("CombinedMarginLoss", dict(m1=1.1, m2=0.2, m3=0.1, reduction="sum")),
+    ],
+)
 def test_modules_match_reference_modules(name, kwargs):
     torch.manual_seed(3)
     fast = getattr(fastgen.nn, name)(16, 50, **kwargs)
@@ -439,16 +460,16 @@ def _raises(match, fn, *args, **kwargs):
 def test_bad_inputs_name_the_argument():
     x, w, labels = torch.randn(3, 4), torch.randn(5, 4), torch.tensor([0, 1, 4])
     fn = F.margin_cross_entropy
-    _raises(r"labels must be class indices in \[0, 5\) or ignore_index \(-100\), got 5", fn, x, w,
-            torch.tensor([0, 5, 1]))
+    _raises(
+        r"labels must be class indices in \[0, 5\) or ignore_index \(-100\), got 5", fn, x, w, torch.tensor([0, 5, 1])
+    )
     _raises(r"labels must be class indices .* got -1", fn, x, w, torch.tensor([0, -1, 1]))
     _raises(r"labels must be an integer tensor, got torch.float32", fn, x, w, labels.float())
     _raises(r"labels must be an integer tensor, got torch.bool", fn, x, w, labels.bool())
     _raises(r"labels must have shape \(3,\), got \(2,\)", fn, x, w, labels[:2])
     _raises(r"weight must have embedding size 4 \(the embeddings' size\), got 6", fn, x, torch.randn(5, 6), labels)
     _raises(r"weight must have at least one class, got 0", fn, x, torch.randn(0, 4), labels)
-    _raises(r"weight must have the dtype of embeddings \(torch.float32\), got torch.float64", fn, x, w.double(),
-            labels)
+    _raises(r"weight must have the dtype of embeddings \(torch.float32\), got torch.float64", fn, x, w.double(), labels)
     _raises(r"embeddings must be a floating-point tensor .* got torch.int64", fn, x.long(), w, labels)
     _raises(r"embeddings must be 2-D", fn, x[0], w, labels)
     _raises(r"weight must be 2-D", fn, x, w[0], labels)
@@ -462,28 +483,89 @@ def test_bad_inputs_name_the_argument():
 def test_bad_inputs_to_the_ops_directly():
     x, w, labels = torch.randn(3, 4), torch.randn(5, 4), torch.tensor([0, 1, 4])
     args = (0, 5, 64.0, 1.0, 0.5, 0.0, False, -100)
-    _raises(r"fastgen.margin_softmax: labels must be class indices in \[0, 5\)", ops.margin_softmax, x, w,
-            torch.tensor([0, 9, 1]), *args)
-    _raises(r"fastgen.margin_softmax: labels must be an integer tensor, got Float", ops.margin_softmax, x, w,
-            labels.float(), *args)
-    _raises(r"fastgen.margin_softmax: weight must have embedding size 4", ops.margin_softmax, x, torch.randn(5, 3),
-            labels, *args)
-    _raises(r"fastgen.margin_softmax: weight must have at least one class", ops.margin_softmax, x,
-            torch.randn(0, 4), labels, *args)
-    _raises(r"fastgen.margin_softmax: the weight's classes .* must lie in \[0, num_classes\)", ops.margin_softmax, x,
-            w, labels, 3, 5, *args[2:])
+    _raises(
+        r"fastgen.margin_softmax: labels must be class indices in \[0, 5\)",
+        ops.margin_softmax,
+        x,
+        w,
+        torch.tensor([0, 9, 1]),
+        *args,
+    )
+    _raises(
+        r"fastgen.margin_softmax: labels must be an integer tensor, got Float",
+        ops.margin_softmax,
+        x,
+        w,
+        labels.float(),
+        *args,
+    )
+    _raises(
+        r"fastgen.margin_softmax: weight must have embedding size 4",
+        ops.margin_softmax,
+        x,
+        torch.randn(5, 3),
+        labels,
+        *args,
+    )
+    _raises(
+        r"fastgen.margin_softmax: weight must have at least one class",
+        ops.margin_softmax,
+        x,
+        torch.randn(0, 4),
+        labels,
+        *args,
+    )
+    _raises(
+        r"fastgen.margin_softmax: the weight's classes .* must lie in \[0, num_classes\)",
+        ops.margin_softmax,
+        x,
+        w,
+        labels,
+        3,
+        5,
+        *args[2:],
+    )
     lse, _, cos_t = ops.margin_softmax(x, w, labels, *args)
-    _raises(r"fastgen.margin_softmax_backward: grad_lse must have shape \(3,\)", ops.margin_softmax_backward,
-            torch.randn(2), None, x, w, labels, lse, cos_t, *args, [True, True])
+    _raises(
+        r"fastgen.margin_softmax_backward: grad_lse must have shape \(3,\)",
+        ops.margin_softmax_backward,
+        torch.randn(2),
+        None,
+        x,
+        w,
+        labels,
+        lse,
+        cos_t,
+        *args,
+        [True, True],
+    )
     # The fake impls make the same checks (what torch.compile and meta tensors see).
     meta = lambda *shape: torch.empty(*shape, device="meta")  # noqa: E731
     labels_meta = torch.zeros(3, dtype=torch.long, device="meta")
-    _raises(r"fastgen.margin_softmax: weight must have embedding size 4", ops.margin_softmax, meta(3, 4),
-            meta(5, 3), labels_meta, *args)
-    _raises(r"fastgen.margin_softmax: labels must be an integer tensor", ops.margin_softmax, meta(3, 4), meta(5, 4),
-            meta(3), *args)
-    _raises(r"fastgen.margin_softmax: weight must have at least one class", ops.margin_softmax, meta(3, 4),
-            meta(0, 4), labels_meta, *args)
+    _raises(
+        r"fastgen.margin_softmax: weight must have embedding size 4",
+        ops.margin_softmax,
+        meta(3, 4),
+        meta(5, 3),
+        labels_meta,
+        *args,
+    )
+    _raises(
+        r"fastgen.margin_softmax: labels must be an integer tensor",
+        ops.margin_softmax,
+        meta(3, 4),
+        meta(5, 4),
+        meta(3),
+        *args,
+    )
+    _raises(
+        r"fastgen.margin_softmax: weight must have at least one class",
+        ops.margin_softmax,
+        meta(3, 4),
+        meta(0, 4),
+        labels_meta,
+        *args,
+    )
     lse_meta, _, cos_meta = ops.margin_softmax(meta(3, 4), meta(5, 4), labels_meta, *args)
     assert lse_meta.shape == (3,) and lse_meta.dtype == torch.float64  # lse is float64 (csrc/margin_softmax.cpp)
 
@@ -498,10 +580,18 @@ def _triton():
     return cuda_functions("margin_softmax")  # the ops' CUDA functions: checks + Triton launchers
 
 
-@pytest.mark.parametrize("dtype,margin", [(torch.float32, "arcface"), (torch.float32, "sphereface"),
-                                          (torch.float32, "easy"), (torch.float64, "combined"),
-                                          (torch.bfloat16, "cosface"), (torch.float32, "arcface_st"),
-                                          (torch.float64, "combined_st")])
+@pytest.mark.parametrize(
+    "dtype,margin",
+    [
+        (torch.float32, "arcface"),
+        (torch.float32, "sphereface"),
+        (torch.float32, "easy"),
+        (torch.float64, "combined"),
+        (torch.bfloat16, "cosface"),
+        (torch.float32, "arcface_st"),
+        (torch.float64, "combined_st"),
+    ],
+)
 def test_triton_forward_and_backward_match_cpu(dtype, margin):
     kernels = _triton()
     x, w, _ = _inputs(35, 90, 40)
@@ -525,7 +615,9 @@ def test_triton_forward_and_backward_match_cpu(dtype, margin):
             got = kernels.margin_softmax_backward(*grads, x, shard, labels, lse, cos_t, *args, mask, st)
             want = ops.margin_softmax_backward(*grads, x, shard, labels, lse, cos_t, *args, mask, st)
             ref_grads = [g.double() for g in grads]
-            ref_b = ops.margin_softmax_backward(*ref_grads, x64, shard.double(), labels, ref[0], ref[2], *args, mask, st)
+            ref_b = ops.margin_softmax_backward(
+                *ref_grads, x64, shard.double(), labels, ref[0], ref[2], *args, mask, st
+            )
             for a, b in zip(got, want):
                 assert a.shape == b.shape and a.dtype == b.dtype
             assert_kernels_agree(got, want, ref_b, what=f"backward {what} {mask}", floor_ulps=16.0)
@@ -534,14 +626,44 @@ def test_triton_forward_and_backward_match_cpu(dtype, margin):
 def test_triton_empty_batch_and_bad_labels():
     kernels = _triton()
     w = torch.randn(5, 4)
-    lse, target, cos_t = kernels.margin_softmax(torch.zeros(0, 4), w, torch.zeros(0, dtype=torch.long), 0, 5, 64.0,
-                                                1.0, 0.5, 0.0, False, -100)
+    lse, target, cos_t = kernels.margin_softmax(
+        torch.zeros(0, 4), w, torch.zeros(0, dtype=torch.long), 0, 5, 64.0, 1.0, 0.5, 0.0, False, -100
+    )
     assert lse.shape == (0,)
-    gx, gw = kernels.margin_softmax_backward(lse, None, torch.zeros(0, 4), w, torch.zeros(0, dtype=torch.long), lse,
-                                             cos_t, 0, 5, 64.0, 1.0, 0.5, 0.0, False, -100, [True, True])
+    gx, gw = kernels.margin_softmax_backward(
+        lse,
+        None,
+        torch.zeros(0, 4),
+        w,
+        torch.zeros(0, dtype=torch.long),
+        lse,
+        cos_t,
+        0,
+        5,
+        64.0,
+        1.0,
+        0.5,
+        0.0,
+        False,
+        -100,
+        [True, True],
+    )
     assert gx.shape == (0, 4) and torch.equal(gw, torch.zeros(5, 4))
-    _raises(r"fastgen.margin_softmax: labels must be class indices in \[0, 5\)", kernels.margin_softmax,
-            torch.randn(2, 4), w, torch.tensor([0, 7]), 0, 5, 64.0, 1.0, 0.5, 0.0, False, -100)
+    _raises(
+        r"fastgen.margin_softmax: labels must be class indices in \[0, 5\)",
+        kernels.margin_softmax,
+        torch.randn(2, 4),
+        w,
+        torch.tensor([0, 7]),
+        0,
+        5,
+        64.0,
+        1.0,
+        0.5,
+        0.0,
+        False,
+        -100,
+    )
 
 
 # --------------------------------------------------------------------------- benchmark case
@@ -552,8 +674,10 @@ def test_bench_case_reports_the_bare_matmuls(tmp_path, capsys):
 
     from fastgen.bench.__main__ import main
 
-    assert main(["--ops", "margin_ce", "--shapes", "8x300x16", "--repeats", "3", "--no-compile",
-                 "--out", str(tmp_path)]) == 0
+    assert (
+        main(["--ops", "margin_ce", "--shapes", "8x300x16", "--repeats", "3", "--no-compile", "--out", str(tmp_path)])
+        == 0
+    )
     table = capsys.readouterr().out
     assert "baseline 'bare matmuls' for margin_ce 8x300x16 fwd+bwd:" in table
     rows = json.loads((tmp_path / "bench.json").read_text())["results"]

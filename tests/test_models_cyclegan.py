@@ -1,5 +1,6 @@
 """fastgen.models ResnetGenerator, NLayerDiscriminator and CycleGAN against their eager twins
 (fastgen.reference.models)."""
+
 import pytest
 import torch
 from torch import nn
@@ -18,8 +19,14 @@ def _images(n=2, c=3, side=16, seed=0):
     return torch.rand(n, c, side, side, generator=g) * 2 - 1
 
 
-@pytest.mark.parametrize("kwargs", [SMALL_G, dict(ngf=8, n_blocks=1, padding_type="zero", use_dropout=True),
-                                    dict(input_nc=1, output_nc=2, ngf=4, n_blocks=3, padding_type="replicate")])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        SMALL_G,
+        dict(ngf=8, n_blocks=1, padding_type="zero", use_dropout=True),
+        dict(input_nc=1, output_nc=2, ngf=4, n_blocks=3, padding_type="replicate"),
+    ],
+)
 def test_generator_training_step_matches_eager_twin(kwargs):
     torch.manual_seed(0)
     fast, twin = twin_pair(models.ResnetGenerator, eager.ResnetGenerator, **kwargs)
@@ -86,12 +93,18 @@ def test_default_generator_is_the_papers():
     # 11.378M parameters, as CycleGAN's resnet_9blocks; keys as the reference implementation's.
     assert sum(p.numel() for p in g.parameters()) == 11378179
     keys = g.state_dict().keys()
-    assert {"model.1.weight", "model.4.weight", "model.10.conv_block.5.weight", "model.19.weight",
-            "model.26.weight"} <= set(keys)
+    assert {
+        "model.1.weight",
+        "model.4.weight",
+        "model.10.conv_block.5.weight",
+        "model.19.weight",
+        "model.26.weight",
+    } <= set(keys)
     d = models.NLayerDiscriminator()
     assert sum(p.numel() for p in d.parameters()) == 2764737
-    assert {"model.0.weight", "model.2.weight", "model.5.weight", "model.8.weight", "model.11.weight"} == \
-        {k for k in d.state_dict() if k.endswith("weight")}
+    assert {"model.0.weight", "model.2.weight", "model.5.weight", "model.8.weight", "model.11.weight"} == {
+        k for k in d.state_dict() if k.endswith("weight")
+    }
 
 
 def test_torch_nn_checkpoint_loads_into_fastgen_model():

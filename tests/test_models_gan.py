@@ -1,5 +1,6 @@
 """fastgen.models DCGAN, CGAN, WGAN-GP and Progressive GAN against their eager twins
 (fastgen.reference.models), and the GAN layers in fastgen.nn."""
+
 import contextlib
 import math
 
@@ -10,8 +11,15 @@ from torch import nn
 import fastgen
 from fastgen import models
 from fastgen.reference import models as eager
-from tests._models import (Float64, assert_matches_eager, assert_tensors_match, assert_training_step_matches,
-                           float64_twin, op_namespaces, twin_pair)
+from tests._models import (
+    Float64,
+    assert_matches_eager,
+    assert_tensors_match,
+    assert_training_step_matches,
+    float64_twin,
+    op_namespaces,
+    twin_pair,
+)
 
 SMALL = dict(g_features=8, d_features=8, latent_dim=16)
 
@@ -24,25 +32,30 @@ def _both_losses(d_loss, g_loss):
     return lambda m: d_loss(m) + g_loss(m)
 
 
-@pytest.mark.parametrize("kwargs,shape", [
-    (dict(image_size=64), (4, 3, 64, 64)),
-    (dict(image_size=28, channels=1), (4, 1, 28, 28)),
-    (dict(image_size=32, d_loss="lsgan", g_loss="lsgan"), (3, 3, 32, 32)),
-    (dict(image_size=32, d_loss="hinge", g_loss="hinge"), (3, 3, 32, 32)),
-    (dict(image_size=32, g_loss="minimax"), (3, 3, 32, 32)),
-])
+@pytest.mark.parametrize(
+    "kwargs,shape",
+    [
+        (dict(image_size=64), (4, 3, 64, 64)),
+        (dict(image_size=28, channels=1), (4, 1, 28, 28)),
+        (dict(image_size=32, d_loss="lsgan", g_loss="lsgan"), (3, 3, 32, 32)),
+        (dict(image_size=32, d_loss="hinge", g_loss="hinge"), (3, 3, 32, 32)),
+        (dict(image_size=32, g_loss="minimax"), (3, 3, 32, 32)),
+    ],
+)
 def test_dcgan_training_step_matches_eager_twin(kwargs, shape):
     fast, twin = twin_pair(models.DCGAN, eager.DCGAN, **SMALL, **kwargs)
     real, z = torch.randn(shape), _z(shape[0])
-    assert_training_step_matches(fast, twin, _both_losses(lambda m: m.discriminator_loss(real, z),
-                                                          lambda m: m.generator_loss(z)))
+    assert_training_step_matches(
+        fast, twin, _both_losses(lambda m: m.discriminator_loss(real, z), lambda m: m.generator_loss(z))
+    )
 
 
 def test_cgan_training_step_matches_eager_twin():
     fast, twin = twin_pair(models.CGAN, eager.CGAN, num_classes=5, **SMALL)
     real, z, labels = torch.randn(4, 1, 28, 28), _z(4), torch.tensor([0, 4, 2, 2])
-    assert_training_step_matches(fast, twin, _both_losses(lambda m: m.discriminator_loss(real, labels, z),
-                                                          lambda m: m.generator_loss(z, labels)))
+    assert_training_step_matches(
+        fast, twin, _both_losses(lambda m: m.discriminator_loss(real, labels, z), lambda m: m.generator_loss(z, labels))
+    )
 
 
 @pytest.mark.parametrize("norm", [None, "instance", "layer"])
@@ -51,8 +64,9 @@ def test_wgan_gp_critic_step_with_penalty_matches_eager_twin(norm):
     real, z, alpha = torch.randn(4, 3, 32, 32), _z(4), torch.rand(4)
     # The critic loss includes the gradient penalty (double backward into the critic's weights);
     # its float32 norms are summed in another order than eager's, hence 1e-4 rather than 1e-5.
-    assert_training_step_matches(fast, twin, _both_losses(lambda m: m.critic_loss(real, z, alpha=alpha),
-                                                          lambda m: m.generator_loss(z)))
+    assert_training_step_matches(
+        fast, twin, _both_losses(lambda m: m.critic_loss(real, z, alpha=alpha), lambda m: m.generator_loss(z))
+    )
 
 
 def test_wgan_gp_train_step_matches_eager_twin():
@@ -90,8 +104,9 @@ def test_progan_training_step_matches_eager_twin(alpha):
     fast, twin = twin_pair(models.ProGAN, eager.ProGAN, **kwargs)
     real, z, gp_alpha = torch.randn(4, 3, 8, 8), _z(4), torch.rand(4)
     stage = 1 if alpha < 1 else None  # the last stage by default
-    loss = _both_losses(lambda m: m.critic_loss(real, z, stage, alpha, gp_alpha=gp_alpha),
-                        lambda m: m.generator_loss(z, stage, alpha))
+    loss = _both_losses(
+        lambda m: m.critic_loss(real, z, stage, alpha, gp_alpha=gp_alpha), lambda m: m.generator_loss(z, stage, alpha)
+    )
     if alpha == 1.0:  # no fade-in: the previous stage's to_rgb / from_rgb get no gradient
         assert_matches_eager(loss(fast), lambda: loss(twin), "loss")
         return
@@ -108,8 +123,9 @@ def test_progan_stages_and_fade_in():
         assert d(img, stage, 0.5).shape == (4,)
     assert g.features(0) == 16 and g.features(2) == 8
     # alpha = 0: exactly the upsampled previous stage; alpha = 1: the new stage alone.
-    old = nn.functional.interpolate(g.to_rgb[0](g.initial(g.dense(g.latent_norm(z)).reshape(4, 16, 4, 4))),
-                                    scale_factor=2.0)
+    old = nn.functional.interpolate(
+        g.to_rgb[0](g.initial(g.dense(g.latent_norm(z)).reshape(4, 16, 4, 4))), scale_factor=2.0
+    )
     torch.testing.assert_close(g(z, 1, 0.0), old)
     torch.testing.assert_close(g(z, 1, 1.0), g(z, 1))
     with pytest.raises(ValueError, match=r"stage must be an int in \[0, 3\), got 3"):
@@ -130,7 +146,9 @@ def test_fastgen_models_run_fastgen_ops_and_twins_run_none():
     real, z = torch.randn(2, 3, 8, 8), _z(2)
     # The generator step: pixel norm and the fade-in, forward and backward.
     assert "fastgen" in op_namespaces(lambda: fast.generator_loss(z, 1, 0.5).backward())
-    assert "fastgen" not in op_namespaces(lambda: (twin.generator_loss(z, 1, 0.5) + twin.critic_loss(real, z, 1, 0.5)).backward())
+    assert "fastgen" not in op_namespaces(
+        lambda: (twin.generator_loss(z, 1, 0.5) + twin.critic_loss(real, z, 1, 0.5)).backward()
+    )
     assert not any(isinstance(m, fastgen.nn.PixelNorm) for m in twin.modules())
     # DCGAN and CGAN have no fused layer (their losses are plain torch ops in both): both run aten only.
     fast, twin = twin_pair(models.DCGAN, eager.DCGAN, image_size=28, channels=1, **SMALL)
@@ -140,14 +158,30 @@ def test_fastgen_models_run_fastgen_ops_and_twins_run_none():
 
 def test_torch_nn_state_dict_loads_into_fastgen_models():
     for fast_cls, twin_cls, kwargs, inputs in [
-        (models.DCGANGenerator, eager.DCGANGenerator, dict(latent_dim=8, image_size=28, channels=1, features=4),
-         (torch.randn(2, 8),)),
-        (models.CGANDiscriminator, eager.CGANDiscriminator, dict(num_classes=3, features=4),
-         (torch.randn(2, 1, 28, 28), torch.tensor([0, 2]))),
-        (models.WGANGPCritic, eager.WGANGPCritic, dict(image_size=32, features=4, norm="instance"),
-         (torch.randn(2, 3, 32, 32),)),
-        (models.ProGANGenerator, eager.ProGANGenerator, dict(latent_dim=8, resolution=8, fmap_base=32, fmap_max=8),
-         (torch.randn(2, 8), 1, 0.5)),
+        (
+            models.DCGANGenerator,
+            eager.DCGANGenerator,
+            dict(latent_dim=8, image_size=28, channels=1, features=4),
+            (torch.randn(2, 8),),
+        ),
+        (
+            models.CGANDiscriminator,
+            eager.CGANDiscriminator,
+            dict(num_classes=3, features=4),
+            (torch.randn(2, 1, 28, 28), torch.tensor([0, 2])),
+        ),
+        (
+            models.WGANGPCritic,
+            eager.WGANGPCritic,
+            dict(image_size=32, features=4, norm="instance"),
+            (torch.randn(2, 3, 32, 32),),
+        ),
+        (
+            models.ProGANGenerator,
+            eager.ProGANGenerator,
+            dict(latent_dim=8, resolution=8, fmap_base=32, fmap_max=8),
+            (torch.randn(2, 8), 1, 0.5),
+        ),
     ]:
         twin = twin_cls(**kwargs).eval()
         fast = fast_cls(**kwargs).eval()
@@ -162,7 +196,9 @@ def test_architectures_follow_dcgan():
     assert d(torch.randn(2, 3, 64, 64)).shape == (2,)
     convs = [m for m in g.modules() if isinstance(m, nn.ConvTranspose2d)]
     assert [c.out_channels for c in convs] == [512, 256, 128, 64, 3]
-    assert not any(isinstance(m, (nn.Linear, nn.MaxPool2d, nn.AvgPool2d)) for m in list(g.modules()) + list(d.modules()))
+    assert not any(
+        isinstance(m, (nn.Linear, nn.MaxPool2d, nn.AvgPool2d)) for m in list(g.modules()) + list(d.modules())
+    )
     assert all(m.negative_slope == 0.2 for m in d.modules() if isinstance(m, nn.LeakyReLU))
     mnist = models.DCGANGenerator(image_size=28, channels=1)
     assert mnist(torch.randn(2, 100)).shape == (2, 1, 28, 28)

@@ -1,4 +1,5 @@
 """fastgen.models UnetGenerator and Pix2Pix against their eager twins (fastgen.reference.models)."""
+
 from types import SimpleNamespace
 
 import pytest
@@ -17,8 +18,15 @@ def _images(n=2, c=3, side=32, seed=0):
     return torch.rand(n, c, side, side, generator=g) * 2 - 1
 
 
-@pytest.mark.parametrize("kwargs", [dict(SMALL), dict(SMALL, norm="batch"), dict(num_downs=6, ngf=4, use_dropout=True),
-                                    dict(input_nc=1, output_nc=2, num_downs=5, ngf=2)])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(SMALL),
+        dict(SMALL, norm="batch"),
+        dict(num_downs=6, ngf=4, use_dropout=True),
+        dict(input_nc=1, output_nc=2, num_downs=5, ngf=2),
+    ],
+)
 def test_generator_training_step_matches_eager_twin(kwargs):
     fast, twin = twin_pair(models.UnetGenerator, eager.UnetGenerator, **kwargs)
     side = 2 ** kwargs["num_downs"]
@@ -79,8 +87,7 @@ def test_pix2pix_objective_matches_eager_twin(gan_mode, norm):
         gen = fast if net_d is fast.netD else twin
         with torch.no_grad():
             fake_B = gen(real_A)
-        return models.Pix2Pix.discriminator_loss(SimpleNamespace(netD=net_d, gan_mode=gan_mode), real_A, real_B,
-                                                 fake_B)
+        return models.Pix2Pix.discriminator_loss(SimpleNamespace(netD=net_d, gan_mode=gan_mode), real_A, real_B, fake_B)
 
     assert_training_step_matches(fast.netD, twin.netD, d_loss)
 
@@ -98,8 +105,12 @@ def test_default_generator_is_the_papers():
     # unet_256 with batch norm: 54.414M parameters, keys as the reference implementation's.
     assert sum(p.numel() for p in g.parameters()) == 54413955
     keys = set(g.state_dict())
-    assert {"model.model.0.weight", "model.model.1.model.1.weight", "model.model.1.model.2.running_mean",
-            "model.model.3.weight"} <= keys
+    assert {
+        "model.model.0.weight",
+        "model.model.1.model.1.weight",
+        "model.model.1.model.2.running_mean",
+        "model.model.3.weight",
+    } <= keys
     # With instance norm (no affine, bias in the convs) the conv parameters are the same.
     assert models.UnetGenerator()(torch.zeros(1, 3, 256, 256)).shape == (1, 3, 256, 256)
 

@@ -1,4 +1,5 @@
 """fastgen.models RealNVP and RealNVP2d against their eager twins (fastgen.reference.models)."""
+
 import math
 
 import pytest

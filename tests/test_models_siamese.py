@@ -1,4 +1,5 @@
 """fastgen.models SiameseNet and ArcFaceNet against their eager twins (fastgen.reference.models)."""
+
 import pytest
 import torch
 
@@ -13,8 +14,10 @@ ARCFACE = dict(num_classes=20, in_channels=3, image_size=8, embedding_size=12, w
 
 def _siamese_loss(x1, x2, y, a, p, n, labels):
     def loss_of(model):
-        return model.pair_loss(x1, x2, y) + model.triplet_loss(a, p, n) + model.batch_hard_loss(
-            torch.cat([a, p]), labels)
+        return (
+            model.pair_loss(x1, x2, y) + model.triplet_loss(a, p, n) + model.batch_hard_loss(torch.cat([a, p]), labels)
+        )
+
     return loss_of
 
 

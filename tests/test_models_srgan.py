@@ -1,5 +1,6 @@
 """fastgen.models SRResNet, SRGANDiscriminator and SRGANLoss against their eager twins
 (fastgen.reference.models)."""
+
 import pytest
 import torch
 from torch import nn
@@ -16,11 +17,14 @@ def _pair(**kwargs):
     return twin_pair(models.SRResNet, eager.SRResNet, **kwargs)
 
 
-@pytest.mark.parametrize("kwargs,lr_shape", [
-    (SMALL, (3, 3, 6, 5)),
-    (dict(channels=8, num_blocks=1, scale=2, in_channels=1, out_channels=1, tanh=False), (2, 1, 7, 7)),
-    (dict(channels=16, num_blocks=1, scale=8), (2, 3, 3, 4)),
-])
+@pytest.mark.parametrize(
+    "kwargs,lr_shape",
+    [
+        (SMALL, (3, 3, 6, 5)),
+        (dict(channels=8, num_blocks=1, scale=2, in_channels=1, out_channels=1, tanh=False), (2, 1, 7, 7)),
+        (dict(channels=16, num_blocks=1, scale=8), (2, 3, 3, 4)),
+    ],
+)
 def test_srresnet_training_step_matches_eager_twin(kwargs, lr_shape):
     fast, twin = _pair(**kwargs)
     lr = torch.rand(lr_shape) * 2 - 1
@@ -66,13 +70,15 @@ def test_srgan_adversarial_step_matches_eager_twin(feature_extractor):
         sr = generator(lr)
         return loss.generator(sr, hr, disc(sr)).total
 
-    assert_training_step_matches(fast, twin, lambda g: g_loss(g, d_fast if g is fast else d_twin,
-                                                              loss_fast if g is fast else loss_twin))
+    assert_training_step_matches(
+        fast, twin, lambda g: g_loss(g, d_fast if g is fast else d_twin, loss_fast if g is fast else loss_twin)
+    )
     # Discriminator step on the generators' (equal) outputs.
     sr = fast(lr).detach()
     assert_matches_eager(sr, lambda: twin(lr).detach())
-    assert_training_step_matches(d_fast, d_twin, lambda d: (loss_fast if d is d_fast else loss_twin)
-                                 .discriminator(d(hr), d(sr)))
+    assert_training_step_matches(
+        d_fast, d_twin, lambda d: (loss_fast if d is d_fast else loss_twin).discriminator(d(hr), d(sr))
+    )
 
 
 def test_srgan_loss_terms():
@@ -84,8 +90,10 @@ def test_srgan_loss_terms():
     torch.testing.assert_close(out.adversarial, -torch.log(torch.sigmoid(logits)).mean())
     torch.testing.assert_close(out.total, out.content + 1e-3 * out.adversarial)
     real = torch.tensor([2.0, 0.5])
-    torch.testing.assert_close(loss.discriminator(real, logits),
-                               -torch.log(torch.sigmoid(real)).mean() - torch.log(1 - torch.sigmoid(logits)).mean())
+    torch.testing.assert_close(
+        loss.discriminator(real, logits),
+        -torch.log(torch.sigmoid(real)).mean() - torch.log(1 - torch.sigmoid(logits)).mean(),
+    )
     # Feature-space content loss: gradients reach the SR image, not the extractor's HR pass.
     extractor = _features()
     sr.requires_grad_()

@@ -1,4 +1,5 @@
 """fastgen.models VAE, ConvVAE, CVAE against their eager twins (fastgen.reference.models)."""
+
 import pytest
 import torch
 
@@ -11,7 +12,12 @@ CASES = [
     ("VAE", dict(), lambda: torch.rand(8, 1, 28, 28), False),
     ("VAE", dict(in_features=64, hidden=32, latent_dim=5, recon="mse", beta=0.5), lambda: torch.rand(6, 64), False),
     ("ConvVAE", dict(image_size=28), lambda: torch.rand(4, 1, 28, 28), False),
-    ("ConvVAE", dict(in_channels=3, image_size=8, base_channels=8, latent_dim=4), lambda: torch.rand(5, 3, 8, 8), False),
+    (
+        "ConvVAE",
+        dict(in_channels=3, image_size=8, base_channels=8, latent_dim=4),
+        lambda: torch.rand(5, 3, 8, 8),
+        False,
+    ),
     ("CVAE", dict(), lambda: torch.rand(8, 784), True),
     ("CVAE", dict(in_features=64, num_classes=3, hidden=16, latent_dim=2), lambda: torch.rand(7, 64), True),
 ]

@@ -1,5 +1,6 @@
 """Progressive GAN pixel norm: fastgen.functional.pixel_norm, fastgen.nn.PixelNorm and the
 fastgen::pixel_norm ops (C++ and Triton)."""
+
 from __future__ import annotations
 
 import pytest
@@ -147,8 +148,12 @@ def test_module():
 
 
 def test_opcheck():
-    for x in (torch.randn(2, 5, 3, 4), torch.randn(2, 5, 3, 4).to(memory_format=torch.channels_last),
-              torch.randn(4, 7), torch.randn(2, 6, 4, 4)[:, ::2]):
+    for x in (
+        torch.randn(2, 5, 3, 4),
+        torch.randn(2, 5, 3, 4).to(memory_format=torch.channels_last),
+        torch.randn(4, 7),
+        torch.randn(2, 6, 4, 4)[:, ::2],
+    ):
         x.requires_grad_()
         torch.library.opcheck(ops.pixel_norm, (x, 1e-8))
         torch.library.opcheck(ops.pixel_norm_backward, (torch.randn(x.shape), x.detach(), 1e-8))
@@ -165,7 +170,10 @@ def test_torch_compile_fullgraph():
     x64, w64 = (t.detach().double().requires_grad_() for t in (x, w))
     out, ref, ref64 = compiled(x, w), block(x, w), block(x64, w64)
     assert_parity(out.detach(), ref.detach(), ref64.detach(), what="compiled output")
-    grads = [torch.autograd.grad(y.square().sum(), inputs) for y, inputs in ((out, (x, w)), (ref, (x, w)), (ref64, (x64, w64)))]
+    grads = [
+        torch.autograd.grad(y.square().sum(), inputs)
+        for y, inputs in ((out, (x, w)), (ref, (x, w)), (ref64, (x64, w64)))
+    ]
     assert_parity_tree(*grads, what="compiled grads")
 
 
@@ -175,30 +183,60 @@ def _raises(match, fn, *args, **kwargs):
 
 
 def test_bad_inputs_name_the_argument():
-    _raises(r"fastgen.pixel_norm: x must have a batch and a channel dimension \(N, C, ...\), got 1-D", F.pixel_norm,
-            torch.randn(4))
+    _raises(
+        r"fastgen.pixel_norm: x must have a batch and a channel dimension \(N, C, ...\), got 1-D",
+        F.pixel_norm,
+        torch.randn(4),
+    )
     _raises(r"fastgen.pixel_norm: x must be a floating-point tensor", F.pixel_norm, torch.ones(2, 3, dtype=torch.long))
     _raises(r"fastgen.pixel_norm: eps must be a number >= 0, got -0.1", F.pixel_norm, torch.randn(2, 3), -0.1)
     _raises(r"fastgen.pixel_norm: x must be a torch.Tensor", F.pixel_norm, [1.0, 2.0])
     _raises(r"fastgen.pixel_norm: x must have a batch and a channel dimension", ops.pixel_norm, torch.randn(3), 1e-8)
     _raises(r"fastgen.pixel_norm: eps must be a finite number >= 0", ops.pixel_norm, torch.randn(2, 3), float("nan"))
-    _raises(r"fastgen.pixel_norm_backward: grad must have the shape of x .2, 3., got .3, 2.",
-            ops.pixel_norm_backward, torch.randn(3, 2), torch.randn(2, 3), 1e-8)
-    _raises(r"fastgen.pixel_norm_backward: grad must have the dtype of x", ops.pixel_norm_backward,
-            torch.randn(2, 3, dtype=torch.float64), torch.randn(2, 3), 1e-8)
+    _raises(
+        r"fastgen.pixel_norm_backward: grad must have the shape of x .2, 3., got .3, 2.",
+        ops.pixel_norm_backward,
+        torch.randn(3, 2),
+        torch.randn(2, 3),
+        1e-8,
+    )
+    _raises(
+        r"fastgen.pixel_norm_backward: grad must have the dtype of x",
+        ops.pixel_norm_backward,
+        torch.randn(2, 3, dtype=torch.float64),
+        torch.randn(2, 3),
+        1e-8,
+    )
     meta = torch.empty(2, 3, device="meta")
-    _raises(r"fastgen.pixel_norm_backward: grad must have the shape of x", ops.pixel_norm_backward,
-            torch.empty(3, 2, device="meta"), meta, 1e-8)
-    _raises(r"fastgen.pixel_norm: x must have a batch and a channel dimension", ops.pixel_norm,
-            torch.empty(3, device="meta"), 1e-8)
+    _raises(
+        r"fastgen.pixel_norm_backward: grad must have the shape of x",
+        ops.pixel_norm_backward,
+        torch.empty(3, 2, device="meta"),
+        meta,
+        1e-8,
+    )
+    _raises(
+        r"fastgen.pixel_norm: x must have a batch and a channel dimension",
+        ops.pixel_norm,
+        torch.empty(3, device="meta"),
+        1e-8,
+    )
 
 
 # --------------------------------------------------------------------------- Triton (interpreter)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
-@pytest.mark.parametrize("shape,layout", [((2, 5, 3, 4), None), ((2, 70, 3, 3), None), ((3, 9), None),
-                                          ((2, 6, 3, 5), torch.channels_last), ((1, 3, 2, 5, 2), None)])
+@pytest.mark.parametrize(
+    "shape,layout",
+    [
+        ((2, 5, 3, 4), None),
+        ((2, 70, 3, 3), None),
+        ((3, 9), None),
+        ((2, 6, 3, 5), torch.channels_last),
+        ((1, 3, 2, 5, 2), None),
+    ],
+)
 def test_triton_matches_cpu(dtype, shape, layout):
     pytest.importorskip("triton")
     from fastgen.ops._triton import cuda_functions
@@ -212,6 +250,10 @@ def test_triton_matches_cpu(dtype, shape, layout):
     got, want = kernels.pixel_norm(x, 1e-8), ops.pixel_norm(x, 1e-8)
     assert got.stride() == want.stride()
     assert_kernels_agree(got, want, ops.pixel_norm(x64, 1e-8), what=f"y {dtype} {shape}")
-    assert_kernels_agree(kernels.pixel_norm_backward(g, x, 1e-8), ops.pixel_norm_backward(g, x, 1e-8),
-                         ops.pixel_norm_backward(g64, x64, 1e-8), what=f"grad_x {dtype} {shape}")
+    assert_kernels_agree(
+        kernels.pixel_norm_backward(g, x, 1e-8),
+        ops.pixel_norm_backward(g, x, 1e-8),
+        ops.pixel_norm_backward(g64, x64, 1e-8),
+        what=f"grad_x {dtype} {shape}",
+    )
     assert kernels.pixel_norm(torch.zeros(0, 3, 2), 1e-8).shape == (0, 3, 2)

@@ -1,5 +1,6 @@
 """fastgen.functional.pixel_shuffle / pixel_unshuffle / pixel_shuffle_prelu / prelu, their ops
 and modules, against torch.nn.functional (fastgen.reference.pixel_shuffle)."""
+
 from __future__ import annotations
 
 import pytest
@@ -212,7 +213,12 @@ def test_third_order_gradient_matches_reference():
 
 def test_non_contiguous_inputs():
     base = torch.randn(2, 12, 10, 14)
-    cases = [base[:, :, ::2, ::2], base.transpose(2, 3), base[:, :8], base.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)[..., 1:]]
+    cases = [
+        base[:, :, ::2, ::2],
+        base.transpose(2, 3),
+        base[:, :8],
+        base.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)[..., 1:],
+    ]
     for x in cases:
         x = x.detach().requires_grad_()
         weight = _weight(x.shape[1] // 4, True).requires_grad_()
@@ -304,8 +310,12 @@ def test_double_backward_under_create_graph_in_a_critic():
 
     weight = _weight(4, True).requires_grad_()
     x64, w64 = x.detach().double().requires_grad_(), weight.detach().double().requires_grad_()
-    assert_parity(penalty(F.pixel_shuffle_prelu, weight), penalty(R.pixel_shuffle_prelu, weight),
-                  penalty(R.pixel_shuffle_prelu, w64, x64), what="penalty gradient")
+    assert_parity(
+        penalty(F.pixel_shuffle_prelu, weight),
+        penalty(R.pixel_shuffle_prelu, weight),
+        penalty(R.pixel_shuffle_prelu, w64, x64),
+        what="penalty gradient",
+    )
 
 
 # --------------------------------------------------------------------------- modules
@@ -342,27 +352,65 @@ def _raises(match, fn, *args, **kwargs):
 def test_bad_inputs_name_the_argument():
     x = torch.randn(2, 8, 3, 3)
     w = torch.ones(1)
-    _raises(r"fastgen.pixel_shuffle: input.size\(-3\) \(channels\) must be divisible by upscale_factor\*\*2 = 9, got 8",
-            F.pixel_shuffle, x, 3)
+    _raises(
+        r"fastgen.pixel_shuffle: input.size\(-3\) \(channels\) must be divisible by upscale_factor\*\*2 = 9, got 8",
+        F.pixel_shuffle,
+        x,
+        3,
+    )
     _raises(r"fastgen.pixel_shuffle: upscale_factor must be positive, got 0", F.pixel_shuffle, x, 0)
     _raises(r"fastgen.pixel_shuffle: upscale_factor must be an int, got float", F.pixel_shuffle, x, 2.0)
-    _raises(r"fastgen.pixel_shuffle: input must have at least 3 dimensions \(\*, C, H, W\), got 2",
-            F.pixel_shuffle, torch.randn(4, 4), 2)
-    _raises(r"fastgen.pixel_shuffle: input must be a floating-point tensor .* got torch.int64", F.pixel_shuffle,
-            torch.ones(1, 4, 2, 2, dtype=torch.long), 2)
-    _raises(r"fastgen.pixel_unshuffle: input's height and width must be divisible by downscale_factor = 2, got 3 x 3",
-            F.pixel_unshuffle, x, 2)
+    _raises(
+        r"fastgen.pixel_shuffle: input must have at least 3 dimensions \(\*, C, H, W\), got 2",
+        F.pixel_shuffle,
+        torch.randn(4, 4),
+        2,
+    )
+    _raises(
+        r"fastgen.pixel_shuffle: input must be a floating-point tensor .* got torch.int64",
+        F.pixel_shuffle,
+        torch.ones(1, 4, 2, 2, dtype=torch.long),
+        2,
+    )
+    _raises(
+        r"fastgen.pixel_unshuffle: input's height and width must be divisible by downscale_factor = 2, got 3 x 3",
+        F.pixel_unshuffle,
+        x,
+        2,
+    )
     _raises(r"fastgen.pixel_unshuffle: downscale_factor must be positive, got -1", F.pixel_unshuffle, x, -1)
-    _raises(r"fastgen.pixel_shuffle_prelu: weight must have 1 or C = 2 \(output channels\) elements, got 3",
-            F.pixel_shuffle_prelu, x, torch.ones(3), 2)
-    _raises(r"fastgen.pixel_shuffle_prelu: weight must have the dtype of input \(torch.float32\), got torch.float64",
-            F.pixel_shuffle_prelu, x, torch.ones(1, dtype=torch.float64), 2)
-    _raises(r"fastgen.pixel_shuffle_prelu: weight must be a scalar or 1-D tensor, got 2 dimensions",
-            F.pixel_shuffle_prelu, x, torch.ones(1, 1), 2)
+    _raises(
+        r"fastgen.pixel_shuffle_prelu: weight must have 1 or C = 2 \(output channels\) elements, got 3",
+        F.pixel_shuffle_prelu,
+        x,
+        torch.ones(3),
+        2,
+    )
+    _raises(
+        r"fastgen.pixel_shuffle_prelu: weight must have the dtype of input \(torch.float32\), got torch.float64",
+        F.pixel_shuffle_prelu,
+        x,
+        torch.ones(1, dtype=torch.float64),
+        2,
+    )
+    _raises(
+        r"fastgen.pixel_shuffle_prelu: weight must be a scalar or 1-D tensor, got 2 dimensions",
+        F.pixel_shuffle_prelu,
+        x,
+        torch.ones(1, 1),
+        2,
+    )
     _raises(r"fastgen.pixel_shuffle_prelu: weight must be a torch.Tensor", F.pixel_shuffle_prelu, x, 0.25, 2)
-    _raises(r"fastgen.pixel_shuffle_prelu: input must be 4-D \(N, C\*r\*r, H, W\) with a per-channel weight, got 3-D",
-            F.pixel_shuffle_prelu, x[0], torch.ones(2), 2)
-    _raises(r"fastgen.prelu: weight must have 1 or C = 8 \(input.size\(1\)\) elements, got 3", F.prelu, x, torch.ones(3))
+    _raises(
+        r"fastgen.pixel_shuffle_prelu: input must be 4-D \(N, C\*r\*r, H, W\) with a per-channel weight, got 3-D",
+        F.pixel_shuffle_prelu,
+        x[0],
+        torch.ones(2),
+        2,
+    )
+    _raises(
+        r"fastgen.prelu: weight must have 1 or C = 8 \(input.size\(1\)\) elements, got 3", F.prelu, x, torch.ones(3)
+    )
     _raises(r"fastgen.prelu: input must be a torch.Tensor", F.prelu, [1.0], w)
     _raises(r"upscale_factor must be a positive int", fastgen.nn.PixelShufflePReLU, 0)
     _raises(r"num_parameters must be a positive int", fastgen.nn.PixelShufflePReLU, 2, 0)
@@ -370,29 +418,76 @@ def test_bad_inputs_name_the_argument():
 
 def test_bad_inputs_to_the_ops_directly():
     x = torch.randn(2, 8, 3, 3)
-    _raises(r"fastgen.pixel_shuffle: input.size\(-3\) \(channels\) must be divisible by upscale_factor\*\*2 = 9, got 8",
-            ops.pixel_shuffle, x, 3)
+    _raises(
+        r"fastgen.pixel_shuffle: input.size\(-3\) \(channels\) must be divisible by upscale_factor\*\*2 = 9, got 8",
+        ops.pixel_shuffle,
+        x,
+        3,
+    )
     _raises(r"fastgen.pixel_shuffle: upscale_factor must be positive, got 0", ops.pixel_shuffle, x, 0)
     _raises(r"fastgen.pixel_shuffle: input must have at least 3 dimensions", ops.pixel_shuffle, torch.randn(4, 4), 2)
-    _raises(r"fastgen.pixel_unshuffle: input's height and width must be divisible by downscale_factor = 2",
-            ops.pixel_unshuffle, x, 2)
-    _raises(r"fastgen.pixel_shuffle_prelu: weight must have 1 or C = 2 \(output channels\) elements, got 3",
-            ops.pixel_shuffle_prelu, x, torch.ones(3), 2)
-    _raises(r"fastgen.pixel_shuffle_prelu: weight must have the dtype of input", ops.pixel_shuffle_prelu, x,
-            torch.ones(1, dtype=torch.float64), 2)
-    _raises(r"fastgen.pixel_shuffle_prelu_backward: grad_output must have the output's shape \(2, 2, 6, 6\), got \(2, 2, 6, 5\)",
-            ops.pixel_shuffle_prelu_backward, torch.randn(2, 2, 6, 5), x, torch.ones(1), 2, True, True)
-    _raises(r"fastgen.pixel_shuffle_prelu_backward: grad_output must have the dtype of input",
-            ops.pixel_shuffle_prelu_backward, torch.randn(2, 2, 6, 6).double(), x, torch.ones(1), 2, True, True)
+    _raises(
+        r"fastgen.pixel_unshuffle: input's height and width must be divisible by downscale_factor = 2",
+        ops.pixel_unshuffle,
+        x,
+        2,
+    )
+    _raises(
+        r"fastgen.pixel_shuffle_prelu: weight must have 1 or C = 2 \(output channels\) elements, got 3",
+        ops.pixel_shuffle_prelu,
+        x,
+        torch.ones(3),
+        2,
+    )
+    _raises(
+        r"fastgen.pixel_shuffle_prelu: weight must have the dtype of input",
+        ops.pixel_shuffle_prelu,
+        x,
+        torch.ones(1, dtype=torch.float64),
+        2,
+    )
+    _raises(
+        r"fastgen.pixel_shuffle_prelu_backward: grad_output must have the output's shape \(2, 2, 6, "
+        r"6\), got \(2, 2, 6, 5\)",
+        ops.pixel_shuffle_prelu_backward,
+        torch.randn(2, 2, 6, 5),
+        x,
+        torch.ones(1),
+        2,
+        True,
+        True,
+    )
+    _raises(
+        r"fastgen.pixel_shuffle_prelu_backward: grad_output must have the dtype of input",
+        ops.pixel_shuffle_prelu_backward,
+        torch.randn(2, 2, 6, 6).double(),
+        x,
+        torch.ones(1),
+        2,
+        True,
+        True,
+    )
     # The fake impls make the same checks (what torch.compile and meta tensors see).
     meta = torch.empty(2, 8, 3, 3, device="meta")
     _raises(r"fastgen.pixel_shuffle: input.size\(-3\) \(channels\) must be divisible", ops.pixel_shuffle, meta, 3)
     _raises(r"fastgen.pixel_unshuffle: input's height and width must be divisible", ops.pixel_unshuffle, meta, 2)
-    _raises(r"fastgen.pixel_shuffle_prelu: weight must have 1 or C = 2", ops.pixel_shuffle_prelu, meta,
-            torch.empty(3, device="meta"), 2)
-    _raises(r"fastgen.pixel_shuffle_prelu_backward: grad_output must have the output's shape",
-            ops.pixel_shuffle_prelu_backward, torch.empty(2, 2, 6, 5, device="meta"), meta,
-            torch.empty(1, device="meta"), 2, True, True)
+    _raises(
+        r"fastgen.pixel_shuffle_prelu: weight must have 1 or C = 2",
+        ops.pixel_shuffle_prelu,
+        meta,
+        torch.empty(3, device="meta"),
+        2,
+    )
+    _raises(
+        r"fastgen.pixel_shuffle_prelu_backward: grad_output must have the output's shape",
+        ops.pixel_shuffle_prelu_backward,
+        torch.empty(2, 2, 6, 5, device="meta"),
+        meta,
+        torch.empty(1, device="meta"),
+        2,
+        True,
+        True,
+    )
     out = ops.pixel_shuffle_prelu(meta.to(memory_format=torch.channels_last), torch.empty(2, device="meta"), 2)
     assert out.shape == (2, 2, 6, 6) and out.is_contiguous(memory_format=torch.channels_last)
 
@@ -456,8 +551,12 @@ def test_triton_matches_cpu(dtype, layout, r):
     x64, grad64 = x.double(), grad.double()  # the CPU kernel's float64 run is the reference
     for weight in (_weight(3, True, dtype), _weight(1, False, dtype)):
         what = f"{dtype} {layout} r={r} weight {tuple(weight.shape)}"
-        _close(kernels.pixel_shuffle_prelu(x, weight, r), ops.pixel_shuffle_prelu(x, weight, r),
-               ops.pixel_shuffle_prelu(x64, weight.double(), r), what)
+        _close(
+            kernels.pixel_shuffle_prelu(x, weight, r),
+            ops.pixel_shuffle_prelu(x, weight, r),
+            ops.pixel_shuffle_prelu(x64, weight.double(), r),
+            what,
+        )
         for flags in ((True, True), (True, False), (False, True)):
             got = kernels.pixel_shuffle_prelu_backward(grad, x, weight, r, *flags)
             want = ops.pixel_shuffle_prelu_backward(grad, x, weight, r, *flags)
@@ -489,6 +588,7 @@ def test_huge_factor_raises_in_a_subprocess(op, factor):
     # r * r overflowed to 0 and was used as a divisor: the process died of SIGFPE.
     import subprocess
     import sys
+
     args = "torch.randn(1, 16, 2, 2), torch.ones(1)" if op == "pixel_shuffle_prelu" else "torch.randn(1, 16, 2, 2)"
     code = (
         "import torch, fastgen\n"
@@ -521,7 +621,13 @@ def test_more_than_2_31_elements_index_in_64_bit():
     out = torch.ops.fastgen.pixel_shuffle(x, r)
     del x
     assert out.shape == (1, C, H * r, W * r)
-    for c, y, xx in [(0, 0, 0), (1, 2 * H - 1, 2 * W - 1), (1, 2 * H - 2, 2 * W - 1), (1, H, 3), (0, 2 * H - 1, 2 * W - 2)]:
+    for c, y, xx in [
+        (0, 0, 0),
+        (1, 2 * H - 1, 2 * W - 1),
+        (1, 2 * H - 2, 2 * W - 1),
+        (1, H, 3),
+        (0, 2 * H - 1, 2 * W - 2),
+    ]:
         assert out[0, c, y, xx].item() == c * r * r + (y % r) * r + (xx % r), (c, y, xx)
     # Every output row of the last channel (its offsets all past 2^31): the 2 x 2 pattern of sources.
     tail = out[0, C - 1, -2:, :].float()

@@ -1,4 +1,5 @@
 """fastgen.functional.reparameterize_kl / reparameterize / kl_normal and their ops."""
+
 from __future__ import annotations
 
 import pytest
@@ -48,8 +49,9 @@ def test_forward_and_gradients_match_reference(shape, dtype, reduction):
     grad_kl = (torch.randn(batch) if reduction == "none" else torch.randn(())).double().to(dtype)
     fast = _grads(F.reparameterize_kl, mu, logvar, eps, grad_z, grad_kl, reduction)
     eager = _grads(R.reparameterize_kl, mu, logvar, eps, grad_z, grad_kl, reduction)
-    ref = _grads(R.reparameterize_kl, mu.double(), logvar.double(), eps.double(), grad_z.double(),
-                 grad_kl.double(), reduction)
+    ref = _grads(
+        R.reparameterize_kl, mu.double(), logvar.double(), eps.double(), grad_z.double(), grad_kl.double(), reduction
+    )
     for name, f, e, r in zip(("z", "kl", "grad_mu", "grad_logvar"), fast, eager, ref):
         assert_parity(f, e, r, what=f"{name} {dtype} {shape} {reduction}")
 
@@ -58,11 +60,14 @@ def test_forward_and_gradients_match_reference(shape, dtype, reduction):
 def test_kl_normal_and_reparameterize_match_reference(reduction):
     mu, logvar, eps = _inputs((6, 9), torch.float32)
     ref_kl = R.kl_normal(mu.double(), logvar.double(), reduction=reduction)
-    assert_parity(F.kl_normal(mu, logvar, reduction=reduction), R.kl_normal(mu, logvar, reduction=reduction),
-                  ref_kl, what="kl_normal")
+    assert_parity(
+        F.kl_normal(mu, logvar, reduction=reduction),
+        R.kl_normal(mu, logvar, reduction=reduction),
+        ref_kl,
+        what="kl_normal",
+    )
     ref_z = R.reparameterize(mu.double(), logvar.double(), eps.double())
-    assert_parity(F.reparameterize(mu, logvar, eps), R.reparameterize(mu, logvar, eps), ref_z,
-                  what="reparameterize")
+    assert_parity(F.reparameterize(mu, logvar, eps), R.reparameterize(mu, logvar, eps), ref_z, what="reparameterize")
 
 
 def test_float64_is_exact_to_rounding():
@@ -163,7 +168,8 @@ def test_gradcheck_and_gradgradcheck_eps_given(reduction):
 def test_gradcheck_and_gradgradcheck_in_kernel_noise(reduction):
     mu, logvar, _ = (t.requires_grad_() for t in _inputs((3, 70)))
     fn = lambda m, lv: F.reparameterize_kl(  # noqa: E731
-        m, lv, reduction=reduction, generator=torch.Generator().manual_seed(11))
+        m, lv, reduction=reduction, generator=torch.Generator().manual_seed(11)
+    )
     assert torch.autograd.gradcheck(fn, (mu, logvar))
     assert torch.autograd.gradgradcheck(fn, (mu, logvar))
 
@@ -217,8 +223,15 @@ def test_channels_last_keeps_layout_and_gradients(dtype):
     assert fast[0].is_contiguous(memory_format=torch.channels_last)
     assert fast[2].is_contiguous(memory_format=torch.channels_last)
     eager = _grads(R.reparameterize_kl, mu, logvar, eps, grad_z, torch.tensor(1.0, dtype=dtype), "mean")
-    ref = _grads(R.reparameterize_kl, mu.double(), logvar.double(), eps.double(), grad_z.double(),
-                 torch.tensor(1.0, dtype=torch.float64), "mean")
+    ref = _grads(
+        R.reparameterize_kl,
+        mu.double(),
+        logvar.double(),
+        eps.double(),
+        grad_z.double(),
+        torch.tensor(1.0, dtype=torch.float64),
+        "mean",
+    )
     for name, f, e, r in zip(("z", "kl", "grad_mu", "grad_logvar"), fast, eager, ref):
         assert_parity(f, e, r, what=name)
 
@@ -291,8 +304,12 @@ def test_backward_regenerates_the_forward_noise():
     z, kl = ops.reparam_kl(mu, logvar, None, seed, "mean")
     eps = regenerate_noise(mu, seed)
     mu64, logvar64 = (t.detach().double().requires_grad_() for t in (mu, logvar))
-    assert_parity(z.detach(), R.reparameterize(mu, logvar, eps).detach(),
-                  R.reparameterize(mu64, logvar64, eps.double()).detach(), what="z")
+    assert_parity(
+        z.detach(),
+        R.reparameterize(mu, logvar, eps).detach(),
+        R.reparameterize(mu64, logvar64, eps.double()).detach(),
+        what="z",
+    )
     grad_z = torch.randn_like(z)
     fast = torch.autograd.grad((z, kl), (mu, logvar), (grad_z, torch.tensor(1.0)))
     rz, rkl = R.reparameterize_kl(mu, logvar, eps)
@@ -374,11 +391,19 @@ def _raises(match, fn, *args, **kwargs):
 def test_bad_inputs_name_the_argument():
     mu = torch.randn(3, 4)
     _raises(r"logvar must have the shape of mu \(3, 4\), got \(3, 5\)", F.reparameterize_kl, mu, torch.randn(3, 5))
-    _raises(r"logvar must have the dtype of mu \(torch.float32\), got torch.float64", F.reparameterize_kl, mu,
-            torch.randn(3, 4, dtype=torch.float64))
+    _raises(
+        r"logvar must have the dtype of mu \(torch.float32\), got torch.float64",
+        F.reparameterize_kl,
+        mu,
+        torch.randn(3, 4, dtype=torch.float64),
+    )
     _raises(r"eps must have the shape of mu", F.reparameterize_kl, mu, mu, torch.randn(4, 3))
-    _raises(r"mu must be a floating-point tensor .* got torch.int64", F.reparameterize_kl,
-            torch.ones(3, 4, dtype=torch.long), torch.ones(3, 4, dtype=torch.long))
+    _raises(
+        r"mu must be a floating-point tensor .* got torch.int64",
+        F.reparameterize_kl,
+        torch.ones(3, 4, dtype=torch.long),
+        torch.ones(3, 4, dtype=torch.long),
+    )
     _raises(r"mu must have a batch dimension", F.reparameterize_kl, torch.tensor(1.0), torch.tensor(1.0))
     _raises(r"reduction must be one of .* got 'avg'", F.reparameterize_kl, mu, mu, reduction="avg")
     _raises(r"reduction must be one of", F.kl_normal, mu, mu, reduction="batchmean")
@@ -389,21 +414,63 @@ def test_bad_inputs_name_the_argument():
 
 def test_bad_inputs_to_the_ops_directly():
     mu = torch.randn(3, 4)
-    _raises(r"fastgen.reparam_kl: logvar must have the shape of mu", ops.reparam_kl, mu, torch.randn(4, 3), None,
-            torch.tensor(1), "mean")
+    _raises(
+        r"fastgen.reparam_kl: logvar must have the shape of mu",
+        ops.reparam_kl,
+        mu,
+        torch.randn(4, 3),
+        None,
+        torch.tensor(1),
+        "mean",
+    )
     _raises(r"fastgen.reparam_kl: either eps or seed must be given", ops.reparam_kl, mu, mu, None, None, "mean")
-    _raises(r"fastgen.reparam_kl: seed must be a one-element int64 tensor", ops.reparam_kl, mu, mu, None,
-            torch.tensor([1.0]), "mean")
-    _raises(r"fastgen.reparam_kl: reduction must be 'none', 'mean' or 'sum', got 'x'", ops.reparam_kl, mu, mu, mu,
-            None, "x")
-    _raises(r"fastgen.reparam_kl_backward: grad_kl must have shape \(3,\)", ops.reparam_kl_backward, None,
-            torch.randn(2), mu, mu, None, None, "none", False)
-    _raises(r"fastgen.reparam_kl_backward: eps_grad=True needs eps", ops.reparam_kl_backward, mu, None, mu, mu,
-            None, torch.tensor(1), "none", True)
+    _raises(
+        r"fastgen.reparam_kl: seed must be a one-element int64 tensor",
+        ops.reparam_kl,
+        mu,
+        mu,
+        None,
+        torch.tensor([1.0]),
+        "mean",
+    )
+    _raises(
+        r"fastgen.reparam_kl: reduction must be 'none', 'mean' or 'sum', got 'x'", ops.reparam_kl, mu, mu, mu, None, "x"
+    )
+    _raises(
+        r"fastgen.reparam_kl_backward: grad_kl must have shape \(3,\)",
+        ops.reparam_kl_backward,
+        None,
+        torch.randn(2),
+        mu,
+        mu,
+        None,
+        None,
+        "none",
+        False,
+    )
+    _raises(
+        r"fastgen.reparam_kl_backward: eps_grad=True needs eps",
+        ops.reparam_kl_backward,
+        mu,
+        None,
+        mu,
+        mu,
+        None,
+        torch.tensor(1),
+        "none",
+        True,
+    )
     # The fake impls make the same checks (what torch.compile and meta tensors see).
     meta = torch.empty(3, 4, device="meta")
-    _raises(r"fastgen.reparam_kl: logvar must have the shape of mu", ops.reparam_kl, meta,
-            torch.empty(4, 3, device="meta"), None, torch.tensor(1, device="meta"), "mean")
+    _raises(
+        r"fastgen.reparam_kl: logvar must have the shape of mu",
+        ops.reparam_kl,
+        meta,
+        torch.empty(4, 3, device="meta"),
+        None,
+        torch.tensor(1, device="meta"),
+        "mean",
+    )
 
 
 # --------------------------------------------------------------------------- Triton (interpreter)
@@ -436,8 +503,12 @@ def test_triton_forward_and_backward_match_cpu(dtype, shape):
             want = ops.reparam_kl_backward(grad_z, grad_kl, mu, logvar, e, s, reduction, e is not None)
             ref = ops.reparam_kl_backward(grad_z64, grad_kl.double(), mu64, logvar64, e64, s, reduction, e is not None)
             assert_kernels_agree(got, want, ref, what=f"backward {what}")
-    assert_kernels_agree(kernels.kl_normal(mu, logvar, "sum"), ops.kl_normal(mu, logvar, "sum"),
-                         ops.kl_normal(mu64, logvar64, "sum"), what=f"kl_normal {dtype} {shape}")
+    assert_kernels_agree(
+        kernels.kl_normal(mu, logvar, "sum"),
+        ops.kl_normal(mu, logvar, "sum"),
+        ops.kl_normal(mu64, logvar64, "sum"),
+        what=f"kl_normal {dtype} {shape}",
+    )
 
 
 def test_triton_noise_equals_cpu_noise():
@@ -457,8 +528,12 @@ def test_triton_layouts_and_empty_batch():
     cl = torch.randn(2, 3, 4, 5).to(memory_format=torch.channels_last)
     z, _ = kernels.reparam_kl(cl, cl, cl, None, "mean")
     assert z.is_contiguous(memory_format=torch.channels_last)
-    assert_parity(z, ops.reparam_kl(cl, cl, cl, None, "mean")[0], ops.reparam_kl(*[cl.double()] * 3, None, "mean")[0],
-                  what="channels_last z")
+    assert_parity(
+        z,
+        ops.reparam_kl(cl, cl, cl, None, "mean")[0],
+        ops.reparam_kl(*[cl.double()] * 3, None, "mean")[0],
+        what="channels_last z",
+    )
     empty = torch.zeros(0, 4)
     z, kl = kernels.reparam_kl(empty, empty, None, torch.tensor(1), "mean")
     assert z.shape == (0, 4) and torch.isnan(kl)
@@ -475,8 +550,9 @@ def test_meta_seed_with_cpu_tensors_raises():
 
 def test_meta_eps_with_cpu_tensors_raises():
     with pytest.raises((ValueError, RuntimeError), match="fastgen.reparam_kl: eps"):
-        torch.ops.fastgen.reparam_kl(torch.zeros(2, 3), torch.zeros(2, 3), torch.zeros(2, 3, device="meta"), None,
-                                     "none")
+        torch.ops.fastgen.reparam_kl(
+            torch.zeros(2, 3), torch.zeros(2, 3), torch.zeros(2, 3, device="meta"), None, "none"
+        )
 
 
 @pytest.mark.slow
@@ -500,8 +576,9 @@ def test_backward_without_kl_gradient_keeps_infinite_mu_finite():
     mu = torch.tensor([[float("inf"), 1.0]])
     logvar = torch.tensor([[0.0, float("inf")]])
     eps = torch.ones(1, 2)
-    grad_mu, grad_logvar, _ = torch.ops.fastgen.reparam_kl_backward(torch.ones(1, 2), None, mu, logvar, eps, None,
-                                                                    "none", False)
+    grad_mu, grad_logvar, _ = torch.ops.fastgen.reparam_kl_backward(
+        torch.ones(1, 2), None, mu, logvar, eps, None, "none", False
+    )
     assert torch.equal(grad_mu, torch.ones(1, 2))
     assert grad_logvar[0, 0] == 0.5 and grad_logvar[0, 1] == float("inf")
 
@@ -512,6 +589,7 @@ def test_eps_gradient_without_grad_z_is_zero_not_uninitialised():
     for _ in range(3):  # fresh allocations would hold whatever the allocator had there
         garbage = torch.full((64, 33), 7.0)
         del garbage
-        _, _, grad_eps = torch.ops.fastgen.reparam_kl_backward(None, torch.tensor(1.0), mu, logvar, eps, None,
-                                                               "mean", True)
+        _, _, grad_eps = torch.ops.fastgen.reparam_kl_backward(
+            None, torch.tensor(1.0), mu, logvar, eps, None, "mean", True
+        )
         assert torch.equal(grad_eps, torch.zeros_like(mu))

@@ -1,5 +1,6 @@
 """fastgen.functional.triplet_margin_loss / contrastive_loss / batch_hard_triplet_loss, the
 modules, and their ops."""
+
 from __future__ import annotations
 
 import math
@@ -42,8 +43,15 @@ def _parity(fast_fn, eager_fn, tensors, dtype, reduction, what, diff=None, **kwa
     up = _upstream(reduction, batch) if tensors[0].dim() == 2 else torch.tensor(0.7, dtype=torch.float64)
     fast = _grads(fast_fn, tensors, dtype, up, diff, reduction=reduction, **kwargs)
     eager = _grads(eager_fn, tensors, dtype, up, diff, reduction=reduction, **kwargs)
-    ref = _grads(eager_fn, [t.double() if t.dtype.is_floating_point else t for t in tensors], torch.float64, up, diff,
-                 reduction=reduction, **kwargs)
+    ref = _grads(
+        eager_fn,
+        [t.double() if t.dtype.is_floating_point else t for t in tensors],
+        torch.float64,
+        up,
+        diff,
+        reduction=reduction,
+        **kwargs,
+    )
     for i, (f, e, r) in enumerate(zip(fast, eager, ref)):
         assert_parity(f, e, r, what=f"{what} output {i} {dtype} {kwargs} {reduction}")
 
@@ -57,20 +65,38 @@ def _parity(fast_fn, eager_fn, tensors, dtype, reduction, what, diff=None, **kwa
 def test_triplet_margin_loss_matches_torch(dtype, p, swap):
     a, pos, neg = _randn(9, 37, seed=1), _randn(9, 37, seed=2), _randn(9, 37, seed=3)
     for reduction in REDUCTIONS:
-        _parity(F.triplet_margin_loss, R.triplet_margin_loss, (a, pos, neg), dtype, reduction, "triplet",
-                margin=2.0, p=p, swap=swap)
+        _parity(
+            F.triplet_margin_loss,
+            R.triplet_margin_loss,
+            (a, pos, neg),
+            dtype,
+            reduction,
+            "triplet",
+            margin=2.0,
+            p=p,
+            swap=swap,
+        )
 
 
 def test_triplet_margin_loss_unbatched_and_legacy_arguments():
     a, pos, neg = _randn(11, seed=1), _randn(11, seed=2), _randn(11, seed=3)
     for reduction in REDUCTIONS:
-        _parity(F.triplet_margin_loss, R.triplet_margin_loss, (a, pos, neg), torch.float32, reduction, "unbatched",
-                margin=5.0)
+        _parity(
+            F.triplet_margin_loss,
+            R.triplet_margin_loss,
+            (a, pos, neg),
+            torch.float32,
+            reduction,
+            "unbatched",
+            margin=5.0,
+        )
     a2, pos2, neg2 = (t.float() for t in (_randn(4, 6, seed=1), _randn(4, 6, seed=2), _randn(4, 6, seed=3)))
-    assert_parity(F.triplet_margin_loss(a2, pos2, neg2, margin=3.0, size_average=False),
-                  TF.triplet_margin_loss(a2, pos2, neg2, margin=3.0, reduction="sum"),
-                  TF.triplet_margin_loss(a2.double(), pos2.double(), neg2.double(), margin=3.0, reduction="sum"),
-                  what="size_average=False")
+    assert_parity(
+        F.triplet_margin_loss(a2, pos2, neg2, margin=3.0, size_average=False),
+        TF.triplet_margin_loss(a2, pos2, neg2, margin=3.0, reduction="sum"),
+        TF.triplet_margin_loss(a2.double(), pos2.double(), neg2.double(), margin=3.0, reduction="sum"),
+        what="size_average=False",
+    )
 
 
 def test_triplet_inactive_rows_have_zero_gradient():
@@ -92,8 +118,16 @@ def test_contrastive_loss_matches_reference(dtype, y_dtype):
     x2[:4] = x1[:4]  # identical pairs: d = eps-distance, safe gradients
     y = (torch.arange(12) % 2).to(y_dtype)
     for reduction in REDUCTIONS:
-        _parity(F.contrastive_loss, R.contrastive_loss, (x1, x2, y), dtype, reduction, "contrastive",
-                diff=[True, True, False], margin=4.0)
+        _parity(
+            F.contrastive_loss,
+            R.contrastive_loss,
+            (x1, x2, y),
+            dtype,
+            reduction,
+            "contrastive",
+            diff=[True, True, False],
+            margin=4.0,
+        )
 
 
 def test_contrastive_loss_gradient_of_soft_labels():
@@ -124,8 +158,17 @@ def test_batch_hard_matches_reference(dtype, squared):
     e = _randn(24, 33, seed=6)
     labels = _pk_labels(24)
     for reduction in REDUCTIONS:
-        _parity(F.batch_hard_triplet_loss, R.batch_hard_triplet_loss, (e, labels), dtype, reduction, "batch hard",
-                diff=[True, False], margin=0.5 if squared else 3.0, squared=squared)
+        _parity(
+            F.batch_hard_triplet_loss,
+            R.batch_hard_triplet_loss,
+            (e, labels),
+            dtype,
+            reduction,
+            "batch hard",
+            diff=[True, False],
+            margin=0.5 if squared else 3.0,
+            squared=squared,
+        )
 
 
 def test_batch_hard_mining_picks_the_hardest():
@@ -140,8 +183,16 @@ def test_batch_hard_anchors_without_positive_or_negative():
     e = _randn(5, 4, seed=7).float()
     only_one = torch.tensor([0, 1, 1, 2, 2])  # anchor 0 has no positive
     for reduction in REDUCTIONS:
-        _parity(F.batch_hard_triplet_loss, R.batch_hard_triplet_loss, (e.double(), only_one), torch.float32,
-                reduction, "missing positive", diff=[True, False], margin=9.0)
+        _parity(
+            F.batch_hard_triplet_loss,
+            R.batch_hard_triplet_loss,
+            (e.double(), only_one),
+            torch.float32,
+            reduction,
+            "missing positive",
+            diff=[True, False],
+            margin=9.0,
+        )
     same = torch.zeros(5, dtype=torch.long)  # no negatives at all: loss 0, gradient 0
     x = e.clone().requires_grad_()
     loss = F.batch_hard_triplet_loss(x, same)
@@ -199,14 +250,26 @@ def test_non_contiguous_inputs():
     neg = _randn(7, 6, seed=3).float()
     assert not a.is_contiguous() and not pos.is_contiguous()
     a64, pos64, neg64 = a.double(), pos.double(), neg.double()
-    assert_parity(F.triplet_margin_loss(a, pos, neg, margin=3.0), TF.triplet_margin_loss(a, pos, neg, margin=3.0),
-                  TF.triplet_margin_loss(a64, pos64, neg64, margin=3.0), what="triplet")
+    assert_parity(
+        F.triplet_margin_loss(a, pos, neg, margin=3.0),
+        TF.triplet_margin_loss(a, pos, neg, margin=3.0),
+        TF.triplet_margin_loss(a64, pos64, neg64, margin=3.0),
+        what="triplet",
+    )
     y = torch.tensor([1, 0, 1, 0, 1, 0, 1, 0])[::1][:7]
-    assert_parity(F.contrastive_loss(a, pos, y), R.contrastive_loss(a, pos, y), R.contrastive_loss(a64, pos64, y),
-                  what="contrastive")
+    assert_parity(
+        F.contrastive_loss(a, pos, y),
+        R.contrastive_loss(a, pos, y),
+        R.contrastive_loss(a64, pos64, y),
+        what="contrastive",
+    )
     labels = torch.tensor([0, 1, 0, 1, 2, 2, 0])[None].expand(2, 7)[1]
-    assert_parity(F.batch_hard_triplet_loss(a, labels, 1.0), R.batch_hard_triplet_loss(a, labels, 1.0),
-                  R.batch_hard_triplet_loss(a64, labels, 1.0), what="batch hard")
+    assert_parity(
+        F.batch_hard_triplet_loss(a, labels, 1.0),
+        R.batch_hard_triplet_loss(a, labels, 1.0),
+        R.batch_hard_triplet_loss(a64, labels, 1.0),
+        what="batch hard",
+    )
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
@@ -216,8 +279,10 @@ def test_zero_size_batch(reduction):
     cases = [
         (F.triplet_margin_loss(x, x, x, reduction=reduction), TF.triplet_margin_loss(x, x, x, reduction=reduction)),
         (F.contrastive_loss(x, x, labels, reduction=reduction), R.contrastive_loss(x, x, labels, reduction=reduction)),
-        (F.batch_hard_triplet_loss(x, labels, reduction=reduction),
-         R.batch_hard_triplet_loss(x, labels, reduction=reduction)),
+        (
+            F.batch_hard_triplet_loss(x, labels, reduction=reduction),
+            R.batch_hard_triplet_loss(x, labels, reduction=reduction),
+        ),
     ]
     for got, want in cases:
         assert got.shape == want.shape
@@ -226,18 +291,41 @@ def test_zero_size_batch(reduction):
 
 
 @settings(max_examples=30, deadline=None)
-@given(batch=st.integers(1, 12), dim=st.integers(1, 40), k=st.integers(1, 4),
-       dtype=st.sampled_from([torch.float32, torch.bfloat16]), reduction=st.sampled_from(REDUCTIONS),
-       squared=st.booleans(), swap=st.booleans())
+@given(
+    batch=st.integers(1, 12),
+    dim=st.integers(1, 40),
+    k=st.integers(1, 4),
+    dtype=st.sampled_from([torch.float32, torch.bfloat16]),
+    reduction=st.sampled_from(REDUCTIONS),
+    squared=st.booleans(),
+    swap=st.booleans(),
+)
 def test_random_shapes(batch, dim, k, dtype, reduction, squared, swap):
     seed = batch * 100 + dim
     a, pos, neg = (_randn(batch, dim, seed=seed + i) for i in range(3))
     _parity(F.triplet_margin_loss, R.triplet_margin_loss, (a, pos, neg), dtype, reduction, "triplet", swap=swap)
     y = torch.arange(batch) % 2
-    _parity(F.contrastive_loss, R.contrastive_loss, (a, pos, y), dtype, reduction, "contrastive",
-            diff=[True, True, False], margin=float(dim) ** 0.5)
-    _parity(F.batch_hard_triplet_loss, R.batch_hard_triplet_loss, (a, _pk_labels(batch, k)), dtype, reduction,
-            "batch hard", diff=[True, False], margin=1.0, squared=squared)
+    _parity(
+        F.contrastive_loss,
+        R.contrastive_loss,
+        (a, pos, y),
+        dtype,
+        reduction,
+        "contrastive",
+        diff=[True, True, False],
+        margin=float(dim) ** 0.5,
+    )
+    _parity(
+        F.batch_hard_triplet_loss,
+        R.batch_hard_triplet_loss,
+        (a, _pk_labels(batch, k)),
+        dtype,
+        reduction,
+        "batch hard",
+        diff=[True, False],
+        margin=1.0,
+        squared=squared,
+    )
 
 
 # --------------------------------------------------------------------------- torch.library
@@ -250,16 +338,18 @@ def test_opcheck():
     for reduction, g in (("mean", torch.tensor(1.0)), ("none", torch.randn(5))):
         torch.library.opcheck(ops.triplet_margin_loss, (a, pos, neg, 1.0, 2.0, 1e-6, True, reduction))
         torch.library.opcheck(ops.triplet_margin_loss, (a, pos, neg, 1.0, 3.0, 1e-6, False, reduction))
-        torch.library.opcheck(ops.triplet_margin_loss_backward,
-                              (g, a.detach(), pos.detach(), neg.detach(), 1.0, 2.0, 1e-6, True, reduction))
+        torch.library.opcheck(
+            ops.triplet_margin_loss_backward,
+            (g, a.detach(), pos.detach(), neg.detach(), 1.0, 2.0, 1e-6, True, reduction),
+        )
         torch.library.opcheck(ops.contrastive_loss, (a, pos, y, 2.0, 1e-6, reduction))
         torch.library.opcheck(ops.contrastive_loss, (a, pos, labels, 2.0, 1e-6, reduction))
-        torch.library.opcheck(ops.contrastive_loss_backward,
-                              (g, a.detach(), pos.detach(), y.detach(), 2.0, 1e-6, reduction, True))
+        torch.library.opcheck(
+            ops.contrastive_loss_backward, (g, a.detach(), pos.detach(), y.detach(), 2.0, 1e-6, reduction, True)
+        )
         torch.library.opcheck(ops.batch_hard_triplet_loss, (a, labels, 0.5, False, reduction))
         _, pi, ni = ops.batch_hard_triplet_loss(a.detach(), labels, 0.5, True, reduction)
-        torch.library.opcheck(ops.batch_hard_triplet_loss_backward,
-                              (g, a.detach(), pi, ni, 0.5, True, reduction))
+        torch.library.opcheck(ops.batch_hard_triplet_loss_backward, (g, a.detach(), pi, ni, 0.5, True, reduction))
 
 
 def test_torch_compile_fullgraph():
@@ -268,8 +358,11 @@ def test_torch_compile_fullgraph():
     labels = torch.tensor([0, 0, 1, 1, 2, 2])
 
     def step(x, y, z):
-        return (F.triplet_margin_loss(x, y, z, margin=2.0) + F.contrastive_loss(x, y, labels % 2)
-                + F.batch_hard_triplet_loss(torch.cat([x, z]), torch.cat([labels, labels])))
+        return (
+            F.triplet_margin_loss(x, y, z, margin=2.0)
+            + F.contrastive_loss(x, y, labels % 2)
+            + F.batch_hard_triplet_loss(torch.cat([x, z]), torch.cat([labels, labels]))
+        )
 
     compiled = torch.compile(step, fullgraph=True)
     out = compiled(a, pos, neg)
@@ -277,8 +370,12 @@ def test_torch_compile_fullgraph():
     ref = step(a, pos, neg)
     inputs64 = [t.detach().double().requires_grad_() for t in (a, pos, neg)]
     ref64 = step(*inputs64)
-    assert_parity_tree((out.detach(), *grads), (ref.detach(), *torch.autograd.grad(ref, (a, pos, neg))),
-                       (ref64.detach(), *torch.autograd.grad(ref64, inputs64)), what="compiled")
+    assert_parity_tree(
+        (out.detach(), *grads),
+        (ref.detach(), *torch.autograd.grad(ref, (a, pos, neg))),
+        (ref64.detach(), *torch.autograd.grad(ref64, inputs64)),
+        what="compiled",
+    )
 
 
 # --------------------------------------------------------------------------- modules
@@ -292,12 +389,19 @@ def test_modules():
     assert_parity(fast(a, pos, neg), eager(a, pos, neg), eager(a64, pos64, neg64), what="TripletMarginLoss")
     assert fastgen.nn.TripletMarginLoss(size_average=False).reduction == "sum"
     y = torch.tensor([1, 0, 1, 1, 0])
-    assert_parity(fastgen.nn.ContrastiveLoss(margin=3.0)(a, pos, y), R.ContrastiveLoss(3.0)(a, pos, y),
-                  R.ContrastiveLoss(3.0)(a64, pos64, y), what="ContrastiveLoss")
+    assert_parity(
+        fastgen.nn.ContrastiveLoss(margin=3.0)(a, pos, y),
+        R.ContrastiveLoss(3.0)(a, pos, y),
+        R.ContrastiveLoss(3.0)(a64, pos64, y),
+        what="ContrastiveLoss",
+    )
     labels = torch.tensor([0, 0, 1, 1, 1])
-    assert_parity(fastgen.nn.BatchHardTripletLoss(1.0, squared=True)(a, labels),
-                  R.BatchHardTripletLoss(1.0, squared=True)(a, labels),
-                  R.BatchHardTripletLoss(1.0, squared=True)(a64, labels), what="BatchHardTripletLoss")
+    assert_parity(
+        fastgen.nn.BatchHardTripletLoss(1.0, squared=True)(a, labels),
+        R.BatchHardTripletLoss(1.0, squared=True)(a, labels),
+        R.BatchHardTripletLoss(1.0, squared=True)(a64, labels),
+        what="BatchHardTripletLoss",
+    )
     assert "squared=True" in repr(fastgen.nn.BatchHardTripletLoss(squared=True))
 
 
@@ -311,8 +415,9 @@ def _raises(match, fn, *args, **kwargs):
 
 def test_bad_inputs_name_the_argument():
     x = torch.randn(4, 3)
-    _raises(r"positive must have the shape of anchor \(4, 3\), got \(4, 2\)", F.triplet_margin_loss, x,
-            torch.randn(4, 2), x)
+    _raises(
+        r"positive must have the shape of anchor \(4, 3\), got \(4, 2\)", F.triplet_margin_loss, x, torch.randn(4, 2), x
+    )
     _raises(r"negative must have the dtype of anchor", F.triplet_margin_loss, x, x, x.double())
     _raises(r"anchor must be 1-D or 2-D", F.triplet_margin_loss, x[None], x[None], x[None])
     _raises(r"p must be positive, got 0", F.triplet_margin_loss, x, x, x, p=0)
@@ -328,24 +433,94 @@ def test_bad_inputs_name_the_argument():
 
 def test_bad_inputs_to_the_ops_directly():
     x = torch.randn(4, 3)
-    _raises(r"fastgen.triplet_margin_loss: positive must have the shape of anchor", ops.triplet_margin_loss, x,
-            torch.randn(3, 3), x, 1.0, 2.0, 1e-6, False, "mean")
-    _raises(r"fastgen.triplet_margin_loss: p must be positive", ops.triplet_margin_loss, x, x, x, 1.0, -1.0, 1e-6,
-            False, "mean")
-    _raises(r"fastgen.contrastive_loss: y must have shape \(4,\)", ops.contrastive_loss, x, x, torch.ones(2), 1.0,
-            1e-6, "mean")
-    _raises(r"fastgen.contrastive_loss_backward: y_grad=True needs a floating-point y", ops.contrastive_loss_backward,
-            torch.tensor(1.0), x, x, torch.ones(4, dtype=torch.long), 1.0, 1e-6, "mean", True)
-    _raises(r"fastgen.batch_hard_triplet_loss: labels must be an integer tensor", ops.batch_hard_triplet_loss, x,
-            torch.ones(4), 0.3, False, "mean")
-    _raises(r"fastgen.batch_hard_triplet_loss_backward: grad must have shape \(4,\)",
-            ops.batch_hard_triplet_loss_backward, torch.ones(3), x, torch.zeros(4, dtype=torch.long),
-            torch.zeros(4, dtype=torch.long), 0.3, False, "none")
+    _raises(
+        r"fastgen.triplet_margin_loss: positive must have the shape of anchor",
+        ops.triplet_margin_loss,
+        x,
+        torch.randn(3, 3),
+        x,
+        1.0,
+        2.0,
+        1e-6,
+        False,
+        "mean",
+    )
+    _raises(
+        r"fastgen.triplet_margin_loss: p must be positive",
+        ops.triplet_margin_loss,
+        x,
+        x,
+        x,
+        1.0,
+        -1.0,
+        1e-6,
+        False,
+        "mean",
+    )
+    _raises(
+        r"fastgen.contrastive_loss: y must have shape \(4,\)",
+        ops.contrastive_loss,
+        x,
+        x,
+        torch.ones(2),
+        1.0,
+        1e-6,
+        "mean",
+    )
+    _raises(
+        r"fastgen.contrastive_loss_backward: y_grad=True needs a floating-point y",
+        ops.contrastive_loss_backward,
+        torch.tensor(1.0),
+        x,
+        x,
+        torch.ones(4, dtype=torch.long),
+        1.0,
+        1e-6,
+        "mean",
+        True,
+    )
+    _raises(
+        r"fastgen.batch_hard_triplet_loss: labels must be an integer tensor",
+        ops.batch_hard_triplet_loss,
+        x,
+        torch.ones(4),
+        0.3,
+        False,
+        "mean",
+    )
+    _raises(
+        r"fastgen.batch_hard_triplet_loss_backward: grad must have shape \(4,\)",
+        ops.batch_hard_triplet_loss_backward,
+        torch.ones(3),
+        x,
+        torch.zeros(4, dtype=torch.long),
+        torch.zeros(4, dtype=torch.long),
+        0.3,
+        False,
+        "none",
+    )
     meta = torch.empty(4, 3, device="meta")
-    _raises(r"fastgen.triplet_margin_loss: negative must have the shape of anchor", ops.triplet_margin_loss, meta,
-            meta, torch.empty(4, 2, device="meta"), 1.0, 2.0, 1e-6, False, "mean")
-    _raises(r"fastgen.batch_hard_triplet_loss: labels must be an integer tensor", ops.batch_hard_triplet_loss, meta,
-            torch.empty(4, device="meta"), 0.3, False, "mean")
+    _raises(
+        r"fastgen.triplet_margin_loss: negative must have the shape of anchor",
+        ops.triplet_margin_loss,
+        meta,
+        meta,
+        torch.empty(4, 2, device="meta"),
+        1.0,
+        2.0,
+        1e-6,
+        False,
+        "mean",
+    )
+    _raises(
+        r"fastgen.batch_hard_triplet_loss: labels must be an integer tensor",
+        ops.batch_hard_triplet_loss,
+        meta,
+        torch.empty(4, device="meta"),
+        0.3,
+        False,
+        "mean",
+    )
 
 
 # --------------------------------------------------------------------------- Triton (interpreter)
@@ -375,23 +550,36 @@ def test_triton_triplet_and_contrastive_match_cpu(dtype):
         for reduction, g in (("mean", torch.tensor(0.7)), ("none", torch.randn(19))):
             args = (12.0 if p != math.inf else 2.0, p, 1e-6, swap, reduction)
             what = f"triplet {dtype} p={p} swap={swap} {reduction}"
-            _close((kernels.triplet_margin_loss(a, pos, neg, *args),),
-                   (ops.triplet_margin_loss(a, pos, neg, *args),), (ops.triplet_margin_loss(a64, pos64, neg64, *args),),
-                   what)
+            _close(
+                (kernels.triplet_margin_loss(a, pos, neg, *args),),
+                (ops.triplet_margin_loss(a, pos, neg, *args),),
+                (ops.triplet_margin_loss(a64, pos64, neg64, *args),),
+                what,
+            )
             g = g.to(dtype)
-            _close(kernels.triplet_margin_loss_backward(g, a, pos, neg, *args),
-                   ops.triplet_margin_loss_backward(g, a, pos, neg, *args),
-                   ops.triplet_margin_loss_backward(g.double(), a64, pos64, neg64, *args), f"backward {what}")
+            _close(
+                kernels.triplet_margin_loss_backward(g, a, pos, neg, *args),
+                ops.triplet_margin_loss_backward(g, a, pos, neg, *args),
+                ops.triplet_margin_loss_backward(g.double(), a64, pos64, neg64, *args),
+                f"backward {what}",
+            )
     y = (torch.arange(19) % 2).to(dtype)
     for reduction, g in (("sum", torch.tensor(1.5)), ("none", torch.randn(19))):
         args = (11.0, 1e-6, reduction)
         what = f"contrastive {dtype} {reduction}"
-        _close((kernels.contrastive_loss(a, pos, y, *args),), (ops.contrastive_loss(a, pos, y, *args),),
-               (ops.contrastive_loss(a64, pos64, y.double(), *args),), what)
+        _close(
+            (kernels.contrastive_loss(a, pos, y, *args),),
+            (ops.contrastive_loss(a, pos, y, *args),),
+            (ops.contrastive_loss(a64, pos64, y.double(), *args),),
+            what,
+        )
         g = g.to(dtype)
-        _close(kernels.contrastive_loss_backward(g, a, pos, y, *args, True),
-               ops.contrastive_loss_backward(g, a, pos, y, *args, True),
-               ops.contrastive_loss_backward(g.double(), a64, pos64, y.double(), *args, True), f"backward {what}")
+        _close(
+            kernels.contrastive_loss_backward(g, a, pos, y, *args, True),
+            ops.contrastive_loss_backward(g, a, pos, y, *args, True),
+            ops.contrastive_loss_backward(g.double(), a64, pos64, y.double(), *args, True),
+            f"backward {what}",
+        )
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
@@ -411,10 +599,16 @@ def test_triton_batch_hard_matches_cpu(dtype):
             _close(got[:1], want[:1], ref[:1], what)
             g = g.to(dtype)
             # The float64 gradient for the same hardest positives and negatives.
-            _close((kernels.batch_hard_triplet_loss_backward(g, e, want[1], want[2], 0.5, squared, reduction),),
-                   (ops.batch_hard_triplet_loss_backward(g, e, want[1], want[2], 0.5, squared, reduction),),
-                   (ops.batch_hard_triplet_loss_backward(g.double(), e.double(), want[1], want[2], 0.5, squared,
-                                                         reduction),), f"backward {what}")
+            _close(
+                (kernels.batch_hard_triplet_loss_backward(g, e, want[1], want[2], 0.5, squared, reduction),),
+                (ops.batch_hard_triplet_loss_backward(g, e, want[1], want[2], 0.5, squared, reduction),),
+                (
+                    ops.batch_hard_triplet_loss_backward(
+                        g.double(), e.double(), want[1], want[2], 0.5, squared, reduction
+                    ),
+                ),
+                f"backward {what}",
+            )
 
 
 def test_triton_empty_batch():

@@ -2,6 +2,7 @@
 sm_80 (A100) and sm_90 (H100), PTX and cubin, without a GPU; the compiled code's resources
 (fastgen.triton_kernels.aot --report) show no register spills and shared memory within each
 arch's per-block limit."""
+
 import importlib
 import json
 import os
@@ -29,8 +30,13 @@ def report(tmp_path_factory):
     out = tmp_path_factory.mktemp("aot") / "aot.json"
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}  # tests run interpreted
     env.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
-    done = subprocess.run([sys.executable, "-m", "fastgen.triton_kernels.aot", "--json", str(out)], env=env,
-                          capture_output=True, text=True, timeout=1800)
+    done = subprocess.run(
+        [sys.executable, "-m", "fastgen.triton_kernels.aot", "--json", str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     assert done.returncode == 0, done.stderr[-4000:]
     return json.loads(out.read_text()), done.stdout
 
@@ -46,8 +52,9 @@ def test_every_spec_compiles_for_sm80_and_sm90(report):
     names = _expected_specs()
     assert len(set(names)) == len(names), "two AOT specs share a name"
     for arch in (80, 90):
-        compiled = [line.split(" ", 1)[1].rsplit(":", 1)[0] for line in stdout.splitlines()
-                    if line.startswith(f"sm_{arch} ")]
+        compiled = [
+            line.split(" ", 1)[1].rsplit(":", 1)[0] for line in stdout.splitlines() if line.startswith(f"sm_{arch} ")
+        ]
         assert sorted(compiled) == sorted(names), f"sm_{arch}"
         assert all(r["cubin_bytes"] > 0 for r in data["rows"] if r["arch"] == arch)
 
@@ -58,11 +65,14 @@ def test_no_spills_and_shared_memory_within_limits(report):
     bad = []
     for r in data["rows"]:
         spilled = r["spill_stores"] + r["spill_loads"]
-        known = [b for (arch, prefix), (b, _) in KNOWN_SPILLS.items()
-                 if r["arch"] == arch and r["kernel"].startswith(prefix)]
+        known = [
+            b for (arch, prefix), (b, _) in KNOWN_SPILLS.items() if r["arch"] == arch and r["kernel"].startswith(prefix)
+        ]
         if spilled and not (r["calls"] and spilled <= CALL_SAVE_BYTES) and not (known and spilled <= known[0]):
-            bad.append(f"sm_{r['arch']} {r['kernel']}: {r['registers']} registers, spills {r['spill_stores']} B "
-                       f"stored / {r['spill_loads']} B loaded")
+            bad.append(
+                f"sm_{r['arch']} {r['kernel']}: {r['registers']} registers, spills {r['spill_stores']} B "
+                f"stored / {r['spill_loads']} B loaded"
+            )
         if r["shared"] + limits[r["arch"]]["smem_reserved"] > limits[r["arch"]]["smem_block"]:
             bad.append(f"sm_{r['arch']} {r['kernel']}: {r['shared']} B of shared memory")
         if not 0 < r["occupancy"] <= 1 or r["registers"] > limits[r["arch"]]["max_regs_thread"]:
@@ -76,14 +86,23 @@ def test_autotuned_kernels_compile_every_config(report):
 
     data, _ = report
     for kernel in ("instance_norm_fwd", "instance_norm_bwd"):
-        for layout, configs in (("planar", instance_norm.PLANAR_CONFIGS),
-                                ("channels_last", instance_norm.CHANNELS_LAST_CONFIGS)):
+        for layout, configs in (
+            ("planar", instance_norm.PLANAR_CONFIGS),
+            ("channels_last", instance_norm.CHANNELS_LAST_CONFIGS),
+        ):
             for c in configs:
                 for arch in (80, 90):
-                    rows = [r for r in data["rows"] if r["arch"] == arch and r["kernel"].startswith(
-                        f"{kernel}[fp32,{layout},{c.kwargs['BLOCK_M']}w{c.num_warps}s{c.num_stages},")]
-                    assert rows and all(r["num_warps"] == c.num_warps and r["num_stages"] == c.num_stages
-                                        for r in rows), (kernel, layout, c, arch)
+                    rows = [
+                        r
+                        for r in data["rows"]
+                        if r["arch"] == arch
+                        and r["kernel"].startswith(
+                            f"{kernel}[fp32,{layout},{c.kwargs['BLOCK_M']}w{c.num_warps}s{c.num_stages},"
+                        )
+                    ]
+                    assert rows and all(
+                        r["num_warps"] == c.num_warps and r["num_stages"] == c.num_stages for r in rows
+                    ), (kernel, layout, c, arch)
 
 
 def test_occupancy_model():

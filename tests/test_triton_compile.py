@@ -2,6 +2,7 @@
 CUDA tensors through AOTAutograd's functionalization (what torch.compile runs before Inductor)
 turn each traceable fastgen op into its Triton kernels (triton_kernel_wrapper_functional
 nodes); torch.export keeps the op itself; CPU tensors keep the op (the C++ kernel)."""
+
 import json
 import os
 import subprocess
@@ -72,7 +73,7 @@ def traced():
     done = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=900)
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     assert done.returncode == 0 and lines, done.stderr[-4000:]
-    return json.loads(lines[-1][len("RESULT "):])
+    return json.loads(lines[-1][len("RESULT ") :])
 
 
 def test_traceable_ops_become_their_triton_kernels(traced):

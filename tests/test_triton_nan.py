@@ -3,6 +3,7 @@ tl.maximum / tl.minimum drop it by default (PTX max.f32 returns the other operan
 interpreter uses NumPy, which propagates NaN either way, so the property is checked in the PTX
 compiled for sm_90: every hinge and clamp that torch computes with NaN propagation must compile
 to max.NaN / min.NaN."""
+
 import os
 import subprocess
 import sys

@@ -8,6 +8,7 @@ a few programs, the last of which starts at or past element 2**31 through a prod
 sizes (sample index x sample size, row x row length, image x image size). With 32-bit
 arithmetic that product wraps negative: the process reads outside the buffer and crashes, or
 computes the wrong elements. Each check runs in a subprocess so a crash is a failure."""
+
 import os
 import subprocess
 import sys
@@ -90,4 +91,5 @@ def test_offsets_past_2_31_elements(name):
     env = dict(os.environ, TRITON_INTERPRET="1")
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0 and done.stdout.strip().endswith("OK"), (
-        f"exit {done.returncode} (negative: killed by that signal)\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
+        f"exit {done.returncode} (negative: killed by that signal)\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
+    )

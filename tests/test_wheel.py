@@ -1,6 +1,7 @@
 """The wheel: `pip wheel --no-build-isolation --no-deps .` (as `make wheel` runs it), installed
 into a fresh venv away from the source tree, imports, ships its Triton kernels, runs
 `fastgen-bench --list` and passes the per-family smoke test (tests/cpu_capability_cases.py)."""
+
 from __future__ import annotations
 
 import glob
@@ -28,8 +29,10 @@ def _check(command, cwd, **kwargs):
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory):
     out = tmp_path_factory.mktemp("dist")
-    _check([sys.executable, "-m", "pip", "wheel", "-q", "--no-build-isolation", "--no-deps", "-w", str(out), ROOT],
-           cwd=ROOT)
+    _check(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-build-isolation", "--no-deps", "-w", str(out), ROOT],
+        cwd=ROOT,
+    )
     (path,) = glob.glob(str(out / "fastgen-*.whl"))
     return path
 
@@ -63,22 +66,39 @@ def test_wheel_installs_and_works_away_from_the_source_tree(wheel, tmp_path):
         f.write("\n".join(site.getsitepackages()) + "\n")
     _check([python, "-m", "pip", "install", "-q", "--no-deps", "--disable-pip-version-check", wheel], cwd=tmp_path)
 
-    where = _check([python, "-c", "import fastgen, fastgen.triton_kernels.reparam_kl as k; "
-                    "print(fastgen.__file__); print(fastgen.build_info()['extension'])"], cwd=tmp_path).split()
+    where = _check(
+        [
+            python,
+            "-c",
+            "import fastgen, fastgen.triton_kernels.reparam_kl as k; "
+            "print(fastgen.__file__); print(fastgen.build_info()['extension'])",
+        ],
+        cwd=tmp_path,
+    ).split()
     assert where[0].startswith(str(venv)), f"imported {where[0]}, not the installed wheel"
     assert where[1] == "prebuilt"
     listing = _check([str(venv / "bin" / "fastgen-bench"), "--list"], cwd=tmp_path)
     assert "instance_norm" in listing
 
-    no_triton = subprocess.run([python, "-c", "import sys; sys.modules['triton'] = None; import fastgen, torch; "
-                                "fastgen.functional.pixel_norm(torch.ones(2, 3)); import fastgen.triton_kernels.coupling"],
-                               cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    no_triton = subprocess.run(
+        [
+            python,
+            "-c",
+            "import sys; sys.modules['triton'] = None; import fastgen, torch; "
+            "fastgen.functional.pixel_norm(torch.ones(2, 3)); import fastgen.triton_kernels.coupling",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert no_triton.returncode == 1 and "pip install 'fastgen[cuda]'" in no_triton.stderr, no_triton.stderr[-2000:]
 
     smoke = tmp_path / "smoke" / "tests"
     smoke.mkdir(parents=True)
     for name in ("__init__.py", "_tolerance.py", "cpu_capability_cases.py"):
         shutil.copy(os.path.join(ROOT, "tests", name), smoke / name)
-    out = _check([python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/cpu_capability_cases.py"],
-                 cwd=smoke.parent)
+    out = _check(
+        [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/cpu_capability_cases.py"], cwd=smoke.parent
+    )
     assert " passed" in out and " failed" not in out

@@ -1,6 +1,7 @@
 """Helpers shared by the Triton kernel modules: the only fastgen module they import (the kernels
 are a leaf layer: torch, triton and this file; fastgen/ops/<family>.py checks the arguments,
 chooses layouts and the accumulation dtype, and calls the launchers with the results)."""
+
 from __future__ import annotations
 
 import contextlib

@@ -15,6 +15,7 @@ shared memory, and the theoretical occupancy those imply on each arch.
 
 Must run without TRITON_INTERPRET=1 (interpreted kernels cannot be compiled).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,10 +34,28 @@ ARCHS = (80, 90)
 # 8.0 = A100, 9.0 = H100. Shared memory per block is the opt-in maximum; the runtime reserves
 # 1 KiB of shared memory per resident block on both.
 LIMITS = {
-    80: dict(name="A100", max_warps=64, max_blocks=32, regs=65536, reg_unit=256, max_regs_thread=255,
-             smem_sm=167936, smem_block=166912, smem_reserved=1024),
-    90: dict(name="H100", max_warps=64, max_blocks=32, regs=65536, reg_unit=256, max_regs_thread=255,
-             smem_sm=233472, smem_block=232448, smem_reserved=1024),
+    80: dict(
+        name="A100",
+        max_warps=64,
+        max_blocks=32,
+        regs=65536,
+        reg_unit=256,
+        max_regs_thread=255,
+        smem_sm=167936,
+        smem_block=166912,
+        smem_reserved=1024,
+    ),
+    90: dict(
+        name="H100",
+        max_warps=64,
+        max_blocks=32,
+        regs=65536,
+        reg_unit=256,
+        max_regs_thread=255,
+        smem_sm=233472,
+        smem_block=232448,
+        smem_reserved=1024,
+    ),
 }
 
 
@@ -108,10 +127,10 @@ def _res_usage(cubin: bytes) -> dict:
     with tempfile.NamedTemporaryFile(suffix=".cubin", delete=False) as f:
         f.write(cubin)
     try:
-        text = subprocess.run([_tool("cuobjdump"), "-res-usage", f.name], capture_output=True, text=True,
-                              check=True).stdout
-        sass = subprocess.run([_tool("cuobjdump"), "-sass", f.name], capture_output=True, text=True,
-                              check=True).stdout
+        text = subprocess.run(
+            [_tool("cuobjdump"), "-res-usage", f.name], capture_output=True, text=True, check=True
+        ).stdout
+        sass = subprocess.run([_tool("cuobjdump"), "-sass", f.name], capture_output=True, text=True, check=True).stdout
     finally:
         os.unlink(f.name)
     m = re.search(r"REG:(\d+) STACK:(\d+) SHARED:(\d+) LOCAL:(\d+)", text)
@@ -131,9 +150,17 @@ def _spills(ptx: str, arch: int, fp_fusion: bool) -> tuple[int, int, int]:
         src = os.path.join(d, "k.ptx")
         with open(src, "w") as f:
             f.write(ptx)
-        cmd = [get_ptxas(arch).path, "-lineinfo", *([] if fp_fusion else ["--fmad=false"]), "-v",
-               "--regAllocOptLevel=2", f"--gpu-name={sm_arch_from_capability(arch)}", src, "-o",
-               os.path.join(d, "k.o")]
+        cmd = [
+            get_ptxas(arch).path,
+            "-lineinfo",
+            *([] if fp_fusion else ["--fmad=false"]),
+            "-v",
+            "--regAllocOptLevel=2",
+            f"--gpu-name={sm_arch_from_capability(arch)}",
+            src,
+            "-o",
+            os.path.join(d, "k.o"),
+        ]
         log = subprocess.run(cmd, capture_output=True, text=True, check=True).stderr
     m = re.search(r"(\d+) bytes spill stores, (\d+) bytes spill loads", log)
     r = re.search(r"Used (\d+) registers", log)
@@ -148,8 +175,11 @@ def compile_spec(spec, arch: int):
     from triton.compiler import ASTSource
 
     family, name, kernel, signature, constexprs, options = spec
-    return triton.compile(ASTSource(fn=kernel, signature=signature, constexprs=constexprs),
-                          target=GPUTarget("cuda", arch, 32), options=options or None)
+    return triton.compile(
+        ASTSource(fn=kernel, signature=signature, constexprs=constexprs),
+        target=GPUTarget("cuda", arch, 32),
+        options=options or None,
+    )
 
 
 def resources(spec, compiled, arch: int) -> Resources:
@@ -164,10 +194,23 @@ def resources(spec, compiled, arch: int) -> Resources:
         raise RuntimeError(f"{name}: ptxas -v says {regs} registers, the cubin {usage['registers']}")
     shared = usage["shared"] + md.shared
     occ, limit = occupancy(arch, md.num_warps, usage["registers"], shared)
-    return Resources(family=family, kernel=name, arch=arch, num_warps=md.num_warps, num_stages=md.num_stages,
-                     registers=usage["registers"], spill_stores=stores, spill_loads=loads, stack=usage["stack"],
-                     local=usage["local"], shared=shared, occupancy=occ, limited_by=limit,
-                     cubin_bytes=len(cubin), calls=usage["calls"])
+    return Resources(
+        family=family,
+        kernel=name,
+        arch=arch,
+        num_warps=md.num_warps,
+        num_stages=md.num_stages,
+        registers=usage["registers"],
+        spill_stores=stores,
+        spill_loads=loads,
+        stack=usage["stack"],
+        local=usage["local"],
+        shared=shared,
+        occupancy=occ,
+        limited_by=limit,
+        cubin_bytes=len(cubin),
+        calls=usage["calls"],
+    )
 
 
 def compile_all(archs=ARCHS, report: bool = False, only: str = ""):
@@ -196,8 +239,20 @@ def summary(rows: list[Resources]) -> list[dict]:
     out: dict = {}
     for r in rows:
         key = (r.family, r.kernel.split("[")[0], r.arch)
-        s = out.setdefault(key, dict(family=r.family, kernel=key[1], arch=r.arch, specs=0, max_registers=0,
-                                     spill_bytes=0, max_shared=0, min_occupancy=1.0, warps=set()))
+        s = out.setdefault(
+            key,
+            dict(
+                family=r.family,
+                kernel=key[1],
+                arch=r.arch,
+                specs=0,
+                max_registers=0,
+                spill_bytes=0,
+                max_shared=0,
+                min_occupancy=1.0,
+                warps=set(),
+            ),
+        )
         s["specs"] += 1
         s["max_registers"] = max(s["max_registers"], r.registers)
         s["spill_bytes"] += r.spill_stores + r.spill_loads
@@ -208,13 +263,17 @@ def summary(rows: list[Resources]) -> list[dict]:
 
 
 def format_table(rows: list[Resources]) -> str:
-    head = ("| kernel | arch | warps | stages | regs/thread | spill st/ld (B) | stack (B) | shared (B) "
-            "| occupancy | limited by |")
+    head = (
+        "| kernel | arch | warps | stages | regs/thread | spill st/ld (B) | stack (B) | shared (B) "
+        "| occupancy | limited by |"
+    )
     lines = [head, "|" + "---|" * 10]
     for r in rows:
-        lines.append(f"| {r.kernel} | sm_{r.arch} | {r.num_warps} | {r.num_stages} | {r.registers} "
-                     f"| {r.spill_stores}/{r.spill_loads} | {r.stack} | {r.shared} | {r.occupancy:.0%} "
-                     f"| {r.limited_by} |")
+        lines.append(
+            f"| {r.kernel} | sm_{r.arch} | {r.num_warps} | {r.num_stages} | {r.registers} "
+            f"| {r.spill_stores}/{r.spill_loads} | {r.stack} | {r.shared} | {r.occupancy:.0%} "
+            f"| {r.limited_by} |"
+        )
     return "\n".join(lines)
 
 
@@ -223,23 +282,35 @@ def format_summary(rows: list[Resources]) -> str:
     for s in summary(rows):
         by_kernel.setdefault((s["family"], s["kernel"]), {})[s["arch"]] = s
     archs = sorted({r.arch for r in rows})
-    head = "| kernel | specs | warps | " + " | ".join(
-        f"sm_{a} max regs | sm_{a} max shared (B) | sm_{a} min occupancy" for a in archs) + " | spills |"
+    head = (
+        "| kernel | specs | warps | "
+        + " | ".join(f"sm_{a} max regs | sm_{a} max shared (B) | sm_{a} min occupancy" for a in archs)
+        + " | spills |"
+    )
     lines = [head, "|" + "---|" * (4 + 3 * len(archs))]
     for (family, kernel), per_arch in by_kernel.items():
         first = per_arch[archs[0]]
-        cells = " | ".join(f"{per_arch[a]['max_registers']} | {per_arch[a]['max_shared']} | "
-                           f"{per_arch[a]['min_occupancy']:.0%}" for a in archs)
+        cells = " | ".join(
+            f"{per_arch[a]['max_registers']} | {per_arch[a]['max_shared']} | {per_arch[a]['min_occupancy']:.0%}"
+            for a in archs
+        )
         spills = sum(per_arch[a]["spill_bytes"] for a in archs)
-        lines.append(f"| {family}.{kernel} | {first['specs']} | {first['warps']} | {cells} | "
-                     f"{'none' if spills == 0 else f'{spills} B'} |")
+        lines.append(
+            f"| {family}.{kernel} | {first['specs']} | {first['warps']} | {cells} | "
+            f"{'none' if spills == 0 else f'{spills} B'} |"
+        )
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--arch", type=int, action="append", choices=sorted(LIMITS),
-                        help="compute capability x10 (repeatable; default: 80 and 90)")
+    parser.add_argument(
+        "--arch",
+        type=int,
+        action="append",
+        choices=sorted(LIMITS),
+        help="compute capability x10 (repeatable; default: 80 and 90)",
+    )
     parser.add_argument("--report", action="store_true", help="print the resource table (and a per-kernel summary)")
     parser.add_argument("--summary", action="store_true", help="print only the per-kernel worst-case summary")
     parser.add_argument("--only", default="", help="compile only the specs whose family.name contains this")

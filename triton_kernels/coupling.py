@@ -6,6 +6,7 @@ order, outputs are dense in it. Each program handles BLOCK consecutive elements 
 and works out, per element, whether it is transformed and where its s and t are (no mask
 tensor). Log-det and grad_scale partials are reduced on the host in a fixed order.
 """
+
 from __future__ import annotations
 
 import torch
@@ -44,11 +45,32 @@ def _positions(k, block, half, tr_begin, n1, n2, sp0, sp1, sp2, parity, CHECKER:
 
 @triton.jit
 def _coupling_fwd_kernel(
-    x_ptr, s_ptr, t_ptr, scale_ptr, y_ptr, part_ptr,
-    cols, x_rs, s_rs, t_rs, scale_rs, n_blocks,
-    block, half, tr_begin, n1, n2, sp0, sp1, sp2, parity,
-    CHECKER: tl.constexpr, INVERSE: tl.constexpr, HAS_SCALE: tl.constexpr,
-    BLOCK: tl.constexpr, COMPUTE: tl.constexpr,
+    x_ptr,
+    s_ptr,
+    t_ptr,
+    scale_ptr,
+    y_ptr,
+    part_ptr,
+    cols,
+    x_rs,
+    s_rs,
+    t_rs,
+    scale_rs,
+    n_blocks,
+    block,
+    half,
+    tr_begin,
+    n1,
+    n2,
+    sp0,
+    sp1,
+    sp2,
+    parity,
+    CHECKER: tl.constexpr,
+    INVERSE: tl.constexpr,
+    HAS_SCALE: tl.constexpr,
+    BLOCK: tl.constexpr,
+    COMPUTE: tl.constexpr,
 ):
     row = tl.program_id(0).to(tl.int64)
     blk = tl.program_id(1)
@@ -77,12 +99,43 @@ def _coupling_fwd_kernel(
 
 @triton.jit
 def _coupling_bwd_kernel(
-    g_ptr, gl_ptr, x_ptr, s_ptr, scale_ptr, gi_ptr, gs_ptr, gt_ptr, gscale_ptr,
-    rows, cols, s_cols, g_rs, x_rs, s_rs, scale_rs,
-    block, half, tr_begin, n1, n2, sp0, sp1, sp2, parity,
-    CHECKER: tl.constexpr, INVERSE: tl.constexpr, HAS_SCALE: tl.constexpr, HAS_G: tl.constexpr,
-    HAS_GL: tl.constexpr, WANT_GI: tl.constexpr, WANT_GS: tl.constexpr, WANT_GT: tl.constexpr,
-    WANT_GSCALE: tl.constexpr, ROWS: tl.constexpr, BLOCK: tl.constexpr, COMPUTE: tl.constexpr,
+    g_ptr,
+    gl_ptr,
+    x_ptr,
+    s_ptr,
+    scale_ptr,
+    gi_ptr,
+    gs_ptr,
+    gt_ptr,
+    gscale_ptr,
+    rows,
+    cols,
+    s_cols,
+    g_rs,
+    x_rs,
+    s_rs,
+    scale_rs,
+    block,
+    half,
+    tr_begin,
+    n1,
+    n2,
+    sp0,
+    sp1,
+    sp2,
+    parity,
+    CHECKER: tl.constexpr,
+    INVERSE: tl.constexpr,
+    HAS_SCALE: tl.constexpr,
+    HAS_G: tl.constexpr,
+    HAS_GL: tl.constexpr,
+    WANT_GI: tl.constexpr,
+    WANT_GS: tl.constexpr,
+    WANT_GT: tl.constexpr,
+    WANT_GSCALE: tl.constexpr,
+    ROWS: tl.constexpr,
+    BLOCK: tl.constexpr,
+    COMPUTE: tl.constexpr,
 ):
     # One program: BLOCK elements of ROWS consecutive rows; the grad_scale terms of those rows
     # are summed in registers and written as one partial row (reduced on the host).
@@ -147,20 +200,24 @@ def _coupling_bwd_kernel(
         tl.store(gscale_ptr + group.to(tl.int64) * s_cols + s_off, acc, mask=inside & transformed)
 
 
-
 def _plan(x: torch.Tensor, order, mask: str, parity: int) -> dict:
     """The row walk of csrc/coupling.cpp (make_plan) as kernel arguments."""
     plan = dict(block=1, half=0, tr_begin=0, n1=1, n2=1, sp0=0, sp1=0, sp2=0, parity=parity)
     if mask == "channel":
         inner = 1
-        for d in order[order.index(1) + 1:]:
+        for d in order[order.index(1) + 1 :]:
             inner *= x.shape[d]
         plan["block"] = x.shape[1] * inner
         plan["half"] = plan["block"] // 2
         plan["tr_begin"] = plan["half"] if parity == 0 else 0
     else:
-        plan.update(n1=x.shape[order[1]], n2=x.shape[order[2]], sp0=int(order[0] != 1), sp1=int(order[1] != 1),
-                    sp2=int(order[2] != 1))
+        plan.update(
+            n1=x.shape[order[1]],
+            n2=x.shape[order[2]],
+            sp0=int(order[0] != 1),
+            sp1=int(order[1] != 1),
+            sp2=int(order[2] != 1),
+        )
     return plan
 
 
@@ -194,17 +251,31 @@ def affine_coupling(x_, s_, t_, scale, mask, mask_parity, inverse, order, x_stri
     n_blocks = triton.cdiv(cols, block)
     partials = torch.empty((rows, n_blocks), dtype=acc, device=x.device)
     launch(_coupling_fwd_kernel)[(rows, n_blocks)](
-        x_, s_, t_, scale_buf, y, partials,
-        cols, x_.stride(0), s_.stride(0), t_.stride(0), (s_.numel() // rows) if per_row else 0, n_blocks,
+        x_,
+        s_,
+        t_,
+        scale_buf,
+        y,
+        partials,
+        cols,
+        x_.stride(0),
+        s_.stride(0),
+        t_.stride(0),
+        (s_.numel() // rows) if per_row else 0,
+        n_blocks,
         **_plan(x_, order, mask, mask_parity),
-        CHECKER=mask == "checkerboard", INVERSE=bool(inverse), HAS_SCALE=has_scale, BLOCK=block,
+        CHECKER=mask == "checkerboard",
+        INVERSE=bool(inverse),
+        HAS_SCALE=has_scale,
+        BLOCK=block,
         COMPUTE=tl_dtype(acc),
     )
     return y, partials.sum(1)
 
 
-def affine_coupling_backward(g_, grad_logdet, x_, s_, scale, mask, mask_parity, inverse, output_mask, order, x_strides,
-                             s_strides, acc):
+def affine_coupling_backward(
+    g_, grad_logdet, x_, s_, scale, mask, mask_parity, inverse, output_mask, order, x_strides, s_strides, acc
+):
     """As affine_coupling; g_ (grad_output, or None) laid out as x_."""
     x, s = x_, s_
     want_input, want_s, want_t, want_scale = output_mask
@@ -227,15 +298,34 @@ def affine_coupling_backward(g_, grad_logdet, x_, s_, scale, mask, mask_parity, 
     if rows and cols:
         block = _block(cols)
         launch(_coupling_bwd_kernel)[(groups, triton.cdiv(cols, block))](
-            g_ if g_ is not None else x_, gl if gl is not None else gscale, x_, s_,
-            scale_buf if has_scale else x_, grad_input if want_input else x_, grad_s if want_s else x_,
-            grad_t if want_t else x_, gscale,
-            rows, cols, s_cols, g_.stride(0) if g_ is not None else 0, x_.stride(0), s_.stride(0),
+            g_ if g_ is not None else x_,
+            gl if gl is not None else gscale,
+            x_,
+            s_,
+            scale_buf if has_scale else x_,
+            grad_input if want_input else x_,
+            grad_s if want_s else x_,
+            grad_t if want_t else x_,
+            gscale,
+            rows,
+            cols,
+            s_cols,
+            g_.stride(0) if g_ is not None else 0,
+            x_.stride(0),
+            s_.stride(0),
             s_cols if per_row else 0,
             **_plan(x_, order, mask, mask_parity),
-            CHECKER=mask == "checkerboard", INVERSE=bool(inverse), HAS_SCALE=has_scale,
-            HAS_G=g_ is not None, HAS_GL=gl is not None, WANT_GI=bool(want_input), WANT_GS=bool(want_s),
-            WANT_GT=bool(want_t), WANT_GSCALE=want_scale, ROWS=rows_per_program, BLOCK=block,
+            CHECKER=mask == "checkerboard",
+            INVERSE=bool(inverse),
+            HAS_SCALE=has_scale,
+            HAS_G=g_ is not None,
+            HAS_GL=gl is not None,
+            WANT_GI=bool(want_input),
+            WANT_GS=bool(want_s),
+            WANT_GT=bool(want_t),
+            WANT_GSCALE=want_scale,
+            ROWS=rows_per_program,
+            BLOCK=block,
             COMPUTE=tl_dtype(acc),
         )
     if not want_scale:
@@ -256,15 +346,30 @@ def aot_specs():
     specs = []
     for dtype, ptr, acc, compute in AOT_DTYPES:
         fwd_sig = aot_signature(_coupling_fwd_kernel, ptr, acc, {"scale_ptr": "*acc", "part_ptr": "*acc"})
-        bwd_sig = aot_signature(_coupling_bwd_kernel, ptr, acc, {"gl_ptr": "*acc", "scale_ptr": "*acc",
-                                                                 "gscale_ptr": "*acc"})
+        bwd_sig = aot_signature(
+            _coupling_bwd_kernel, ptr, acc, {"gl_ptr": "*acc", "scale_ptr": "*acc", "gscale_ptr": "*acc"}
+        )
         for checker, inverse, has_scale in ((False, False, True), (True, True, False)):
             consts = {"CHECKER": checker, "INVERSE": inverse, "HAS_SCALE": has_scale, "BLOCK": 1024, "COMPUTE": compute}
-            name = f"coupling_fwd[{dtype},{'checkerboard' if checker else 'channel'},inverse={inverse},scale={has_scale}]"
+            name = (
+                f"coupling_fwd[{dtype},{'checkerboard' if checker else 'channel'},inverse={inverse},scale={has_scale}]"
+            )
             specs.append((name, _coupling_fwd_kernel, fwd_sig, consts))
-            consts = {"CHECKER": checker, "INVERSE": not inverse, "HAS_SCALE": has_scale, "HAS_G": True, "HAS_GL": True,
-                      "WANT_GI": True, "WANT_GS": True, "WANT_GT": not checker, "WANT_GSCALE": has_scale,
-                      "ROWS": 16, "BLOCK": 1024, "COMPUTE": compute}
-            name = f"coupling_bwd[{dtype},{'checkerboard' if checker else 'channel'},inverse={not inverse},scale={has_scale}]"
+            consts = {
+                "CHECKER": checker,
+                "INVERSE": not inverse,
+                "HAS_SCALE": has_scale,
+                "HAS_G": True,
+                "HAS_GL": True,
+                "WANT_GI": True,
+                "WANT_GS": True,
+                "WANT_GT": not checker,
+                "WANT_GSCALE": has_scale,
+                "ROWS": 16,
+                "BLOCK": 1024,
+                "COMPUTE": compute,
+            }
+            mask = "checkerboard" if checker else "channel"
+            name = f"coupling_bwd[{dtype},{mask},inverse={not inverse},scale={has_scale}]"
             specs.append((name, _coupling_bwd_kernel, bwd_sig, consts))
     return specs

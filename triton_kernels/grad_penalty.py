@@ -5,6 +5,7 @@ Same math and the same memory-layout rules (fastgen/_layout.py) as the C++ kerne
 kernel walks a batch-major dense tensor as rows of `cols` elements, one program per chunk of
 a row; per-row sums go through a (rows, chunks) buffer of partials.
 """
+
 from __future__ import annotations
 
 import torch
@@ -18,8 +19,14 @@ NORM_FLOOR = 1e-12  # under the squared norm, as csrc/grad_penalty.cpp
 
 @triton.jit
 def _interpolate_fwd_kernel(
-    real_ptr, fake_ptr, alpha_ptr, out_ptr, cols,
-    CHUNK: tl.constexpr, BLOCK: tl.constexpr, COMPUTE: tl.constexpr,
+    real_ptr,
+    fake_ptr,
+    alpha_ptr,
+    out_ptr,
+    cols,
+    CHUNK: tl.constexpr,
+    BLOCK: tl.constexpr,
+    COMPUTE: tl.constexpr,
 ):
     row = tl.program_id(0).to(tl.int64)
     start = tl.program_id(1) * CHUNK
@@ -35,10 +42,21 @@ def _interpolate_fwd_kernel(
 
 @triton.jit
 def _interpolate_bwd_kernel(
-    grad_ptr, real_ptr, fake_ptr, alpha_ptr, grad_real_ptr, grad_fake_ptr, alpha_part_ptr,
-    cols, chunks_per_row,
-    WANT_REAL: tl.constexpr, WANT_FAKE: tl.constexpr, WANT_ALPHA: tl.constexpr,
-    CHUNK: tl.constexpr, BLOCK: tl.constexpr, COMPUTE: tl.constexpr,
+    grad_ptr,
+    real_ptr,
+    fake_ptr,
+    alpha_ptr,
+    grad_real_ptr,
+    grad_fake_ptr,
+    alpha_part_ptr,
+    cols,
+    chunks_per_row,
+    WANT_REAL: tl.constexpr,
+    WANT_FAKE: tl.constexpr,
+    WANT_ALPHA: tl.constexpr,
+    CHUNK: tl.constexpr,
+    BLOCK: tl.constexpr,
+    COMPUTE: tl.constexpr,
 ):
     row = tl.program_id(0).to(tl.int64)
     chunk = tl.program_id(1)
@@ -64,8 +82,13 @@ def _interpolate_bwd_kernel(
 
 @triton.jit
 def _sum_squares_kernel(
-    grads_ptr, part_ptr, cols, chunks_per_row,
-    CHUNK: tl.constexpr, BLOCK: tl.constexpr, COMPUTE: tl.constexpr,
+    grads_ptr,
+    part_ptr,
+    cols,
+    chunks_per_row,
+    CHUNK: tl.constexpr,
+    BLOCK: tl.constexpr,
+    COMPUTE: tl.constexpr,
 ):
     row = tl.program_id(0).to(tl.int64)
     chunk = tl.program_id(1)
@@ -81,8 +104,17 @@ def _sum_squares_kernel(
 
 @triton.jit
 def _penalty_finalize_kernel(
-    part_ptr, norms_ptr, penalty_ptr, rows, chunks_per_row, target, weight,
-    ONE_SIDED: tl.constexpr, SQUARED: tl.constexpr, BLOCK_R: tl.constexpr, COMPUTE: tl.constexpr,
+    part_ptr,
+    norms_ptr,
+    penalty_ptr,
+    rows,
+    chunks_per_row,
+    target,
+    weight,
+    ONE_SIDED: tl.constexpr,
+    SQUARED: tl.constexpr,
+    BLOCK_R: tl.constexpr,
+    COMPUTE: tl.constexpr,
 ):
     # One program: the row sums, the norms and the batch mean.
     total = tl.zeros([BLOCK_R], COMPUTE)
@@ -108,9 +140,20 @@ def _penalty_finalize_kernel(
 
 @triton.jit
 def _penalty_bwd_kernel(
-    grads_ptr, norms_ptr, gp_ptr, gn_ptr, out_ptr, cols, target, scale,
-    HAS_GP: tl.constexpr, HAS_GN: tl.constexpr, ONE_SIDED: tl.constexpr,
-    CHUNK: tl.constexpr, BLOCK: tl.constexpr, COMPUTE: tl.constexpr,
+    grads_ptr,
+    norms_ptr,
+    gp_ptr,
+    gn_ptr,
+    out_ptr,
+    cols,
+    target,
+    scale,
+    HAS_GP: tl.constexpr,
+    HAS_GN: tl.constexpr,
+    ONE_SIDED: tl.constexpr,
+    CHUNK: tl.constexpr,
+    BLOCK: tl.constexpr,
+    COMPUTE: tl.constexpr,
 ):
     # out = coef[row] * grads, coef = grad_penalty * scale * h / n + grad_norms[row] / n
     row = tl.program_id(0).to(tl.int64)
@@ -136,7 +179,6 @@ def _penalty_bwd_kernel(
 # launchers
 
 
-
 def _row_tiles(cols: int) -> tuple[int, int, int]:
     """(BLOCK, CHUNK, chunks per row): BLOCK a power of two, CHUNK up to 8 blocks."""
     block = max(16, min(1024, triton.next_power_of_2(max(cols, 1))))
@@ -159,8 +201,14 @@ def interpolate(real_, fake_, alpha, acc):
     if rows and cols:
         block, chunk, chunks = _row_tiles(cols)
         launch(_interpolate_fwd_kernel)[(rows, chunks)](
-            real_, fake_, alpha.contiguous(), out, cols,
-            CHUNK=chunk, BLOCK=block, COMPUTE=tl_dtype(acc),
+            real_,
+            fake_,
+            alpha.contiguous(),
+            out,
+            cols,
+            CHUNK=chunk,
+            BLOCK=block,
+            COMPUTE=tl_dtype(acc),
         )
     return out
 
@@ -178,11 +226,21 @@ def interpolate_backward(grad_, real_, fake_, alpha, output_mask, acc):
     partials = torch.zeros((rows, max(chunks, 1)), dtype=acc, device=grad.device)
     if rows and cols:
         launch(_interpolate_bwd_kernel)[(rows, chunks)](
-            grad_, real_, fake_, alpha.contiguous(),
-            grad_real if want_real else grad_, grad_fake if want_fake else grad_, partials,
-            cols, chunks,
-            WANT_REAL=want_real, WANT_FAKE=want_fake, WANT_ALPHA=want_alpha,
-            CHUNK=chunk, BLOCK=block, COMPUTE=tl_dtype(acc),
+            grad_,
+            real_,
+            fake_,
+            alpha.contiguous(),
+            grad_real if want_real else grad_,
+            grad_fake if want_fake else grad_,
+            partials,
+            cols,
+            chunks,
+            WANT_REAL=want_real,
+            WANT_FAKE=want_fake,
+            WANT_ALPHA=want_alpha,
+            CHUNK=chunk,
+            BLOCK=block,
+            COMPUTE=tl_dtype(acc),
         )
     grad_alpha = partials.sum(1).to(alpha.dtype) if want_alpha else alpha.new_empty((0,))
     return grad_real, grad_fake, grad_alpha
@@ -199,11 +257,26 @@ def grad_penalty(grads_, target, weight, one_sided, with_grad, acc):
     partials = torch.zeros((rows, max(chunks, 1)), dtype=acc, device=grads.device)
     if cols:
         launch(_sum_squares_kernel)[(rows, chunks)](
-            grads_, partials, cols, chunks, CHUNK=chunk, BLOCK=block, COMPUTE=tl_dtype(acc),
+            grads_,
+            partials,
+            cols,
+            chunks,
+            CHUNK=chunk,
+            BLOCK=block,
+            COMPUTE=tl_dtype(acc),
         )
     launch(_penalty_finalize_kernel)[(1,)](
-        partials, norms, penalty, rows, max(chunks, 1), float(target), float(weight),
-        ONE_SIDED=bool(one_sided), SQUARED=target == 0, BLOCK_R=128, COMPUTE=tl_dtype(acc),
+        partials,
+        norms,
+        penalty,
+        rows,
+        max(chunks, 1),
+        float(target),
+        float(weight),
+        ONE_SIDED=bool(one_sided),
+        SQUARED=target == 0,
+        BLOCK_R=128,
+        COMPUTE=tl_dtype(acc),
     )
     if not with_grad:
         return penalty, norms, grads.new_empty((0,))
@@ -219,10 +292,20 @@ def grad_penalty_backward(grad_penalty, grad_norms, grads_, norms, target, weigh
         block, chunk, chunks = _row_tiles(cols)
         has_gp, has_gn = grad_penalty is not None, grad_norms is not None
         launch(_penalty_bwd_kernel)[(rows, chunks)](
-            grads_, norms.contiguous(), grad_penalty.reshape(1) if has_gp else norms,
-            grad_norms.contiguous() if has_gn else norms, out, cols, float(target), 2.0 * weight / rows,
-            HAS_GP=has_gp, HAS_GN=has_gn, ONE_SIDED=bool(one_sided),
-            CHUNK=chunk, BLOCK=block, COMPUTE=tl_dtype(acc),
+            grads_,
+            norms.contiguous(),
+            grad_penalty.reshape(1) if has_gp else norms,
+            grad_norms.contiguous() if has_gn else norms,
+            out,
+            cols,
+            float(target),
+            2.0 * weight / rows,
+            HAS_GP=has_gp,
+            HAS_GN=has_gn,
+            ONE_SIDED=bool(one_sided),
+            CHUNK=chunk,
+            BLOCK=block,
+            COMPUTE=tl_dtype(acc),
         )
     return out
 
@@ -241,14 +324,20 @@ def aot_specs():
             specs.append((f"interpolate_bwd[{dtype},alpha={mask[2]}]", _interpolate_bwd_kernel, sig, consts))
         sig = aot_signature(_sum_squares_kernel, ptr, acc, {"part_ptr": "*acc"})
         specs.append((f"sum_squares[{dtype}]", _sum_squares_kernel, sig, dict(tiles)))
-        sig = aot_signature(_penalty_finalize_kernel, ptr, acc, {"part_ptr": "*acc", "norms_ptr": "*acc",
-                                                                 "target": "fp32", "weight": "fp32"})
+        sig = aot_signature(
+            _penalty_finalize_kernel,
+            ptr,
+            acc,
+            {"part_ptr": "*acc", "norms_ptr": "*acc", "target": "fp32", "weight": "fp32"},
+        )
         for one_sided, squared in ((False, False), (True, False), (False, True)):
             consts = {"ONE_SIDED": one_sided, "SQUARED": squared, "BLOCK_R": 128, "COMPUTE": compute}
-            specs.append((f"penalty_finalize[{dtype},one_sided={one_sided},r1={squared}]",
-                          _penalty_finalize_kernel, sig, consts))
-        sig = aot_signature(_penalty_bwd_kernel, ptr, acc, {"norms_ptr": "*acc", "gn_ptr": "*acc", "target": "fp32",
-                                                            "scale": "fp32"})
+            specs.append(
+                (f"penalty_finalize[{dtype},one_sided={one_sided},r1={squared}]", _penalty_finalize_kernel, sig, consts)
+            )
+        sig = aot_signature(
+            _penalty_bwd_kernel, ptr, acc, {"norms_ptr": "*acc", "gn_ptr": "*acc", "target": "fp32", "scale": "fp32"}
+        )
         for one_sided in (False, True):
             consts = dict(tiles, HAS_GP=True, HAS_GN=True, ONE_SIDED=one_sided)
             specs.append((f"penalty_bwd[{dtype},one_sided={one_sided}]", _penalty_bwd_kernel, sig, consts))

@@ -2,12 +2,14 @@
 csrc/instance_norm.cpp.
 
 Same math and the same layout rules (fastgen/_layout.py: contiguous or channels-innermost,
-kept in the output; fastgen/ops/instance_norm.py lays the operands out). One program normalizes a block of channels of one sample: element
-(n, c, m) sits at n * stride_n + c * stride_c + m * stride_m, so the contiguous (NC*) and
-channels-last (N*C) layouts share the kernels (Triton specializes the stride equal to 1).
+kept in the output; fastgen/ops/instance_norm.py lays the operands out). One program
+normalizes a block of channels of one sample: element (n, c, m) sits at
+n * stride_n + c * stride_c + m * stride_m, so the contiguous (NC*) and channels-last (N*C)
+layouts share the kernels (Triton specializes the stride equal to 1).
 Statistics are two-pass (mean, then sum of squared deviations) in float32 (float64 for
 float64); the sample's planes are re-read from L2 for the second pass and the normalization.
 """
+
 from __future__ import annotations
 
 import torch
@@ -24,8 +26,9 @@ ACT_CODES = {"none": 0, "relu": 1, "leaky_relu": 2}
 # (BLOCK_C, BLOCK_M) tile of 32 channels, whose accumulators must stay in registers (the AOT
 # report: 32 x 128 spilled). Every config compiles for sm_80 and sm_90 (aot_specs).
 PLANAR_CONFIGS = [triton.Config({"BLOCK_M": m}, num_warps=w) for m, w in ((256, 2), (1024, 4), (2048, 8))]
-CHANNELS_LAST_CONFIGS = [triton.Config({"BLOCK_M": m}, num_warps=w, num_stages=s)
-                         for m, w, s in ((16, 4, 3), (32, 4, 2), (64, 8, 2))]
+CHANNELS_LAST_CONFIGS = [
+    triton.Config({"BLOCK_M": m}, num_warps=w, num_stages=s) for m, w, s in ((16, 4, 3), (32, 4, 2), (64, 8, 2))
+]
 _INTERPRETER_CONFIG = triton.Config({"BLOCK_M": 64}, num_warps=4)
 _TUNE_KEY = ["C", "M", "stride_c"]
 
@@ -58,14 +61,35 @@ def _activation_grad(y, g, slope, ACT: tl.constexpr):
     return g
 
 
-@triton.autotune(autotune_configs(PLANAR_CONFIGS + CHANNELS_LAST_CONFIGS, _INTERPRETER_CONFIG), key=_TUNE_KEY,
-                 prune_configs_by={"early_config_prune": _configs_for})
+@triton.autotune(
+    autotune_configs(PLANAR_CONFIGS + CHANNELS_LAST_CONFIGS, _INTERPRETER_CONFIG),
+    key=_TUNE_KEY,
+    prune_configs_by={"early_config_prune": _configs_for},
+)
 @triton.jit
 def _instance_norm_fwd_kernel(
-    x_ptr, res_ptr, w_ptr, b_ptr, out_ptr, mean_ptr, var_ptr,
-    C, M, stride_n, stride_c, stride_m, eps, slope,
-    COMPUTE_STATS: tl.constexpr, HAS_W: tl.constexpr, HAS_B: tl.constexpr, HAS_RES: tl.constexpr,
-    ACT: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_M: tl.constexpr, COMPUTE: tl.constexpr,
+    x_ptr,
+    res_ptr,
+    w_ptr,
+    b_ptr,
+    out_ptr,
+    mean_ptr,
+    var_ptr,
+    C,
+    M,
+    stride_n,
+    stride_c,
+    stride_m,
+    eps,
+    slope,
+    COMPUTE_STATS: tl.constexpr,
+    HAS_W: tl.constexpr,
+    HAS_B: tl.constexpr,
+    HAS_RES: tl.constexpr,
+    ACT: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    COMPUTE: tl.constexpr,
 ):
     n = tl.program_id(0).to(tl.int64)
     cs = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
@@ -110,15 +134,38 @@ def _instance_norm_fwd_kernel(
         tl.store(out_ptr + offs, y.to(out_ptr.dtype.element_ty), mask=inside)
 
 
-@triton.autotune(autotune_configs(PLANAR_CONFIGS + CHANNELS_LAST_CONFIGS, _INTERPRETER_CONFIG), key=_TUNE_KEY,
-                 prune_configs_by={"early_config_prune": _configs_for})
+@triton.autotune(
+    autotune_configs(PLANAR_CONFIGS + CHANNELS_LAST_CONFIGS, _INTERPRETER_CONFIG),
+    key=_TUNE_KEY,
+    prune_configs_by={"early_config_prune": _configs_for},
+)
 @triton.jit
 def _instance_norm_bwd_kernel(
-    g_ptr, x_ptr, w_ptr, b_ptr, mean_ptr, var_ptr, dx_ptr, sums_ptr,
-    N, C, M, stride_n, stride_c, stride_m, eps, slope,
-    USE_INPUT_STATS: tl.constexpr, NEED_SUMS: tl.constexpr, NEED_DX: tl.constexpr,
-    HAS_W: tl.constexpr, HAS_B: tl.constexpr, ACT: tl.constexpr,
-    BLOCK_C: tl.constexpr, BLOCK_M: tl.constexpr, COMPUTE: tl.constexpr,
+    g_ptr,
+    x_ptr,
+    w_ptr,
+    b_ptr,
+    mean_ptr,
+    var_ptr,
+    dx_ptr,
+    sums_ptr,
+    N,
+    C,
+    M,
+    stride_n,
+    stride_c,
+    stride_m,
+    eps,
+    slope,
+    USE_INPUT_STATS: tl.constexpr,
+    NEED_SUMS: tl.constexpr,
+    NEED_DX: tl.constexpr,
+    HAS_W: tl.constexpr,
+    HAS_B: tl.constexpr,
+    ACT: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    COMPUTE: tl.constexpr,
 ):
     n = tl.program_id(0).to(tl.int64)
     cs = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
@@ -186,8 +233,20 @@ def _geometry(x: torch.Tensor, interleaved: bool):
 # acc is the accumulation dtype, that of the statistics.
 
 
-def instance_norm(x_, weight, bias, running_mean, running_var, res_, use_input_stats, eps, activation,
-                  negative_slope, interleaved, acc):
+def instance_norm(
+    x_,
+    weight,
+    bias,
+    running_mean,
+    running_var,
+    res_,
+    use_input_stats,
+    eps,
+    activation,
+    negative_slope,
+    interleaved,
+    acc,
+):
     x = x_
     N, C, M, sn, sc, sm, block_c = _geometry(x_, interleaved)
     stats = acc
@@ -206,17 +265,47 @@ def instance_norm(x_, weight, bias, running_mean, running_var, res_, use_input_s
     w_ = weight.to(stats).contiguous() if weight is not None else mean
     b_ = bias.to(stats).contiguous() if bias is not None else mean
     launch(_instance_norm_fwd_kernel)[(N, triton.cdiv(C, block_c))](
-        x_, res_ if res_ is not None else x_, w_, b_, out, mean, var,
-        C, M, sn, sc, sm, float(eps), float(negative_slope),
-        COMPUTE_STATS=bool(use_input_stats), HAS_W=weight is not None, HAS_B=bias is not None,
-        HAS_RES=res_ is not None, ACT=ACT_CODES[activation], BLOCK_C=block_c,
+        x_,
+        res_ if res_ is not None else x_,
+        w_,
+        b_,
+        out,
+        mean,
+        var,
+        C,
+        M,
+        sn,
+        sc,
+        sm,
+        float(eps),
+        float(negative_slope),
+        COMPUTE_STATS=bool(use_input_stats),
+        HAS_W=weight is not None,
+        HAS_B=bias is not None,
+        HAS_RES=res_ is not None,
+        ACT=ACT_CODES[activation],
+        BLOCK_C=block_c,
         COMPUTE=tl_dtype(acc),
     )
     return out, mean, var
 
 
-def instance_norm_backward(g_, x_, weight, bias, mean, var, use_input_stats, eps, activation, negative_slope,
-                           output_mask, outputs, interleaved, acc):
+def instance_norm_backward(
+    g_,
+    x_,
+    weight,
+    bias,
+    mean,
+    var,
+    use_input_stats,
+    eps,
+    activation,
+    negative_slope,
+    output_mask,
+    outputs,
+    interleaved,
+    acc,
+):
     """outputs: the empty (grad_input, grad_weight, grad_bias) to fill (x_'s layout)."""
     x = x_
     grad_input, grad_weight, grad_bias = outputs
@@ -230,11 +319,30 @@ def instance_norm_backward(g_, x_, weight, bias, mean, var, use_input_stats, eps
         w_ = weight.to(stats).contiguous() if weight is not None else mean_
         b_ = bias.to(stats).contiguous() if bias is not None else mean_
         launch(_instance_norm_bwd_kernel)[(N, triton.cdiv(C, block_c))](
-            g_, x_, w_, b_, mean_, var_, grad_input if output_mask[0] else x_, sums,
-            N, C, M, sn, sc, sm, float(eps), float(negative_slope),
-            USE_INPUT_STATS=bool(use_input_stats), NEED_SUMS=need_sums, NEED_DX=bool(output_mask[0]),
-            HAS_W=weight is not None, HAS_B=bias is not None, ACT=ACT_CODES[activation],
-            BLOCK_C=block_c, COMPUTE=tl_dtype(acc),
+            g_,
+            x_,
+            w_,
+            b_,
+            mean_,
+            var_,
+            grad_input if output_mask[0] else x_,
+            sums,
+            N,
+            C,
+            M,
+            sn,
+            sc,
+            sm,
+            float(eps),
+            float(negative_slope),
+            USE_INPUT_STATS=bool(use_input_stats),
+            NEED_SUMS=need_sums,
+            NEED_DX=bool(output_mask[0]),
+            HAS_W=weight is not None,
+            HAS_B=bias is not None,
+            ACT=ACT_CODES[activation],
+            BLOCK_C=block_c,
+            COMPUTE=tl_dtype(acc),
         )
     if need_params:
         rstd = torch.rsqrt(var_ + eps)
@@ -252,8 +360,9 @@ def aot_specs():
     for dtype, ptr, acc, compute in AOT_DTYPES:
         stats = {name: "*acc" for name in ("w_ptr", "b_ptr", "mean_ptr", "var_ptr", "sums_ptr")}
         scalars = {"eps": "acc", "slope": "acc"}
-        fwd_sig = aot_signature(_instance_norm_fwd_kernel, ptr, acc,
-                                {k: v for k, v in stats.items() if k != "sums_ptr"} | scalars)
+        fwd_sig = aot_signature(
+            _instance_norm_fwd_kernel, ptr, acc, {k: v for k, v in stats.items() if k != "sums_ptr"} | scalars
+        )
         bwd_sig = aot_signature(_instance_norm_bwd_kernel, ptr, acc, stats | scalars)
         # Every variant in float32 with every config the autotuner can pick; in the other dtypes
         # (the same code) the heaviest variant (leaky ReLU, residual, statistics) with every config.
@@ -266,14 +375,44 @@ def aot_specs():
                 block_m, options = config.kwargs["BLOCK_M"], config_options(config)
                 tag = f"{dtype},{layout},{block_m}w{config.num_warps}s{config.num_stages}"
                 for act, res, stats, affine in fwd_variants:
-                    consts = {"COMPUTE_STATS": stats, "HAS_W": affine, "HAS_B": affine, "HAS_RES": res, "ACT": act,
-                              "BLOCK_C": block_c, "BLOCK_M": block_m, "COMPUTE": compute}
-                    specs.append((f"instance_norm_fwd[{tag},act={act},res={res},stats={stats}]",
-                                  _instance_norm_fwd_kernel, fwd_sig, consts, options))
+                    consts = {
+                        "COMPUTE_STATS": stats,
+                        "HAS_W": affine,
+                        "HAS_B": affine,
+                        "HAS_RES": res,
+                        "ACT": act,
+                        "BLOCK_C": block_c,
+                        "BLOCK_M": block_m,
+                        "COMPUTE": compute,
+                    }
+                    specs.append(
+                        (
+                            f"instance_norm_fwd[{tag},act={act},res={res},stats={stats}]",
+                            _instance_norm_fwd_kernel,
+                            fwd_sig,
+                            consts,
+                            options,
+                        )
+                    )
                 for act, stats, affine in bwd_variants:
-                    consts = {"USE_INPUT_STATS": stats, "NEED_SUMS": True, "NEED_DX": True, "HAS_W": affine,
-                              "HAS_B": affine, "ACT": act, "BLOCK_C": block_c, "BLOCK_M": block_m,
-                              "COMPUTE": compute}
-                    specs.append((f"instance_norm_bwd[{tag},act={act},stats={stats}]",
-                                  _instance_norm_bwd_kernel, bwd_sig, consts, options))
+                    consts = {
+                        "USE_INPUT_STATS": stats,
+                        "NEED_SUMS": True,
+                        "NEED_DX": True,
+                        "HAS_W": affine,
+                        "HAS_B": affine,
+                        "ACT": act,
+                        "BLOCK_C": block_c,
+                        "BLOCK_M": block_m,
+                        "COMPUTE": compute,
+                    }
+                    specs.append(
+                        (
+                            f"instance_norm_bwd[{tag},act={act},stats={stats}]",
+                            _instance_norm_bwd_kernel,
+                            bwd_sig,
+                            consts,
+                            options,
+                        )
+                    )
     return specs

@@ -10,6 +10,7 @@ normalizations' backward. The B target logits (acos, margins) are torch ops on (
 shared with the double backward (fastgen/ops/margin_softmax.py, which passes the launchers its
 target_logit function bound to the call's margins).
 """
+
 from __future__ import annotations
 
 import torch
@@ -28,8 +29,9 @@ TILE_LAUNCH = {"num_warps": 8, "num_stages": 1}
 
 
 @triton.jit
-def _row_norm_kernel(x_ptr, norm_ptr, out_ptr, E, eps, WRITE_OUT: tl.constexpr, BLOCK: tl.constexpr,
-                     COMPUTE: tl.constexpr):
+def _row_norm_kernel(
+    x_ptr, norm_ptr, out_ptr, E, eps, WRITE_OUT: tl.constexpr, BLOCK: tl.constexpr, COMPUTE: tl.constexpr
+):
     """norm[r] = ||x[r]||; with WRITE_OUT, out[r] = x[r] / max(norm, eps) (as F.normalize)."""
     row = tl.program_id(0).to(tl.int64)
     acc = tl.zeros([BLOCK], COMPUTE)
@@ -48,8 +50,19 @@ def _row_norm_kernel(x_ptr, norm_ptr, out_ptr, E, eps, WRITE_OUT: tl.constexpr, 
 
 
 @triton.jit
-def _cos_tile(xn_ptr, w_ptr, rows, cols, B, C, E, BLOCK_B: tl.constexpr, BLOCK_C: tl.constexpr,
-              BLOCK_E: tl.constexpr, COMPUTE: tl.constexpr):
+def _cos_tile(
+    xn_ptr,
+    w_ptr,
+    rows,
+    cols,
+    B,
+    C,
+    E,
+    BLOCK_B: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    BLOCK_E: tl.constexpr,
+    COMPUTE: tl.constexpr,
+):
     """x_n[rows] . w[cols] (raw weight rows), a (BLOCK_B, BLOCK_C) tile in COMPUTE."""
     acc = tl.zeros([BLOCK_B, BLOCK_C], COMPUTE)
     ks = tl.arange(0, BLOCK_E)
@@ -62,9 +75,25 @@ def _cos_tile(xn_ptr, w_ptr, rows, cols, B, C, E, BLOCK_B: tl.constexpr, BLOCK_C
 
 
 @triton.jit
-def _margin_lse_kernel(xn_ptr, w_ptr, w_inv_ptr, local_ptr, target_ptr, max_ptr, sum_ptr, B, C, E,
-                       classes_per_split, splits, s,
-                       BLOCK_B: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_E: tl.constexpr, COMPUTE: tl.constexpr):
+def _margin_lse_kernel(
+    xn_ptr,
+    w_ptr,
+    w_inv_ptr,
+    local_ptr,
+    target_ptr,
+    max_ptr,
+    sum_ptr,
+    B,
+    C,
+    E,
+    classes_per_split,
+    splits,
+    s,
+    BLOCK_B: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    BLOCK_E: tl.constexpr,
+    COMPUTE: tl.constexpr,
+):
     """Online (max, sum of exp) of the logits of rows block pid(0) over classes split pid(1)."""
     rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B).to(tl.int64)
     split = tl.program_id(1)
@@ -89,10 +118,26 @@ def _margin_lse_kernel(xn_ptr, w_ptr, w_inv_ptr, local_ptr, target_ptr, max_ptr,
 
 
 @triton.jit
-def _margin_grad_kernel(xn_ptr, w_ptr, w_inv_ptr, coef_ptr, lse_hi_ptr, lse_lo_ptr, local_ptr, target_grad_ptr, g_ptr,
-                        B, n, E,
-                        c0, s,
-                        BLOCK_B: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_E: tl.constexpr, COMPUTE: tl.constexpr):
+def _margin_grad_kernel(
+    xn_ptr,
+    w_ptr,
+    w_inv_ptr,
+    coef_ptr,
+    lse_hi_ptr,
+    lse_lo_ptr,
+    local_ptr,
+    target_grad_ptr,
+    g_ptr,
+    B,
+    n,
+    E,
+    c0,
+    s,
+    BLOCK_B: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    BLOCK_E: tl.constexpr,
+    COMPUTE: tl.constexpr,
+):
     """G[b, c] = d(loss)/d(cos[b, c0 + c]) / ||w_c|| for a (BLOCK_B, BLOCK_C) tile of the chunk
     [c0, c0 + n) (w_ptr points at row c0); G is (B, n)."""
     rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B).to(tl.int64)
@@ -112,8 +157,9 @@ def _margin_grad_kernel(xn_ptr, w_ptr, w_inv_ptr, coef_ptr, lse_hi_ptr, lse_lo_p
 
 
 @triton.jit
-def _project_rows_kernel(g_ptr, v_ptr, denom_ptr, post_ptr, project_ptr, out_ptr, E,
-                         BLOCK: tl.constexpr, COMPUTE: tl.constexpr):
+def _project_rows_kernel(
+    g_ptr, v_ptr, denom_ptr, post_ptr, project_ptr, out_ptr, E, BLOCK: tl.constexpr, COMPUTE: tl.constexpr
+):
     """out[r] = (g[r] - u (u . g[r])) * post[r] with u = v[r] / denom[r] (the backward of
     x / max(||x||, eps)); without the projection where project[r] == 0."""
     row = tl.program_id(0).to(tl.int64)
@@ -138,14 +184,14 @@ def _project_rows_kernel(g_ptr, v_ptr, denom_ptr, post_ptr, project_ptr, out_ptr
 # launchers
 
 
-
 def _row_norms(x: torch.Tensor, normalized: bool, compute: torch.dtype):
     rows, cols = x.shape
     norm = torch.empty(rows, dtype=compute, device=x.device)
     out = torch.empty((rows, cols), dtype=compute, device=x.device) if normalized else norm
     if rows:
-        launch(_row_norm_kernel)[(rows,)](x, norm, out, cols, NORM_EPS, WRITE_OUT=normalized, BLOCK=ROW_BLOCK_E,
-                                  COMPUTE=tl_dtype(compute))
+        launch(_row_norm_kernel)[(rows,)](
+            x, norm, out, cols, NORM_EPS, WRITE_OUT=normalized, BLOCK=ROW_BLOCK_E, COMPUTE=tl_dtype(compute)
+        )
     return (out, norm) if normalized else norm
 
 
@@ -188,8 +234,25 @@ def margin_softmax(embeddings, weight, labels, class_start, s, ignore_index, tar
     maxes = torch.empty((batch, splits), dtype=compute, device=embeddings.device)
     sums = torch.empty_like(maxes)
     launch(_margin_lse_kernel)[(triton.cdiv(batch, BLOCK_B), splits)](
-        xn, weight, w_inv, local, target, maxes, sums, batch, classes, emb, per_split, splits, float(s),
-        BLOCK_B=BLOCK_B, BLOCK_C=BLOCK_C, BLOCK_E=BLOCK_E, COMPUTE=tl_dtype(compute), **TILE_LAUNCH)
+        xn,
+        weight,
+        w_inv,
+        local,
+        target,
+        maxes,
+        sums,
+        batch,
+        classes,
+        emb,
+        per_split,
+        splits,
+        float(s),
+        BLOCK_B=BLOCK_B,
+        BLOCK_C=BLOCK_C,
+        BLOCK_E=BLOCK_E,
+        COMPUTE=tl_dtype(compute),
+        **TILE_LAUNCH,
+    )
     # The splits' (max, sum) combined in float64: lse is float64 (see csrc/margin_softmax.cpp).
     maxes, sums = maxes.to(lse_dtype), sums.to(lse_dtype)
     top = maxes.max(1).values
@@ -207,13 +270,28 @@ def _target_grads(target_cos, lse, grad_lse, grad_target, has_target, target_log
     return torch.where(has_target, (grad_lse.double() * p + grad_target.double()) * dlogit, 0.0).to(compute)
 
 
-def margin_softmax_backward(grad_lse, grad_target, embeddings, weight, labels, lse, target_cos, class_start, s,
-                            ignore_index, output_mask, target_logit, compute, lse_dtype):
+def margin_softmax_backward(
+    grad_lse,
+    grad_target,
+    embeddings,
+    weight,
+    labels,
+    lse,
+    target_cos,
+    class_start,
+    s,
+    ignore_index,
+    output_mask,
+    target_logit,
+    compute,
+    lse_dtype,
+):
     batch, emb = embeddings.shape
     classes = weight.shape[0]
     need_x, need_w = output_mask
-    grad_emb = torch.empty_like(embeddings, memory_format=torch.contiguous_format) if need_x \
-        else embeddings.new_empty((0,))
+    grad_emb = (
+        torch.empty_like(embeddings, memory_format=torch.contiguous_format) if need_x else embeddings.new_empty((0,))
+    )
     grad_w = weight.new_empty(weight.shape) if need_w else weight.new_empty((0,))
     if not (need_x or need_w):
         return grad_emb, grad_w
@@ -243,22 +321,56 @@ def margin_softmax_backward(grad_lse, grad_target, embeddings, weight, labels, l
     for c0 in range(0, classes, chunk):
         n = min(chunk, classes - c0)
         g = buffer[: batch * n].view(batch, n)
-        w_chunk = weight[c0:c0 + n]
+        w_chunk = weight[c0 : c0 + n]
         launch(_margin_grad_kernel)[(triton.cdiv(batch, BLOCK_B), triton.cdiv(n, BLOCK_C))](
-            xn, w_chunk, w_inv[c0:c0 + n], coef, lse_hi, lse_lo, local, target_grad, g, batch, n, emb, c0, float(s),
-            BLOCK_B=BLOCK_B, BLOCK_C=BLOCK_C, BLOCK_E=BLOCK_E, COMPUTE=tl_dtype(compute),
-            **TILE_LAUNCH)
+            xn,
+            w_chunk,
+            w_inv[c0 : c0 + n],
+            coef,
+            lse_hi,
+            lse_lo,
+            local,
+            target_grad,
+            g,
+            batch,
+            n,
+            emb,
+            c0,
+            float(s),
+            BLOCK_B=BLOCK_B,
+            BLOCK_C=BLOCK_C,
+            BLOCK_E=BLOCK_E,
+            COMPUTE=tl_dtype(compute),
+            **TILE_LAUNCH,
+        )
         w_wide = w_chunk.to(compute)
         if need_x:
             grad_xn.addmm_(g, w_wide)
         if need_w:
             u = torch.mm(g.t(), xn, out=u_buffer[:n])
-            launch(_project_rows_kernel)[(n,)](u, w_chunk, w_denom[c0:c0 + n], ones, w_project[c0:c0 + n], grad_w[c0:c0 + n],
-                                       emb, BLOCK=ROW_BLOCK_E, COMPUTE=tl_dtype(compute))
+            launch(_project_rows_kernel)[(n,)](
+                u,
+                w_chunk,
+                w_denom[c0 : c0 + n],
+                ones,
+                w_project[c0 : c0 + n],
+                grad_w[c0 : c0 + n],
+                emb,
+                BLOCK=ROW_BLOCK_E,
+                COMPUTE=tl_dtype(compute),
+            )
     if need_x:
-        launch(_project_rows_kernel)[(batch,)](grad_xn, xn, ones, 1.0 / x_norm.clamp_min(NORM_EPS),
-                                       (x_norm >= NORM_EPS).to(torch.int8), grad_emb, emb,
-                                       BLOCK=ROW_BLOCK_E, COMPUTE=tl_dtype(compute))
+        launch(_project_rows_kernel)[(batch,)](
+            grad_xn,
+            xn,
+            ones,
+            1.0 / x_norm.clamp_min(NORM_EPS),
+            (x_norm >= NORM_EPS).to(torch.int8),
+            grad_emb,
+            emb,
+            BLOCK=ROW_BLOCK_E,
+            COMPUTE=tl_dtype(compute),
+        )
     return grad_emb, grad_w
 
 
@@ -267,25 +379,58 @@ def aot_specs():
     ahead-of-time compile (fastgen.triton_kernels.aot)."""
     specs = []
     # The tile kernels' row vectors and chunk buffers are in the accumulation dtype.
-    acc_rows = ("xn_ptr", "w_inv_ptr", "target_ptr", "max_ptr", "sum_ptr", "coef_ptr", "lse_hi_ptr", "lse_lo_ptr",
-                "target_grad_ptr", "g_ptr")
-    tile_types = {kernel: {k: "*acc" for k in acc_rows if k in kernel.arg_names} | {"local_ptr": "*i64", "s": "fp32"}
-                  for kernel in (_margin_lse_kernel, _margin_grad_kernel)}
+    acc_rows = (
+        "xn_ptr",
+        "w_inv_ptr",
+        "target_ptr",
+        "max_ptr",
+        "sum_ptr",
+        "coef_ptr",
+        "lse_hi_ptr",
+        "lse_lo_ptr",
+        "target_grad_ptr",
+        "g_ptr",
+    )
+    tile_types = {
+        kernel: {k: "*acc" for k in acc_rows if k in kernel.arg_names} | {"local_ptr": "*i64", "s": "fp32"}
+        for kernel in (_margin_lse_kernel, _margin_grad_kernel)
+    }
     for name, ptr, acc, compute in AOT_DTYPES:
         tiles = {"BLOCK_B": BLOCK_B, "BLOCK_C": BLOCK_C, "BLOCK_E": BLOCK_E, "COMPUTE": compute}
         for write_out in (True, False):
             sig = aot_signature(_row_norm_kernel, ptr, acc, {"norm_ptr": "*acc", "out_ptr": "*acc", "eps": "fp32"})
-            specs.append((f"margin_row_norm[{name},out={write_out}]", _row_norm_kernel, sig,
-                          {"WRITE_OUT": write_out, "BLOCK": ROW_BLOCK_E, "COMPUTE": compute}))
+            specs.append(
+                (
+                    f"margin_row_norm[{name},out={write_out}]",
+                    _row_norm_kernel,
+                    sig,
+                    {"WRITE_OUT": write_out, "BLOCK": ROW_BLOCK_E, "COMPUTE": compute},
+                )
+            )
         sig = aot_signature(_margin_lse_kernel, ptr, acc, tile_types[_margin_lse_kernel])
         specs.append((f"margin_lse[{name}]", _margin_lse_kernel, sig, dict(tiles), TILE_LAUNCH))
         sig = aot_signature(_margin_grad_kernel, ptr, acc, tile_types[_margin_grad_kernel])
         specs.append((f"margin_grad[{name}]", _margin_grad_kernel, sig, dict(tiles), TILE_LAUNCH))
         for out_name in ("weight", "embeddings"):
             # v: the weight rows (input dtype) or the normalized embeddings (accumulation dtype)
-            sig = aot_signature(_project_rows_kernel, ptr, acc, {"g_ptr": "*acc", "denom_ptr": "*acc",
-                                                                 "post_ptr": "*acc", "project_ptr": "*i8",
-                                                                 **({} if out_name == "weight" else {"v_ptr": "*acc"})})
-            specs.append((f"margin_project[{name},{out_name}]", _project_rows_kernel, sig,
-                          {"BLOCK": ROW_BLOCK_E, "COMPUTE": compute}))
+            sig = aot_signature(
+                _project_rows_kernel,
+                ptr,
+                acc,
+                {
+                    "g_ptr": "*acc",
+                    "denom_ptr": "*acc",
+                    "post_ptr": "*acc",
+                    "project_ptr": "*i8",
+                    **({} if out_name == "weight" else {"v_ptr": "*acc"}),
+                },
+            )
+            specs.append(
+                (
+                    f"margin_project[{name},{out_name}]",
+                    _project_rows_kernel,
+                    sig,
+                    {"BLOCK": ROW_BLOCK_E, "COMPUTE": compute},
+                )
+            )
     return specs

@@ -5,6 +5,7 @@ x is walked as (N, C, P) in the layout of fastgen/ops/pixel_norm.py::pixel_layou
 program normalizes BLOCK_P pixels of one sample: a loop over the channels for the sums, a
 second for the outputs (the tile is still in cache).
 """
+
 from __future__ import annotations
 
 import torch
@@ -26,8 +27,16 @@ def _tile(c0, C, P, stride_c, stride_p, BLOCK_C: tl.constexpr, BLOCK_P: tl.const
 
 @triton.jit
 def _pixel_norm_fwd_kernel(
-    x_ptr, y_ptr, C, P, stride_c, stride_p, eps,
-    BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr, COMPUTE: tl.constexpr,
+    x_ptr,
+    y_ptr,
+    C,
+    P,
+    stride_c,
+    stride_p,
+    eps,
+    BLOCK_C: tl.constexpr,
+    BLOCK_P: tl.constexpr,
+    COMPUTE: tl.constexpr,
 ):
     acc = tl.zeros([BLOCK_P], COMPUTE)
     for c0 in range(0, C, BLOCK_C):
@@ -43,8 +52,17 @@ def _pixel_norm_fwd_kernel(
 
 @triton.jit
 def _pixel_norm_bwd_kernel(
-    g_ptr, x_ptr, gx_ptr, C, P, stride_c, stride_p, eps,
-    BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr, COMPUTE: tl.constexpr,
+    g_ptr,
+    x_ptr,
+    gx_ptr,
+    C,
+    P,
+    stride_c,
+    stride_p,
+    eps,
+    BLOCK_C: tl.constexpr,
+    BLOCK_P: tl.constexpr,
+    COMPUTE: tl.constexpr,
 ):
     # gx = r g - r^3 x mean_c(g x)
     sq = tl.zeros([BLOCK_P], COMPUTE)
@@ -62,7 +80,6 @@ def _pixel_norm_bwd_kernel(
         x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(COMPUTE)
         g = tl.load(g_ptr + offs, mask=mask, other=0.0).to(COMPUTE)
         tl.store(gx_ptr + offs, (r[None, :] * g + k[None, :] * x).to(gx_ptr.dtype.element_ty), mask=mask)
-
 
 
 def _geometry(x: torch.Tensor):
@@ -86,7 +103,16 @@ def pixel_norm(x_, eps, acc):
     if x.numel():
         n, c, p, sc, sp, bc, bp = _geometry(x_)
         launch(_pixel_norm_fwd_kernel)[(n, triton.cdiv(p, bp))](
-            x_, y, c, p, sc, sp, float(eps), BLOCK_C=bc, BLOCK_P=bp, COMPUTE=tl_dtype(acc),
+            x_,
+            y,
+            c,
+            p,
+            sc,
+            sp,
+            float(eps),
+            BLOCK_C=bc,
+            BLOCK_P=bp,
+            COMPUTE=tl_dtype(acc),
         )
     return y
 
@@ -97,7 +123,17 @@ def pixel_norm_backward(g_, x_, eps, acc):
     if x.numel():
         n, c, p, sc, sp, bc, bp = _geometry(x_)
         launch(_pixel_norm_bwd_kernel)[(n, triton.cdiv(p, bp))](
-            g_, x_, gx, c, p, sc, sp, float(eps), BLOCK_C=bc, BLOCK_P=bp, COMPUTE=tl_dtype(acc),
+            g_,
+            x_,
+            gx,
+            c,
+            p,
+            sc,
+            sp,
+            float(eps),
+            BLOCK_C=bc,
+            BLOCK_P=bp,
+            COMPUTE=tl_dtype(acc),
         )
     return gx
 
@@ -109,6 +145,7 @@ def aot_specs():
         for name, kernel in (("pixel_norm_fwd", _pixel_norm_fwd_kernel), ("pixel_norm_bwd", _pixel_norm_bwd_kernel)):
             sig = aot_signature(kernel, ptr, acc, {"eps": "fp32"})
             for bc, bp in ((64, 64), (16, 256)):
-                specs.append((f"{name}[{dtype},{bc}x{bp}]", kernel, sig,
-                              {"BLOCK_C": bc, "BLOCK_P": bp, "COMPUTE": compute}))
+                specs.append(
+                    (f"{name}[{dtype},{bc}x{bp}]", kernel, sig, {"BLOCK_C": bc, "BLOCK_P": bp, "COMPUTE": compute})
+                )
     return specs

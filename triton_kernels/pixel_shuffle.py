@@ -8,6 +8,7 @@ the big tensor (*, C, H*r, W*r); the unit-stride axis of the tile is the layout'
 for NCHW, channels for NHWC). The weight gradient of the PReLU is summed per tile and channel
 into a (N, position tiles, C) buffer that the launcher reduces.
 """
+
 from __future__ import annotations
 
 import torch
@@ -44,10 +45,19 @@ def _tile(C, H, W, r, CHANNELS_LAST: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_
 
 @triton.jit
 def _to_big_kernel(
-    small_ptr, weight_ptr, big_ptr,
-    C, H, W, r, weight_stride,
-    HAS_PRELU: tl.constexpr, CHANNELS_LAST: tl.constexpr,
-    BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr, COMPUTE: tl.constexpr,
+    small_ptr,
+    weight_ptr,
+    big_ptr,
+    C,
+    H,
+    W,
+    r,
+    weight_stride,
+    HAS_PRELU: tl.constexpr,
+    CHANNELS_LAST: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    BLOCK_S: tl.constexpr,
+    COMPUTE: tl.constexpr,
 ):
     # pixel_shuffle (HAS_PRELU=False) and pixel_shuffle_prelu: small -> big.
     n, c, inside, big, small = _tile(C, H, W, r, CHANNELS_LAST, BLOCK_C, BLOCK_S)
@@ -61,10 +71,23 @@ def _to_big_kernel(
 
 @triton.jit
 def _to_small_kernel(
-    big_ptr, x_ptr, weight_ptr, small_ptr, partial_ptr,
-    C, H, W, r, weight_stride,
-    HAS_PRELU: tl.constexpr, WANT_DX: tl.constexpr, WANT_DW: tl.constexpr, CHANNELS_LAST: tl.constexpr,
-    BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr, COMPUTE: tl.constexpr,
+    big_ptr,
+    x_ptr,
+    weight_ptr,
+    small_ptr,
+    partial_ptr,
+    C,
+    H,
+    W,
+    r,
+    weight_stride,
+    HAS_PRELU: tl.constexpr,
+    WANT_DX: tl.constexpr,
+    WANT_DW: tl.constexpr,
+    CHANNELS_LAST: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    BLOCK_S: tl.constexpr,
+    COMPUTE: tl.constexpr,
 ):
     # pixel_unshuffle (HAS_PRELU=False: small = big) and the backward of pixel_shuffle_prelu:
     # dx = x > 0 ? grad : a * grad, partial[n, tile, c] = sum over the tile of (x > 0 ? 0 : x * grad).
@@ -83,7 +106,6 @@ def _to_small_kernel(
         d = g
     if WANT_DX:
         tl.store(small_ptr + small, d.to(small_ptr.dtype.element_ty), mask=inside)
-
 
 
 def _tiles(channels: int, positions: int, channels_last: bool) -> tuple[int, int]:
@@ -109,9 +131,19 @@ def _launch(kernel, small_shape, channels, r, channels_last, acc, *args, **const
     positions = H * r * W * r
     block_c, block_s = _tiles(C, positions, channels_last)
     grid = (triton.cdiv(positions, block_s), triton.cdiv(C, block_c), batch)
-    launch(kernel)[grid](*args, C, H, W, r, constexprs.pop("weight_stride", 0),
-                 CHANNELS_LAST=channels_last, BLOCK_C=block_c, BLOCK_S=block_s,
-                 COMPUTE=tl_dtype(acc), **constexprs)
+    launch(kernel)[grid](
+        *args,
+        C,
+        H,
+        W,
+        r,
+        constexprs.pop("weight_stride", 0),
+        CHANNELS_LAST=channels_last,
+        BLOCK_C=block_c,
+        BLOCK_S=block_s,
+        COMPUTE=tl_dtype(acc),
+        **constexprs,
+    )
     return grid
 
 
@@ -128,8 +160,19 @@ def shuffle(x, weight, r, channels, shape, fmt, acc):
     small = x.contiguous(memory_format=fmt)
     has_prelu = weight is not None
     w = weight.contiguous() if has_prelu else small
-    _launch(_to_big_kernel, x.shape, channels, r, fmt == torch.channels_last, acc, small, w, out,
-            weight_stride=int(has_prelu and weight.numel() > 1), HAS_PRELU=has_prelu)
+    _launch(
+        _to_big_kernel,
+        x.shape,
+        channels,
+        r,
+        fmt == torch.channels_last,
+        acc,
+        small,
+        w,
+        out,
+        weight_stride=int(has_prelu and weight.numel() > 1),
+        HAS_PRELU=has_prelu,
+    )
     return out
 
 
@@ -138,16 +181,31 @@ def unshuffle(x, r, shape, fmt, acc):
     if out.numel() == 0:
         return out
     big = x.contiguous(memory_format=fmt)
-    _launch(_to_small_kernel, shape, x.shape[-3], r, fmt == torch.channels_last, acc, big, big, big, out, big,
-            HAS_PRELU=False, WANT_DX=True, WANT_DW=False)
+    _launch(
+        _to_small_kernel,
+        shape,
+        x.shape[-3],
+        r,
+        fmt == torch.channels_last,
+        acc,
+        big,
+        big,
+        big,
+        out,
+        big,
+        HAS_PRELU=False,
+        WANT_DX=True,
+        WANT_DW=False,
+    )
     return out
 
 
 def pixel_shuffle_prelu_backward(grad_output, x, weight, upscale_factor, input_grad, weight_grad, channels, fmt, acc):
     r = upscale_factor
     channels_last = fmt == torch.channels_last
-    grad_input = (torch.empty(x.shape, dtype=x.dtype, device=x.device, memory_format=fmt) if input_grad
-                  else x.new_empty((0,)))
+    grad_input = (
+        torch.empty(x.shape, dtype=x.dtype, device=x.device, memory_format=fmt) if input_grad else x.new_empty((0,))
+    )
     compute = acc
     batch, C, H, W = _geometry(x.shape, channels, r)
     if x.numel() == 0 or not (input_grad or weight_grad):
@@ -158,9 +216,23 @@ def pixel_shuffle_prelu_backward(grad_output, x, weight, upscale_factor, input_g
         _, block_s = _tiles(C, H * r * W * r, channels_last)
         tiles = triton.cdiv(H * r * W * r, block_s)
         partials = torch.empty((batch, tiles, C) if weight_grad else (1,), dtype=compute, device=x.device)
-        _launch(_to_small_kernel, x.shape, channels, r, channels_last, acc,
-                big, small, weight.contiguous(), grad_input if input_grad else small, partials,
-                weight_stride=int(weight.numel() > 1), HAS_PRELU=True, WANT_DX=input_grad, WANT_DW=weight_grad)
+        _launch(
+            _to_small_kernel,
+            x.shape,
+            channels,
+            r,
+            channels_last,
+            acc,
+            big,
+            small,
+            weight.contiguous(),
+            grad_input if input_grad else small,
+            partials,
+            weight_stride=int(weight.numel() > 1),
+            HAS_PRELU=True,
+            WANT_DX=input_grad,
+            WANT_DW=weight_grad,
+        )
         per_channel = partials.sum((0, 1)) if weight_grad else None
     if not weight_grad:
         return grad_input, weight.new_empty((0,))
@@ -179,14 +251,37 @@ def aot_specs():
             block_c, block_s = (64, 32) if channels_last else (2, 1024)
             layout = "nhwc" if channels_last else "nchw"
             for has_prelu in (False, True):
-                consts = {"HAS_PRELU": has_prelu, "CHANNELS_LAST": channels_last, "BLOCK_C": block_c,
-                          "BLOCK_S": block_s, "COMPUTE": compute}
-                specs.append((f"pixel_shuffle_to_big[{dtype},{layout},prelu={has_prelu}]", _to_big_kernel, big_sig,
-                              consts))
-            for has_prelu, want_dx, want_dw in ((False, True, False), (True, True, True), (True, False, True),
-                                                (True, True, False)):
-                consts = {"HAS_PRELU": has_prelu, "WANT_DX": want_dx, "WANT_DW": want_dw,
-                          "CHANNELS_LAST": channels_last, "BLOCK_C": block_c, "BLOCK_S": block_s, "COMPUTE": compute}
-                specs.append((f"pixel_shuffle_to_small[{dtype},{layout},prelu={has_prelu},dx={want_dx},dw={want_dw}]",
-                              _to_small_kernel, small_sig, consts))
+                consts = {
+                    "HAS_PRELU": has_prelu,
+                    "CHANNELS_LAST": channels_last,
+                    "BLOCK_C": block_c,
+                    "BLOCK_S": block_s,
+                    "COMPUTE": compute,
+                }
+                specs.append(
+                    (f"pixel_shuffle_to_big[{dtype},{layout},prelu={has_prelu}]", _to_big_kernel, big_sig, consts)
+                )
+            for has_prelu, want_dx, want_dw in (
+                (False, True, False),
+                (True, True, True),
+                (True, False, True),
+                (True, True, False),
+            ):
+                consts = {
+                    "HAS_PRELU": has_prelu,
+                    "WANT_DX": want_dx,
+                    "WANT_DW": want_dw,
+                    "CHANNELS_LAST": channels_last,
+                    "BLOCK_C": block_c,
+                    "BLOCK_S": block_s,
+                    "COMPUTE": compute,
+                }
+                specs.append(
+                    (
+                        f"pixel_shuffle_to_small[{dtype},{layout},prelu={has_prelu},dx={want_dx},dw={want_dw}]",
+                        _to_small_kernel,
+                        small_sig,
+                        consts,
+                    )
+                )
     return specs

@@ -4,6 +4,7 @@ Same math, same memory-layout rules (fastgen/_layout.py) and the same Philox noi
 convention as csrc/common/philox.h, so a CUDA tensor and a CPU tensor given the same seed
 get the same z (to float rounding).
 """
+
 from __future__ import annotations
 
 import torch
@@ -42,8 +43,18 @@ def _load_tile(mu_ptr, logvar_ptr, base, col_start, cols, BLOCK: tl.constexpr, C
 
 
 @triton.jit
-def _load_eps(eps_ptr, seed, base, col, inside, row_counter_base, col_start,
-              HAS_EPS: tl.constexpr, BLOCK: tl.constexpr, COMPUTE: tl.constexpr):
+def _load_eps(
+    eps_ptr,
+    seed,
+    base,
+    col,
+    inside,
+    row_counter_base,
+    col_start,
+    HAS_EPS: tl.constexpr,
+    BLOCK: tl.constexpr,
+    COMPUTE: tl.constexpr,
+):
     """eps for one tile: from the eps tensor, or the in-kernel Philox noise."""
     if HAS_EPS:
         eps = tl.load(eps_ptr + base + col, mask=inside, other=0.0).to(COMPUTE)
@@ -54,10 +65,20 @@ def _load_eps(eps_ptr, seed, base, col, inside, row_counter_base, col_start,
 
 @triton.jit
 def _reparam_kl_fwd_kernel(
-    mu_ptr, logvar_ptr, eps_ptr, seed_ptr, z_ptr, kl_part_ptr,
-    cols, counters_per_row, chunks_per_row,
-    HAS_EPS: tl.constexpr, WANT_Z: tl.constexpr,
-    CHUNK: tl.constexpr, BLOCK: tl.constexpr, COMPUTE: tl.constexpr,
+    mu_ptr,
+    logvar_ptr,
+    eps_ptr,
+    seed_ptr,
+    z_ptr,
+    kl_part_ptr,
+    cols,
+    counters_per_row,
+    chunks_per_row,
+    HAS_EPS: tl.constexpr,
+    WANT_Z: tl.constexpr,
+    CHUNK: tl.constexpr,
+    BLOCK: tl.constexpr,
+    COMPUTE: tl.constexpr,
 ):
     # One program: one chunk of CHUNK elements of one row; writes z and the chunk's KL terms.
     row = tl.program_id(0).to(tl.int64)
@@ -71,8 +92,9 @@ def _reparam_kl_fwd_kernel(
     for off in range(0, CHUNK, BLOCK):
         col, inside, mu, logvar, std = _load_tile(mu_ptr, logvar_ptr, base, start + off, cols, BLOCK, COMPUTE)
         if WANT_Z:
-            eps = _load_eps(eps_ptr, seed, base, col, inside, row * counters_per_row, start + off,
-                            HAS_EPS, BLOCK, COMPUTE)
+            eps = _load_eps(
+                eps_ptr, seed, base, col, inside, row * counters_per_row, start + off, HAS_EPS, BLOCK, COMPUTE
+            )
             tl.store(z_ptr + base + col, (mu + std * eps).to(z_ptr.dtype.element_ty), mask=inside)
         acc += tl.where(inside, 1.0 + logvar - mu * mu - std * std, 0.0)
     tl.store(kl_part_ptr + row * chunks_per_row + chunk, tl.sum(acc, axis=0))
@@ -80,11 +102,23 @@ def _reparam_kl_fwd_kernel(
 
 @triton.jit
 def _reparam_kl_bwd_kernel(
-    grad_z_ptr, grad_kl_row_ptr, mu_ptr, logvar_ptr, eps_ptr, seed_ptr,
-    grad_mu_ptr, grad_logvar_ptr, grad_eps_ptr,
-    cols, counters_per_row,
-    HAS_GRAD_Z: tl.constexpr, HAS_EPS: tl.constexpr, EPS_GRAD: tl.constexpr,
-    CHUNK: tl.constexpr, BLOCK: tl.constexpr, COMPUTE: tl.constexpr,
+    grad_z_ptr,
+    grad_kl_row_ptr,
+    mu_ptr,
+    logvar_ptr,
+    eps_ptr,
+    seed_ptr,
+    grad_mu_ptr,
+    grad_logvar_ptr,
+    grad_eps_ptr,
+    cols,
+    counters_per_row,
+    HAS_GRAD_Z: tl.constexpr,
+    HAS_EPS: tl.constexpr,
+    EPS_GRAD: tl.constexpr,
+    CHUNK: tl.constexpr,
+    BLOCK: tl.constexpr,
+    COMPUTE: tl.constexpr,
 ):
     row = tl.program_id(0).to(tl.int64)
     chunk = tl.program_id(1)
@@ -100,15 +134,15 @@ def _reparam_kl_bwd_kernel(
         grad_logvar = 0.5 * gkl * (std * std - 1.0)
         if HAS_GRAD_Z:
             grad_z = tl.load(grad_z_ptr + base + col, mask=inside, other=0.0).to(COMPUTE)
-            eps = _load_eps(eps_ptr, seed, base, col, inside, row * counters_per_row, start + off,
-                            HAS_EPS, BLOCK, COMPUTE)
+            eps = _load_eps(
+                eps_ptr, seed, base, col, inside, row * counters_per_row, start + off, HAS_EPS, BLOCK, COMPUTE
+            )
             grad_mu += grad_z
             grad_logvar += 0.5 * grad_z * std * eps
             if EPS_GRAD:
                 tl.store(grad_eps_ptr + base + col, (grad_z * std).to(grad_eps_ptr.dtype.element_ty), mask=inside)
         tl.store(grad_mu_ptr + base + col, grad_mu.to(grad_mu_ptr.dtype.element_ty), mask=inside)
         tl.store(grad_logvar_ptr + base + col, grad_logvar.to(grad_logvar_ptr.dtype.element_ty), mask=inside)
-
 
 
 def _tiles(cols: int) -> tuple[int, int]:
@@ -148,10 +182,20 @@ def _forward(mu_, logvar_, eps_, seed, reduction, want_z, acc):
         partials = torch.empty((rows, chunks), dtype=compute, device=mu.device)
         has_eps = eps_ is not None
         launch(_reparam_kl_fwd_kernel)[(rows, chunks)](
-            mu_, logvar_, eps_ if has_eps else mu_, seed if seed is not None else mu_,
-            z if want_z else mu_, partials,
-            cols, _counters_per_row(cols), chunks,
-            HAS_EPS=has_eps, WANT_Z=want_z, CHUNK=chunk, BLOCK=block, COMPUTE=tl_dtype(acc),
+            mu_,
+            logvar_,
+            eps_ if has_eps else mu_,
+            seed if seed is not None else mu_,
+            z if want_z else mu_,
+            partials,
+            cols,
+            _counters_per_row(cols),
+            chunks,
+            HAS_EPS=has_eps,
+            WANT_Z=want_z,
+            CHUNK=chunk,
+            BLOCK=block,
+            COMPUTE=tl_dtype(acc),
         )
         kl_rows = partials.sum(1) * -0.5
     return z, _reduce(kl_rows, reduction, mu.dtype)
@@ -187,12 +231,23 @@ def reparam_kl_backward(grad_z_, grad_kl, mu_, logvar_, eps_, seed, reduction, e
         has_grad_z = grad_z_ is not None
         has_eps = eps_ is not None
         launch(_reparam_kl_bwd_kernel)[(rows, chunks)](
-            grad_z_ if has_grad_z else mu_, grad_kl_rows, mu_, logvar_,
-            eps_ if has_eps else mu_, seed if seed is not None else mu_,
-            grad_mu, grad_logvar, grad_eps if eps_grad else mu_,
-            cols, _counters_per_row(cols),
-            HAS_GRAD_Z=has_grad_z, HAS_EPS=has_eps, EPS_GRAD=eps_grad,
-            CHUNK=chunk, BLOCK=block, COMPUTE=tl_dtype(acc),
+            grad_z_ if has_grad_z else mu_,
+            grad_kl_rows,
+            mu_,
+            logvar_,
+            eps_ if has_eps else mu_,
+            seed if seed is not None else mu_,
+            grad_mu,
+            grad_logvar,
+            grad_eps if eps_grad else mu_,
+            cols,
+            _counters_per_row(cols),
+            HAS_GRAD_Z=has_grad_z,
+            HAS_EPS=has_eps,
+            EPS_GRAD=eps_grad,
+            CHUNK=chunk,
+            BLOCK=block,
+            COMPUTE=tl_dtype(acc),
         )
     return grad_mu, grad_logvar, grad_eps
 
@@ -207,7 +262,13 @@ def aot_specs():
         for has_eps in (True, False):
             consts = {"HAS_EPS": has_eps, "WANT_Z": True, "CHUNK": 4096, "BLOCK": 512, "COMPUTE": compute}
             specs.append((f"reparam_kl_fwd[{dtype},eps={has_eps}]", _reparam_kl_fwd_kernel, fwd_sig, consts))
-            consts = {"HAS_GRAD_Z": True, "HAS_EPS": has_eps, "EPS_GRAD": has_eps, "CHUNK": 4096,
-                      "BLOCK": 512, "COMPUTE": compute}
+            consts = {
+                "HAS_GRAD_Z": True,
+                "HAS_EPS": has_eps,
+                "EPS_GRAD": has_eps,
+                "CHUNK": 4096,
+                "BLOCK": 512,
+                "COMPUTE": compute,
+            }
             specs.append((f"reparam_kl_bwd[{dtype},eps={has_eps}]", _reparam_kl_bwd_kernel, bwd_sig, consts))
     return specs

@@ -2,6 +2,7 @@
 the triplet margin and contrastive losses (forward writes per-row losses, backward the three /
 two gradients), and a tiled batch-hard kernel that mines the hardest positive and negative of
 a block of anchors while it computes their distances to every row."""
+
 from __future__ import annotations
 
 import math
@@ -30,15 +31,19 @@ def _sgn(v):
 
 
 @triton.jit
-def _distance(x_ptr, y_ptr, rows, B, D, eps, p, NORM: tl.constexpr, BLOCK: tl.constexpr, ROWS: tl.constexpr,
-              COMPUTE: tl.constexpr):
+def _distance(
+    x_ptr, y_ptr, rows, B, D, eps, p, NORM: tl.constexpr, BLOCK: tl.constexpr, ROWS: tl.constexpr, COMPUTE: tl.constexpr
+):
     """||x - y + eps||_p of ROWS rows."""
     acc = tl.zeros([ROWS, BLOCK], COMPUTE)
     for k0 in range(0, D, BLOCK):
         k = k0 + tl.arange(0, BLOCK)
         mask = (rows[:, None] < B) & (k[None, :] < D)
-        v = (tl.load(x_ptr + rows[:, None] * D + k[None, :], mask=mask, other=0.0).to(COMPUTE)
-             - tl.load(y_ptr + rows[:, None] * D + k[None, :], mask=mask, other=0.0).to(COMPUTE) + eps)
+        v = (
+            tl.load(x_ptr + rows[:, None] * D + k[None, :], mask=mask, other=0.0).to(COMPUTE)
+            - tl.load(y_ptr + rows[:, None] * D + k[None, :], mask=mask, other=0.0).to(COMPUTE)
+            + eps
+        )
         v = tl.where(mask, tl.abs(v), 0.0)
         if NORM == 0:
             acc += v * v
@@ -65,8 +70,11 @@ def _distance_grad(x_ptr, y_ptr, rows, k, B, D, eps, p, d, g, NORM: tl.constexpr
     """g * d||x - y + eps||_p / dx on the (ROWS, BLOCK) elements k of rows (0 where d == 0);
     for the inf-norm, divided among the maxima by the caller."""
     mask = (rows[:, None] < B) & (k[None, :] < D)
-    v = (tl.load(x_ptr + rows[:, None] * D + k[None, :], mask=mask, other=0.0).to(COMPUTE)
-         - tl.load(y_ptr + rows[:, None] * D + k[None, :], mask=mask, other=0.0).to(COMPUTE) + eps)
+    v = (
+        tl.load(x_ptr + rows[:, None] * D + k[None, :], mask=mask, other=0.0).to(COMPUTE)
+        - tl.load(y_ptr + rows[:, None] * D + k[None, :], mask=mask, other=0.0).to(COMPUTE)
+        + eps
+    )
     safe_d = tl.where(d > 0, d, 1.0)[:, None]
     if NORM == 0:
         out = v / safe_d
@@ -87,28 +95,64 @@ def _ties(x_ptr, y_ptr, rows, B, D, eps, d, BLOCK: tl.constexpr, ROWS: tl.conste
     for k0 in range(0, D, BLOCK):
         k = k0 + tl.arange(0, BLOCK)
         mask = (rows[:, None] < B) & (k[None, :] < D)
-        v = (tl.load(x_ptr + rows[:, None] * D + k[None, :], mask=mask, other=0.0).to(COMPUTE)
-             - tl.load(y_ptr + rows[:, None] * D + k[None, :], mask=mask, other=0.0).to(COMPUTE) + eps)
+        v = (
+            tl.load(x_ptr + rows[:, None] * D + k[None, :], mask=mask, other=0.0).to(COMPUTE)
+            - tl.load(y_ptr + rows[:, None] * D + k[None, :], mask=mask, other=0.0).to(COMPUTE)
+            + eps
+        )
         count += tl.sum(tl.where(mask & (tl.abs(v) == d[:, None]), 1.0, 0.0), axis=1)
     return tl.maximum(count, 1.0)
 
 
 @triton.jit
-def _triplet_fwd_kernel(a_ptr, p_ptr, n_ptr, loss_ptr, B, D, margin, eps, p, SWAP: tl.constexpr, NORM: tl.constexpr,
-                        BLOCK: tl.constexpr, ROWS: tl.constexpr, COMPUTE: tl.constexpr):
+def _triplet_fwd_kernel(
+    a_ptr,
+    p_ptr,
+    n_ptr,
+    loss_ptr,
+    B,
+    D,
+    margin,
+    eps,
+    p,
+    SWAP: tl.constexpr,
+    NORM: tl.constexpr,
+    BLOCK: tl.constexpr,
+    ROWS: tl.constexpr,
+    COMPUTE: tl.constexpr,
+):
     rows = tl.program_id(0) * ROWS + tl.arange(0, ROWS).to(tl.int64)
     d_ap = _distance(a_ptr, p_ptr, rows, B, D, eps, p, NORM, BLOCK, ROWS, COMPUTE)
     d_neg = _distance(a_ptr, n_ptr, rows, B, D, eps, p, NORM, BLOCK, ROWS, COMPUTE)
     if SWAP:
-        d_neg = tl.minimum(d_neg, _distance(p_ptr, n_ptr, rows, B, D, eps, p, NORM, BLOCK, ROWS, COMPUTE),
-                           propagate_nan=tl.PropagateNan.ALL)
+        d_neg = tl.minimum(
+            d_neg,
+            _distance(p_ptr, n_ptr, rows, B, D, eps, p, NORM, BLOCK, ROWS, COMPUTE),
+            propagate_nan=tl.PropagateNan.ALL,
+        )
     tl.store(loss_ptr + rows, tl.maximum(margin + d_ap - d_neg, 0.0, propagate_nan=tl.PropagateNan.ALL), mask=rows < B)
 
 
 @triton.jit
-def _triplet_bwd_kernel(g_ptr, a_ptr, p_ptr, n_ptr, ga_ptr, gp_ptr, gn_ptr, B, D, margin, eps, p,
-                        SWAP: tl.constexpr, NORM: tl.constexpr, BLOCK: tl.constexpr, ROWS: tl.constexpr,
-                        COMPUTE: tl.constexpr):
+def _triplet_bwd_kernel(
+    g_ptr,
+    a_ptr,
+    p_ptr,
+    n_ptr,
+    ga_ptr,
+    gp_ptr,
+    gn_ptr,
+    B,
+    D,
+    margin,
+    eps,
+    p,
+    SWAP: tl.constexpr,
+    NORM: tl.constexpr,
+    BLOCK: tl.constexpr,
+    ROWS: tl.constexpr,
+    COMPUTE: tl.constexpr,
+):
     rows = tl.program_id(0) * ROWS + tl.arange(0, ROWS).to(tl.int64)
     g = tl.load(g_ptr + rows, mask=rows < B, other=0.0).to(COMPUTE)
     d_ap = _distance(a_ptr, p_ptr, rows, B, D, eps, p, NORM, BLOCK, ROWS, COMPUTE)
@@ -147,8 +191,9 @@ def _triplet_bwd_kernel(g_ptr, a_ptr, p_ptr, n_ptr, ga_ptr, gp_ptr, gn_ptr, B, D
 
 
 @triton.jit
-def _contrastive_fwd_kernel(x1_ptr, x2_ptr, y_ptr, loss_ptr, B, D, margin, eps, BLOCK: tl.constexpr,
-                            ROWS: tl.constexpr, COMPUTE: tl.constexpr):
+def _contrastive_fwd_kernel(
+    x1_ptr, x2_ptr, y_ptr, loss_ptr, B, D, margin, eps, BLOCK: tl.constexpr, ROWS: tl.constexpr, COMPUTE: tl.constexpr
+):
     rows = tl.program_id(0) * ROWS + tl.arange(0, ROWS).to(tl.int64)
     d = _distance(x1_ptr, x2_ptr, rows, B, D, eps, 2.0, 0, BLOCK, ROWS, COMPUTE)
     y = tl.load(y_ptr + rows, mask=rows < B, other=0.0).to(COMPUTE)
@@ -157,8 +202,22 @@ def _contrastive_fwd_kernel(x1_ptr, x2_ptr, y_ptr, loss_ptr, B, D, margin, eps, 
 
 
 @triton.jit
-def _contrastive_bwd_kernel(g_ptr, x1_ptr, x2_ptr, y_ptr, g1_ptr, g2_ptr, gy_ptr, B, D, margin, eps,
-                            BLOCK: tl.constexpr, ROWS: tl.constexpr, COMPUTE: tl.constexpr):
+def _contrastive_bwd_kernel(
+    g_ptr,
+    x1_ptr,
+    x2_ptr,
+    y_ptr,
+    g1_ptr,
+    g2_ptr,
+    gy_ptr,
+    B,
+    D,
+    margin,
+    eps,
+    BLOCK: tl.constexpr,
+    ROWS: tl.constexpr,
+    COMPUTE: tl.constexpr,
+):
     rows = tl.program_id(0) * ROWS + tl.arange(0, ROWS).to(tl.int64)
     g = tl.load(g_ptr + rows, mask=rows < B, other=0.0).to(COMPUTE)
     y = tl.load(y_ptr + rows, mask=rows < B, other=0.0).to(COMPUTE)
@@ -176,8 +235,20 @@ def _contrastive_bwd_kernel(g_ptr, x1_ptr, x2_ptr, y_ptr, g1_ptr, g2_ptr, gy_ptr
 
 
 @triton.jit
-def _batch_hard_fwd_kernel(e_ptr, y_ptr, pos_ptr, neg_ptr, d2p_ptr, d2n_ptr, B, E, BLOCK_I: tl.constexpr,
-                           BLOCK_J: tl.constexpr, BLOCK_K: tl.constexpr, COMPUTE: tl.constexpr):
+def _batch_hard_fwd_kernel(
+    e_ptr,
+    y_ptr,
+    pos_ptr,
+    neg_ptr,
+    d2p_ptr,
+    d2n_ptr,
+    B,
+    E,
+    BLOCK_I: tl.constexpr,
+    BLOCK_J: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    COMPUTE: tl.constexpr,
+):
     """Hardest positive (largest squared distance, same label, not itself; first on ties) and
     hardest negative (smallest, other label) of BLOCK_I anchors."""
     rows = tl.program_id(0) * BLOCK_I + tl.arange(0, BLOCK_I).to(tl.int64)
@@ -192,10 +263,12 @@ def _batch_hard_fwd_kernel(e_ptr, y_ptr, pos_ptr, neg_ptr, d2p_ptr, d2n_ptr, B, 
         d2 = tl.zeros([BLOCK_I, BLOCK_J], COMPUTE)
         for k0 in range(0, E, BLOCK_K):
             k = k0 + tl.arange(0, BLOCK_K)
-            a = tl.load(e_ptr + rows[:, None] * E + k[None, :], mask=(rows[:, None] < B) & (k[None, :] < E),
-                        other=0.0).to(COMPUTE)
-            b = tl.load(e_ptr + cols[:, None] * E + k[None, :], mask=(cols[:, None] < B) & (k[None, :] < E),
-                        other=0.0).to(COMPUTE)
+            a = tl.load(
+                e_ptr + rows[:, None] * E + k[None, :], mask=(rows[:, None] < B) & (k[None, :] < E), other=0.0
+            ).to(COMPUTE)
+            b = tl.load(
+                e_ptr + cols[:, None] * E + k[None, :], mask=(cols[:, None] < B) & (k[None, :] < E), other=0.0
+            ).to(COMPUTE)
             v = a[:, None, :] - b[None, :, :]
             d2 += tl.sum(v * v, axis=2)
         inside = (cols[None, :] < B) & (rows[:, None] < B)
@@ -221,8 +294,20 @@ def _batch_hard_fwd_kernel(e_ptr, y_ptr, pos_ptr, neg_ptr, d2p_ptr, d2n_ptr, B, 
 
 
 @triton.jit
-def _batch_hard_bwd_kernel(g_ptr, e_ptr, pos_ptr, neg_ptr, acc_ptr, B, E, margin, SQUARED: tl.constexpr,
-                           ROWS: tl.constexpr, BLOCK: tl.constexpr, COMPUTE: tl.constexpr):
+def _batch_hard_bwd_kernel(
+    g_ptr,
+    e_ptr,
+    pos_ptr,
+    neg_ptr,
+    acc_ptr,
+    B,
+    E,
+    margin,
+    SQUARED: tl.constexpr,
+    ROWS: tl.constexpr,
+    BLOCK: tl.constexpr,
+    COMPUTE: tl.constexpr,
+):
     """Adds each active anchor's gradient to its own row and to its positive's and negative's
     rows of the float accumulator (atomics: rows are shared between anchors)."""
     rows = tl.program_id(0) * ROWS + tl.arange(0, ROWS).to(tl.int64)
@@ -289,8 +374,21 @@ def triplet_margin_loss(anchor, positive, negative, margin, p, eps, swap, reduct
     loss = torch.empty(rows, dtype=acc, device=a.device)
     if rows:
         launch(_triplet_fwd_kernel)[(triton.cdiv(rows, ROWS),)](
-            a, pos, neg, loss, rows, dim, float(margin), float(eps), float(p), SWAP=bool(swap), NORM=_norm_kind(p),
-            BLOCK=BLOCK, ROWS=ROWS, COMPUTE=tl_dtype(acc))
+            a,
+            pos,
+            neg,
+            loss,
+            rows,
+            dim,
+            float(margin),
+            float(eps),
+            float(p),
+            SWAP=bool(swap),
+            NORM=_norm_kind(p),
+            BLOCK=BLOCK,
+            ROWS=ROWS,
+            COMPUTE=tl_dtype(acc),
+        )
     return _reduce(loss, reduction, a.dtype)
 
 
@@ -300,9 +398,23 @@ def triplet_margin_loss_backward(grad, anchor, positive, negative, margin, p, ep
     grads = tuple(torch.empty_like(a) for _ in range(3))
     if rows:
         launch(_triplet_bwd_kernel)[(triton.cdiv(rows, ROWS),)](
-            _row_grads(grad, reduction, rows, acc), a, pos, neg, *grads, rows, dim, float(margin),
-            float(eps), float(p), SWAP=bool(swap), NORM=_norm_kind(p), BLOCK=BLOCK, ROWS=ROWS,
-            COMPUTE=tl_dtype(acc), **BWD_LAUNCH)
+            _row_grads(grad, reduction, rows, acc),
+            a,
+            pos,
+            neg,
+            *grads,
+            rows,
+            dim,
+            float(margin),
+            float(eps),
+            float(p),
+            SWAP=bool(swap),
+            NORM=_norm_kind(p),
+            BLOCK=BLOCK,
+            ROWS=ROWS,
+            COMPUTE=tl_dtype(acc),
+            **BWD_LAUNCH,
+        )
     return grads
 
 
@@ -312,8 +424,18 @@ def contrastive_loss(x1, x2, y, margin, eps, reduction, acc):
     loss = torch.empty(rows, dtype=acc, device=a.device)
     if rows:
         launch(_contrastive_fwd_kernel)[(triton.cdiv(rows, ROWS),)](
-            a, b, y.to(acc).contiguous(), loss, rows, dim, float(margin), float(eps), BLOCK=BLOCK,
-            ROWS=ROWS, COMPUTE=tl_dtype(acc))
+            a,
+            b,
+            y.to(acc).contiguous(),
+            loss,
+            rows,
+            dim,
+            float(margin),
+            float(eps),
+            BLOCK=BLOCK,
+            ROWS=ROWS,
+            COMPUTE=tl_dtype(acc),
+        )
     return _reduce(loss, reduction, a.dtype)
 
 
@@ -325,8 +447,21 @@ def contrastive_loss_backward(grad, x1, x2, y, margin, eps, reduction, y_grad, a
     gy = torch.empty(rows, dtype=compute, device=a.device)
     if rows:
         launch(_contrastive_bwd_kernel)[(triton.cdiv(rows, ROWS),)](
-            _row_grads(grad, reduction, rows, compute), a, b, y.to(compute).contiguous(), g1, g2, gy, rows, dim,
-            float(margin), float(eps), BLOCK=BLOCK, ROWS=ROWS, COMPUTE=tl_dtype(acc))
+            _row_grads(grad, reduction, rows, compute),
+            a,
+            b,
+            y.to(compute).contiguous(),
+            g1,
+            g2,
+            gy,
+            rows,
+            dim,
+            float(margin),
+            float(eps),
+            BLOCK=BLOCK,
+            ROWS=ROWS,
+            COMPUTE=tl_dtype(acc),
+        )
     return g1, g2, (gy.to(y.dtype) if y_grad else a.new_empty((0,)))
 
 
@@ -340,8 +475,19 @@ def batch_hard_triplet_loss(embeddings, labels, margin, squared, reduction, acc)
     d2n = torch.zeros_like(d2p)
     if rows:
         launch(_batch_hard_fwd_kernel)[(triton.cdiv(rows, BLOCK_I),)](
-            e, labels.long().contiguous(), pos, neg, d2p, d2n, rows, dim, BLOCK_I=BLOCK_I, BLOCK_J=BLOCK_J,
-            BLOCK_K=BLOCK_K, COMPUTE=tl_dtype(acc))
+            e,
+            labels.long().contiguous(),
+            pos,
+            neg,
+            d2p,
+            d2n,
+            rows,
+            dim,
+            BLOCK_I=BLOCK_I,
+            BLOCK_J=BLOCK_J,
+            BLOCK_K=BLOCK_K,
+            COMPUTE=tl_dtype(acc),
+        )
     valid = (pos >= 0) & (neg >= 0)
     dp, dn = (d2p, d2n) if squared else (d2p.clamp_min(0).sqrt(), d2n.clamp_min(0).sqrt())
     per_row = torch.where(valid, torch.relu(dp - dn + margin), 0.0)
@@ -357,8 +503,20 @@ def batch_hard_triplet_loss_backward(grad, embeddings, positive, negative, margi
         count = ((positive >= 0) & (negative >= 0)).sum().clamp_min(1)
         g = _row_grads(grad, reduction, rows, compute, count)
         launch(_batch_hard_bwd_kernel)[(triton.cdiv(rows, ROWS),)](
-            g, e, positive.contiguous(), negative.contiguous(), total, rows, dim, float(margin), SQUARED=bool(squared),
-            ROWS=ROWS, BLOCK=BLOCK, COMPUTE=tl_dtype(compute), **BWD_LAUNCH)
+            g,
+            e,
+            positive.contiguous(),
+            negative.contiguous(),
+            total,
+            rows,
+            dim,
+            float(margin),
+            SQUARED=bool(squared),
+            ROWS=ROWS,
+            BLOCK=BLOCK,
+            COMPUTE=tl_dtype(compute),
+            **BWD_LAUNCH,
+        )
     return total.to(e.dtype)
 
 
@@ -372,12 +530,13 @@ def aot_specs():
         fwd_sig = aot_signature(_triplet_fwd_kernel, ptr, acc, {"loss_ptr": "*acc", **scalars})
         bwd_sig = aot_signature(_triplet_bwd_kernel, ptr, acc, {"g_ptr": "*acc", **scalars})
         # every norm in float32; the other dtypes share the code paths, so p = 2 stands for them
-        for norm in ((L2, L1, LINF, GENERAL) if name == "fp32" else (L2,)):
+        for norm in (L2, L1, LINF, GENERAL) if name == "fp32" else (L2,):
             for swap in (False, True):
                 consts = dict(rows, SWAP=swap, NORM=norm)
                 specs.append((f"triplet_fwd[{name},norm={norm},swap={swap}]", _triplet_fwd_kernel, fwd_sig, consts))
-                specs.append((f"triplet_bwd[{name},norm={norm},swap={swap}]", _triplet_bwd_kernel, bwd_sig, consts,
-                              BWD_LAUNCH))
+                specs.append(
+                    (f"triplet_bwd[{name},norm={norm},swap={swap}]", _triplet_bwd_kernel, bwd_sig, consts, BWD_LAUNCH)
+                )
         pair = {"y_ptr": "*acc", "margin": "fp32", "eps": "fp32"}
         sig = aot_signature(_contrastive_fwd_kernel, ptr, acc, {"loss_ptr": "*acc", **pair})
         specs.append((f"contrastive_fwd[{name}]", _contrastive_fwd_kernel, sig, dict(rows)))
@@ -385,13 +544,14 @@ def aot_specs():
         specs.append((f"contrastive_bwd[{name}]", _contrastive_bwd_kernel, sig, dict(rows)))
         tiles = {"BLOCK_I": BLOCK_I, "BLOCK_J": BLOCK_J, "BLOCK_K": BLOCK_K, "COMPUTE": compute}
         indices = {"pos_ptr": "*i64", "neg_ptr": "*i64"}
-        sig = aot_signature(_batch_hard_fwd_kernel, ptr, acc, {"y_ptr": "*i64", **indices, "d2p_ptr": "*acc",
-                                                               "d2n_ptr": "*acc"})
+        sig = aot_signature(
+            _batch_hard_fwd_kernel, ptr, acc, {"y_ptr": "*i64", **indices, "d2p_ptr": "*acc", "d2n_ptr": "*acc"}
+        )
         specs.append((f"batch_hard_fwd[{name}]", _batch_hard_fwd_kernel, sig, tiles))
-        sig = aot_signature(_batch_hard_bwd_kernel, ptr, acc, {"g_ptr": "*acc", **indices, "acc_ptr": "*acc",
-                                                               "margin": "fp32"})
+        sig = aot_signature(
+            _batch_hard_bwd_kernel, ptr, acc, {"g_ptr": "*acc", **indices, "acc_ptr": "*acc", "margin": "fp32"}
+        )
         for squared in (False, True):
             consts = {"SQUARED": squared, "ROWS": ROWS, "BLOCK": BLOCK, "COMPUTE": compute}
-            specs.append((f"batch_hard_bwd[{name},squared={squared}]", _batch_hard_bwd_kernel, sig, consts,
-                          BWD_LAUNCH))
+            specs.append((f"batch_hard_bwd[{name},squared={squared}]", _batch_hard_bwd_kernel, sig, consts, BWD_LAUNCH))
     return specs

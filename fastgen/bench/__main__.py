@@ -20,6 +20,7 @@ driver, torch / CUDA / Triton versions, copy bandwidth; every result row carries
 status 1), 2 on bad arguments; without a usable CUDA device it exits non-zero at once with a
 one-line reason.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,13 +34,18 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 
 
 def _parse(argv):
-    p = argparse.ArgumentParser(prog="fastgen-bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="fastgen-bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     size = p.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="standard quick shapes (default)")
     size.add_argument("--full", action="store_true", help="the papers' full-size shapes")
     p.add_argument("--ops", default="", help="comma-separated case names or families (default: all)")
-    p.add_argument("--exclude", default="",
-                   help="comma-separated substrings: skip the cases whose name contains one, e.g. 'bf16-autocast'")
+    p.add_argument(
+        "--exclude",
+        default="",
+        help="comma-separated substrings: skip the cases whose name contains one, e.g. 'bf16-autocast'",
+    )
     p.add_argument("--shapes", default="", help="override shapes, e.g. '4096x512;256x128'")
     p.add_argument("--dtype", default="float32", choices=sorted(DTYPES))
     p.add_argument("--repeats", type=int, default=15, help="timed samples per implementation (median reported)")
@@ -47,14 +53,25 @@ def _parse(argv):
     p.add_argument("--out", default=os.path.join("bench", "results"), help="directory for bench.json/.md/.png")
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: every core this process may use)")
     p.add_argument("--list", action="store_true", help="list the registered cases and exit")
-    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
-                   help="where to run: cpu (wall-clock timing) or cuda (CUDA events, L2 flush); see above")
-    p.add_argument("--strict", action="store_true",
-                   help="exit with status 1 when any case or contender failed (the results are written first)")
-    p.add_argument("--allocator", choices=allocator_choices(), default=None,
-                   help="run on this malloc: re-executes itself with the library in LD_PRELOAD (found where "
-                        "torch.backends.xeon.run_cpu looks, then via ldconfig); 'system' is glibc's. Default: "
-                        "whatever this process runs on. Recorded in every result")
+    p.add_argument(
+        "--device",
+        default="cpu",
+        choices=("cpu", "cuda"),
+        help="where to run: cpu (wall-clock timing) or cuda (CUDA events, L2 flush); see above",
+    )
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit with status 1 when any case or contender failed (the results are written first)",
+    )
+    p.add_argument(
+        "--allocator",
+        choices=allocator_choices(),
+        default=None,
+        help="run on this malloc: re-executes itself with the library in LD_PRELOAD (found where "
+        "torch.backends.xeon.run_cpu looks, then via ldconfig); 'system' is glibc's. Default: "
+        "whatever this process runs on. Recorded in every result",
+    )
     return p.parse_args(argv)
 
 
@@ -69,8 +86,7 @@ def _selected(cases, ops: str):
         return list(cases.values())
     # Commas inside a case name's brackets (coupling[channel,inverse]) do not separate names.
     wanted = [w.strip() for w in re.split(r",(?![^\[]*\])", ops) if w.strip()]
-    chosen = [c for c in cases.values() if c.name in wanted or c.family in wanted
-              or c.name.split("[")[0] in wanted]
+    chosen = [c for c in cases.values() if c.name in wanted or c.family in wanted or c.name.split("[")[0] in wanted]
     unknown = [w for w in wanted if not any(w in (c.name, c.family, c.name.split("[")[0]) for c in cases.values())]
     if unknown:
         raise SystemExit(f"fastgen-bench: unknown case or family {unknown}; --list shows them")
@@ -100,8 +116,11 @@ def main(argv=None) -> int:
     impls = ("fastgen", "eager") if args.no_compile else runner.IMPLS
     jobs = []
     for case in chosen:
-        shapes = ([tuple(int(d) for d in s.split("x")) for s in args.shapes.split(";") if s]
-                  if args.shapes else case.shapes[size])
+        shapes = (
+            [tuple(int(d) for d in s.split("x")) for s in args.shapes.split(";") if s]
+            if args.shapes
+            else case.shapes[size]
+        )
         jobs += [(case, shape) for shape in shapes]
 
     try:
@@ -130,7 +149,9 @@ def main(argv=None) -> int:
         f.write(table + "\n")
     chart = os.path.join(args.out, "bench.png")
     wrote = report.write_chart(chart, rows)
-    print(f"\nwrote {os.path.join(args.out, 'bench.json')}, bench.md" + (", bench.png" if wrote else ""), file=sys.stderr)
+    print(
+        f"\nwrote {os.path.join(args.out, 'bench.json')}, bench.md" + (", bench.png" if wrote else ""), file=sys.stderr
+    )
     failed = report.failures(rows)
     return 1 if (args.strict and failed) else 0
 

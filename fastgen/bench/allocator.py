@@ -14,6 +14,7 @@ kernel that allocates its output pays the first-touch page faults of fresh memor
 (about 12 ms per 32 MiB on these VMs), for eager and fastgen alike. A caching allocator shows the
 kernels themselves; the README reports both.
 """
+
 from __future__ import annotations
 
 import os
@@ -44,12 +45,17 @@ class Allocator:
 
 
 ALLOCATORS = {
-    "tcmalloc": Allocator("tcmalloc", ("tcmalloc", "tcmalloc_minimal"),
-                          ("libtcmalloc_minimal.so", "libtcmalloc.so"), "libtcmalloc-minimal4",
-                          # tcmalloc prints a warning for every allocation above 1 GiB by default.
-                          {"TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD": str(1 << 40)}),
-    "jemalloc": Allocator("jemalloc", ("jemalloc",), ("libjemalloc.so",), "libjemalloc2",
-                          {"MALLOC_CONF": JEMALLOC_CONF}),
+    "tcmalloc": Allocator(
+        "tcmalloc",
+        ("tcmalloc", "tcmalloc_minimal"),
+        ("libtcmalloc_minimal.so", "libtcmalloc.so"),
+        "libtcmalloc-minimal4",
+        # tcmalloc prints a warning for every allocation above 1 GiB by default.
+        {"TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD": str(1 << 40)},
+    ),
+    "jemalloc": Allocator(
+        "jemalloc", ("jemalloc",), ("libjemalloc.so",), "libjemalloc2", {"MALLOC_CONF": JEMALLOC_CONF}
+    ),
 }
 CHOICES = ("system", *ALLOCATORS)
 # Libraries that replace malloc: anything of these in LD_PRELOAD is dropped for another choice.
@@ -92,8 +98,7 @@ def _ldconfig_search(sonames: tuple) -> str | None:
     wide = sys.maxsize > 2**32  # a 64-bit interpreter preloads only the 64-bit library
     for prefix in sonames:
         for name, flags, path in entries:
-            if (name.startswith(prefix) and "debug" not in name and ("64" in flags) == wide
-                    and os.path.exists(path)):
+            if name.startswith(prefix) and "debug" not in name and ("64" in flags) == wide and os.path.exists(path):
                 return path
     return None
 
@@ -110,10 +115,12 @@ def find_library(name: str) -> str | None:
 
 def missing_message(name: str) -> str:
     alloc = ALLOCATORS[name]
-    return (f"fastgen-bench: --allocator {name}: no {name} library found (looked where "
-            f"torch.backends.xeon.run_cpu looks, for lib{alloc.lib_types[0]}.so, and in `ldconfig -p`); "
-            f"install it with `apt-get install {alloc.package}` (Debian/Ubuntu; `make bench-deps` does it), "
-            f"or put its directory in $VIRTUAL_ENV/lib or /usr/local/lib")
+    return (
+        f"fastgen-bench: --allocator {name}: no {name} library found (looked where "
+        f"torch.backends.xeon.run_cpu looks, for lib{alloc.lib_types[0]}.so, and in `ldconfig -p`); "
+        f"install it with `apt-get install {alloc.package}` (Debian/Ubuntu; `make bench-deps` does it), "
+        f"or put its directory in $VIRTUAL_ENV/lib or /usr/local/lib"
+    )
 
 
 def loaded_allocator(maps_path: str = "/proc/self/maps") -> dict:
@@ -135,8 +142,11 @@ def describe() -> dict:
     info = loaded_allocator()
     if info["name"] == "system":
         info["settings"] = {k: v for k, v in os.environ.items() if k.startswith(("MALLOC_", "GLIBC_TUNABLES"))}
-        info["description"] = "glibc malloc" + (" with " + ", ".join(f"{k}={v}" for k, v in info["settings"].items())
-                                                if info["settings"] else ", default settings (mmap threshold 32 MiB max)")
+        info["description"] = "glibc malloc" + (
+            " with " + ", ".join(f"{k}={v}" for k, v in info["settings"].items())
+            if info["settings"]
+            else ", default settings (mmap threshold 32 MiB max)"
+        )
     elif info["name"] in ALLOCATORS:
         keys = ALLOCATORS[info["name"]].env
         info["settings"] = {k: os.environ[k] for k in keys if k in os.environ}
@@ -161,8 +171,9 @@ def child_environment(name: str, environ: dict, library: str | None) -> dict:
     return env
 
 
-def ensure(name: str | None, argv: list, *, execve=os.execve, find=find_library, loaded=loaded_allocator,
-           environ=None) -> dict:
+def ensure(
+    name: str | None, argv: list, *, execve=os.execve, find=find_library, loaded=loaded_allocator, environ=None
+) -> dict:
     """Make this process run on allocator `name` (None: whatever it runs on). Re-executes
     `python -m fastgen.bench argv` with the library preloaded when it is not already; returns
     describe() once it is. A missing library, or a preload that did not take, is a SystemExit
@@ -176,9 +187,11 @@ def ensure(name: str | None, argv: list, *, execve=os.execve, find=find_library,
     if current["name"] == name:
         return describe()
     if environ.get(_REEXEC_MARK) == name:
-        raise SystemExit(f"fastgen-bench: --allocator {name}: re-executed with LD_PRELOAD="
-                         f"{environ.get('LD_PRELOAD', '')!r} but this process runs on {current['name']} "
-                         f"({current['library'] or 'no preloaded malloc'})")
+        raise SystemExit(
+            f"fastgen-bench: --allocator {name}: re-executed with LD_PRELOAD="
+            f"{environ.get('LD_PRELOAD', '')!r} but this process runs on {current['name']} "
+            f"({current['library'] or 'no preloaded malloc'})"
+        )
     library = None
     if name != "system":
         library = find(name)

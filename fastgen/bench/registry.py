@@ -5,6 +5,7 @@ Workload for one shape and dtype: the inputs, the fastgen callable, the eager Py
 callable written as a user would (torch.compile of the same eager callable is the third
 contender), and the minimal bytes a fused implementation must move (for the roofline).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -88,14 +89,16 @@ def _under_autocast(fn: Callable, device_type: str, dtype: torch.dtype, out_dtyp
             out = fn(*args)
         # Outputs back in the workload's dtype, so the same upstream gradients (and checks) apply.
         return _cast_floats(out, out_dtype)
+
     return run
 
 
 AUTOCAST_TAG = "[bf16-autocast]"
 
 
-def autocast_variant(case: Case, make: Callable[..., Workload] | None = None,
-                     dtype: torch.dtype = torch.bfloat16) -> Case:
+def autocast_variant(
+    case: Case, make: Callable[..., Workload] | None = None, dtype: torch.dtype = torch.bfloat16
+) -> Case:
     """Register `<case.name>[bf16-autocast]`: the same workload with every contender (fastgen,
     eager, and so torch.compile of eager) run under torch.autocast(device, bfloat16), as mixed
     precision training runs it; parameters and inputs stay in the workload's dtype (float32).
@@ -111,10 +114,18 @@ def autocast_variant(case: Case, make: Callable[..., Workload] | None = None,
         return work
 
     name = case.name + AUTOCAST_TAG if "[" not in case.name else case.name[:-1] + "," + AUTOCAST_TAG[1:]
-    return register(Case(name=name, family=case.family, shapes=case.shapes, make=wrapped,
-                         description=case.description + "; under bfloat16 autocast", passes=case.passes,
-                         tags={**case.tags, "autocast": str(dtype).replace("torch.", "")},
-                         memory_bound=case.memory_bound))
+    return register(
+        Case(
+            name=name,
+            family=case.family,
+            shapes=case.shapes,
+            make=wrapped,
+            description=case.description + "; under bfloat16 autocast",
+            passes=case.passes,
+            tags={**case.tags, "autocast": str(dtype).replace("torch.", "")},
+            memory_bound=case.memory_bound,
+        )
+    )
 
 
 def on_device(device, *tensors):

@@ -1,4 +1,5 @@
 """Benchmark output: a markdown table (stdout), JSON and a PNG chart."""
+
 from __future__ import annotations
 
 import json
@@ -22,12 +23,16 @@ def _ratio(row: dict, key: str) -> str:
 
 
 def markdown(rows: list[dict]) -> str:
-    head = ("| case | shape | dtype | pass | fastgen ms | eager ms | compile ms | vs eager | vs compile "
-            "| peak MiB (fg / eager / compile) | fastgen GB/s | roofline |")
+    head = (
+        "| case | shape | dtype | pass | fastgen ms | eager ms | compile ms | vs eager | vs compile "
+        "| peak MiB (fg / eager / compile) | fastgen GB/s | roofline |"
+    )
     lines = [head, "|" + "---|" * 12]
     for r in rows:
         imp = r["impls"]
-        fg, ea, co = [imp.get(n, {"error": r["error"]} if "error" in r else {}) for n in ("fastgen", "eager", "compile")]
+        fg, ea, co = [
+            imp.get(n, {"error": r["error"]} if "error" in r else {}) for n in ("fastgen", "eager", "compile")
+        ]
         roof = f"{100 * r['roofline_fraction']:.0f}%" if "roofline_fraction" in r else "-"
         gbps = f"{fg['gbps']:.1f}" if "gbps" in fg else "-"
         lines.append(
@@ -38,8 +43,10 @@ def markdown(rows: list[dict]) -> str:
     for r in rows:
         for name, stats in r.get("baselines", {}).items():
             ratios = ", ".join(f"{n} {v:.2f}x" for n, v in stats["ratios"].items())
-            lines.append(f"\nbaseline '{name}' for {r['case']} {'x'.join(map(str, r['shape']))} {r['pass']}: "
-                         f"{stats['median_s'] * 1e3:.3f} ms (same run); time relative to it: {ratios}")
+            lines.append(
+                f"\nbaseline '{name}' for {r['case']} {'x'.join(map(str, r['shape']))} {r['pass']}: "
+                f"{stats['median_s'] * 1e3:.3f} ms (same run); time relative to it: {ratios}"
+            )
     for r, name, err in failures(rows):
         lines.append(f"\n{name} failed on {r['case']} {'x'.join(map(str, r['shape']))} {r['pass']}: {err}")
     return "\n".join(lines)

@@ -1,5 +1,6 @@
 """Runs registered cases: fastgen vs eager PyTorch vs torch.compile of the eager code, forward
 and forward+backward, timed interleaved in one process."""
+
 from __future__ import annotations
 
 import datetime
@@ -21,9 +22,11 @@ def pass_callable(fn: Callable, work: Workload, pass_name: str, impl: str = "fas
     implementation named impl, on work."""
     inputs = work.inputs
     if pass_name == "fwd":
+
         def forward():
             with torch.no_grad():
                 return fn(*inputs)
+
         return forward
     wrt = [inputs[i] for i in work.grad_inputs] + list(work.params.get(impl, ()))
 
@@ -32,6 +35,7 @@ def pass_callable(fn: Callable, work: Workload, pass_name: str, impl: str = "fas
         # autograd.grad returns the gradients instead of accumulating into .grad, so every
         # call does the same work.
         return torch.autograd.grad(outs, wrt, work.upstream_grads)
+
     return forward_backward
 
 
@@ -80,8 +84,15 @@ def make_workload(case: Case, shape: tuple, dtype: torch.dtype, device: str = "c
     return case.make(shape, dtype, device=device)
 
 
-def run_case(case: Case, shape: tuple, dtype: torch.dtype, repeats: int, impls: Iterable[str] = IMPLS,
-             min_sample_s: float = 2e-3, timer: timing.CpuTimer | None = None) -> list[dict]:
+def run_case(
+    case: Case,
+    shape: tuple,
+    dtype: torch.dtype,
+    repeats: int,
+    impls: Iterable[str] = IMPLS,
+    min_sample_s: float = 2e-3,
+    timer: timing.CpuTimer | None = None,
+) -> list[dict]:
     """Every pass of one case at one shape: a result row per pass. timer: timing.for_device(...)
     (default: the CPU's); on CUDA, memory-bound cases are timed with the L2 flushed before each call."""
     timer = timing.for_device("cpu") if timer is None else timer
@@ -94,17 +105,39 @@ def run_case(case: Case, shape: tuple, dtype: torch.dtype, repeats: int, impls: 
         work = make_workload(case, shape, dtype, timer.device)
         fns = implementations(work, impls)
     except Exception as exc:  # noqa: BLE001 - a case that cannot be built is a result, not the end of the run
-        return [{"case": case.name, "family": case.family, "shape": list(shape),
-                 "dtype": str(dtype).replace("torch.", ""), "pass": pass_name, "device": timer.name,
-                 "timer": timer.method, "l2_flush": flush, "memory_bound": case.memory_bound,
-                 "error": _first_line(exc), "impls": {}} for pass_name in case.passes]
+        return [
+            {
+                "case": case.name,
+                "family": case.family,
+                "shape": list(shape),
+                "dtype": str(dtype).replace("torch.", ""),
+                "pass": pass_name,
+                "device": timer.name,
+                "timer": timer.method,
+                "l2_flush": flush,
+                "memory_bound": case.memory_bound,
+                "error": _first_line(exc),
+                "impls": {},
+            }
+            for pass_name in case.passes
+        ]
     rows = []
     for pass_name in case.passes:
-        row = {"case": case.name, "family": case.family, "shape": list(shape), "dtype": str(dtype).replace("torch.", ""),
-               "pass": pass_name, "device": timer.name, "timer": timer.method, "l2_flush": flush,
-               "memory_bound": case.memory_bound, "min_bytes": work.min_bytes[pass_name], "impls": {},
-               # The machine's 1-minute load average as this row starts (these machines are shared).
-               "loadavg_1m": os.getloadavg()[0]}
+        row = {
+            "case": case.name,
+            "family": case.family,
+            "shape": list(shape),
+            "dtype": str(dtype).replace("torch.", ""),
+            "pass": pass_name,
+            "device": timer.name,
+            "timer": timer.method,
+            "l2_flush": flush,
+            "memory_bound": case.memory_bound,
+            "min_bytes": work.min_bytes[pass_name],
+            "impls": {},
+            # The machine's 1-minute load average as this row starts (these machines are shared).
+            "loadavg_1m": os.getloadavg()[0],
+        }
         runnable = {}
         for name in impls:
             call = pass_callable(fns[name], work, pass_name, name)
@@ -117,10 +150,12 @@ def run_case(case: Case, shape: tuple, dtype: torch.dtype, repeats: int, impls: 
                 runnable[name] = call
             except Exception as exc:  # noqa: BLE001 - a contender failing is a result
                 row["impls"][name] = {"error": _first_line(exc)}
-        baselines = {f"baseline:{b}": per_pass[pass_name] for b, per_pass in work.baselines.items()
-                     if pass_name in per_pass}
-        timed = timing.time_interleaved({**runnable, **baselines}, repeats=repeats, min_sample_s=min_sample_s,
-                                        timer=timer, flush=flush)
+        baselines = {
+            f"baseline:{b}": per_pass[pass_name] for b, per_pass in work.baselines.items() if pass_name in per_pass
+        }
+        timed = timing.time_interleaved(
+            {**runnable, **baselines}, repeats=repeats, min_sample_s=min_sample_s, timer=timer, flush=flush
+        )
         for name, fn in baselines.items():
             stats = row.setdefault("baselines", {})[name.split(":", 1)[1]] = timed.pop(name)
             stats["peak_bytes"] = timer.peak_memory_bytes(fn)

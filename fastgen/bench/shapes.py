@@ -45,7 +45,10 @@ INSTANCE_NORM = {
     "full": [(8, 256, 64, 64), (1, 64, 256, 256), (1, 256, 64, 64), (1, 128, 128, 128)],
 }
 INSTANCE_NORM_RESIDUAL = {"quick": [(1, 256, 64, 64)], "full": [(1, 256, 64, 64), (8, 256, 64, 64)]}
-INSTANCE_NORM_DISCRIMINATOR = {"quick": [(1, 128, 64, 64)], "full": [(1, 128, 64, 64), (1, 256, 32, 32), (1, 512, 31, 31)]}
+INSTANCE_NORM_DISCRIMINATOR = {
+    "quick": [(1, 128, 64, 64)],
+    "full": [(1, 128, 64, 64), (1, 256, 32, 32), (1, 512, 31, 31)],
+}
 # Generator training steps on (batch, channels, height, width) images: CycleGAN and pix2pix
 # train at batch 1 on 256x256 crops (--full). A step there takes seconds, so the quick set
 # uses 128x128 crops to keep `make bench` short (the same layers at a quarter of the pixels).

@@ -6,6 +6,7 @@ The device-specific parts are a Timer: `for_device("cpu")` gives CpuTimer, `for_
 CudaTimer. CudaTimer takes the torch.cuda-like module it uses as an argument, so that its code
 runs (and is tested) on a machine without a GPU with a stand-in (tests/test_bench_device.py).
 """
+
 from __future__ import annotations
 
 import statistics
@@ -84,8 +85,9 @@ class CpuTimer:
         if key not in self._copy_cache:
             src = torch.empty(key // 4, dtype=torch.float32, device=self.device).fill_(1.0)
             dst = torch.empty_like(src)
-            result = time_interleaved({"copy": lambda: dst.copy_(src)}, repeats=repeats, min_sample_s=1e-3,
-                                      timer=self, flush=True)
+            result = time_interleaved(
+                {"copy": lambda: dst.copy_(src)}, repeats=repeats, min_sample_s=1e-3, timer=self, flush=True
+            )
             self._copy_cache[key] = result["copy"]
         return self._copy_cache[key]["median_s"]
 
@@ -179,12 +181,14 @@ class CudaTimer(CpuTimer):
         env = super().environment()
         try:
             props = self.cuda.get_device_properties(0)
-            env.update({
-                "device_name": self.cuda.get_device_name(0),
-                "capability": f"{props.major}.{props.minor}",
-                "memory_GiB": round(props.total_memory / 2**30, 1),
-                "multiprocessors": props.multi_processor_count,
-            })
+            env.update(
+                {
+                    "device_name": self.cuda.get_device_name(0),
+                    "capability": f"{props.major}.{props.minor}",
+                    "memory_GiB": round(props.total_memory / 2**30, 1),
+                    "multiprocessors": props.multi_processor_count,
+                }
+            )
         except Exception as exc:  # noqa: BLE001 - recorded, never fatal
             env["device_error"] = f"{type(exc).__name__}: {exc}"
         env["torch_cuda"] = torch.version.cuda
@@ -195,8 +199,12 @@ class CudaTimer(CpuTimer):
         except ImportError:
             env["triton"] = None
         try:
-            out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                                 capture_output=True, text=True, timeout=10).stdout.strip()
+            out = subprocess.run(
+                ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+            ).stdout.strip()
             env["driver"] = out.splitlines()[0] if out else None
         except (OSError, subprocess.SubprocessError):
             env["driver"] = None
@@ -216,8 +224,11 @@ def for_device(device: str, cuda=None) -> CpuTimer:
         return CpuTimer()
     if device == "cuda":
         if cuda is not None:
-            return CudaTimer(cuda=cuda, device=getattr(cuda, "tensor_device", "cuda"),
-                             flush_bytes=getattr(cuda, "flush_bytes", CudaTimer.FLUSH_BYTES))
+            return CudaTimer(
+                cuda=cuda,
+                device=getattr(cuda, "tensor_device", "cuda"),
+                flush_bytes=getattr(cuda, "flush_bytes", CudaTimer.FLUSH_BYTES),
+            )
         if not torch.cuda.is_available():
             why = "this torch build has no CUDA support" if torch.version.cuda is None else "no CUDA device is visible"
             raise SystemExit(f"fastgen-bench: --device cuda: {why} (torch {torch.__version__})")
@@ -235,8 +246,14 @@ def _inner_count(fn: Callable[[], object], min_sample_s: float, timer: CpuTimer 
     return max(1, min(timer.max_inner(flush), int(min_sample_s / max(once, 1e-7)) + 1))
 
 
-def time_interleaved(fns: dict[str, Callable[[], object]], repeats: int, min_sample_s: float = 2e-3,
-                     warmup: int = 2, timer: CpuTimer | None = None, flush: bool = False) -> dict[str, dict]:
+def time_interleaved(
+    fns: dict[str, Callable[[], object]],
+    repeats: int,
+    min_sample_s: float = 2e-3,
+    warmup: int = 2,
+    timer: CpuTimer | None = None,
+    flush: bool = False,
+) -> dict[str, dict]:
     """Times every callable `repeats` times, round-robin with a rotating order, so that drift
     and noise on a shared machine hit all of them alike. Returns per name the median seconds
     per call, the quartiles, and the samples. timer: CpuTimer (the default) or CudaTimer;
@@ -248,7 +265,7 @@ def time_interleaved(fns: dict[str, Callable[[], object]], repeats: int, min_sam
     samples: dict[str, list[float]] = {name: [] for name in fns}
     names = list(fns)
     for r in range(repeats):
-        order = names[r % len(names):] + names[: r % len(names)]
+        order = names[r % len(names) :] + names[: r % len(names)]
         for name in order:
             samples[name].append(timer.sample(fns[name], inner[name], flush))
     out = {}
@@ -257,8 +274,14 @@ def time_interleaved(fns: dict[str, Callable[[], object]], repeats: int, min_sam
         # min_s: the best sample. On a shared machine the samples are bimodal (clean ones, and
         # ones that lost the CPU to another process for a scheduler tick); the median is the
         # headline, the best sample the estimate of the uncontended time.
-        out[name] = {"median_s": statistics.median(xs), "min_s": min(xs), "p25_s": q[0], "p75_s": q[2],
-                     "calls_per_sample": inner[name], "samples_s": xs}
+        out[name] = {
+            "median_s": statistics.median(xs),
+            "min_s": min(xs),
+            "p25_s": q[0],
+            "p75_s": q[2],
+            "calls_per_sample": inner[name],
+            "samples_s": xs,
+        }
     return out
 
 

@@ -8,6 +8,7 @@ range and the minimum (the cost without interference: on a shared machine other 
 preempt the threads of a parallel region, which inflates medians, eager's most, since it runs
 more ops). Run: python -m fastgen.bench.tiny [--threads 2] [--samples 41] [--calls 50]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,6 +37,7 @@ def _leaf(*shape, scale=1.0, positive=False):
 
 def cases():
     """(name, shape, fastgen step, eager step): each step runs forward and backward."""
+
     def backward(out):
         (out if out.dim() == 0 else out.sum()).backward()
 
@@ -49,8 +51,12 @@ def cases():
         yield ("instance norm + ReLU", shape, *instance_norm_relu(shape))
 
     x, w = _leaf(2, 16, 4, 4), _leaf(4, positive=True)
-    yield ("PixelShuffle(2) + PReLU", (2, 16, 4, 4), lambda: backward(F.pixel_shuffle_prelu(x, w, 2)),
-           lambda: backward(TF.prelu(TF.pixel_shuffle(x, 2), w)))
+    yield (
+        "PixelShuffle(2) + PReLU",
+        (2, 16, 4, 4),
+        lambda: backward(F.pixel_shuffle_prelu(x, w, 2)),
+        lambda: backward(TF.prelu(TF.pixel_shuffle(x, 2), w)),
+    )
 
     mu, logvar = _leaf(8, 16), _leaf(8, 16, scale=0.1)
 
@@ -58,6 +64,7 @@ def cases():
         def step():
             z, kl = fn(mu, logvar)
             (z.sum() + kl).backward()
+
         return step
 
     yield ("reparameterize_kl", (8, 16), reparam(F.reparameterize_kl), reparam(R_reparam.reparameterize_kl))
@@ -68,25 +75,43 @@ def cases():
         def step():
             y, logdet = fn(xc, s, t)
             (y.sum() + logdet.sum()).backward()
+
         return step
 
     yield ("affine coupling (channel)", (2, 8, 4, 4), coupling(F.affine_coupling), coupling(R_coupling.affine_coupling))
 
     g = _leaf(8, 3, 4, 4)
-    yield ("grad_norm_penalty", (8, 3, 4, 4), lambda: backward(F.grad_norm_penalty(g)),
-           lambda: backward(R_gp.grad_norm_penalty(g)))
+    yield (
+        "grad_norm_penalty",
+        (8, 3, 4, 4),
+        lambda: backward(F.grad_norm_penalty(g)),
+        lambda: backward(R_gp.grad_norm_penalty(g)),
+    )
 
     xp = _leaf(2, 16, 4, 4)
-    yield ("pixel_norm", (2, 16, 4, 4), lambda: backward(F.pixel_norm(xp)), lambda: backward(R_pixel_norm.pixel_norm(xp)))
+    yield (
+        "pixel_norm",
+        (2, 16, 4, 4),
+        lambda: backward(F.pixel_norm(xp)),
+        lambda: backward(R_pixel_norm.pixel_norm(xp)),
+    )
 
     emb, weight = _leaf(8, 16), _leaf(10, 16)
     labels = torch.randint(0, 10, (8,))
-    yield ("margin_cross_entropy (ArcFace)", (8, 16, 10), lambda: backward(F.margin_cross_entropy(emb, weight, labels)),
-           lambda: backward(R_margin.margin_cross_entropy(emb, weight, labels)))
+    yield (
+        "margin_cross_entropy (ArcFace)",
+        (8, 16, 10),
+        lambda: backward(F.margin_cross_entropy(emb, weight, labels)),
+        lambda: backward(R_margin.margin_cross_entropy(emb, weight, labels)),
+    )
 
     a, p, n = _leaf(8, 16), _leaf(8, 16), _leaf(8, 16)
-    yield ("triplet_margin_loss", (8, 16), lambda: backward(F.triplet_margin_loss(a, p, n)),
-           lambda: backward(TF.triplet_margin_loss(a, p, n)))
+    yield (
+        "triplet_margin_loss",
+        (8, 16),
+        lambda: backward(F.triplet_margin_loss(a, p, n)),
+        lambda: backward(TF.triplet_margin_loss(a, p, n)),
+    )
 
 
 def _sample(step, calls):
@@ -110,9 +135,11 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     allocator = os.environ.get("LD_PRELOAD") or "system (glibc malloc)"
-    print(f"fastgen {fastgen.__version__ if hasattr(fastgen, '__version__') else ''} torch {torch.__version__}, "
-          f"{args.threads} threads, allocator: {allocator}, {args.samples} samples x {args.calls} calls, "
-          f"forward + backward, µs per call: median [IQR] / min; load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"fastgen {fastgen.__version__ if hasattr(fastgen, '__version__') else ''} torch {torch.__version__}, "
+        f"{args.threads} threads, allocator: {allocator}, {args.samples} samples x {args.calls} calls, "
+        f"forward + backward, µs per call: median [IQR] / min; load average {os.getloadavg()[0]:.1f}"
+    )
     print()
     print("| op | shape | fastgen µs | eager µs | eager / fastgen (median, min) |")
     print("|---|---|---:|---:|---:|")
@@ -127,8 +154,11 @@ def main(argv=None):
         mf, me = statistics.median(tf), statistics.median(te)
         (f1, f3), (e1, e3) = _quartiles(tf), _quartiles(te)
         lf, le = min(tf), min(te)
-        print(f"| {name} | {tuple(shape)} | {mf:.1f} [{f1:.1f}-{f3:.1f}] / {lf:.1f} "
-              f"| {me:.1f} [{e1:.1f}-{e3:.1f}] / {le:.1f} | {me / mf:.2f}x, {le / lf:.2f}x |", flush=True)
+        print(
+            f"| {name} | {tuple(shape)} | {mf:.1f} [{f1:.1f}-{f3:.1f}] / {lf:.1f} "
+            f"| {me:.1f} [{e1:.1f}-{e3:.1f}] / {le:.1f} | {me / mf:.2f}x, {le / lf:.2f}x |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 It has no fused layer (nothing in it is a hot path fastgen replaces); it is here as the
 baseline the VAE improves on, with an eager twin for symmetry with the other models."""
+
 from __future__ import annotations
 
 import torch
@@ -15,8 +16,9 @@ class AutoEncoder(nn.Module):
         self.in_features = in_features
         self.code_dim = code_dim
         self.encoder = nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU(), nn.Linear(hidden, code_dim))
-        self.decoder = nn.Sequential(nn.Linear(code_dim, hidden), nn.ReLU(), nn.Linear(hidden, in_features),
-                                     nn.Sigmoid())
+        self.decoder = nn.Sequential(
+            nn.Linear(code_dim, hidden), nn.ReLU(), nn.Linear(hidden, in_features), nn.Sigmoid()
+        )
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(x.flatten(1))

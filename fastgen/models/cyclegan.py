@@ -6,6 +6,7 @@ Module layout and state_dict keys follow the reference implementation
 (junyanz/pytorch-CycleGAN-and-pix2pix), so its checkpoints load: where an activation is fused
 into the norm, its old slot holds an nn.Identity.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -77,8 +78,9 @@ def check_choice(owner: str, name: str, value, choices) -> None:
         raise ValueError(f"{owner}: {name} must be one of {choices}, got {value!r}")
 
 
-def norm_act(layers: ImageToImageLayers, norm: str, channels: int, activation: str | None,
-             negative_slope: float = 0.2) -> list[nn.Module]:
+def norm_act(
+    layers: ImageToImageLayers, norm: str, channels: int, activation: str | None, negative_slope: float = 0.2
+) -> list[nn.Module]:
     """[norm, activation slot]: instance norm with the activation fused (the slot an nn.Identity),
     or BatchNorm2d followed by the activation (as torch.nn modules)."""
     if norm == "instance":
@@ -125,9 +127,19 @@ class ResnetGenerator(nn.Module):
 
     layers: ImageToImageLayers = FASTGEN_LAYERS
 
-    def __init__(self, input_nc: int = 3, output_nc: int = 3, ngf: int = 64, n_blocks: int = 9,
-                 use_dropout: bool = False, padding_type: str = "reflect", *, init_type: str = "normal",
-                 init_gain: float = 0.02, layers: ImageToImageLayers | None = None):
+    def __init__(
+        self,
+        input_nc: int = 3,
+        output_nc: int = 3,
+        ngf: int = 64,
+        n_blocks: int = 9,
+        use_dropout: bool = False,
+        padding_type: str = "reflect",
+        *,
+        init_type: str = "normal",
+        init_gain: float = 0.02,
+        layers: ImageToImageLayers | None = None,
+    ):
         super().__init__()
         name = type(self).__name__
         check_choice(name, "init_type", init_type, INIT_TYPES)
@@ -135,18 +147,25 @@ class ResnetGenerator(nn.Module):
             raise ValueError(f"{name}: n_blocks must be >= 0, got {n_blocks}")
         check_choice(name, "padding_type", padding_type, ("reflect", "replicate", "zero"))
         layers = layers or self.layers
-        model = [nn.ReflectionPad2d(3), nn.Conv2d(input_nc, ngf, 7, bias=True), *norm_act(layers, "instance", ngf, "relu")]
+        model = [
+            nn.ReflectionPad2d(3),
+            nn.Conv2d(input_nc, ngf, 7, bias=True),
+            *norm_act(layers, "instance", ngf, "relu"),
+        ]
         for i in range(2):  # downsampling
             mult = 2**i
-            model += [nn.Conv2d(ngf * mult, ngf * mult * 2, 3, stride=2, padding=1, bias=True),
-                      *norm_act(layers, "instance", ngf * mult * 2, "relu")]
+            model += [
+                nn.Conv2d(ngf * mult, ngf * mult * 2, 3, stride=2, padding=1, bias=True),
+                *norm_act(layers, "instance", ngf * mult * 2, "relu"),
+            ]
         mult = 4
         model += [ResnetBlock(ngf * mult, padding_type, layers, use_dropout) for _ in range(n_blocks)]
         for i in range(2):  # upsampling
             mult = 2 ** (2 - i)
-            model += [nn.ConvTranspose2d(ngf * mult, ngf * mult // 2, 3, stride=2, padding=1, output_padding=1,
-                                         bias=True),
-                      *norm_act(layers, "instance", ngf * mult // 2, "relu")]
+            model += [
+                nn.ConvTranspose2d(ngf * mult, ngf * mult // 2, 3, stride=2, padding=1, output_padding=1, bias=True),
+                *norm_act(layers, "instance", ngf * mult // 2, "relu"),
+            ]
         model += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, output_nc, 7), nn.Tanh()]
         self.model = nn.Sequential(*model)
         init_weights(self, init_type, init_gain)
@@ -163,8 +182,17 @@ class NLayerDiscriminator(nn.Module):
 
     layers: ImageToImageLayers = FASTGEN_LAYERS
 
-    def __init__(self, input_nc: int = 3, ndf: int = 64, n_layers: int = 3, norm: str = "instance", *,
-                 init_type: str = "normal", init_gain: float = 0.02, layers: ImageToImageLayers | None = None):
+    def __init__(
+        self,
+        input_nc: int = 3,
+        ndf: int = 64,
+        n_layers: int = 3,
+        norm: str = "instance",
+        *,
+        init_type: str = "normal",
+        init_gain: float = 0.02,
+        layers: ImageToImageLayers | None = None,
+    ):
         super().__init__()
         name = type(self).__name__
         check_choice(name, "norm", norm, NORMS)
@@ -178,8 +206,10 @@ class NLayerDiscriminator(nn.Module):
         for n in range(1, n_layers + 1):
             prev, mult = mult, min(2**n, 8)
             stride = 2 if n < n_layers else 1
-            seq += [nn.Conv2d(ndf * prev, ndf * mult, 4, stride=stride, padding=1, bias=use_bias),
-                    *norm_act(layers, norm, ndf * mult, "leaky_relu", 0.2)]
+            seq += [
+                nn.Conv2d(ndf * prev, ndf * mult, 4, stride=stride, padding=1, bias=use_bias),
+                *norm_act(layers, norm, ndf * mult, "leaky_relu", 0.2),
+            ]
         seq += [nn.Conv2d(ndf * mult, 1, 4, stride=1, padding=1)]
         self.model = nn.Sequential(*seq)
         init_weights(self, init_type, init_gain)
@@ -223,16 +253,30 @@ class CycleGAN(nn.Module):
 
     layers: ImageToImageLayers = FASTGEN_LAYERS
 
-    def __init__(self, input_nc: int = 3, output_nc: int = 3, ngf: int = 64, ndf: int = 64, n_blocks: int = 9,
-                 n_layers_D: int = 3, gan_mode: str = "lsgan", lambda_A: float = 10.0, lambda_B: float = 10.0,
-                 lambda_identity: float = 0.5, use_dropout: bool = False, init_type: str = "normal",
-                 init_gain: float = 0.02):
+    def __init__(
+        self,
+        input_nc: int = 3,
+        output_nc: int = 3,
+        ngf: int = 64,
+        ndf: int = 64,
+        n_blocks: int = 9,
+        n_layers_D: int = 3,
+        gan_mode: str = "lsgan",
+        lambda_A: float = 10.0,
+        lambda_B: float = 10.0,
+        lambda_identity: float = 0.5,
+        use_dropout: bool = False,
+        init_type: str = "normal",
+        init_gain: float = 0.02,
+    ):
         super().__init__()
         check_choice(type(self).__name__, "gan_mode", gan_mode, GAN_MODES)
         check_choice(type(self).__name__, "init_type", init_type, INIT_TYPES)
         if lambda_identity > 0 and input_nc != output_nc:
-            raise ValueError(f"{type(self).__name__}: the identity loss needs input_nc == output_nc, got "
-                             f"{input_nc} and {output_nc} (set lambda_identity=0)")
+            raise ValueError(
+                f"{type(self).__name__}: the identity loss needs input_nc == output_nc, got "
+                f"{input_nc} and {output_nc} (set lambda_identity=0)"
+            )
         self.gan_mode = gan_mode
         self.lambda_A, self.lambda_B, self.lambda_identity = lambda_A, lambda_B, lambda_identity
         L = self.layers
@@ -262,10 +306,12 @@ class CycleGAN(nn.Module):
         total = gan_A + gan_B + cycle_A + cycle_B + idt_A + idt_B
         return CycleGANLosses(total, gan_A, gan_B, cycle_A, cycle_B, idt_A, idt_B, fake_A, fake_B)
 
-    def discriminator_loss(self, real_A: torch.Tensor, real_B: torch.Tensor, fake_A: torch.Tensor,
-                           fake_B: torch.Tensor) -> torch.Tensor:
+    def discriminator_loss(
+        self, real_A: torch.Tensor, real_B: torch.Tensor, fake_A: torch.Tensor, fake_B: torch.Tensor
+    ) -> torch.Tensor:
         """D_A on (real_B, fake_B) plus D_B on (real_A, fake_A); the fakes are detached (pass
         images from a history pool to follow the paper)."""
+
         def one(net, real, fake):
             return 0.5 * (gan_loss(net(real), True, self.gan_mode) + gan_loss(net(fake.detach()), False, self.gan_mode))
 

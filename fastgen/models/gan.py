@@ -5,6 +5,7 @@ fastgen's part is the training step: the fused WGAN-GP interpolation + gradient 
 pass each way, NaN-free, differentiable twice) and the GAN losses; the convolutions and batch
 norms are torch's own.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -87,16 +88,26 @@ class DCGANGenerator(_GANModule):
     each followed by BatchNorm and ReLU, and a final tanh. Widths halve as the side doubles,
     ending at `features` (64x64: 8f, 4f, 2f, f)."""
 
-    def __init__(self, latent_dim: int = 100, image_size: int = 64, channels: int = 3, features: int = 64, *,
-                 layers: GANLayers | None = None):
+    def __init__(
+        self,
+        latent_dim: int = 100,
+        image_size: int = 64,
+        channels: int = 3,
+        features: int = 64,
+        *,
+        layers: GANLayers | None = None,
+    ):
         super().__init__(layers)
         base, doublings = _geometry(type(self).__name__, image_size)
         self.latent_dim, self.image_size, self.channels = latent_dim, image_size, channels
         width = features * 2 ** (doublings - 1)
         blocks = [nn.ConvTranspose2d(latent_dim, width, base, 1, 0, bias=False), nn.BatchNorm2d(width), nn.ReLU(True)]
         for _ in range(doublings - 1):
-            blocks += [nn.ConvTranspose2d(width, width // 2, 4, 2, 1, bias=False), nn.BatchNorm2d(width // 2),
-                       nn.ReLU(True)]
+            blocks += [
+                nn.ConvTranspose2d(width, width // 2, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(width // 2),
+                nn.ReLU(True),
+            ]
             width //= 2
         blocks += [nn.ConvTranspose2d(width, channels, 4, 2, 1, bias=False), nn.Tanh()]
         self.main = nn.Sequential(*blocks)
@@ -124,8 +135,15 @@ class DCGANDiscriminator(_GANModule):
     base x base conv to one logit. norm: "batch" (DCGAN), or for a critic None, "instance"
     or "layer"."""
 
-    def __init__(self, image_size: int = 64, channels: int = 3, features: int = 64, norm: str | None = "batch", *,
-                 layers: GANLayers | None = None):
+    def __init__(
+        self,
+        image_size: int = 64,
+        channels: int = 3,
+        features: int = 64,
+        norm: str | None = "batch",
+        *,
+        layers: GANLayers | None = None,
+    ):
         super().__init__(layers)
         fn = type(self).__name__
         base, doublings = _geometry(fn, image_size)
@@ -151,11 +169,21 @@ class WGANGPCritic(DCGANDiscriminator):
     """The DCGAN discriminator as a WGAN-GP critic: no batch norm (the gradient penalty is per
     sample), optionally instance or layer norm (norm=None, "instance" or "layer")."""
 
-    def __init__(self, image_size: int = 64, channels: int = 3, features: int = 64, norm: str | None = None, *,
-                 layers: GANLayers | None = None):
+    def __init__(
+        self,
+        image_size: int = 64,
+        channels: int = 3,
+        features: int = 64,
+        norm: str | None = None,
+        *,
+        layers: GANLayers | None = None,
+    ):
         if norm == "batch":
-            _checks.fail(type(self).__name__, "norm must be None, 'instance' or 'layer' (batch norm couples the "
-                                              "samples the penalty treats one by one), got 'batch'")
+            _checks.fail(
+                type(self).__name__,
+                "norm must be None, 'instance' or 'layer' (batch norm couples the "
+                "samples the penalty treats one by one), got 'batch'",
+            )
         super().__init__(image_size, channels, features, norm, layers=layers)
 
 
@@ -166,16 +194,26 @@ def _check_labels(fn: str, labels, batch: int, num_classes: int) -> torch.Tensor
     if labels.shape != (batch,):
         _checks.fail(fn, f"labels must have shape ({batch},), got {tuple(labels.shape)}")
     if labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
-        _checks.fail(fn, f"labels must be in [0, {num_classes}), got values in "
-                         f"[{labels.min().item()}, {labels.max().item()}]")
+        _checks.fail(
+            fn, f"labels must be in [0, {num_classes}), got values in [{labels.min().item()}, {labels.max().item()}]"
+        )
     return labels.long()
 
 
 class CGANGenerator(_GANModule):
     """Conditional DCGAN generator: a learned label embedding concatenated to z."""
 
-    def __init__(self, num_classes: int = 10, latent_dim: int = 100, image_size: int = 28, channels: int = 1,
-                 features: int = 64, embed_dim: int | None = None, *, layers: GANLayers | None = None):
+    def __init__(
+        self,
+        num_classes: int = 10,
+        latent_dim: int = 100,
+        image_size: int = 28,
+        channels: int = 1,
+        features: int = 64,
+        embed_dim: int | None = None,
+        *,
+        layers: GANLayers | None = None,
+    ):
         super().__init__(layers)
         self.num_classes, self.latent_dim = num_classes, latent_dim
         embed_dim = num_classes if embed_dim is None else embed_dim
@@ -192,8 +230,16 @@ class CGANDiscriminator(_GANModule):
     """Conditional DCGAN discriminator: the label's learned embedding, one image-sized map,
     is stacked onto the image as an extra channel."""
 
-    def __init__(self, num_classes: int = 10, image_size: int = 28, channels: int = 1, features: int = 64,
-                 norm: str | None = "batch", *, layers: GANLayers | None = None):
+    def __init__(
+        self,
+        num_classes: int = 10,
+        image_size: int = 28,
+        channels: int = 1,
+        features: int = 64,
+        norm: str | None = "batch",
+        *,
+        layers: GANLayers | None = None,
+    ):
         super().__init__(layers)
         self.num_classes, self.image_size = num_classes, image_size
         self.embed = nn.Embedding(num_classes, image_size * image_size)
@@ -214,8 +260,17 @@ class DCGAN(_GANModule):
     """A DCGAN generator and discriminator with their losses (default: discriminator BCE and the
     non-saturating generator loss, on logits). Train with Adam(lr=2e-4, betas=(0.5, 0.999))."""
 
-    def __init__(self, latent_dim: int = 100, image_size: int = 64, channels: int = 3, g_features: int = 64,
-                 d_features: int = 64, *, d_loss: str = "bce", g_loss: str = "nonsaturating"):
+    def __init__(
+        self,
+        latent_dim: int = 100,
+        image_size: int = 64,
+        channels: int = 3,
+        g_features: int = 64,
+        d_features: int = 64,
+        *,
+        d_loss: str = "bce",
+        g_loss: str = "nonsaturating",
+    ):
         super().__init__(None)
         self.latent_dim, self.d_loss_kind, self.g_loss_kind = latent_dim, d_loss, g_loss
         self.generator = DCGANGenerator(latent_dim, image_size, channels, g_features, layers=self.layers)
@@ -240,18 +295,30 @@ class DCGAN(_GANModule):
 class CGAN(DCGAN):
     """Conditional GAN: CGANGenerator and CGANDiscriminator with the DCGAN losses."""
 
-    def __init__(self, num_classes: int = 10, latent_dim: int = 100, image_size: int = 28, channels: int = 1,
-                 g_features: int = 64, d_features: int = 64, *, d_loss: str = "bce", g_loss: str = "nonsaturating"):
+    def __init__(
+        self,
+        num_classes: int = 10,
+        latent_dim: int = 100,
+        image_size: int = 28,
+        channels: int = 1,
+        g_features: int = 64,
+        d_features: int = 64,
+        *,
+        d_loss: str = "bce",
+        g_loss: str = "nonsaturating",
+    ):
         _GANModule.__init__(self, None)
         self.num_classes, self.latent_dim, self.d_loss_kind, self.g_loss_kind = num_classes, latent_dim, d_loss, g_loss
         self.generator = CGANGenerator(num_classes, latent_dim, image_size, channels, g_features, layers=self.layers)
-        self.discriminator = CGANDiscriminator(num_classes, image_size, channels, d_features, "batch",
-                                               layers=self.layers)
+        self.discriminator = CGANDiscriminator(
+            num_classes, image_size, channels, d_features, "batch", layers=self.layers
+        )
 
     def discriminator_loss(self, real: torch.Tensor, labels: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         fake = self.generator(z, labels).detach()
-        return self.layers.discriminator_loss(self.discriminator(real, labels), self.discriminator(fake, labels),
-                                              self.d_loss_kind)
+        return self.layers.discriminator_loss(
+            self.discriminator(real, labels), self.discriminator(fake, labels), self.d_loss_kind
+        )
 
     def generator_loss(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return self.layers.generator_loss(self.discriminator(self.generator(z, labels), labels), self.g_loss_kind)
@@ -273,9 +340,21 @@ class WGANGP(DCGAN):
     n_critic = 5 critic steps per generator step, Adam(lr=1e-4, betas=(0, 0.9)) for both. The
     learning rates are separate (two-timescale: pass lr_critic > lr_generator for TTUR)."""
 
-    def __init__(self, latent_dim: int = 100, image_size: int = 64, channels: int = 3, g_features: int = 64,
-                 d_features: int = 64, *, critic_norm: str | None = None, gp_weight: float = 10.0, n_critic: int = 5,
-                 lr_generator: float = 1e-4, lr_critic: float = 1e-4, betas: tuple = (0.0, 0.9)):
+    def __init__(
+        self,
+        latent_dim: int = 100,
+        image_size: int = 64,
+        channels: int = 3,
+        g_features: int = 64,
+        d_features: int = 64,
+        *,
+        critic_norm: str | None = None,
+        gp_weight: float = 10.0,
+        n_critic: int = 5,
+        lr_generator: float = 1e-4,
+        lr_critic: float = 1e-4,
+        betas: tuple = (0.0, 0.9),
+    ):
         _GANModule.__init__(self, None)
         if isinstance(n_critic, bool) or not isinstance(n_critic, int) or n_critic < 1:
             _checks.fail(type(self).__name__, f"n_critic must be an int >= 1, got {n_critic!r}")
@@ -284,13 +363,15 @@ class WGANGP(DCGAN):
         self.generator = DCGANGenerator(latent_dim, image_size, channels, g_features, layers=self.layers)
         self.critic = WGANGPCritic(image_size, channels, d_features, critic_norm, layers=self.layers)
 
-    def critic_loss(self, real: torch.Tensor, z: torch.Tensor, alpha=None,
-                    generator: torch.Generator | None = None) -> torch.Tensor:
+    def critic_loss(
+        self, real: torch.Tensor, z: torch.Tensor, alpha=None, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """E[D(fake)] - E[D(real)] + gp_weight * E[(||grad D(x_hat)|| - 1)^2]."""
         fake = self.generator(z).detach()
         wasserstein = self.layers.discriminator_loss(self.critic(real), self.critic(fake), "wasserstein")
-        penalty = self.layers.gradient_penalty(self.critic, real, fake, weight=self.gp_weight, alpha=alpha,
-                                               generator=generator)
+        penalty = self.layers.gradient_penalty(
+            self.critic, real, fake, weight=self.gp_weight, alpha=alpha, generator=generator
+        )
         return wasserstein + penalty
 
     def generator_loss(self, z: torch.Tensor) -> torch.Tensor:
@@ -298,17 +379,25 @@ class WGANGP(DCGAN):
 
     def optimizers(self) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
         """(generator optimizer, critic optimizer): Adam with the two learning rates."""
-        return (torch.optim.Adam(self.generator.parameters(), lr=self.lr_generator, betas=self.betas),
-                torch.optim.Adam(self.critic.parameters(), lr=self.lr_critic, betas=self.betas))
+        return (
+            torch.optim.Adam(self.generator.parameters(), lr=self.lr_generator, betas=self.betas),
+            torch.optim.Adam(self.critic.parameters(), lr=self.lr_critic, betas=self.betas),
+        )
 
-    def train_step(self, real_batches: Sequence[torch.Tensor], opt_generator: torch.optim.Optimizer,
-                   opt_critic: torch.optim.Optimizer, generator: torch.Generator | None = None) -> dict:
+    def train_step(
+        self,
+        real_batches: Sequence[torch.Tensor],
+        opt_generator: torch.optim.Optimizer,
+        opt_critic: torch.optim.Optimizer,
+        generator: torch.Generator | None = None,
+    ) -> dict:
         """One generator iteration of WGAN-GP: n_critic critic steps (one per batch of
         real_batches, which must hold n_critic batches), then one generator step. Returns the
         last critic loss and the generator loss (detached)."""
         if len(real_batches) != self.n_critic:
-            _checks.fail("WGANGP.train_step", f"real_batches must hold n_critic={self.n_critic} batches, "
-                                              f"got {len(real_batches)}")
+            _checks.fail(
+                "WGANGP.train_step", f"real_batches must hold n_critic={self.n_critic} batches, got {len(real_batches)}"
+            )
         for real in real_batches:
             opt_critic.zero_grad(set_to_none=True)
             critic_loss = self.critic_loss(real, self.latent(real.shape[0], generator), generator=generator)

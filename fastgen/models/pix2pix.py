@@ -6,6 +6,7 @@ Module layout and state_dict keys follow the reference implementation
 down-path norm is fused with the LeakyReLU(0.2) that the next block applies to it (that
 block's LeakyReLU slot holds an nn.Identity).
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -14,8 +15,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fastgen.models.cyclegan import (FASTGEN_LAYERS, GAN_MODES, INIT_TYPES, NORMS, ImageToImageLayers,
-                                     NLayerDiscriminator, check_choice, gan_loss, init_weights)
+from fastgen.models.cyclegan import (
+    FASTGEN_LAYERS,
+    GAN_MODES,
+    INIT_TYPES,
+    NORMS,
+    ImageToImageLayers,
+    NLayerDiscriminator,
+    check_choice,
+    gan_loss,
+    init_weights,
+)
 
 
 class UnetSkipConnectionBlock(nn.Module):
@@ -25,10 +35,20 @@ class UnetSkipConnectionBlock(nn.Module):
     `activated_input`: x already went through the LeakyReLU (fused into the outer level's
     norm), so this level's LeakyReLU slot is an nn.Identity."""
 
-    def __init__(self, outer_nc: int, inner_nc: int, input_nc: int | None = None,
-                 submodule: nn.Module | None = None, outermost: bool = False, innermost: bool = False,
-                 norm: str = "instance", use_dropout: bool = False, *, layers: ImageToImageLayers,
-                 activated_input: bool = False):
+    def __init__(
+        self,
+        outer_nc: int,
+        inner_nc: int,
+        input_nc: int | None = None,
+        submodule: nn.Module | None = None,
+        outermost: bool = False,
+        innermost: bool = False,
+        norm: str = "instance",
+        use_dropout: bool = False,
+        *,
+        layers: ImageToImageLayers,
+        activated_input: bool = False,
+    ):
         super().__init__()
         self.outermost = outermost
         use_bias = norm == "instance"
@@ -72,9 +92,19 @@ class UnetGenerator(nn.Module):
 
     layers: ImageToImageLayers = FASTGEN_LAYERS
 
-    def __init__(self, input_nc: int = 3, output_nc: int = 3, num_downs: int = 8, ngf: int = 64,
-                 norm: str = "instance", use_dropout: bool = False, *, init_type: str = "normal",
-                 init_gain: float = 0.02, layers: ImageToImageLayers | None = None):
+    def __init__(
+        self,
+        input_nc: int = 3,
+        output_nc: int = 3,
+        num_downs: int = 8,
+        ngf: int = 64,
+        norm: str = "instance",
+        use_dropout: bool = False,
+        *,
+        init_type: str = "normal",
+        init_gain: float = 0.02,
+        layers: ImageToImageLayers | None = None,
+    ):
         super().__init__()
         name = type(self).__name__
         check_choice(name, "norm", norm, NORMS)
@@ -91,8 +121,9 @@ class UnetGenerator(nn.Module):
         block = UnetSkipConnectionBlock(ngf * 2, ngf * 4, submodule=block, **kw)
         # The first inner level takes the outermost conv's output, which no norm activated.
         block = UnetSkipConnectionBlock(ngf, ngf * 2, submodule=block, norm=norm, layers=L)
-        self.model = UnetSkipConnectionBlock(output_nc, ngf, input_nc=input_nc, submodule=block, outermost=True,
-                                             norm=norm, layers=L)
+        self.model = UnetSkipConnectionBlock(
+            output_nc, ngf, input_nc=input_nc, submodule=block, outermost=True, norm=norm, layers=L
+        )
         init_weights(self, init_type, init_gain)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -118,9 +149,21 @@ class Pix2Pix(nn.Module):
 
     layers: ImageToImageLayers = FASTGEN_LAYERS
 
-    def __init__(self, input_nc: int = 3, output_nc: int = 3, num_downs: int = 8, ngf: int = 64, ndf: int = 64,
-                 n_layers_D: int = 3, norm: str = "batch", use_dropout: bool = True, gan_mode: str = "vanilla",
-                 lambda_L1: float = 100.0, init_type: str = "normal", init_gain: float = 0.02):
+    def __init__(
+        self,
+        input_nc: int = 3,
+        output_nc: int = 3,
+        num_downs: int = 8,
+        ngf: int = 64,
+        ndf: int = 64,
+        n_layers_D: int = 3,
+        norm: str = "batch",
+        use_dropout: bool = True,
+        gan_mode: str = "vanilla",
+        lambda_L1: float = 100.0,
+        init_type: str = "normal",
+        init_gain: float = 0.02,
+    ):
         super().__init__()
         check_choice(type(self).__name__, "gan_mode", gan_mode, GAN_MODES)
         check_choice(type(self).__name__, "init_type", init_type, INIT_TYPES)

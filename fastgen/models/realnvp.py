@@ -1,6 +1,7 @@
 """RealNVP (Dinh, Sohl-Dickstein & Bengio, "Density estimation using Real NVP"): the
 multi-scale image flow with ResNet s/t conditioners, and a small 2-D flow for toy data; each
 coupling is fastgen's fused affine coupling with its log-determinant."""
+
 from __future__ import annotations
 
 import math
@@ -29,8 +30,13 @@ class RealNVPLayers:
     logit_transform: Callable  # (x, alpha=, inverse=) -> (y, logdet)
 
 
-FASTGEN_LAYERS = RealNVPLayers(AffineCoupling=fnn.AffineCoupling, squeeze2d=F.squeeze2d, unsqueeze2d=F.unsqueeze2d,
-                               dequantize=F.dequantize, logit_transform=F.logit_transform)
+FASTGEN_LAYERS = RealNVPLayers(
+    AffineCoupling=fnn.AffineCoupling,
+    squeeze2d=F.squeeze2d,
+    unsqueeze2d=F.unsqueeze2d,
+    dequantize=F.dequantize,
+    logit_transform=F.logit_transform,
+)
 
 _LOG_2PI = math.log(2 * math.pi)
 
@@ -78,11 +84,14 @@ class _Scale(nn.Module):
         super().__init__()
         self.in_couplings = nn.ModuleList(
             coupling(ResNetST(channels, mid_channels, channels, num_blocks), "checkerboard", k % 2, channels=channels)
-            for k in range(3))
+            for k in range(3)
+        )
         self.out_couplings = nn.ModuleList(
-            coupling(ResNetST(2 * channels, mid_channels, 2 * channels, num_blocks), "channel", k % 2,
-                     channels=4 * channels)
-            for k in range(3))
+            coupling(
+                ResNetST(2 * channels, mid_channels, 2 * channels, num_blocks), "channel", k % 2, channels=4 * channels
+            )
+            for k in range(3)
+        )
 
 
 class RealNVP(nn.Module):
@@ -102,15 +111,27 @@ class RealNVP(nn.Module):
 
     layers: RealNVPLayers = FASTGEN_LAYERS
 
-    def __init__(self, in_channels: int = 3, image_size: int = 32, num_scales: int = 2, mid_channels: int = 64,
-                 num_blocks: int = 8, *, alpha: float = 0.05, n_bins: int = 256):
+    def __init__(
+        self,
+        in_channels: int = 3,
+        image_size: int = 32,
+        num_scales: int = 2,
+        mid_channels: int = 64,
+        num_blocks: int = 8,
+        *,
+        alpha: float = 0.05,
+        n_bins: int = 256,
+    ):
         super().__init__()
         fn = type(self).__name__
         if num_scales < 1:
             _checks.fail(fn, f"num_scales must be at least 1, got {num_scales}")
-        if image_size % (2 ** (num_scales - 1)) or image_size < 2 ** num_scales:
-            _checks.fail(fn, f"image_size must be a multiple of 2**(num_scales - 1) = {2 ** (num_scales - 1)} and at "
-                             f"least {2 ** num_scales}, got {image_size}")
+        if image_size % (2 ** (num_scales - 1)) or image_size < 2**num_scales:
+            _checks.fail(
+                fn,
+                f"image_size must be a multiple of 2**(num_scales - 1) = {2 ** (num_scales - 1)} and at "
+                f"least {2**num_scales}, got {image_size}",
+            )
         self.image_shape = (in_channels, image_size, image_size)
         self.alpha, self.n_bins = alpha, n_bins
         coupling = self.layers.AffineCoupling
@@ -123,7 +144,8 @@ class RealNVP(nn.Module):
             self._z_shapes.append((channels, size, size))  # factored out
         self.final_couplings = nn.ModuleList(
             coupling(ResNetST(channels, mid_channels, channels, num_blocks), "checkerboard", k % 2, channels=channels)
-            for k in range(4))
+            for k in range(4)
+        )
         self._z_shapes.append((channels, size, size))
 
     @classmethod
@@ -140,7 +162,9 @@ class RealNVP(nn.Module):
         fn = type(self).__name__
         _checks.check_floating(fn, name, x)
         if tuple(x.shape[1:]) != self.image_shape or x.dim() != 4:
-            _checks.fail(fn, f"{name} must have shape (B, {', '.join(map(str, self.image_shape))}), got {tuple(x.shape)}")
+            _checks.fail(
+                fn, f"{name} must have shape (B, {', '.join(map(str, self.image_shape))}), got {tuple(x.shape)}"
+            )
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         self._check_images(x)
@@ -186,8 +210,9 @@ class RealNVP(nn.Module):
         x, ld = self.layers.logit_transform(h, alpha=self.alpha, inverse=True)
         return x, logdet + ld
 
-    def log_prob(self, x: torch.Tensor, noise: torch.Tensor | None = None, generator=None, *,
-                 dequantize: bool = True) -> torch.Tensor:
+    def log_prob(
+        self, x: torch.Tensor, noise: torch.Tensor | None = None, generator=None, *, dequantize: bool = True
+    ) -> torch.Tensor:
         """log-density (nats) per sample of x (B, C, H, W) in [0, 1], dequantized first unless
         dequantize=False (then x must be continuous data in (0, 1))."""
         if dequantize:
@@ -233,7 +258,8 @@ class RealNVP2d(nn.Module):
             return nn.Sequential(*modules, nn.Linear(dims[-1], 2 * half))
 
         self.couplings = nn.ModuleList(
-            self.layers.AffineCoupling(mlp(), "channel", k % 2, channels=features) for k in range(num_couplings))
+            self.layers.AffineCoupling(mlp(), "channel", k % 2, channels=features) for k in range(num_couplings)
+        )
 
     def _check(self, x, name):
         fn = type(self).__name__

@@ -2,6 +2,7 @@
 contrastive loss, a triplet head with the triplet margin loss, and batch-hard mining) and a
 face-recognition embedding network trained with an ArcFace head. Each has an eager twin in
 fastgen/reference/models/siamese.py with plain-torch losses and the same state_dict."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -36,8 +37,14 @@ def conv_encoder(in_channels: int, image_size: int, embedding_size: int, width: 
     to the embedding (image side % 4 == 0)."""
     side = image_size // 4
     return nn.Sequential(
-        nn.Conv2d(in_channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(width, 2 * width, 3, padding=1, bias=False), nn.BatchNorm2d(2 * width), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(in_channels, width, 3, padding=1, bias=False),
+        nn.BatchNorm2d(width),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(width, 2 * width, 3, padding=1, bias=False),
+        nn.BatchNorm2d(2 * width),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
         nn.Flatten(),
         nn.Linear(2 * width * side * side, embedding_size),
     )
@@ -57,8 +64,17 @@ class SiameseNet(nn.Module):
 
     layers: SiameseLayers = FASTGEN_LAYERS
 
-    def __init__(self, in_channels: int = 1, image_size: int = 28, embedding_size: int = 64, width: int = 32, *,
-                 margin: float = 1.0, triplet_margin: float = 1.0, batch_hard_margin: float = 0.3):
+    def __init__(
+        self,
+        in_channels: int = 1,
+        image_size: int = 28,
+        embedding_size: int = 64,
+        width: int = 32,
+        *,
+        margin: float = 1.0,
+        triplet_margin: float = 1.0,
+        batch_hard_margin: float = 0.3,
+    ):
         super().__init__()
         _check_image_size(type(self).__name__, image_size)
         self.embedding_size = embedding_size
@@ -73,7 +89,7 @@ class SiameseNet(nn.Module):
     def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # One encoder pass over both branches (BatchNorm sees them as one batch).
         e = self.embed(torch.cat([x1, x2]))
-        return e[: x1.shape[0]], e[x1.shape[0]:]
+        return e[: x1.shape[0]], e[x1.shape[0] :]
 
     def pair_loss(self, x1: torch.Tensor, x2: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         e1, e2 = self(x1, x2)
@@ -100,8 +116,17 @@ class ArcFaceNet(nn.Module):
 
     layers: SiameseLayers = FASTGEN_LAYERS
 
-    def __init__(self, num_classes: int, in_channels: int = 3, image_size: int = 32, embedding_size: int = 128,
-                 width: int = 32, *, s: float = 64.0, m: float = 0.5):
+    def __init__(
+        self,
+        num_classes: int,
+        in_channels: int = 3,
+        image_size: int = 32,
+        embedding_size: int = 128,
+        width: int = 32,
+        *,
+        s: float = 64.0,
+        m: float = 0.5,
+    ):
         super().__init__()
         _check_image_size(type(self).__name__, image_size)
         if not isinstance(num_classes, int) or num_classes < 1:

@@ -5,6 +5,7 @@ The generator's PReLUs and its upsampling tails (conv -> PixelShuffle -> PReLU) 
 fused pixel_shuffle kernels; convolutions and batch norm are torch's, as in the eager twin
 (fastgen/reference/models/srgan.py).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -71,8 +72,16 @@ class SRResNet(nn.Module):
 
     layers: SRGANLayers = FASTGEN_LAYERS
 
-    def __init__(self, in_channels: int = 3, out_channels: int = 3, channels: int = 64, num_blocks: int = 16,
-                 scale: int = 4, *, tanh: bool = True):
+    def __init__(
+        self,
+        in_channels: int = 3,
+        out_channels: int = 3,
+        channels: int = 64,
+        num_blocks: int = 16,
+        scale: int = 4,
+        *,
+        tanh: bool = True,
+    ):
         super().__init__()
         steps = _upscale_steps(scale)
         self.scale = scale
@@ -106,8 +115,16 @@ class SRGANDiscriminator(nn.Module):
 
     def __init__(self, in_channels: int = 3, channels: int = 64, fc_size: int = 1024):
         super().__init__()
-        widths = [channels, channels, 2 * channels, 2 * channels, 4 * channels, 4 * channels, 8 * channels,
-                  8 * channels]
+        widths = [
+            channels,
+            channels,
+            2 * channels,
+            2 * channels,
+            4 * channels,
+            4 * channels,
+            8 * channels,
+            8 * channels,
+        ]
         convs = []
         prev = in_channels
         for i, width in enumerate(widths):
@@ -118,8 +135,9 @@ class SRGANDiscriminator(nn.Module):
             prev = width
         self.features = nn.Sequential(*convs)
         self.pool = nn.AdaptiveAvgPool2d(6)
-        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(prev * 36, fc_size), nn.LeakyReLU(0.2),
-                                        nn.Linear(fc_size, 1))
+        self.classifier = nn.Sequential(
+            nn.Flatten(), nn.Linear(prev * 36, fc_size), nn.LeakyReLU(0.2), nn.Linear(fc_size, 1)
+        )
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.pool(self.features(image))).squeeze(1)

@@ -1,5 +1,6 @@
 """Variational autoencoders (Kingma & Welling): an MLP VAE, a convolutional VAE and a
 conditional VAE, each sampling with fastgen's fused reparameterization + KL."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -69,8 +70,9 @@ class _VAE(nn.Module):
 class VAE(_VAE):
     """MLP VAE; the default is the classic MNIST shape 784-400-20."""
 
-    def __init__(self, in_features: int = 784, hidden: int = 400, latent_dim: int = 20, *, recon: str = "bce",
-                 beta: float = 1.0):
+    def __init__(
+        self, in_features: int = 784, hidden: int = 400, latent_dim: int = 20, *, recon: str = "bce", beta: float = 1.0
+    ):
         super().__init__(latent_dim, recon, beta)
         self.in_features = in_features
         self.encoder = nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU())
@@ -103,24 +105,36 @@ class VAE(_VAE):
 class ConvVAE(_VAE):
     """Convolutional VAE: two stride-2 convs down, two transposed convs up (image side % 4 == 0)."""
 
-    def __init__(self, in_channels: int = 1, image_size: int = 28, latent_dim: int = 20, base_channels: int = 32,
-                 *, recon: str = "bce", beta: float = 1.0):
+    def __init__(
+        self,
+        in_channels: int = 1,
+        image_size: int = 28,
+        latent_dim: int = 20,
+        base_channels: int = 32,
+        *,
+        recon: str = "bce",
+        beta: float = 1.0,
+    ):
         super().__init__(latent_dim, recon, beta)
         if image_size % 4:
             raise ValueError(f"ConvVAE: image_size must be a multiple of 4, got {image_size}")
         c, side = base_channels, image_size // 4
         self.image_shape = (in_channels, image_size, image_size)
         self.encoder = nn.Sequential(
-            nn.Conv2d(in_channels, c, 4, 2, 1), nn.ReLU(),
-            nn.Conv2d(c, 2 * c, 4, 2, 1), nn.ReLU(),
+            nn.Conv2d(in_channels, c, 4, 2, 1),
+            nn.ReLU(),
+            nn.Conv2d(c, 2 * c, 4, 2, 1),
+            nn.ReLU(),
             nn.Flatten(),
         )
         self.fc_mu = nn.Linear(2 * c * side * side, latent_dim)
         self.fc_logvar = nn.Linear(2 * c * side * side, latent_dim)
         self.decoder = nn.Sequential(
-            nn.Linear(latent_dim, 2 * c * side * side), nn.ReLU(),
+            nn.Linear(latent_dim, 2 * c * side * side),
+            nn.ReLU(),
             nn.Unflatten(1, (2 * c, side, side)),
-            nn.ConvTranspose2d(2 * c, c, 4, 2, 1), nn.ReLU(),
+            nn.ConvTranspose2d(2 * c, c, 4, 2, 1),
+            nn.ReLU(),
             nn.ConvTranspose2d(c, in_channels, 4, 2, 1),
         )
 
@@ -150,16 +164,25 @@ class CVAE(_VAE):
     """Conditional VAE (Sohn et al.): the one-hot label is concatenated to the encoder input and
     to z, so the decoder generates the class it is asked for."""
 
-    def __init__(self, in_features: int = 784, num_classes: int = 10, hidden: int = 400, latent_dim: int = 20, *,
-                 recon: str = "bce", beta: float = 1.0):
+    def __init__(
+        self,
+        in_features: int = 784,
+        num_classes: int = 10,
+        hidden: int = 400,
+        latent_dim: int = 20,
+        *,
+        recon: str = "bce",
+        beta: float = 1.0,
+    ):
         super().__init__(latent_dim, recon, beta)
         self.in_features = in_features
         self.num_classes = num_classes
         self.encoder = nn.Sequential(nn.Linear(in_features + num_classes, hidden), nn.ReLU())
         self.fc_mu = nn.Linear(hidden, latent_dim)
         self.fc_logvar = nn.Linear(hidden, latent_dim)
-        self.decoder = nn.Sequential(nn.Linear(latent_dim + num_classes, hidden), nn.ReLU(),
-                                     nn.Linear(hidden, in_features))
+        self.decoder = nn.Sequential(
+            nn.Linear(latent_dim + num_classes, hidden), nn.ReLU(), nn.Linear(hidden, in_features)
+        )
 
     def _one_hot(self, labels: torch.Tensor, batch: int, like: torch.Tensor) -> torch.Tensor:
         labels = _check_labels(type(self).__name__, labels, batch, self.num_classes)

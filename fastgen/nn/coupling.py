@@ -3,7 +3,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fastgen import _checks, functional as F
+from fastgen import _checks
+from fastgen import functional as F
 
 
 class AffineCoupling(nn.Module):
@@ -20,8 +21,15 @@ class AffineCoupling(nn.Module):
     required to size it.
     """
 
-    def __init__(self, conditioner: nn.Module, mask: str = "channel", mask_parity: int = 0, learn_scale: bool = True,
-                 *, channels: int | None = None):
+    def __init__(
+        self,
+        conditioner: nn.Module,
+        mask: str = "channel",
+        mask_parity: int = 0,
+        learn_scale: bool = True,
+        *,
+        channels: int | None = None,
+    ):
         super().__init__()
         fn = "nn.AffineCoupling"
         if mask not in F._COUPLING_MASKS:
@@ -68,4 +76,7 @@ class AffineCoupling(nn.Module):
         return self._run(y, True)
 
     def extra_repr(self) -> str:
-        return f"mask={self.mask!r}, mask_parity={self.mask_parity}, learn_scale={self.scale is not None}, channels={self.channels}"
+        return (
+            f"mask={self.mask!r}, mask_parity={self.mask_parity}, learn_scale={self.scale is not None}, "
+            f"channels={self.channels}"
+        )

@@ -1,13 +1,15 @@
 """Margin softmax losses for face recognition: ArcFace, CosFace, SphereFace and InsightFace's
 combined margin. Each holds the class centers as the parameter `weight` of shape
 (num_classes, embedding_size) and computes fastgen.functional.margin_cross_entropy."""
+
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as TF
 from torch import nn
 
-from fastgen import _checks, functional as F
+from fastgen import _checks
+from fastgen import functional as F
 
 
 class CombinedMarginLoss(nn.Module):
@@ -19,9 +21,22 @@ class CombinedMarginLoss(nn.Module):
     constant in backward); the default is its 2022 rule with the exact gradient
     (fastgen.functional.margin_cross_entropy)."""
 
-    def __init__(self, embedding_size: int, num_classes: int, s: float = 64.0, m1: float = 1.0, m2: float = 0.5,
-                 m3: float = 0.0, *, easy_margin: bool = False, reduction: str = "mean", ignore_index: int = -100,
-                 straight_through: bool = False, device=None, dtype=None):
+    def __init__(
+        self,
+        embedding_size: int,
+        num_classes: int,
+        s: float = 64.0,
+        m1: float = 1.0,
+        m2: float = 0.5,
+        m3: float = 0.0,
+        *,
+        easy_margin: bool = False,
+        reduction: str = "mean",
+        ignore_index: int = -100,
+        straight_through: bool = False,
+        device=None,
+        dtype=None,
+    ):
         super().__init__()
         name = f"nn.{type(self).__name__}"
         for arg, value in (("embedding_size", embedding_size), ("num_classes", num_classes)):
@@ -42,9 +57,19 @@ class CombinedMarginLoss(nn.Module):
         nn.init.normal_(self.weight, 0.0, 0.01)
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return F.margin_cross_entropy(embeddings, self.weight, labels, s=self.s, m1=self.m1, m2=self.m2, m3=self.m3,
-                                      easy_margin=self.easy_margin, reduction=self.reduction,
-                                      ignore_index=self.ignore_index, straight_through=self.straight_through)
+        return F.margin_cross_entropy(
+            embeddings,
+            self.weight,
+            labels,
+            s=self.s,
+            m1=self.m1,
+            m2=self.m2,
+            m3=self.m3,
+            easy_margin=self.easy_margin,
+            reduction=self.reduction,
+            ignore_index=self.ignore_index,
+            straight_through=self.straight_through,
+        )
 
     @torch.no_grad()
     def cosine(self, embeddings: torch.Tensor) -> torch.Tensor:
@@ -52,9 +77,11 @@ class CombinedMarginLoss(nn.Module):
         return TF.linear(TF.normalize(embeddings), TF.normalize(self.weight))
 
     def extra_repr(self) -> str:
-        return (f"embedding_size={self.embedding_size}, num_classes={self.num_classes}, s={self.s}, m1={self.m1}, "
-                f"m2={self.m2}, m3={self.m3}, easy_margin={self.easy_margin}, reduction={self.reduction!r}"
-                + (", straight_through=True" if self.straight_through else ""))
+        return (
+            f"embedding_size={self.embedding_size}, num_classes={self.num_classes}, s={self.s}, m1={self.m1}, "
+            f"m2={self.m2}, m3={self.m3}, easy_margin={self.easy_margin}, reduction={self.reduction!r}"
+            + (", straight_through=True" if self.straight_through else "")
+        )
 
 
 class ArcFaceLoss(CombinedMarginLoss):

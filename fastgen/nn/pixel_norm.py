@@ -1,4 +1,5 @@
 """Progressive GAN's pixel norm as a module."""
+
 from __future__ import annotations
 
 import torch

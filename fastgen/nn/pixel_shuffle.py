@@ -1,11 +1,13 @@
 """Drop-in PixelShuffle, PixelUnshuffle and PReLU, and the fused PixelShufflePReLU (the SRGAN
 upsampling tail: conv -> PixelShuffle -> PReLU, the last two in one pass)."""
+
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from fastgen import _checks, functional as F
+from fastgen import _checks
+from fastgen import functional as F
 
 
 class PixelShuffle(nn.PixelShuffle):

@@ -1,5 +1,6 @@
 """Progressive GAN's minibatch standard deviation and equalized-learning-rate convolution and
 linear layers. Its pixel norm is fastgen.nn.PixelNorm (fastgen/nn/pixel_norm.py)."""
+
 # Plain torch ops, no fused kernel: their cost is the convolution or matmul itself.
 from __future__ import annotations
 
@@ -66,14 +67,25 @@ class EqualizedLinear(nn.Module, _Equalized):
         return TF.linear(x, self.weight * self.scale, self.bias)
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, gain={self.gain:.4g}"
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"bias={self.bias is not None}, gain={self.gain:.4g}"
+        )
 
 
 class EqualizedConv2d(nn.Module, _Equalized):
     """nn.Conv2d with an equalized learning rate: the weight is scaled by gain / sqrt(in * k * k)."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0,
-                 bias: bool = True, gain: float = math.sqrt(2)):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        padding: int = 0,
+        bias: bool = True,
+        gain: float = math.sqrt(2),
+    ):
         super().__init__()
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
@@ -84,5 +96,7 @@ class EqualizedConv2d(nn.Module, _Equalized):
         return TF.conv2d(x, self.weight * self.scale, self.bias, self.stride, self.padding)
 
     def extra_repr(self) -> str:
-        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
-                f"padding={self.padding}, bias={self.bias is not None}, gain={self.gain:.4g}")
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+            f"padding={self.padding}, bias={self.bias is not None}, gain={self.gain:.4g}"
+        )

@@ -3,7 +3,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fastgen import _checks, functional as F
+from fastgen import _checks
+from fastgen import functional as F
 
 
 class Reparameterize(nn.Module):
@@ -19,8 +20,13 @@ class Reparameterize(nn.Module):
         _checks.check_reduction("nn.Reparameterize", reduction)
         self.reduction = reduction
 
-    def forward(self, mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor | None = None,
-                generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self,
+        mu: torch.Tensor,
+        logvar: torch.Tensor,
+        eps: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         return F.reparameterize_kl(mu, logvar, eps, reduction=self.reduction, generator=generator)
 
     def extra_repr(self) -> str:

@@ -1,11 +1,13 @@
 """Siamese / metric-learning losses: contrastive, triplet margin (torch's signature) and
 batch-hard triplet, on fastgen's fused kernels."""
+
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from fastgen import _checks, functional as F
+from fastgen import _checks
+from fastgen import functional as F
 
 
 class ContrastiveLoss(nn.Module):
@@ -26,8 +28,16 @@ class ContrastiveLoss(nn.Module):
 class TripletMarginLoss(nn.Module):
     """Drop-in for torch.nn.TripletMarginLoss (same arguments and defaults)."""
 
-    def __init__(self, margin: float = 1.0, p: float = 2.0, eps: float = 1e-6, swap: bool = False, size_average=None,
-                 reduce=None, reduction: str = "mean"):
+    def __init__(
+        self,
+        margin: float = 1.0,
+        p: float = 2.0,
+        eps: float = 1e-6,
+        swap: bool = False,
+        size_average=None,
+        reduce=None,
+        reduction: str = "mean",
+    ):
         super().__init__()
         if size_average is not None or reduce is not None:
             reduction = torch.nn._reduction.legacy_get_string(size_average, reduce)
@@ -35,8 +45,16 @@ class TripletMarginLoss(nn.Module):
         self.margin, self.p, self.eps, self.swap, self.reduction = margin, p, eps, swap, reduction
 
     def forward(self, anchor: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor) -> torch.Tensor:
-        return F.triplet_margin_loss(anchor, positive, negative, margin=self.margin, p=self.p, eps=self.eps,
-                                     swap=self.swap, reduction=self.reduction)
+        return F.triplet_margin_loss(
+            anchor,
+            positive,
+            negative,
+            margin=self.margin,
+            p=self.p,
+            eps=self.eps,
+            swap=self.swap,
+            reduction=self.reduction,
+        )
 
     def extra_repr(self) -> str:
         return f"margin={self.margin}, p={self.p}, swap={self.swap}, reduction={self.reduction!r}"

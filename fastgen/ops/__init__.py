@@ -5,6 +5,7 @@ meta tensors) and the CUDA kernels (Triton, imported on first use). The autograd
 One module per op family (fastgen/ops/<family>.py); importing this package imports them all,
 which registers everything. The schemas and CPU kernels are in csrc/ (loaded by fastgen._ext).
 """
+
 import importlib
 import pkgutil
 

@@ -21,6 +21,7 @@ triton_op cannot take: it defines the op itself, from the function's Python sign
 Launchers call `launch(kernel)[grid](...)` (triton_kernels/_common.py): the kernel itself in
 eager, wrap_triton(kernel) inside the rule (which sets _common's thread-local flag).
 """
+
 from __future__ import annotations
 
 import importlib
@@ -34,8 +35,9 @@ _CUDA: dict[str, dict[str, Callable]] = {}  # family -> op -> its registered CUD
 
 def _on_cuda(args, kwargs) -> bool:
     tensors = [a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)]
-    tensors += [t for a in (*args, *kwargs.values()) if isinstance(a, (list, tuple)) for t in a
-                if isinstance(t, torch.Tensor)]
+    tensors += [
+        t for a in (*args, *kwargs.values()) if isinstance(a, (list, tuple)) for t in a if isinstance(t, torch.Tensor)
+    ]
     return bool(tensors) and all(t.device.type == "cuda" for t in tensors)
 
 

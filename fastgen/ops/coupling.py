@@ -8,6 +8,7 @@ walked in x's own memory order when each row is dense ("row order"), s and t are
 when their rows are laid out in that same order (any batch stride), and every output is dense
 in that order.
 """
+
 from __future__ import annotations
 
 import torch
@@ -73,43 +74,77 @@ def layout(x: torch.Tensor, mask: str):
 
 
 def _check_same(op, name, t, x):
-    torch._check(t.dtype == x.dtype, lambda: f"fastgen.{op}: {name} must have the dtype of x ({x.dtype}), got {t.dtype}")
-    torch._check(t.device == x.device, lambda: f"fastgen.{op}: {name} must be on the device of x ({x.device}), got {t.device}")
+    torch._check(
+        t.dtype == x.dtype, lambda: f"fastgen.{op}: {name} must have the dtype of x ({x.dtype}), got {t.dtype}"
+    )
+    torch._check(
+        t.device == x.device, lambda: f"fastgen.{op}: {name} must be on the device of x ({x.device}), got {t.device}"
+    )
 
 
 def check_args(op, x, s, t, scale, mask, mask_parity) -> None:
     torch._check(mask in MASKS, lambda: f"fastgen.{op}: mask must be 'channel' or 'checkerboard', got '{mask}'")
     torch._check(x.dtype.is_floating_point, lambda: f"fastgen.{op}: x must be a floating-point tensor, got {x.dtype}")
     if mask == "channel":
-        torch._check(x.dim() >= 2, lambda: f"fastgen.{op}: x must be (B, C, ...) or (B, D) for mask='channel', got shape {tuple(x.shape)}")
-        torch._check(x.shape[1] % 2 == 0, lambda: f"fastgen.{op}: x must have an even number of channels (dim 1) for mask='channel', got {x.shape[1]}")
+        torch._check(
+            x.dim() >= 2,
+            lambda: f"fastgen.{op}: x must be (B, C, ...) or (B, D) for mask='channel', got shape {tuple(x.shape)}",
+        )
+        torch._check(
+            x.shape[1] % 2 == 0,
+            lambda: (
+                f"fastgen.{op}: x must have an even number of channels (dim 1) for mask='channel', got {x.shape[1]}"
+            ),
+        )
     else:
-        torch._check(x.dim() == 4, lambda: f"fastgen.{op}: x must be 4-D (B, C, H, W) for mask='checkerboard', got shape {tuple(x.shape)}")
+        torch._check(
+            x.dim() == 4,
+            lambda: f"fastgen.{op}: x must be 4-D (B, C, H, W) for mask='checkerboard', got shape {tuple(x.shape)}",
+        )
     torch._check(mask_parity in (0, 1), lambda: f"fastgen.{op}: mask_parity must be 0 or 1, got {mask_parity}")
     want = s_shape(x, mask)
     what = "one half of x" if mask == "channel" else "the shape of x"
     for name, u in (("s", s), ("t", t)):
         if u is None:
             continue
-        torch._check(tuple(u.shape) == want, lambda: f"fastgen.{op}: {name} must have shape {want} ({what}), got {tuple(u.shape)}")
+        torch._check(
+            tuple(u.shape) == want,
+            lambda: f"fastgen.{op}: {name} must have shape {want} ({what}), got {tuple(u.shape)}",
+        )
         _check_same(op, name, u, x)
     if scale is not None:
         _check_same(op, "scale", scale, x)
         ok = scale.dim() <= s.dim() and all(
-            bool(scale.shape[-i] == 1) or bool(scale.shape[-i] == s.shape[-i]) for i in range(1, scale.dim() + 1))
-        torch._check(ok, lambda: f"fastgen.{op}: scale must broadcast to the shape of s {tuple(s.shape)}, got shape {tuple(scale.shape)}")
+            bool(scale.shape[-i] == 1) or bool(scale.shape[-i] == s.shape[-i]) for i in range(1, scale.dim() + 1)
+        )
+        torch._check(
+            ok,
+            lambda: (
+                f"fastgen.{op}: scale must broadcast to the shape of s {tuple(s.shape)}, got shape {tuple(scale.shape)}"
+            ),
+        )
 
 
 def check_backward_args(grad_output, grad_logdet, x, s, scale, mask, mask_parity) -> None:
     op = "affine_coupling_backward"
     check_args(op, x, s, None, scale, mask, mask_parity)
     if grad_output is not None:
-        torch._check(grad_output.shape == x.shape, lambda: f"fastgen.{op}: grad_output must have the shape of x {tuple(x.shape)}, got {tuple(grad_output.shape)}")
+        torch._check(
+            grad_output.shape == x.shape,
+            lambda: (
+                f"fastgen.{op}: grad_output must have the shape of x {tuple(x.shape)}, got {tuple(grad_output.shape)}"
+            ),
+        )
         _check_same(op, "grad_output", grad_output, x)
     if grad_logdet is not None:
-        torch._check(grad_logdet.dim() == 1 and grad_logdet.shape[0] == x.shape[0],
-                     lambda: f"fastgen.{op}: grad_logdet must have shape ({x.shape[0]},), got {tuple(grad_logdet.shape)}")
-        torch._check(grad_logdet.dtype.is_floating_point, lambda: f"fastgen.{op}: grad_logdet must be a floating-point tensor, got {grad_logdet.dtype}")
+        torch._check(
+            grad_logdet.dim() == 1 and grad_logdet.shape[0] == x.shape[0],
+            lambda: f"fastgen.{op}: grad_logdet must have shape ({x.shape[0]},), got {tuple(grad_logdet.shape)}",
+        )
+        torch._check(
+            grad_logdet.dtype.is_floating_point,
+            lambda: f"fastgen.{op}: grad_logdet must be a floating-point tensor, got {grad_logdet.dtype}",
+        )
 
 
 # ---------------------------------------------------------------------------------------
@@ -128,15 +163,18 @@ def _affine_coupling_fake(x, s, t, scale, mask, mask_parity, inverse):
 @torch.library.register_fake("fastgen::affine_coupling_backward")
 def _affine_coupling_backward_fake(grad_output, grad_logdet, x, s, scale, mask, mask_parity, inverse, output_mask):
     check_backward_args(grad_output, grad_logdet, x, s, scale, mask, mask_parity)
-    check_same_device("affine_coupling_backward", "x", x, grad_output=grad_output, grad_logdet=grad_logdet, s=s,
-                      scale=scale)
+    check_same_device(
+        "affine_coupling_backward", "x", x, grad_output=grad_output, grad_logdet=grad_logdet, s=s, scale=scale
+    )
     _, x_strides, s_strides = layout(x, mask)
     want_input, want_s, want_t, want_scale = output_mask
     none = lambda: x.new_empty((0,))  # noqa: E731
-    return (x.new_empty_strided(x.shape, x_strides) if want_input else none(),
-            s.new_empty_strided(s.shape, s_strides) if want_s else none(),
-            s.new_empty_strided(s.shape, s_strides) if want_t else none(),
-            scale.new_empty(scale.shape) if (scale is not None and want_scale) else none())
+    return (
+        x.new_empty_strided(x.shape, x_strides) if want_input else none(),
+        s.new_empty_strided(s.shape, s_strides) if want_s else none(),
+        s.new_empty_strided(s.shape, s_strides) if want_t else none(),
+        scale.new_empty(scale.shape) if (scale is not None and want_scale) else none(),
+    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -146,20 +184,46 @@ def _affine_coupling_backward_fake(grad_output, grad_logdet, x, s, scale, mask, 
 def _affine_coupling_cuda(kernels, x, s, t, scale, mask, mask_parity, inverse):
     check_args("affine_coupling", x, s, t, scale, mask, mask_parity)
     order, x_strides, s_strides = layout(x, mask)
-    return kernels.affine_coupling(with_rows(x, x_strides), with_rows(s, s_strides), with_rows(t, s_strides), scale,
-                                   mask, mask_parity, inverse, order, x_strides, s_strides, acc_dtype(x.dtype))
+    return kernels.affine_coupling(
+        with_rows(x, x_strides),
+        with_rows(s, s_strides),
+        with_rows(t, s_strides),
+        scale,
+        mask,
+        mask_parity,
+        inverse,
+        order,
+        x_strides,
+        s_strides,
+        acc_dtype(x.dtype),
+    )
 
 
-def _affine_coupling_backward_cuda(kernels, grad_output, grad_logdet, x, s, scale, mask, mask_parity, inverse,
-                                   output_mask):
+def _affine_coupling_backward_cuda(
+    kernels, grad_output, grad_logdet, x, s, scale, mask, mask_parity, inverse, output_mask
+):
     check_backward_args(grad_output, grad_logdet, x, s, scale, mask, mask_parity)
     order, x_strides, s_strides = layout(x, mask)
     g_ = with_rows(grad_output, x_strides) if grad_output is not None else None
-    return kernels.affine_coupling_backward(g_, grad_logdet, with_rows(x, x_strides), with_rows(s, s_strides), scale,
-                                            mask, mask_parity, inverse, output_mask, order, x_strides, s_strides,
-                                            acc_dtype(x.dtype))
+    return kernels.affine_coupling_backward(
+        g_,
+        grad_logdet,
+        with_rows(x, x_strides),
+        with_rows(s, s_strides),
+        scale,
+        mask,
+        mask_parity,
+        inverse,
+        output_mask,
+        order,
+        x_strides,
+        s_strides,
+        acc_dtype(x.dtype),
+    )
 
 
-register_cuda("coupling", {"affine_coupling": _affine_coupling_cuda,
-                           "affine_coupling_backward": _affine_coupling_backward_cuda},
-              untraced={"affine_coupling", "affine_coupling_backward"})
+register_cuda(
+    "coupling",
+    {"affine_coupling": _affine_coupling_cuda, "affine_coupling_backward": _affine_coupling_backward_cuda},
+    untraced={"affine_coupling", "affine_coupling_backward"},
+)

@@ -7,6 +7,7 @@ double backward differentiates an ATen-op formulation of the op (the same as tor
 below, which the tests compare with the op), which materializes the batch x classes
 cosines: it exists for correctness of higher-order gradients, not speed.
 """
+
 from __future__ import annotations
 
 import functools
@@ -36,45 +37,116 @@ def clamp_eps(dtype: torch.dtype) -> float:
 
 def check_args(op, embeddings, weight, labels, class_start, num_classes, s) -> None:
     """The checks csrc/margin_softmax.cpp makes, for the fake impls and the Triton launchers."""
-    torch._check(embeddings.dim() == 2, lambda: f"fastgen.{op}: embeddings must be 2-D (batch, embedding_size), got {embeddings.dim()}-D")
-    torch._check(embeddings.dtype.is_floating_point, lambda: f"fastgen.{op}: embeddings must be a floating-point tensor, got {embeddings.dtype}")
-    torch._check(weight.dim() == 2, lambda: f"fastgen.{op}: weight must be 2-D (num_classes, embedding_size), got {weight.dim()}-D")
-    torch._check(weight.dtype == embeddings.dtype, lambda: f"fastgen.{op}: weight must have the dtype of embeddings ({embeddings.dtype}), got {weight.dtype}")
-    torch._check(weight.device == embeddings.device, lambda: f"fastgen.{op}: weight must be on the device of embeddings ({embeddings.device}), got {weight.device}")
-    torch._check(weight.shape[1] == embeddings.shape[1], lambda: f"fastgen.{op}: weight must have embedding size {embeddings.shape[1]} (the embeddings' size), got {weight.shape[1]}")
+    torch._check(
+        embeddings.dim() == 2,
+        lambda: f"fastgen.{op}: embeddings must be 2-D (batch, embedding_size), got {embeddings.dim()}-D",
+    )
+    torch._check(
+        embeddings.dtype.is_floating_point,
+        lambda: f"fastgen.{op}: embeddings must be a floating-point tensor, got {embeddings.dtype}",
+    )
+    torch._check(
+        weight.dim() == 2,
+        lambda: f"fastgen.{op}: weight must be 2-D (num_classes, embedding_size), got {weight.dim()}-D",
+    )
+    torch._check(
+        weight.dtype == embeddings.dtype,
+        lambda: f"fastgen.{op}: weight must have the dtype of embeddings ({embeddings.dtype}), got {weight.dtype}",
+    )
+    torch._check(
+        weight.device == embeddings.device,
+        lambda: f"fastgen.{op}: weight must be on the device of embeddings ({embeddings.device}), got {weight.device}",
+    )
+    torch._check(
+        weight.shape[1] == embeddings.shape[1],
+        lambda: (
+            f"fastgen.{op}: weight must have embedding size {embeddings.shape[1]} (the embeddings' "
+            f"size), got {weight.shape[1]}"
+        ),
+    )
     torch._check(weight.shape[0] > 0, lambda: f"fastgen.{op}: weight must have at least one class, got 0")
-    torch._check(labels.dim() == 1 and labels.shape[0] == embeddings.shape[0], lambda: f"fastgen.{op}: labels must have shape ({embeddings.shape[0]},), got {tuple(labels.shape)}")
-    torch._check(labels.dtype in INTEGER_DTYPES, lambda: f"fastgen.{op}: labels must be an integer tensor, got {labels.dtype}")
-    torch._check(labels.device == embeddings.device, lambda: f"fastgen.{op}: labels must be on the device of embeddings ({embeddings.device}), got {labels.device}")
-    torch._check(class_start >= 0 and class_start + weight.shape[0] <= num_classes, lambda: f"fastgen.{op}: the weight's classes [class_start, class_start + {weight.shape[0]}) must lie in [0, num_classes), got class_start={class_start}, num_classes={num_classes}")
+    torch._check(
+        labels.dim() == 1 and labels.shape[0] == embeddings.shape[0],
+        lambda: f"fastgen.{op}: labels must have shape ({embeddings.shape[0]},), got {tuple(labels.shape)}",
+    )
+    torch._check(
+        labels.dtype in INTEGER_DTYPES, lambda: f"fastgen.{op}: labels must be an integer tensor, got {labels.dtype}"
+    )
+    torch._check(
+        labels.device == embeddings.device,
+        lambda: f"fastgen.{op}: labels must be on the device of embeddings ({embeddings.device}), got {labels.device}",
+    )
+    torch._check(
+        class_start >= 0 and class_start + weight.shape[0] <= num_classes,
+        lambda: (
+            f"fastgen.{op}: the weight's classes [class_start, class_start + {weight.shape[0]}) must "
+            f"lie in [0, num_classes), got class_start={class_start}, num_classes={num_classes}"
+        ),
+    )
     torch._check(s > 0 and math.isfinite(s), lambda: f"fastgen.{op}: s must be a positive finite scale, got {s}")
 
 
 def _check_rows(op, name, t, batch) -> None:
     if t is not None:
-        torch._check(t.dim() == 1 and t.shape[0] == batch, lambda: f"fastgen.{op}: {name} must have shape ({batch},), got {tuple(t.shape)}")
+        torch._check(
+            t.dim() == 1 and t.shape[0] == batch,
+            lambda: f"fastgen.{op}: {name} must have shape ({batch},), got {tuple(t.shape)}",
+        )
 
 
 @torch.library.register_fake("fastgen::margin_softmax")
-def _margin_softmax_fake(embeddings, weight, labels, class_start, num_classes, s, m1, m2, m3, easy_margin, ignore_index,
-                         straight_through=False):
+def _margin_softmax_fake(
+    embeddings,
+    weight,
+    labels,
+    class_start,
+    num_classes,
+    s,
+    m1,
+    m2,
+    m3,
+    easy_margin,
+    ignore_index,
+    straight_through=False,
+):
     check_args("margin_softmax", embeddings, weight, labels, class_start, num_classes, s)
     rows = embeddings.new_empty((embeddings.shape[0],), dtype=acc_dtype(embeddings.dtype))
     return embeddings.new_empty((embeddings.shape[0],), dtype=LSE_DTYPE), rows, torch.empty_like(rows)
 
 
 @torch.library.register_fake("fastgen::margin_softmax_backward")
-def _margin_softmax_backward_fake(grad_lse, grad_target, embeddings, weight, labels, lse, target_cos, class_start,
-                                  num_classes, s, m1, m2, m3, easy_margin, ignore_index, output_mask,
-                                  straight_through=False):
+def _margin_softmax_backward_fake(
+    grad_lse,
+    grad_target,
+    embeddings,
+    weight,
+    labels,
+    lse,
+    target_cos,
+    class_start,
+    num_classes,
+    s,
+    m1,
+    m2,
+    m3,
+    easy_margin,
+    ignore_index,
+    output_mask,
+    straight_through=False,
+):
     op = "margin_softmax_backward"
     check_args(op, embeddings, weight, labels, class_start, num_classes, s)
     batch = embeddings.shape[0]
     for name, t in (("lse", lse), ("target_cos", target_cos), ("grad_lse", grad_lse), ("grad_target", grad_target)):
         _check_rows(op, name, t, batch)
-    check_same_device(op, "embeddings", embeddings, lse=lse, target_cos=target_cos, grad_lse=grad_lse,
-                      grad_target=grad_target)
-    grad_emb = torch.empty_like(embeddings, memory_format=torch.contiguous_format) if output_mask[0] else embeddings.new_empty((0,))
+    check_same_device(
+        op, "embeddings", embeddings, lse=lse, target_cos=target_cos, grad_lse=grad_lse, grad_target=grad_target
+    )
+    grad_emb = (
+        torch.empty_like(embeddings, memory_format=torch.contiguous_format)
+        if output_mask[0]
+        else embeddings.new_empty((0,))
+    )
     grad_w = weight.new_empty(weight.shape) if output_mask[1] else weight.new_empty((0,))
     return grad_emb, grad_w
 
@@ -105,8 +177,20 @@ def torch_target_logit(cos_t, s, m1, m2, m3, easy_margin, eps, straight_through=
     return s * (value - m3)
 
 
-def torch_margin_softmax(embeddings, weight, labels, class_start, num_classes, s, m1, m2, m3, easy_margin,
-                         ignore_index, straight_through=False):
+def torch_margin_softmax(
+    embeddings,
+    weight,
+    labels,
+    class_start,
+    num_classes,
+    s,
+    m1,
+    m2,
+    m3,
+    easy_margin,
+    ignore_index,
+    straight_through=False,
+):
     """(lse, target_logit) of fastgen::margin_softmax, materializing the cosines."""
     compute = acc_dtype(embeddings.dtype)
     cos = F.normalize(embeddings.to(compute), dim=1) @ F.normalize(weight.to(compute), dim=1).T
@@ -133,37 +217,99 @@ def check_labels(op, labels, num_classes, ignore_index) -> None:
     ok = (labels == ignore_index) | ((labels >= 0) & (labels < num_classes))
     if not bool(ok.all()):
         bad = labels[~ok][0].item()
-        raise RuntimeError(f"fastgen.{op}: labels must be class indices in [0, {num_classes}) or ignore_index "
-                           f"({ignore_index}), got {bad}")
+        raise RuntimeError(
+            f"fastgen.{op}: labels must be class indices in [0, {num_classes}) or ignore_index "
+            f"({ignore_index}), got {bad}"
+        )
 
 
 def _target_logit(embeddings, s, m1, m2, m3, easy_margin, straight_through):
     """cos_t -> the target logit (torch_target_logit with this call's margins)."""
-    return functools.partial(torch_target_logit, s=s, m1=m1, m2=m2, m3=m3, easy_margin=easy_margin,
-                             eps=clamp_eps(embeddings.dtype), straight_through=straight_through)
+    return functools.partial(
+        torch_target_logit,
+        s=s,
+        m1=m1,
+        m2=m2,
+        m3=m3,
+        easy_margin=easy_margin,
+        eps=clamp_eps(embeddings.dtype),
+        straight_through=straight_through,
+    )
 
 
-def _margin_softmax_cuda(kernels, embeddings, weight, labels, class_start, num_classes, s, m1, m2, m3, easy_margin,
-                         ignore_index, straight_through=False):
+def _margin_softmax_cuda(
+    kernels,
+    embeddings,
+    weight,
+    labels,
+    class_start,
+    num_classes,
+    s,
+    m1,
+    m2,
+    m3,
+    easy_margin,
+    ignore_index,
+    straight_through=False,
+):
     check_args("margin_softmax", embeddings, weight, labels, class_start, num_classes, s)
     check_labels("margin_softmax", labels, num_classes, ignore_index)
-    return kernels.margin_softmax(embeddings, weight, labels, class_start, s, ignore_index,
-                                  _target_logit(embeddings, s, m1, m2, m3, easy_margin, straight_through),
-                                  acc_dtype(embeddings.dtype), LSE_DTYPE)
+    return kernels.margin_softmax(
+        embeddings,
+        weight,
+        labels,
+        class_start,
+        s,
+        ignore_index,
+        _target_logit(embeddings, s, m1, m2, m3, easy_margin, straight_through),
+        acc_dtype(embeddings.dtype),
+        LSE_DTYPE,
+    )
 
 
-def _margin_softmax_backward_cuda(kernels, grad_lse, grad_target, embeddings, weight, labels, lse, target_cos,
-                                  class_start, num_classes, s, m1, m2, m3, easy_margin, ignore_index, output_mask,
-                                  straight_through=False):
+def _margin_softmax_backward_cuda(
+    kernels,
+    grad_lse,
+    grad_target,
+    embeddings,
+    weight,
+    labels,
+    lse,
+    target_cos,
+    class_start,
+    num_classes,
+    s,
+    m1,
+    m2,
+    m3,
+    easy_margin,
+    ignore_index,
+    output_mask,
+    straight_through=False,
+):
     op = "margin_softmax_backward"
     check_args(op, embeddings, weight, labels, class_start, num_classes, s)
     check_labels(op, labels, num_classes, ignore_index)
-    return kernels.margin_softmax_backward(grad_lse, grad_target, embeddings, weight, labels, lse, target_cos,
-                                           class_start, s, ignore_index, output_mask,
-                                           _target_logit(embeddings, s, m1, m2, m3, easy_margin, straight_through),
-                                           acc_dtype(embeddings.dtype), LSE_DTYPE)
+    return kernels.margin_softmax_backward(
+        grad_lse,
+        grad_target,
+        embeddings,
+        weight,
+        labels,
+        lse,
+        target_cos,
+        class_start,
+        s,
+        ignore_index,
+        output_mask,
+        _target_logit(embeddings, s, m1, m2, m3, easy_margin, straight_through),
+        acc_dtype(embeddings.dtype),
+        LSE_DTYPE,
+    )
 
 
-register_cuda("margin_softmax", {"margin_softmax": _margin_softmax_cuda,
-                                 "margin_softmax_backward": _margin_softmax_backward_cuda},
-              untraced={"margin_softmax", "margin_softmax_backward"})
+register_cuda(
+    "margin_softmax",
+    {"margin_softmax": _margin_softmax_cuda, "margin_softmax_backward": _margin_softmax_backward_cuda},
+    untraced={"margin_softmax", "margin_softmax_backward"},
+)

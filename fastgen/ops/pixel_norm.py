@@ -6,6 +6,7 @@ csrc/autograd/pixel_norm.cpp. With r = (mean_c x^2 + eps)^(-1/2) per pixel:
     y  = r x
     gx = r g - r^3 x mean_c(g x)                      (pixel_norm_backward)
 """
+
 from __future__ import annotations
 
 import math
@@ -30,8 +31,13 @@ def pixel_layout(x: torch.Tensor) -> torch.Tensor:
 
 def check_args(op: str, x, eps: float, name: str = "x") -> None:
     """The checks csrc/pixel_norm.cpp makes, for the fake impls and the Triton launchers."""
-    torch._check(x.dim() >= 2, lambda: f"fastgen.{op}: {name} must have a batch and a channel dimension (N, C, ...), got {x.dim()}-D")
-    torch._check(x.dtype.is_floating_point, lambda: f"fastgen.{op}: {name} must be a floating-point tensor, got {x.dtype}")
+    torch._check(
+        x.dim() >= 2,
+        lambda: f"fastgen.{op}: {name} must have a batch and a channel dimension (N, C, ...), got {x.dim()}-D",
+    )
+    torch._check(
+        x.dtype.is_floating_point, lambda: f"fastgen.{op}: {name} must be a floating-point tensor, got {x.dtype}"
+    )
     torch._check(math.isfinite(eps) and eps >= 0, lambda: f"fastgen.{op}: eps must be a finite number >= 0, got {eps}")
 
 

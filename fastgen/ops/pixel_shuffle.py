@@ -5,13 +5,14 @@ fastgen::pixel_shuffle_prelu and fastgen::pixel_shuffle_prelu_backward.
 The kernels live in csrc/pixel_shuffle.cpp. pixel_shuffle and pixel_unshuffle are each other's
 gradient. The autograd (double backward included) is in csrc/autograd/pixel_shuffle.cpp.
 """
+
 from __future__ import annotations
 
 import torch
+from torch._prims_common import suggest_memory_format
 
 from fastgen._checks import acc_dtype, check_int_product, check_same_device
 from fastgen.ops._triton import register_cuda
-from torch._prims_common import suggest_memory_format
 
 _ops = torch.ops.fastgen
 
@@ -29,8 +30,12 @@ def memory_format(t: torch.Tensor) -> torch.memory_format:
 
 
 def _check_input(op: str, x, factor: int, factor_name: str) -> None:
-    torch._check(x.dim() >= 3, lambda: f"fastgen.{op}: input must have at least 3 dimensions (*, C, H, W), got {x.dim()}")
-    torch._check(x.dtype.is_floating_point, lambda: f"fastgen.{op}: input must be a floating-point tensor, got {x.dtype}")
+    torch._check(
+        x.dim() >= 3, lambda: f"fastgen.{op}: input must have at least 3 dimensions (*, C, H, W), got {x.dim()}"
+    )
+    torch._check(
+        x.dtype.is_floating_point, lambda: f"fastgen.{op}: input must be a floating-point tensor, got {x.dtype}"
+    )
     torch._check_value(factor > 0, lambda: f"fastgen.{op}: {factor_name} must be positive, got {factor}")
     check_int_product(op, f"{factor_name}**2", factor, factor)
     check_int_product(op, f"the output's height (H * {factor_name})", x.shape[-2], factor)
@@ -41,22 +46,47 @@ def check_shuffle(op: str, x, upscale_factor: int) -> int:
     """Checks a pixel_shuffle input; returns C, the output channels."""
     _check_input(op, x, upscale_factor, "upscale_factor")
     rr = upscale_factor * upscale_factor
-    torch._check(x.shape[-3] % rr == 0, lambda: f"fastgen.{op}: input.size(-3) (channels) must be divisible by upscale_factor**2 = {rr}, got {x.shape[-3]}")
+    torch._check(
+        x.shape[-3] % rr == 0,
+        lambda: (
+            f"fastgen.{op}: input.size(-3) (channels) must be divisible by upscale_factor**2 = {rr}, got {x.shape[-3]}"
+        ),
+    )
     return x.shape[-3] // rr
 
 
 def check_unshuffle(op: str, x, downscale_factor: int) -> None:
     _check_input(op, x, downscale_factor, "downscale_factor")
     r = downscale_factor
-    torch._check(x.shape[-2] % r == 0 and x.shape[-1] % r == 0, lambda: f"fastgen.{op}: input's height and width must be divisible by downscale_factor = {r}, got {x.shape[-2]} x {x.shape[-1]}")
+    torch._check(
+        x.shape[-2] % r == 0 and x.shape[-1] % r == 0,
+        lambda: (
+            f"fastgen.{op}: input's height and width must be divisible by downscale_factor = {r}, "
+            f"got {x.shape[-2]} x {x.shape[-1]}"
+        ),
+    )
 
 
 def check_weight(op: str, weight, x, channels) -> None:
-    torch._check(weight.dim() <= 1, lambda: f"fastgen.{op}: weight must be a scalar or 1-D tensor, got {weight.dim()} dimensions")
-    torch._check(weight.numel() == 1 or weight.numel() == channels, lambda: f"fastgen.{op}: weight must have 1 or C = {channels} (output channels) elements, got {weight.numel()}")
-    torch._check_value(weight.numel() == 1 or x.dim() == 4, lambda: f"fastgen.{op}: input must be 4-D (N, C*r*r, H, W) with a per-channel weight, got {x.dim()}-D")
-    torch._check(weight.dtype == x.dtype, lambda: f"fastgen.{op}: weight must have the dtype of input ({x.dtype}), got {weight.dtype}")
-    torch._check(weight.device == x.device, lambda: f"fastgen.{op}: weight must be on the device of input ({x.device}), got {weight.device}")
+    torch._check(
+        weight.dim() <= 1, lambda: f"fastgen.{op}: weight must be a scalar or 1-D tensor, got {weight.dim()} dimensions"
+    )
+    torch._check(
+        weight.numel() == 1 or weight.numel() == channels,
+        lambda: f"fastgen.{op}: weight must have 1 or C = {channels} (output channels) elements, got {weight.numel()}",
+    )
+    torch._check_value(
+        weight.numel() == 1 or x.dim() == 4,
+        lambda: f"fastgen.{op}: input must be 4-D (N, C*r*r, H, W) with a per-channel weight, got {x.dim()}-D",
+    )
+    torch._check(
+        weight.dtype == x.dtype,
+        lambda: f"fastgen.{op}: weight must have the dtype of input ({x.dtype}), got {weight.dtype}",
+    )
+    torch._check(
+        weight.device == x.device,
+        lambda: f"fastgen.{op}: weight must be on the device of input ({x.device}), got {weight.device}",
+    )
 
 
 def check_backward(grad_output, x, weight, upscale_factor: int) -> int:
@@ -64,9 +94,18 @@ def check_backward(grad_output, x, weight, upscale_factor: int) -> int:
     channels = check_shuffle(op, x, upscale_factor)
     check_weight(op, weight, x, channels)
     shape = shuffled_shape(x, upscale_factor)
-    torch._check(tuple(grad_output.shape) == shape, lambda: f"fastgen.{op}: grad_output must have the output's shape {shape}, got {tuple(grad_output.shape)}")
-    torch._check(grad_output.dtype == x.dtype, lambda: f"fastgen.{op}: grad_output must have the dtype of input ({x.dtype}), got {grad_output.dtype}")
-    torch._check(grad_output.device == x.device, lambda: f"fastgen.{op}: grad_output must be on the device of input ({x.device}), got {grad_output.device}")
+    torch._check(
+        tuple(grad_output.shape) == shape,
+        lambda: f"fastgen.{op}: grad_output must have the output's shape {shape}, got {tuple(grad_output.shape)}",
+    )
+    torch._check(
+        grad_output.dtype == x.dtype,
+        lambda: f"fastgen.{op}: grad_output must have the dtype of input ({x.dtype}), got {grad_output.dtype}",
+    )
+    torch._check(
+        grad_output.device == x.device,
+        lambda: f"fastgen.{op}: grad_output must be on the device of input ({x.device}), got {grad_output.device}",
+    )
     return channels
 
 
@@ -121,29 +160,39 @@ def _pixel_shuffle_prelu_backward_fake(grad_output, self, weight, upscale_factor
 
 def _pixel_shuffle_cuda(kernels, x, upscale_factor):
     channels = check_shuffle("pixel_shuffle", x, upscale_factor)
-    return kernels.shuffle(x, None, upscale_factor, channels, shuffled_shape(x, upscale_factor), memory_format(x),
-                           acc_dtype(x.dtype))
+    return kernels.shuffle(
+        x, None, upscale_factor, channels, shuffled_shape(x, upscale_factor), memory_format(x), acc_dtype(x.dtype)
+    )
 
 
 def _pixel_shuffle_prelu_cuda(kernels, x, weight, upscale_factor):
     channels = check_shuffle("pixel_shuffle_prelu", x, upscale_factor)
     check_weight("pixel_shuffle_prelu", weight, x, channels)
-    return kernels.shuffle(x, weight, upscale_factor, channels, shuffled_shape(x, upscale_factor), memory_format(x),
-                           acc_dtype(x.dtype))
+    return kernels.shuffle(
+        x, weight, upscale_factor, channels, shuffled_shape(x, upscale_factor), memory_format(x), acc_dtype(x.dtype)
+    )
 
 
 def _pixel_unshuffle_cuda(kernels, x, downscale_factor):
     check_unshuffle("pixel_unshuffle", x, downscale_factor)
-    return kernels.unshuffle(x, downscale_factor, unshuffled_shape(x, downscale_factor), memory_format(x),
-                             acc_dtype(x.dtype))
+    return kernels.unshuffle(
+        x, downscale_factor, unshuffled_shape(x, downscale_factor), memory_format(x), acc_dtype(x.dtype)
+    )
 
 
 def _pixel_shuffle_prelu_backward_cuda(kernels, grad_output, x, weight, upscale_factor, input_grad, weight_grad):
     channels = check_backward(grad_output, x, weight, upscale_factor)
-    return kernels.pixel_shuffle_prelu_backward(grad_output, x, weight, upscale_factor, input_grad, weight_grad,
-                                                channels, memory_format(x), acc_dtype(x.dtype))
+    return kernels.pixel_shuffle_prelu_backward(
+        grad_output, x, weight, upscale_factor, input_grad, weight_grad, channels, memory_format(x), acc_dtype(x.dtype)
+    )
 
 
-register_cuda("pixel_shuffle", {"pixel_shuffle": _pixel_shuffle_cuda, "pixel_unshuffle": _pixel_unshuffle_cuda,
-                                "pixel_shuffle_prelu": _pixel_shuffle_prelu_cuda,
-                                "pixel_shuffle_prelu_backward": _pixel_shuffle_prelu_backward_cuda})
+register_cuda(
+    "pixel_shuffle",
+    {
+        "pixel_shuffle": _pixel_shuffle_cuda,
+        "pixel_unshuffle": _pixel_unshuffle_cuda,
+        "pixel_shuffle_prelu": _pixel_shuffle_prelu_cuda,
+        "pixel_shuffle_prelu_backward": _pixel_shuffle_prelu_backward_cuda,
+    },
+)

@@ -4,6 +4,7 @@ kernels for fastgen::reparam_kl, fastgen::kl_normal, fastgen::reparam_kl_backwar
 The math lives in csrc/reparam_kl.cpp, the autograd (double backward included) in
 csrc/autograd/reparam_kl.cpp.
 """
+
 from __future__ import annotations
 
 import torch
@@ -16,15 +17,31 @@ _ops = torch.ops.fastgen
 
 
 def _check_pair(op: str, mu, logvar) -> None:
-    torch._check(mu.dim() >= 1, lambda: f"fastgen.{op}: mu must have a batch dimension (at least 1-D), got a 0-d tensor")
-    torch._check(mu.dtype.is_floating_point, lambda: f"fastgen.{op}: mu must be a floating-point tensor, got {mu.dtype}")
-    torch._check(logvar.shape == mu.shape, lambda: f"fastgen.{op}: logvar must have the shape of mu {tuple(mu.shape)}, got {tuple(logvar.shape)}")
-    torch._check(logvar.dtype == mu.dtype, lambda: f"fastgen.{op}: logvar must have the dtype of mu ({mu.dtype}), got {logvar.dtype}")
-    torch._check(logvar.device == mu.device, lambda: f"fastgen.{op}: logvar must be on the device of mu ({mu.device}), got {logvar.device}")
+    torch._check(
+        mu.dim() >= 1, lambda: f"fastgen.{op}: mu must have a batch dimension (at least 1-D), got a 0-d tensor"
+    )
+    torch._check(
+        mu.dtype.is_floating_point, lambda: f"fastgen.{op}: mu must be a floating-point tensor, got {mu.dtype}"
+    )
+    torch._check(
+        logvar.shape == mu.shape,
+        lambda: f"fastgen.{op}: logvar must have the shape of mu {tuple(mu.shape)}, got {tuple(logvar.shape)}",
+    )
+    torch._check(
+        logvar.dtype == mu.dtype,
+        lambda: f"fastgen.{op}: logvar must have the dtype of mu ({mu.dtype}), got {logvar.dtype}",
+    )
+    torch._check(
+        logvar.device == mu.device,
+        lambda: f"fastgen.{op}: logvar must be on the device of mu ({mu.device}), got {logvar.device}",
+    )
 
 
 def _check_seed(op: str, seed) -> None:
-    torch._check(seed.dtype == torch.int64 and seed.numel() == 1, lambda: f"fastgen.{op}: seed must be a one-element int64 tensor, got {seed.dtype} of shape {tuple(seed.shape)}")
+    torch._check(
+        seed.dtype == torch.int64 and seed.numel() == 1,
+        lambda: f"fastgen.{op}: seed must be a one-element int64 tensor, got {seed.dtype} of shape {tuple(seed.shape)}",
+    )
 
 
 def check_forward_args(op, mu, logvar, eps, seed, reduction, want_z=True) -> None:
@@ -47,14 +64,28 @@ def check_backward_args(grad_z, grad_kl, mu, logvar, eps, seed, reduction, eps_g
     if eps is not None:
         check_op_like(op, "eps", eps, "mu", mu)
     if grad_z is not None and eps is None:
-        torch._check(seed is not None, lambda: f"fastgen.{op}: grad_z needs eps or the forward's seed to regenerate the noise")
+        torch._check(
+            seed is not None, lambda: f"fastgen.{op}: grad_z needs eps or the forward's seed to regenerate the noise"
+        )
         _check_seed(op, seed)
     torch._check(not eps_grad or eps is not None, lambda: f"fastgen.{op}: eps_grad=True needs eps")
     if grad_kl is not None:
         if reduction == "none":
-            torch._check(grad_kl.shape == (mu.shape[0],), lambda: f"fastgen.{op}: grad_kl must have shape ({mu.shape[0]},) for reduction='none', got {tuple(grad_kl.shape)}")
+            torch._check(
+                grad_kl.shape == (mu.shape[0],),
+                lambda: (
+                    f"fastgen.{op}: grad_kl must have shape ({mu.shape[0]},) for reduction='none', "
+                    f"got {tuple(grad_kl.shape)}"
+                ),
+            )
         else:
-            torch._check(grad_kl.numel() == 1, lambda: f"fastgen.{op}: grad_kl must be a scalar for reduction='{reduction}', got shape {tuple(grad_kl.shape)}")
+            torch._check(
+                grad_kl.numel() == 1,
+                lambda: (
+                    f"fastgen.{op}: grad_kl must be a scalar for reduction='{reduction}', got shape "
+                    f"{tuple(grad_kl.shape)}"
+                ),
+            )
 
 
 def _kl_like(mu: torch.Tensor, reduction: str) -> torch.Tensor:
@@ -77,7 +108,9 @@ def _kl_normal_fake(mu, logvar, reduction):
 @torch.library.register_fake("fastgen::reparam_kl_backward")
 def _reparam_kl_backward_fake(grad_z, grad_kl, mu, logvar, eps, seed, reduction, eps_grad):
     check_backward_args(grad_z, grad_kl, mu, logvar, eps, seed, reduction, eps_grad)
-    check_same_device("reparam_kl_backward", "mu", mu, grad_z=grad_z, grad_kl=grad_kl, logvar=logvar, eps=eps, seed=seed)
+    check_same_device(
+        "reparam_kl_backward", "mu", mu, grad_z=grad_z, grad_kl=grad_kl, logvar=logvar, eps=eps, seed=seed
+    )
     layout = batch_major(mu)
     grad_eps = torch.empty_like(layout) if eps_grad else mu.new_empty((0,))
     return torch.empty_like(layout), torch.empty_like(layout), grad_eps
@@ -104,8 +137,9 @@ def _in_layout(t, mu_):
 def _reparam_kl_cuda(kernels, mu, logvar, eps, seed, reduction):
     check_forward_args("reparam_kl", mu, logvar, eps, seed, reduction)
     mu_ = batch_major(mu)
-    return kernels.reparam_kl(mu_, in_layout_of(logvar, mu_), _in_layout(eps, mu_), seed, reduction,
-                              acc_dtype(mu.dtype))
+    return kernels.reparam_kl(
+        mu_, in_layout_of(logvar, mu_), _in_layout(eps, mu_), seed, reduction, acc_dtype(mu.dtype)
+    )
 
 
 def _kl_normal_cuda(kernels, mu, logvar, reduction):
@@ -117,9 +151,20 @@ def _kl_normal_cuda(kernels, mu, logvar, reduction):
 def _reparam_kl_backward_cuda(kernels, grad_z, grad_kl, mu, logvar, eps, seed, reduction, eps_grad):
     check_backward_args(grad_z, grad_kl, mu, logvar, eps, seed, reduction, eps_grad)
     mu_ = batch_major(mu)
-    return kernels.reparam_kl_backward(_in_layout(grad_z, mu_), grad_kl, mu_, in_layout_of(logvar, mu_),
-                                       _in_layout(eps, mu_), seed, reduction, eps_grad, acc_dtype(mu.dtype))
+    return kernels.reparam_kl_backward(
+        _in_layout(grad_z, mu_),
+        grad_kl,
+        mu_,
+        in_layout_of(logvar, mu_),
+        _in_layout(eps, mu_),
+        seed,
+        reduction,
+        eps_grad,
+        acc_dtype(mu.dtype),
+    )
 
 
-register_cuda("reparam_kl", {"reparam_kl": _reparam_kl_cuda, "kl_normal": _kl_normal_cuda,
-                             "reparam_kl_backward": _reparam_kl_backward_cuda})
+register_cuda(
+    "reparam_kl",
+    {"reparam_kl": _reparam_kl_cuda, "kl_normal": _kl_normal_cuda, "reparam_kl_backward": _reparam_kl_backward_cuda},
+)

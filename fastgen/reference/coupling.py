@@ -4,6 +4,7 @@ squeeze (space-to-depth), the dequantize + logit preprocessing and bits per dim.
 Written as the RealNVP papers' code and normflows / zuko / FrEIA write them: split, transform
 the one part with exp(s) and t, concatenate, and sum s for the log-determinant.
 """
+
 from __future__ import annotations
 
 import math

@@ -1,5 +1,6 @@
 """Eager references for the GAN training core: WGAN-GP interpolation and gradient penalty, the
 R1 penalty, the GAN losses (all taking logits) and WGAN weight clipping, as a user writes them."""
+
 from __future__ import annotations
 
 import torch
@@ -58,11 +59,13 @@ def r1_regularization(critic, real, gamma):
 
 def discriminator_loss(real_logits, fake_logits, kind="bce"):
     if kind == "bce":
-        return (F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
-                + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits)))
+        return F.binary_cross_entropy_with_logits(
+            real_logits, torch.ones_like(real_logits)
+        ) + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
     if kind == "lsgan":
         return 0.5 * F.mse_loss(real_logits, torch.ones_like(real_logits)) + 0.5 * F.mse_loss(
-            fake_logits, torch.zeros_like(fake_logits))
+            fake_logits, torch.zeros_like(fake_logits)
+        )
     if kind == "hinge":
         return F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
     if kind == "wasserstein":

@@ -1,5 +1,6 @@
 """Eager reference for fused instance norm (+activation, +residual): torch.nn.functional
 instance_norm, then the activation, then the residual add, as a user writes it."""
+
 from __future__ import annotations
 
 import torch
@@ -15,10 +16,25 @@ def _activate(y: torch.Tensor, activation: str | None, negative_slope: float) ->
     return y
 
 
-def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=None, use_input_stats=True,
-                  momentum=0.1, eps=1e-5, *, activation=None, negative_slope=0.01, residual=None):
-    y = _activate(F.instance_norm(input, running_mean, running_var, weight, bias, use_input_stats, momentum, eps),
-                  activation, negative_slope)
+def instance_norm(
+    input,
+    running_mean=None,
+    running_var=None,
+    weight=None,
+    bias=None,
+    use_input_stats=True,
+    momentum=0.1,
+    eps=1e-5,
+    *,
+    activation=None,
+    negative_slope=0.01,
+    residual=None,
+):
+    y = _activate(
+        F.instance_norm(input, running_mean, running_var, weight, bias, use_input_stats, momentum, eps),
+        activation,
+        negative_slope,
+    )
     return y if residual is None else y + residual
 
 
@@ -26,8 +42,19 @@ class _EagerInstanceNorm:
     """Eager twin of fastgen.nn.InstanceNormXd: torch's module, then the activation and the
     residual as separate ops."""
 
-    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=False, track_running_stats=False, device=None,
-                 dtype=None, *, activation=None, negative_slope=0.01):
+    def __init__(
+        self,
+        num_features,
+        eps=1e-5,
+        momentum=0.1,
+        affine=False,
+        track_running_stats=False,
+        device=None,
+        dtype=None,
+        *,
+        activation=None,
+        negative_slope=0.01,
+    ):
         super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype)
         self.activation = activation
         self.negative_slope = negative_slope

@@ -2,6 +2,7 @@
 written as the usual implementations do it (InsightFace's ArcMarginProduct / CombinedMarginLoss,
 pytorch-metric-learning's angular margins): the whole batch x classes cosine matrix, the
 margin computed over it, a one-hot blend, and F.cross_entropy in float32."""
+
 from __future__ import annotations
 
 import math
@@ -14,21 +15,35 @@ from torch import nn
 def clamp_eps(dtype: torch.dtype) -> float:
     """Keeps acos away from +-1, so its gradient is finite in the input dtype (float64: its own
     epsilon)."""
-    return {torch.bfloat16: 2.0**-7, torch.float16: 2.0**-10,
-            torch.float64: torch.finfo(torch.float64).eps}.get(dtype, 1e-7)
+    return {torch.bfloat16: 2.0**-7, torch.float16: 2.0**-10, torch.float64: torch.finfo(torch.float64).eps}.get(
+        dtype, 1e-7
+    )
 
 
 def cosine_logits(embeddings: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     return F.linear(F.normalize(embeddings), F.normalize(weight))
 
 
-def margin_cross_entropy(embeddings, weight, labels, *, s=64.0, m1=1.0, m2=0.5, m3=0.0, easy_margin=False,
-                         reduction="mean", ignore_index=-100, straight_through=False):
+def margin_cross_entropy(
+    embeddings,
+    weight,
+    labels,
+    *,
+    s=64.0,
+    m1=1.0,
+    m2=0.5,
+    m3=0.0,
+    easy_margin=False,
+    reduction="mean",
+    ignore_index=-100,
+    straight_through=False,
+):
     """InsightFace's 2022 rule (the default) or, with straight_through, its current one."""
     cosine = cosine_logits(embeddings, weight)
     if straight_through:
-        return _margin_cross_entropy_st(cosine, weight, labels, s, m1, m2, m3, easy_margin, reduction, ignore_index,
-                                        embeddings.dtype)
+        return _margin_cross_entropy_st(
+            cosine, weight, labels, s, m1, m2, m3, easy_margin, reduction, ignore_index, embeddings.dtype
+        )
     eps = clamp_eps(cosine.dtype)
     theta = torch.acos(cosine.clamp(-1 + eps, 1 - eps))
     phi = m1 * theta + m2
@@ -72,8 +87,22 @@ def _margin_cross_entropy_st(cosine, weight, labels, s, m1, m2, m3, easy_margin,
 class CombinedMarginLoss(nn.Module):
     """Eager twin of fastgen.nn.CombinedMarginLoss (same parameters, same state_dict)."""
 
-    def __init__(self, embedding_size, num_classes, s=64.0, m1=1.0, m2=0.5, m3=0.0, *, easy_margin=False,
-                 reduction="mean", ignore_index=-100, straight_through=False, device=None, dtype=None):
+    def __init__(
+        self,
+        embedding_size,
+        num_classes,
+        s=64.0,
+        m1=1.0,
+        m2=0.5,
+        m3=0.0,
+        *,
+        easy_margin=False,
+        reduction="mean",
+        ignore_index=-100,
+        straight_through=False,
+        device=None,
+        dtype=None,
+    ):
         super().__init__()
         self.embedding_size, self.num_classes = embedding_size, num_classes
         self.s, self.m1, self.m2, self.m3 = s, m1, m2, m3
@@ -83,9 +112,19 @@ class CombinedMarginLoss(nn.Module):
         self.weight = nn.Parameter(torch.normal(0.0, 0.01, (num_classes, embedding_size), device=device, dtype=dtype))
 
     def forward(self, embeddings, labels):
-        return margin_cross_entropy(embeddings, self.weight, labels, s=self.s, m1=self.m1, m2=self.m2, m3=self.m3,
-                                    easy_margin=self.easy_margin, reduction=self.reduction,
-                                    ignore_index=self.ignore_index, straight_through=self.straight_through)
+        return margin_cross_entropy(
+            embeddings,
+            self.weight,
+            labels,
+            s=self.s,
+            m1=self.m1,
+            m2=self.m2,
+            m3=self.m3,
+            easy_margin=self.easy_margin,
+            reduction=self.reduction,
+            ignore_index=self.ignore_index,
+            straight_through=self.straight_through,
+        )
 
     @torch.no_grad()
     def cosine(self, embeddings):

@@ -1,4 +1,5 @@
 """Eager reference for the Progressive GAN pixel norm (Karras et al., 2018)."""
+
 from __future__ import annotations
 
 import torch

@@ -1,5 +1,6 @@
 """Eager references for PixelShuffle / PixelUnshuffle / PReLU and the SRGAN upsampling tail
 PixelShuffle -> PReLU, as a user writes them with torch.nn."""
+
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
 """Eager references for VAE reparameterization and the Gaussian KL divergence."""
+
 from __future__ import annotations
 
 import torch

@@ -1,6 +1,7 @@
 """Eager references for the Siamese losses, as they are usually written: the contrastive loss
 on F.pairwise_distance, torch's own triplet margin loss, and the batch-hard triplet loss on a
 Gram-matrix distance matrix with masked max / min (Moindrot's widely copied version)."""
+
 from __future__ import annotations
 
 import torch

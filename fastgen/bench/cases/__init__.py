@@ -1,6 +1,7 @@
 """Benchmark cases, one module per op family (fastgen/bench/cases/<family>.py) and the whole-model
 training steps (models.py);
 importing this package imports them all, which registers them."""
+
 import importlib
 import pkgutil
 

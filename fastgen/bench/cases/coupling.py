@@ -1,5 +1,6 @@
 """RealNVP affine coupling: fastgen's fused op vs the eager code a user writes (split,
 x_b * exp(s) + t, cat, sum(s)), forward and inverse."""
+
 from __future__ import annotations
 
 import types
@@ -16,8 +17,7 @@ def _own_code(fn, name: str):
     """fn with a code object of its own. torch.compile caches graphs per code object (at most
     recompile_limit = 8 of them); every case's eager lambda would otherwise share one code
     object, and the later cases would silently run uncompiled."""
-    return types.FunctionType(fn.__code__.replace(co_name=name), fn.__globals__, name, fn.__defaults__,
-                              fn.__closure__)
+    return types.FunctionType(fn.__code__.replace(co_name=name), fn.__globals__, name, fn.__defaults__, fn.__closure__)
 
 
 def _make(shape, dtype, device="cpu", *, mask: str, inverse: bool) -> Workload:
@@ -51,11 +51,14 @@ def _make(shape, dtype, device="cpu", *, mask: str, inverse: bool) -> Workload:
 
 for _mask, _shapes in (("channel", COUPLING_CHANNEL), ("checkerboard", COUPLING_CHECKERBOARD)):
     for _inverse in (False, True):
-        register(Case(
-            name=f"coupling[{_mask}{',inverse' if _inverse else ''}]",
-            family="coupling",
-            shapes=_shapes,
-            make=lambda shape, dtype, device="cpu", mask=_mask, inverse=_inverse: _make(shape, dtype, device, mask=mask,
-                                                                                        inverse=inverse),
-            description=f"RealNVP affine coupling + log-det, {_mask} mask, {'inverse' if _inverse else 'forward'}",
-        ))
+        register(
+            Case(
+                name=f"coupling[{_mask}{',inverse' if _inverse else ''}]",
+                family="coupling",
+                shapes=_shapes,
+                make=lambda shape, dtype, device="cpu", mask=_mask, inverse=_inverse: _make(
+                    shape, dtype, device, mask=mask, inverse=inverse
+                ),
+                description=f"RealNVP affine coupling + log-det, {_mask} mask, {'inverse' if _inverse else 'forward'}",
+            )
+        )

@@ -1,5 +1,6 @@
 """Margin softmax cross-entropy (ArcFace): fastgen's chunked op vs the eager code a user writes,
 with the three bare matmuls of the computation timed in the same run as the reference point."""
+
 from __future__ import annotations
 
 import torch
@@ -44,11 +45,13 @@ def _make(shape, dtype, device="cpu") -> Workload:
     )
 
 
-register(Case(
-    name="margin_ce",
-    family="margin_softmax",
-    shapes=MARGIN_CE,
-    make=_make,
-    description="ArcFace margin cross-entropy (s=64, m=0.5), shape (B, C, E); baseline: the bare matmuls",
-    memory_bound=False,  # built around three GEMMs
-))
+register(
+    Case(
+        name="margin_ce",
+        family="margin_softmax",
+        shapes=MARGIN_CE,
+        make=_make,
+        description="ArcFace margin cross-entropy (s=64, m=0.5), shape (B, C, E); baseline: the bare matmuls",
+        memory_bound=False,  # built around three GEMMs
+    )
+)

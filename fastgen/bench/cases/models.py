@@ -1,6 +1,7 @@
 """Whole-model training steps: each fastgen model against its eager twin (fastgen.reference.models)
 with the twin's torch.compile in the same run. These rows are compute-bound (convolutions and
 matmuls); they show what the fused ops give a real step, not a kernel's roofline."""
+
 from __future__ import annotations
 
 import contextlib
@@ -10,8 +11,15 @@ import torch
 
 from fastgen import models
 from fastgen.bench.registry import Case, Workload, autocast_variant, loss_step, nbytes, on_device, register
-from fastgen.bench.shapes import (ARCFACE_STEP, CYCLEGAN_GENERATOR, PIX2PIX_GENERATOR, REALNVP_STEP, SRRESNET_TRAIN,
-                                  VAE_STEP, WGAN_GP_STEP)
+from fastgen.bench.shapes import (
+    ARCFACE_STEP,
+    CYCLEGAN_GENERATOR,
+    PIX2PIX_GENERATOR,
+    REALNVP_STEP,
+    SRRESNET_TRAIN,
+    VAE_STEP,
+    WGAN_GP_STEP,
+)
 from fastgen.reference import models as eager_models
 
 
@@ -28,8 +36,20 @@ def _twins(name: str, device, dtype, **kwargs):
 
 def _register(name: str, shapes: dict, make, description: str, *, passes=("fwd+bwd",), autocast_make=None) -> None:
     """A whole-model row (compute-bound) and its bfloat16-autocast twin row."""
-    autocast_variant(register(Case(name=name, family="models", shapes=shapes, make=make, description=description,
-                                   passes=passes, memory_bound=False)), make=autocast_make)
+    autocast_variant(
+        register(
+            Case(
+                name=name,
+                family="models",
+                shapes=shapes,
+                make=make,
+                description=description,
+                passes=passes,
+                memory_bound=False,
+            )
+        ),
+        make=autocast_make,
+    )
 
 
 def _make_vae_step(shape, dtype, device="cpu") -> Workload:
@@ -41,9 +61,12 @@ def _make_vae_step(shape, dtype, device="cpu") -> Workload:
     return loss_step(fast, twin, on_device(device, x), dtype, device)
 
 
-_register("vae_step", VAE_STEP,
-          _make_vae_step,
-          "MLP VAE (784-400-20, Bernoulli decoder) negative-ELBO training step vs its eager twin; shape (B, 784)")
+_register(
+    "vae_step",
+    VAE_STEP,
+    _make_vae_step,
+    "MLP VAE (784-400-20, Bernoulli decoder) negative-ELBO training step vs its eager twin; shape (B, 784)",
+)
 
 
 def _make_realnvp_step(shape, dtype, device="cpu") -> Workload:
@@ -66,11 +89,14 @@ def _make_realnvp_step(shape, dtype, device="cpu") -> Workload:
     return loss_step(fast.to(device), twin.to(device), on_device(device, x, noise), dtype, device)
 
 
-_register("realnvp_step", REALNVP_STEP,
-          _make_realnvp_step,
-          "RealNVP loss (mean bits/dim) fwd and training step vs the eager twin; "
-          "1x28x28: RealNVP.small(), 3x32x32: the CIFAR-10 model",
-          passes=("fwd", "fwd+bwd"))
+_register(
+    "realnvp_step",
+    REALNVP_STEP,
+    _make_realnvp_step,
+    "RealNVP loss (mean bits/dim) fwd and training step vs the eager twin; "
+    "1x28x28: RealNVP.small(), 3x32x32: the CIFAR-10 model",
+    passes=("fwd", "fwd+bwd"),
+)
 
 
 def _make_critic_step(shape, dtype, device="cpu", autocast: bool = False) -> Workload:
@@ -88,8 +114,7 @@ def _make_critic_step(shape, dtype, device="cpu", autocast: bool = False) -> Wor
     # Under bfloat16 autocast (the [bf16-autocast] variant) eager's gradients are taken under
     # autocast too, and compared at bfloat16's resolution.
     critic_params = list(twin.critic.parameters())
-    mixed = (torch.autocast(torch.device(device).type, dtype=torch.bfloat16) if autocast
-             else contextlib.nullcontext())
+    mixed = torch.autocast(torch.device(device).type, dtype=torch.bfloat16) if autocast else contextlib.nullcontext()
     with mixed:
         want = torch.autograd.grad(twin.critic_loss(real, z, alpha=alpha), critic_params)
         fake = twin.generator(z).detach()
@@ -102,8 +127,10 @@ def _make_critic_step(shape, dtype, device="cpu", autocast: bool = False) -> Wor
         if error <= tolerance * scale:
             return None
         if max((g - w).abs().max().item() for g, w in zip(grads, without_penalty)) <= tolerance * scale:
-            return ("its critic gradients are those without the gradient penalty (the penalty's double backward "
-                    "is silently dropped at the autograd.grad(create_graph=True) graph break)")
+            return (
+                "its critic gradients are those without the gradient penalty (the penalty's double backward "
+                "is silently dropped at the autograd.grad(create_graph=True) graph break)"
+            )
         return f"critic gradients differ from eager's by {error:.2g} (eager's are up to {scale:.2g})"
 
     return Workload(
@@ -115,16 +142,22 @@ def _make_critic_step(shape, dtype, device="cpu", autocast: bool = False) -> Wor
         upstream_grads=(torch.tensor(1.0, dtype=dtype, device=device),),
         # The step is compute-bound (convolutions); the roofline counts the images only.
         min_bytes={"fwd+bwd": nbytes(real)},
-        params={"fastgen": list(fast.critic.parameters()), "eager": list(twin.critic.parameters()),
-                "compile": list(twin.critic.parameters())},
+        params={
+            "fastgen": list(fast.critic.parameters()),
+            "eager": list(twin.critic.parameters()),
+            "compile": list(twin.critic.parameters()),
+        },
         check=check,
     )
 
 
-_register("wgan_gp_critic_step", WGAN_GP_STEP,
-          _make_critic_step,
-          "WGAN-GP critic loss + gradient penalty (DCGAN-style critic), backward to the critic's weights",
-          autocast_make=functools.partial(_make_critic_step, autocast=True))
+_register(
+    "wgan_gp_critic_step",
+    WGAN_GP_STEP,
+    _make_critic_step,
+    "WGAN-GP critic loss + gradient penalty (DCGAN-style critic), backward to the critic's weights",
+    autocast_make=functools.partial(_make_critic_step, autocast=True),
+)
 
 
 def _generator_step(shape, dtype, device, name, **kwargs) -> Workload:
@@ -140,23 +173,37 @@ def _generator_step(shape, dtype, device, name, **kwargs) -> Workload:
 
     params = sum(nbytes(p) for p in fast.parameters())
     return Workload(
-        inputs=(x, target), fastgen_fn=step_of(fast), eager_fn=step_of(twin), grad_inputs=(),
-        grad_outputs=lambda out: (out,), upstream_grads=(torch.ones((), dtype=dtype, device=device),),
+        inputs=(x, target),
+        fastgen_fn=step_of(fast),
+        eager_fn=step_of(twin),
+        grad_inputs=(),
+        grad_outputs=lambda out: (out,),
+        upstream_grads=(torch.ones((), dtype=dtype, device=device),),
         # A loose floor: parameters read (and their gradients written), images in and out.
         min_bytes={"fwd": params + 3 * nbytes(x), "fwd+bwd": 3 * params + 4 * nbytes(x)},
-        params={"fastgen": list(fast.parameters()), "eager": list(twin.parameters()),
-                "compile": list(twin.parameters())},
+        params={
+            "fastgen": list(fast.parameters()),
+            "eager": list(twin.parameters()),
+            "compile": list(twin.parameters()),
+        },
     )
 
 
-_register("cyclegan_generator[train]", CYCLEGAN_GENERATOR,
-          lambda shape, dtype, device="cpu": _generator_step(shape, dtype, device, "ResnetGenerator"),
-          "CycleGAN ResnetGenerator (ngf=64, 9 blocks) forward + backward vs its eager twin")
+_register(
+    "cyclegan_generator[train]",
+    CYCLEGAN_GENERATOR,
+    lambda shape, dtype, device="cpu": _generator_step(shape, dtype, device, "ResnetGenerator"),
+    "CycleGAN ResnetGenerator (ngf=64, 9 blocks) forward + backward vs its eager twin",
+)
 # unet_256 for 256x256 images, unet_128 for 128x128: down to 1x1 at the bottleneck.
-_register("pix2pix_generator[train]", PIX2PIX_GENERATOR,
-          lambda shape, dtype, device="cpu": _generator_step(shape, dtype, device, "UnetGenerator",
-                                                            num_downs=min(shape[2:]).bit_length() - 1),
-          "pix2pix UnetGenerator (unet_256 / unet_128, instance norm) forward + backward vs its eager twin")
+_register(
+    "pix2pix_generator[train]",
+    PIX2PIX_GENERATOR,
+    lambda shape, dtype, device="cpu": _generator_step(
+        shape, dtype, device, "UnetGenerator", num_downs=min(shape[2:]).bit_length() - 1
+    ),
+    "pix2pix UnetGenerator (unet_256 / unet_128, instance norm) forward + backward vs its eager twin",
+)
 
 
 def _make_srresnet_step(shape, dtype, device="cpu") -> Workload:
@@ -168,22 +215,29 @@ def _make_srresnet_step(shape, dtype, device="cpu") -> Workload:
     return loss_step(fast, twin, on_device(device, lr, hr), dtype, device)
 
 
-_register("srresnet_train", SRRESNET_TRAIN,
-          _make_srresnet_step,
-          "SRResNet (64 ch, 16 blocks, x4) training step, MSE loss, vs its eager twin; shape = the LR batch")
+_register(
+    "srresnet_train",
+    SRRESNET_TRAIN,
+    _make_srresnet_step,
+    "SRResNet (64 ch, 16 blocks, x4) training step, MSE loss, vs its eager twin; shape = the LR batch",
+)
 
 
 def _make_arcface_step(shape, dtype, device="cpu") -> Workload:
     batch, classes = shape
-    fast, twin = _twins("ArcFaceNet", device, dtype, num_classes=classes, in_channels=3, image_size=32,
-                        embedding_size=512)
+    fast, twin = _twins(
+        "ArcFaceNet", device, dtype, num_classes=classes, in_channels=3, image_size=32, embedding_size=512
+    )
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(batch, 3, 32, 32, generator=gen, dtype=dtype)
     labels = torch.randint(0, classes, (batch,), generator=gen)
     return loss_step(fast, twin, on_device(device, x, labels), dtype, device)
 
 
-_register("arcface_step", ARCFACE_STEP,
-          _make_arcface_step,
-          "ArcFaceNet (conv encoder, 512-d embedding, ArcFace head) training step vs its eager twin; "
-          "shape (B, classes), 3x32x32 images")
+_register(
+    "arcface_step",
+    ARCFACE_STEP,
+    _make_arcface_step,
+    "ArcFaceNet (conv encoder, 512-d embedding, ArcFace head) training step vs its eager twin; "
+    "shape (B, classes), 3x32x32 images",
+)

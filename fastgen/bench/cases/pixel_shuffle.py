@@ -1,5 +1,6 @@
 """PixelShuffle + PReLU (the SRGAN upsampler tail): fastgen vs the eager code a user writes
 (nn.PixelShuffle then nn.PReLU)."""
+
 from __future__ import annotations
 
 import torch
@@ -33,17 +34,21 @@ def _make_shuffle_prelu(shape, dtype, device="cpu", *, channels_last: bool) -> W
     )
 
 
-register(Case(
-    name="pixel_shuffle_prelu",
-    family="pixel_shuffle",
-    shapes=PIXEL_SHUFFLE_PRELU,
-    make=lambda shape, dtype, device="cpu": _make_shuffle_prelu(shape, dtype, device, channels_last=False),
-    description="PReLU(PixelShuffle(x, 2)) with one shared weight (SRGAN upsampler), NCHW; shape = the input",
-))
-register(Case(
-    name="pixel_shuffle_prelu[channels_last]",
-    family="pixel_shuffle",
-    shapes=PIXEL_SHUFFLE_PRELU_CHANNELS_LAST,
-    make=lambda shape, dtype, device="cpu": _make_shuffle_prelu(shape, dtype, device, channels_last=True),
-    description="the same in channels_last",
-))
+register(
+    Case(
+        name="pixel_shuffle_prelu",
+        family="pixel_shuffle",
+        shapes=PIXEL_SHUFFLE_PRELU,
+        make=lambda shape, dtype, device="cpu": _make_shuffle_prelu(shape, dtype, device, channels_last=False),
+        description="PReLU(PixelShuffle(x, 2)) with one shared weight (SRGAN upsampler), NCHW; shape = the input",
+    )
+)
+register(
+    Case(
+        name="pixel_shuffle_prelu[channels_last]",
+        family="pixel_shuffle",
+        shapes=PIXEL_SHUFFLE_PRELU_CHANNELS_LAST,
+        make=lambda shape, dtype, device="cpu": _make_shuffle_prelu(shape, dtype, device, channels_last=True),
+        description="the same in channels_last",
+    )
+)

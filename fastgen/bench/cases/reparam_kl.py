@@ -1,4 +1,5 @@
 """VAE reparameterization + KL: fastgen's fused op vs the eager code a user writes."""
+
 from __future__ import annotations
 
 import torch
@@ -38,17 +39,21 @@ def _make(shape, dtype, device="cpu", *, eps_given: bool) -> Workload:
     )
 
 
-register(Case(
-    name="reparam_kl",
-    family="reparam_kl",
-    shapes=REPARAM_KL,
-    make=lambda shape, dtype, device="cpu": _make(shape, dtype, device, eps_given=True),
-    description="z = mu + exp(logvar/2) * eps and the KL to N(0, I), eps given",
-))
-register(Case(
-    name="reparam_kl[noise]",
-    family="reparam_kl",
-    shapes=REPARAM_KL,
-    make=lambda shape, dtype, device="cpu": _make(shape, dtype, device, eps_given=False),
-    description="the same with eps drawn: in-kernel Philox vs eager torch.randn_like",
-))
+register(
+    Case(
+        name="reparam_kl",
+        family="reparam_kl",
+        shapes=REPARAM_KL,
+        make=lambda shape, dtype, device="cpu": _make(shape, dtype, device, eps_given=True),
+        description="z = mu + exp(logvar/2) * eps and the KL to N(0, I), eps given",
+    )
+)
+register(
+    Case(
+        name="reparam_kl[noise]",
+        family="reparam_kl",
+        shapes=REPARAM_KL,
+        make=lambda shape, dtype, device="cpu": _make(shape, dtype, device, eps_given=False),
+        description="the same with eps drawn: in-kernel Philox vs eager torch.randn_like",
+    )
+)

@@ -1,5 +1,6 @@
 """Siamese losses: batch-hard triplet (fused pairwise distances + mining) against the eager code a
 user writes (Gram-matrix distances, masked max / min)."""
+
 from __future__ import annotations
 
 import torch
@@ -27,6 +28,13 @@ def _batch_hard(shape, dtype, device="cpu") -> Workload:
     )
 
 
-register(Case(name="batch_hard_triplet", family="triplet", shapes=BATCH_HARD_TRIPLET, make=_batch_hard,
-              description="batch-hard triplet loss (margin 0.3), P x K batch (K=4), shape (B, E)",
-              memory_bound=False))  # the B x B distances are a Gram matrix (a GEMM)
+register(
+    Case(
+        name="batch_hard_triplet",
+        family="triplet",
+        shapes=BATCH_HARD_TRIPLET,
+        make=_batch_hard,
+        description="batch-hard triplet loss (margin 0.3), P x K batch (K=4), shape (B, E)",
+        memory_bound=False,
+    )
+)  # the B x B distances are a Gram matrix (a GEMM)

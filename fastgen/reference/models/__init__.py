@@ -1,24 +1,26 @@
 """Eager twins of fastgen.models: same classes and state_dict, plain-torch layers."""
+
 from types import ModuleType as _ModuleType
 
-# AutoEncoder, VAE, ConvVAE, CVAE
 from fastgen.reference.models.autoencoder import AutoEncoder
+from fastgen.reference.models.cyclegan import CycleGAN, NLayerDiscriminator, ResnetGenerator
+from fastgen.reference.models.gan import (
+    CGAN,
+    DCGAN,
+    WGANGP,
+    CGANDiscriminator,
+    CGANGenerator,
+    DCGANDiscriminator,
+    DCGANGenerator,
+    WGANGPCritic,
+)
+from fastgen.reference.models.pix2pix import Pix2Pix, UnetGenerator
+from fastgen.reference.models.progan import ProGAN, ProGANDiscriminator, ProGANGenerator
+from fastgen.reference.models.realnvp import RealNVP, RealNVP2d
+from fastgen.reference.models.siamese import ArcFaceNet, SiameseNet
+from fastgen.reference.models.srgan import SRGANDiscriminator, SRGANLoss, SRResNet
 from fastgen.reference.models.vae import CVAE, VAE, ConvVAE
 
-# RealNVP
-from fastgen.reference.models.realnvp import RealNVP, RealNVP2d
-
-# CycleGAN, pix2pix, SRGAN
-from fastgen.reference.models.cyclegan import CycleGAN, NLayerDiscriminator, ResnetGenerator
-from fastgen.reference.models.pix2pix import Pix2Pix, UnetGenerator
-from fastgen.reference.models.srgan import SRGANDiscriminator, SRGANLoss, SRResNet
-
-# DCGAN, CGAN, WGAN-GP, Progressive GAN
-from fastgen.reference.models.gan import (CGAN, DCGAN, WGANGP, CGANDiscriminator, CGANGenerator, DCGANDiscriminator,
-                                          DCGANGenerator, WGANGPCritic)
-from fastgen.reference.models.progan import ProGAN, ProGANDiscriminator, ProGANGenerator
-
-# Siamese / ArcFace embedding networks
-from fastgen.reference.models.siamese import ArcFaceNet, SiameseNet
-
-__all__ = [name for name, value in dict(globals()).items() if not name.startswith("_") and not isinstance(value, _ModuleType)]
+__all__ = [
+    name for name, value in dict(globals()).items() if not name.startswith("_") and not isinstance(value, _ModuleType)
+]

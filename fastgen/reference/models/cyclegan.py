@@ -1,5 +1,6 @@
 """Eager twins of fastgen.models' CycleGAN: the same classes built from torch.nn and plain torch
 ops only (instance norm, then the activation, then the residual add, as separate ops)."""
+
 from fastgen.models import cyclegan
 from fastgen.reference import instance_norm
 

@@ -1,6 +1,7 @@
 """Eager twins of fastgen.models' GANs: the same architectures and training steps with the
 plain-torch references of fastgen's fused layers and recipes (fastgen.reference.grad_penalty,
 fastgen.reference.pixel_norm)."""
+
 from torch import nn
 
 from fastgen.models import gan

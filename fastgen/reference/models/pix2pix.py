@@ -1,5 +1,6 @@
 """Eager twins of fastgen.models' pix2pix: the same classes built from torch.nn and plain torch
 ops only."""
+
 from fastgen.models import pix2pix
 from fastgen.reference.models.cyclegan import EAGER_LAYERS
 

@@ -1,4 +1,5 @@
 """Eager twins of fastgen.models' Progressive GAN (plain-torch pixel norm and fade-in)."""
+
 from fastgen.models import progan
 from fastgen.reference.models.gan import EAGER_LAYERS
 

@@ -1,5 +1,6 @@
 """Eager twins of fastgen.models' RealNVP and RealNVP2d: the same architectures built from
 torch.nn and plain torch ops only (the couplings are fastgen.reference.coupling.AffineCoupling)."""
+
 from fastgen.models import realnvp
 from fastgen.reference import coupling
 

@@ -1,5 +1,6 @@
 """Eager twins of fastgen.models' metric-learning networks: the same architectures with the
 losses from torch.nn (TripletMarginLoss) and plain torch ops (fastgen/reference)."""
+
 from torch import nn
 
 from fastgen.models import siamese

@@ -1,5 +1,6 @@
 """Eager twins of fastgen.models' VAEs: the same architectures built from torch.nn and plain
 torch ops only (the sampling layer is fastgen.reference.reparam_kl.Reparameterize)."""
+
 from fastgen.models import vae
 from fastgen.reference import reparam_kl
 
