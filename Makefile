@@ -9,13 +9,15 @@ PIP    := $(PY) -m pip --disable-pip-version-check
 # torch is pinned and installed first: an unpinned torch (or a build-isolated install of
 # fastgen) would pull a multi-GB CUDA build.
 TORCH  := torch==2.13.0
-DEPS   := triton==3.9.0 numpy scipy scikit-learn pytest pytest-benchmark hypothesis ninja matplotlib tqdm setuptools wheel ruff
+DEPS   := triton==3.9.0 numpy scipy scikit-learn pytest pytest-benchmark hypothesis ninja matplotlib tqdm setuptools wheel ruff clang-format==23.1.5
 
 DEPS_STAMP  := $(VENV)/.deps-installed
 BUILD_STAMP := $(VENV)/.fastgen-built
-BUILD_INPUTS := setup.py pyproject.toml fastgen/_build.py $(wildcard csrc/*.cpp csrc/*/*.cpp csrc/*/*.h)
+# Every C++ source and header (fastgen/_build.py globs csrc/**/*.h; add a level here if csrc grows one).
+CXX_FILES := $(wildcard csrc/*.cpp csrc/*/*.cpp csrc/*/*.h csrc/*/*/*.h)
+BUILD_INPUTS := setup.py pyproject.toml fastgen/_build.py $(CXX_FILES)
 
-.PHONY: install test test-fast lint wheel system-deps bench bench-deps clean demo gpu-check
+.PHONY: install test test-fast lint format wheel system-deps bench bench-deps clean demo gpu-check
 
 install: $(BUILD_STAMP)
 
@@ -41,9 +43,18 @@ system-deps:
 test: install system-deps
 	$(PY) -m pytest tests bench --benchmark-disable -q
 
-# ruff (pyproject.toml [tool.ruff]): pyflakes and pycodestyle over the Python tree. CI runs it.
+# ruff (pyproject.toml [tool.ruff]): pyflakes, pycodestyle and import order, and ruff's formatter,
+# over the Python tree; clang-format (.clang-format; pinned in DEPS, as each version formats a
+# little differently) over csrc/. `make format` applies both. CI runs `make lint`.
 lint: $(DEPS_STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/clang-format --dry-run --Werror $(CXX_FILES)
+
+format: $(DEPS_STAMP)
+	$(VENV)/bin/ruff check --select I --fix .
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/clang-format -i $(CXX_FILES)
 
 # The inner loop: everything but the JIT rebuild, emulated CPUs, the wheel, AOT compiles, examples.
 test-fast: install

@@ -31,8 +31,8 @@
 #include <type_traits>
 #include <vector>
 
-#include "common/cpu_kernels.h"
 #include "common/checks.h"
+#include "common/cpu_kernels.h"
 #include "common/vec_io.h"
 #include "common/vec_math.h"
 
@@ -66,20 +66,21 @@ void check_x(const at::Tensor& x, Mask mask, int64_t parity, const char* op) {
   checks::same_device(op, "x", x, {});
   if (mask == Mask::Channel) {
     TORCH_CHECK_VALUE(x.dim() >= 2, "fastgen.", op, ": x must be (B, C, ...) or (B, D) for mask='channel', got shape ",
-                x.sizes());
+                      x.sizes());
     TORCH_CHECK_VALUE(x.size(1) % 2 == 0, "fastgen.", op,
-                ": x must have an even number of channels (dim 1) for mask='channel', got ", x.size(1));
+                      ": x must have an even number of channels (dim 1) for mask='channel', got ", x.size(1));
   } else {
     TORCH_CHECK_VALUE(x.dim() == 4, "fastgen.", op, ": x must be 4-D (B, C, H, W) for mask='checkerboard', got shape ",
-                x.sizes());
+                      x.sizes());
   }
   TORCH_CHECK_VALUE(parity == 0 || parity == 1, "fastgen.", op, ": mask_parity must be 0 or 1, got ", parity);
 }
 
 void check_s_like(const at::Tensor& t, const at::Tensor& x, Mask mask, const char* op, const char* name) {
   const auto want = s_shape(x, mask);
-  TORCH_CHECK_VALUE(t.sizes() == at::IntArrayRef(want), "fastgen.", op, ": ", name, " must have shape ", at::IntArrayRef(want),
-              " (", mask == Mask::Channel ? "one half of x" : "the shape of x", "), got ", t.sizes());
+  TORCH_CHECK_VALUE(t.sizes() == at::IntArrayRef(want), "fastgen.", op, ": ", name, " must have shape ",
+                    at::IntArrayRef(want), " (", mask == Mask::Channel ? "one half of x" : "the shape of x", "), got ",
+                    t.sizes());
   check_same(t, x, op, name);
 }
 
@@ -90,7 +91,8 @@ void check_scale(const at::Tensor& scale, const at::Tensor& s, const at::Tensor&
     const int64_t a = scale.size(-i), b = s.size(-i);
     ok = a == 1 || a == b;
   }
-  TORCH_CHECK_VALUE(ok, "fastgen.", op, ": scale must broadcast to the shape of s ", s.sizes(), ", got shape ", scale.sizes());
+  TORCH_CHECK_VALUE(ok, "fastgen.", op, ": scale must broadcast to the shape of s ", s.sizes(), ", got shape ",
+                    scale.sizes());
 }
 
 // ------------------------------------------------------------------------------ layouts
@@ -299,8 +301,8 @@ struct Kernel {
   //   inverse:  grad_y = g e, grad_t = -g e,   d s_eff = -(g x + gl)   (x: the inverse's output)
   //   grad_s = d s_eff * scale * (1 - tanh(s)^2), grad_scale += d s_eff * tanh(s)  (with scale)
   static void backward_segment(const Operands<scalar_t>& p, int64_t row_x, int64_t row_s, int64_t row_g,
-                               int64_t row_out, int64_t row_sout, const opmath_t* scale, opmath_t* gscale,
-                               int64_t xo, int64_t so, int64_t len, const Vec& lanes, const Vec& gl) {
+                               int64_t row_out, int64_t row_sout, const opmath_t* scale, opmath_t* gscale, int64_t xo,
+                               int64_t so, int64_t len, const Vec& lanes, const Vec& gl) {
     const scalar_t* s = p.s + row_s + so;
     const scalar_t* x = p.x + row_x + xo;
     const scalar_t* g = p.g ? p.g + row_g + xo : nullptr;
@@ -361,8 +363,8 @@ struct Kernel {
           if (kind == kCopy) {
             std::memcpy(y + xo, x + xo, len * sizeof(scalar_t));
           } else {
-            acc = forward_segment(x + xo, s + so, t + so, kScale ? scale + so : nullptr, y + xo, len,
-                                  lanes.masks[kind], acc);
+            acc = forward_segment(x + xo, s + so, t + so, kScale ? scale + so : nullptr, y + xo, len, lanes.masks[kind],
+                                  acc);
           }
         });
         const opmath_t total = IO::sum_lanes(acc);
@@ -395,8 +397,8 @@ struct Kernel {
               if (p.gt != nullptr) std::fill(p.gt + row_sout + so, p.gt + row_sout + so + len, scalar_t(0));
             }
           } else {
-            backward_segment(p, row * p.x_rs, row * p.s_rs, row * p.g_rs, row_out, row_sout, scale, gscale, xo,
-                             so, len, lanes.masks[kind], gl);
+            backward_segment(p, row * p.x_rs, row * p.s_rs, row * p.g_rs, row_out, row_sout, scale, gscale, xo, so, len,
+                             lanes.masks[kind], gl);
           }
         });
       }
@@ -415,9 +417,7 @@ void dispatch_variant(bool inverse, bool has_scale, const Fn& fn) {
   }
 }
 
-at::ScalarType opmath_type_of(const at::Tensor& x) {
-  return x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-}
+at::ScalarType opmath_type_of(const at::Tensor& x) { return x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat; }
 
 // The scale broadcast to one row of s (to every row when it varies along the batch), in s's
 // row layout and in the op math type.
@@ -431,7 +431,8 @@ at::Tensor scale_rows(const at::Tensor& scale, const at::Tensor& s, const Layout
 // ------------------------------------------------------------------------------ ops
 
 std::tuple<at::Tensor, at::Tensor> affine_coupling_cpu(const at::Tensor& x_in, const at::Tensor& s_in,
-                                                       const at::Tensor& t_in, const std::optional<at::Tensor>& scale_in,
+                                                       const at::Tensor& t_in,
+                                                       const std::optional<at::Tensor>& scale_in,
                                                        c10::string_view mask_name, int64_t parity, bool inverse) {
   const char* op = "affine_coupling";
   const Mask mask = parse_mask(mask_name, op);
@@ -489,8 +490,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> affine_coupling_backw
   const bool has_gl = grad_logdet_in.has_value() && grad_logdet_in->defined();
   const int64_t rows = x_in.size(0);
   if (has_g) {
-    TORCH_CHECK_VALUE(grad_output_in->sizes() == x_in.sizes(), "fastgen.", op, ": grad_output must have the shape of x ",
-                x_in.sizes(), ", got ", grad_output_in->sizes());
+    TORCH_CHECK_VALUE(grad_output_in->sizes() == x_in.sizes(), "fastgen.", op,
+                      ": grad_output must have the shape of x ", x_in.sizes(), ", got ", grad_output_in->sizes());
     check_same(*grad_output_in, x_in, op, "grad_output");
   }
   if (has_gl) {
@@ -563,8 +564,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> affine_coupling_backw
       });
     }
     const at::Tensor full = summed.as_strided(sizes, l.s_strides);
-    grad_scale = at::empty(scale_in->sizes(), scale_in->options())
-                     .copy_(full.to(at::kDouble).sum_to_size(scale_in->sizes()));
+    grad_scale =
+        at::empty(scale_in->sizes(), scale_in->options()).copy_(full.to(at::kDouble).sum_to_size(scale_in->sizes()));
   } else {
     grad_scale = none();
   }

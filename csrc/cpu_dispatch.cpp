@@ -56,6 +56,7 @@ std::string missing_instructions(const std::string& capability) {
   return missing;
 }
 
+// The variants this build holds, in the order they were recorded (fastgen._cpu_capabilities).
 std::vector<std::string> compiled_capabilities() {
   std::vector<std::string> out;
   for (const auto& set : kernel_sets()) {
@@ -89,8 +90,8 @@ std::string select_cpu_capability(std::string capability) {
   const auto missing = missing_instructions(capability);
   TORCH_CHECK_VALUE(missing.empty(), "fastgen._select_cpu_capability: this CPU cannot run the ", capability,
                     " kernels (it lacks ", missing, "); choose one of ", join(compiled), " that it supports");
-  cpu_library = std::make_unique<torch::Library>(torch::Library::IMPL, "fastgen", c10::DispatchKey::CPU,
-                                                 __FILE__, __LINE__);
+  cpu_library = std::make_unique<torch::Library>(torch::Library::IMPL, "fastgen", c10::DispatchKey::CPU, __FILE__,
+                                                 __LINE__);
   for (const auto& set : kernel_sets()) {
     if (set.capability != capability) continue;
     set.fn(*cpu_library);
@@ -110,8 +111,6 @@ int64_t float_vector_width() {
   return selected_width;
 }
 
-std::vector<std::string> cpu_capabilities() { return compiled_capabilities(); }
-
 }  // namespace
 
 bool add_cpu_kernels(const char* capability, const char* family, RegisterCpuKernels fn, int64_t float_vector_width) {
@@ -123,7 +122,7 @@ TORCH_LIBRARY_FRAGMENT(fastgen, m) {
   // Which CPU variant is registered: called once by fastgen/_ext.py at import.
   m.def("_select_cpu_capability(str capability) -> str", &select_cpu_capability);
   m.def("_cpu_capability() -> str", &cpu_capability);
-  m.def("_cpu_capabilities() -> str[]", &cpu_capabilities);
+  m.def("_cpu_capabilities() -> str[]", &compiled_capabilities);
   m.def("_float_vector_width() -> int", &float_vector_width);
 }
 

@@ -18,8 +18,8 @@
 #include <cmath>
 #include <limits>
 
-#include "common/cpu_kernels.h"
 #include "common/checks.h"
+#include "common/cpu_kernels.h"
 #include "common/reduction.h"
 #include "common/rows.h"
 #include "common/vec_io.h"
@@ -37,16 +37,15 @@ void check_batched_floating(const at::Tensor& t, const char* op, const char* nam
   checks::same_device(op, name, t, {});
 }
 
-void check_like(const at::Tensor& t, const at::Tensor& ref, const char* op, const char* name,
-                const char* ref_name) {
+void check_like(const at::Tensor& t, const at::Tensor& ref, const char* op, const char* name, const char* ref_name) {
   checks::like(op, name, t, ref_name, ref);
 }
 
 // A per-sample vector (alpha, norms): shape (B,), on x's device; `dtype` as given.
-void check_per_sample(const at::Tensor& v, const at::Tensor& x, at::ScalarType dtype, const char* op,
-                      const char* name, const char* x_name) {
-  TORCH_CHECK_VALUE(v.dim() == 1 && v.size(0) == x.size(0), "fastgen.", op, ": ", name, " must have shape (",
-                    x.size(0), ",) (one value per sample of ", x_name, "), got ", v.sizes());
+void check_per_sample(const at::Tensor& v, const at::Tensor& x, at::ScalarType dtype, const char* op, const char* name,
+                      const char* x_name) {
+  TORCH_CHECK_VALUE(v.dim() == 1 && v.size(0) == x.size(0), "fastgen.", op, ": ", name, " must have shape (", x.size(0),
+                    ",) (one value per sample of ", x_name, "), got ", v.sizes());
   TORCH_CHECK_TYPE(v.scalar_type() == dtype, "fastgen.", op, ": ", name, " must have dtype ", dtype, ", got ",
                    v.scalar_type());
   checks::same_device(op, x_name, x, {{name, v}});
@@ -100,9 +99,11 @@ at::Tensor interpolate_cpu(const at::Tensor& real_in, const at::Tensor& fake_in,
 // grad_real = alpha * grad, grad_fake = (1 - alpha) * grad, grad_alpha[b] = sum_j grad * (real - fake).
 // Outputs not asked for in output_mask are empty tensors; real and fake are needed only for
 // grad_alpha.
-std::tuple<at::Tensor, at::Tensor, at::Tensor> interpolate_backward_cpu(
-    const at::Tensor& grad_in, const std::optional<at::Tensor>& real_in, const std::optional<at::Tensor>& fake_in,
-    const at::Tensor& alpha_in, std::array<bool, 3> output_mask) {
+std::tuple<at::Tensor, at::Tensor, at::Tensor> interpolate_backward_cpu(const at::Tensor& grad_in,
+                                                                        const std::optional<at::Tensor>& real_in,
+                                                                        const std::optional<at::Tensor>& fake_in,
+                                                                        const at::Tensor& alpha_in,
+                                                                        std::array<bool, 3> output_mask) {
   const char* op = "interpolate_backward";
   check_batched_floating(grad_in, op, "grad");
   check_per_sample(alpha_in, grad_in, grad_in.scalar_type(), op, "alpha", "grad");
@@ -110,8 +111,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> interpolate_backward_cpu(
   const bool has_real = real_in.has_value() && real_in->defined();
   const bool has_fake = fake_in.has_value() && fake_in->defined();
   TORCH_CHECK_VALUE(!want_alpha || (has_real && has_fake), "fastgen.", op,
-              ": the gradient of alpha needs real and fake, got ", has_real ? "" : "no real ",
-              has_fake ? "" : "no fake");
+                    ": the gradient of alpha needs real and fake, got ", has_real ? "" : "no real ",
+                    has_fake ? "" : "no fake");
   if (has_real) check_like(*real_in, grad_in, op, "real", "grad");
   if (has_fake) check_like(*fake_in, grad_in, op, "fake", "grad");
 
@@ -137,8 +138,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> interpolate_backward_cpu(
     const scalar_t* f = want_alpha ? fake.const_data_ptr<scalar_t>() : nullptr;
     scalar_t* gr = want_real ? grad_real.mutable_data_ptr<scalar_t>() : nullptr;
     scalar_t* gf = want_fake ? grad_fake.mutable_data_ptr<scalar_t>() : nullptr;
-    const std::vector<opmath_t> sums =
-        parallel_rows<opmath_t>(rows, cols, [&](int64_t row, int64_t begin, int64_t end) {
+    const std::vector<opmath_t> sums = parallel_rows<opmath_t>(
+        rows, cols, [&](int64_t row, int64_t begin, int64_t end) {
           const opmath_t a_row = static_cast<opmath_t>(a[row]);
           const Vec va(a_row), vb(opmath_t(1) - a_row);
           const int64_t base = row * cols;
@@ -170,8 +171,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> interpolate_backward_cpu(
 
 void check_penalty_args(const at::Tensor& grads, double target, double weight, const char* op) {
   check_batched_floating(grads, op, "grads");
-  TORCH_CHECK_VALUE(std::isfinite(target) && target >= 0, "fastgen.", op,
-                    ": target must be a finite number >= 0, got ", target);
+  TORCH_CHECK_VALUE(std::isfinite(target) && target >= 0, "fastgen.", op, ": target must be a finite number >= 0, got ",
+                    target);
   checks::finite(op, "weight", weight);
 }
 
@@ -239,17 +240,18 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> grad_penalty_cpu(const at::Tensor
       squares.assign(static_cast<size_t>(rows), opmath_t(0));
       at::parallel_for(0, rows, std::max<int64_t>(1, kParallelGrainElements / std::max<int64_t>(cols, 1)),
                        [&](int64_t first, int64_t last) {
-        for (int64_t row = first; row < last; ++row) {
-          const scalar_t* g_row = g + row * cols;
-          opmath_t sum(0);  // chunk by chunk, in parallel_rows' order: the same norms either way
-          for (int64_t begin = 0; begin < cols; begin += kRowChunk) {
-            sum += sum_squares<scalar_t>(g_row + begin, std::min(kRowChunk, cols - begin));
-          }
-          squares[row] = sum;
-          const double coef = penalty_coef(static_cast<double>(norm_of(sum)), target, one_sided, coef_scale);
-          scale_slice<scalar_t>(g_row, dg + row * cols, cols, static_cast<opmath_t>(coef));
-        }
-      });
+                         for (int64_t row = first; row < last; ++row) {
+                           const scalar_t* g_row = g + row * cols;
+                           opmath_t sum(0);  // chunk by chunk, in parallel_rows' order: the same norms either way
+                           for (int64_t begin = 0; begin < cols; begin += kRowChunk) {
+                             sum += sum_squares<scalar_t>(g_row + begin, std::min(kRowChunk, cols - begin));
+                           }
+                           squares[row] = sum;
+                           const double coef = penalty_coef(static_cast<double>(norm_of(sum)), target, one_sided,
+                                                            coef_scale);
+                           scale_slice<scalar_t>(g_row, dg + row * cols, cols, static_cast<opmath_t>(coef));
+                         }
+                       });
     } else {
       squares = parallel_rows<opmath_t>(rows, cols, [&](int64_t row, int64_t begin, int64_t end) {
         return sum_squares<scalar_t>(g + row * cols + begin, end - begin);
@@ -294,8 +296,8 @@ at::Tensor grad_penalty_backward_cpu(const std::optional<at::Tensor>& grad_penal
   if (has_gp) {
     checks::floating(op, "grad_penalty", *grad_penalty_in);
     TORCH_CHECK_VALUE(grad_penalty_in->numel() == 1, "fastgen.", op,
-                ": grad_penalty must be a scalar (the gradient of the penalty), got shape ",
-                grad_penalty_in->sizes());
+                      ": grad_penalty must be a scalar (the gradient of the penalty), got shape ",
+                      grad_penalty_in->sizes());
   }
   if (has_gn) check_per_sample(*grad_norms_in, grads_in, acc, op, "grad_norms", "grads");
 

@@ -13,6 +13,9 @@
 // Layouts: contiguous (every (n, c) plane is one run of M elements, "planar") and channels
 // innermost (channels_last, channels_last_3d, NLC: every sample is an M x C row-major matrix,
 // "interleaved"). The output keeps the input's layout; any other layout is made contiguous.
+// The sweeps over one task's data are in csrc/instance_norm/planar.h and interleaved.h, the
+// activation and the split mean in csrc/instance_norm/common.h; this file plans the work,
+// runs the forward and backward passes over it and checks the arguments.
 //
 // Work is split into tasks of (sample, channel block, spatial chunk) small enough to stay in
 // L2. When a task covers whole planes (the usual case) it computes the statistics and then
@@ -35,15 +38,16 @@
 #include <type_traits>
 #include <vector>
 
-#include "common/cpu_kernels.h"
 #include "common/checks.h"
+#include "common/cpu_kernels.h"
 #include "common/rows.h"
 #include "common/vec_io.h"
+#include "instance_norm/common.h"
+#include "instance_norm/interleaved.h"
+#include "instance_norm/planar.h"
 
 namespace fastgen {
 namespace {
-
-enum class Act { None, Relu, LeakyRelu };
 
 // One task's slice of x (and of grad_out in backward) is at most this many bytes.
 constexpr int64_t kTaskBytes = 512 * 1024;
@@ -52,61 +56,8 @@ constexpr int64_t kMaxBlock = 1024;
 // Planar planes of at most kBlockBytes / kBlock bytes are processed kBlock at a time.
 constexpr int64_t kBlock = 16;
 constexpr int64_t kBlockBytes = 256 * 1024;
-// Channels an interleaved sweep keeps in registers at once, in vectors.
-constexpr int kGroupVectors = 4;
 // Work below this many elements is not worth waking another thread for.
 constexpr int64_t kGrainElements = 32768;
-
-Act parse_activation(c10::string_view name, const char* op) {
-  if (name == "none") return Act::None;
-  if (name == "relu") return Act::Relu;
-  if (name == "leaky_relu") return Act::LeakyRelu;
-  TORCH_CHECK_VALUE(false, "fastgen.", op, ": activation must be 'none', 'relu' or 'leaky_relu', got '",
-              std::string(name), "'");
-}
-
-template <typename F>
-void with_act(Act act, const F& f) {
-  switch (act) {
-    case Act::None: f(std::integral_constant<Act, Act::None>{}); break;
-    case Act::Relu: f(std::integral_constant<Act, Act::Relu>{}); break;
-    case Act::LeakyRelu: f(std::integral_constant<Act, Act::LeakyRelu>{}); break;
-  }
-}
-
-template <typename F>
-void with_bool(bool b, const F& f) {
-  if (b) {
-    f(std::true_type{});
-  } else {
-    f(std::false_type{});
-  }
-}
-
-// NaN in, NaN out, as torch's relu and leaky_relu (clamp_min passes NaN from its first argument).
-template <Act A, typename Vec>
-inline Vec activate(const Vec& y, const Vec& slope) {
-  if constexpr (A == Act::Relu) {
-    return at::vec::clamp_min(y, Vec(0));
-  } else if constexpr (A == Act::LeakyRelu) {
-    return Vec::blendv(y * slope, y, y > Vec(0));
-  } else {
-    return y;
-  }
-}
-
-// grad * act'(y) with torch's conventions: relu passes the gradient unless y <= 0
-// (threshold_backward), leaky_relu scales it unless y > 0.
-template <Act A, typename Vec>
-inline Vec activation_grad(const Vec& y, const Vec& grad, const Vec& slope) {
-  if constexpr (A == Act::Relu) {
-    return Vec::blendv(grad, Vec(0), y <= Vec(0));
-  } else if constexpr (A == Act::LeakyRelu) {
-    return Vec::blendv(grad * slope, grad, y > Vec(0));
-  } else {
-    return grad;
-  }
-}
 
 // ------------------------------------------------------------------------------------------
 // layout and work split
@@ -195,358 +146,6 @@ struct alignas(64) ChannelArray {
 };
 
 // ------------------------------------------------------------------------------------------
-// planar sweeps: one contiguous run of `len` elements of one (n, c) plane
-
-// The mean of a plane is kept as a pair hi + lo of op-math numbers (hi the rounded mean, lo
-// what rounding dropped), and every deviation is taken as (x - hi) - lo, folded into the
-// per-channel coefficients. x - hi is exact for x near the mean (Sterbenz), so deviations stay
-// accurate when the spread of a plane is tiny against its mean (a plane of two close values),
-// where x - round(mean) would lose most of its digits. (ATen keeps such statistics in double.)
-template <typename opmath_t>
-struct SplitMean {
-  opmath_t hi, lo;
-  explicit SplitMean(double mean) : hi(static_cast<opmath_t>(mean)), lo(static_cast<opmath_t>(mean - double(hi))) {}
-};
-
-// sum (x - k) of a run.
-template <typename scalar_t>
-at::opmath_type<scalar_t> planar_offset_sum(const scalar_t* x, int64_t len, at::opmath_type<scalar_t> origin) {
-  using IO = VecIO<scalar_t>;
-  using Vec = typename IO::Vec;
-  constexpr int64_t W = IO::size();
-  const Vec k(origin);
-  Vec s0(0), s1(0), s2(0), s3(0);
-  int64_t i = 0;
-  for (; i + 4 * W <= len; i += 4 * W) {
-    s0 = s0 + (IO::load(x + i) - k);
-    s1 = s1 + (IO::load(x + i + W) - k);
-    s2 = s2 + (IO::load(x + i + 2 * W) - k);
-    s3 = s3 + (IO::load(x + i + 3 * W) - k);
-  }
-  for (; i < len; i += W) {
-    const int64_t n = std::min(W, len - i);
-    s0 = s0 + Vec::set(Vec(0), IO::load(x + i, n) - k, n);
-  }
-  return IO::sum_lanes((s0 + s1) + (s2 + s3));
-}
-
-// Mean (as hi + lo) and M2 = sum (x - mean)^2 of a run, two passes (the run is in cache for the
-// second). The mean is summed relative to the run's first element, exact for data near it, so a
-// large offset does not cost the mean the precision the variance needs.
-template <typename scalar_t>
-void planar_moments(const scalar_t* x, int64_t len, at::opmath_type<scalar_t>& hi_out,
-                    at::opmath_type<scalar_t>& lo_out, at::opmath_type<scalar_t>& m2_out) {
-  using IO = VecIO<scalar_t>;
-  using Vec = typename IO::Vec;
-  using opmath_t = at::opmath_type<scalar_t>;
-  constexpr int64_t W = IO::size();
-  const opmath_t origin = static_cast<opmath_t>(x[0]);
-  const SplitMean<opmath_t> mean(double(origin) + double(planar_offset_sum(x, len, origin)) / double(len));
-  const Vec m(mean.hi);
-  Vec s0(0), s1(0), s2(0), s3(0);
-  int64_t i = 0;
-  for (; i + 4 * W <= len; i += 4 * W) {
-    const Vec d0 = IO::load(x + i) - m, d1 = IO::load(x + i + W) - m;
-    const Vec d2 = IO::load(x + i + 2 * W) - m, d3 = IO::load(x + i + 3 * W) - m;
-    s0 = at::vec::fmadd(d0, d0, s0);
-    s1 = at::vec::fmadd(d1, d1, s1);
-    s2 = at::vec::fmadd(d2, d2, s2);
-    s3 = at::vec::fmadd(d3, d3, s3);
-  }
-  for (; i < len; i += W) {
-    const int64_t n = std::min(W, len - i);
-    const Vec d = Vec::set(Vec(0), IO::load(x + i, n) - m, n);  // lanes past n stay 0
-    s0 = at::vec::fmadd(d, d, s0);
-  }
-  hi_out = mean.hi;
-  lo_out = mean.lo;
-  // sum (x - hi - lo)^2 = sum (x - hi)^2 - len lo^2, as sum (x - hi) = len lo.
-  m2_out = IO::sum_lanes((s0 + s1) + (s2 + s3)) - static_cast<opmath_t>(len) * mean.lo * mean.lo;
-}
-
-template <typename scalar_t, Act A, bool RES>
-void planar_normalize(const scalar_t* x, const scalar_t* res, scalar_t* out, int64_t len,
-                      at::opmath_type<scalar_t> mean, at::opmath_type<scalar_t> scale,
-                      at::opmath_type<scalar_t> shift, at::opmath_type<scalar_t> slope) {
-  using IO = VecIO<scalar_t>;
-  using Vec = typename IO::Vec;
-  constexpr int64_t W = IO::size();
-  const Vec m(mean), a(scale), b(shift), s(slope);
-  int64_t i = 0;
-  for (; i + 2 * W <= len; i += 2 * W) {
-    Vec y0 = activate<A>(at::vec::fmadd(IO::load(x + i) - m, a, b), s);
-    Vec y1 = activate<A>(at::vec::fmadd(IO::load(x + i + W) - m, a, b), s);
-    if constexpr (RES) {
-      y0 = y0 + IO::load(res + i);
-      y1 = y1 + IO::load(res + i + W);
-    }
-    IO::store(out + i, y0);
-    IO::store(out + i + W, y1);
-  }
-  for (; i < len; i += W) {
-    const int64_t n = std::min(W, len - i);
-    Vec y = activate<A>(at::vec::fmadd(IO::load(x + i, n) - m, a, b), s);
-    if constexpr (RES) y = y + IO::load(res + i, n);
-    IO::store(out + i, y, n);
-  }
-}
-
-// sum gy and sum gy * (x - mean) over a run.
-template <typename scalar_t, Act A>
-void planar_grad_sums(const scalar_t* g, const scalar_t* x, int64_t len, at::opmath_type<scalar_t> mean,
-                      at::opmath_type<scalar_t> scale, at::opmath_type<scalar_t> shift,
-                      at::opmath_type<scalar_t> slope, at::opmath_type<scalar_t>& sum_gy,
-                      at::opmath_type<scalar_t>& sum_gy_xc) {
-  using IO = VecIO<scalar_t>;
-  using Vec = typename IO::Vec;
-  constexpr int64_t W = IO::size();
-  const Vec m(mean), a(scale), b(shift), s(slope);
-  Vec s1a(0), s1b(0), s2a(0), s2b(0);
-  int64_t i = 0;
-  for (; i + 2 * W <= len; i += 2 * W) {
-    const Vec xc0 = IO::load(x + i) - m, xc1 = IO::load(x + i + W) - m;
-    const Vec gy0 = activation_grad<A>(at::vec::fmadd(xc0, a, b), IO::load(g + i), s);
-    const Vec gy1 = activation_grad<A>(at::vec::fmadd(xc1, a, b), IO::load(g + i + W), s);
-    s1a = s1a + gy0;
-    s1b = s1b + gy1;
-    s2a = at::vec::fmadd(gy0, xc0, s2a);
-    s2b = at::vec::fmadd(gy1, xc1, s2b);
-  }
-  for (; i < len; i += W) {
-    const int64_t n = std::min(W, len - i);
-    // Lanes past n: g is 0, so gy is 0 (relu/leaky scale it, never create it).
-    const Vec xc = IO::load(x + i, n) - m;
-    const Vec gy = activation_grad<A>(at::vec::fmadd(xc, a, b), IO::load(g + i, n), s);
-    s1a = s1a + gy;
-    s2a = at::vec::fmadd(gy, xc, s2a);
-  }
-  sum_gy = IO::sum_lanes(s1a + s1b);
-  sum_gy_xc = IO::sum_lanes(s2a + s2b);
-}
-
-// grad_x = gy * cg + (x - mean) * cx + ca over a run (centered: input statistics; with running
-// statistics cx = ca = 0 and grad_x = gy * cg).
-template <typename scalar_t, Act A>
-void planar_grad_input(const scalar_t* g, const scalar_t* x, scalar_t* dx, int64_t len,
-                       at::opmath_type<scalar_t> mean, at::opmath_type<scalar_t> scale,
-                       at::opmath_type<scalar_t> shift, at::opmath_type<scalar_t> slope,
-                       at::opmath_type<scalar_t> cg, at::opmath_type<scalar_t> cx, at::opmath_type<scalar_t> ca,
-                       bool centered) {
-  using IO = VecIO<scalar_t>;
-  using Vec = typename IO::Vec;
-  constexpr int64_t W = IO::size();
-  const Vec m(mean), a(scale), b(shift), s(slope), vg(cg), vx(cx), va(ca);
-  int64_t i = 0;
-  if (!centered) {
-    // Running statistics: grad_x = gy * cg alone. x - mean may be infinite (an infinite input
-    // or running mean) where gy is 0 (relu), and inf * 0 would be NaN where eager gives 0.
-    for (; i < len; i += W) {
-      const int64_t n = std::min(W, len - i);
-      const Vec gy = activation_grad<A>(at::vec::fmadd(IO::load(x + i, n) - m, a, b), IO::load(g + i, n), s);
-      IO::store(dx + i, gy * vg, n);
-    }
-    return;
-  }
-  for (; i + 2 * W <= len; i += 2 * W) {
-    const Vec xc0 = IO::load(x + i) - m, xc1 = IO::load(x + i + W) - m;
-    const Vec gy0 = activation_grad<A>(at::vec::fmadd(xc0, a, b), IO::load(g + i), s);
-    const Vec gy1 = activation_grad<A>(at::vec::fmadd(xc1, a, b), IO::load(g + i + W), s);
-    IO::store(dx + i, at::vec::fmadd(gy0, vg, at::vec::fmadd(xc0, vx, va)));
-    IO::store(dx + i + W, at::vec::fmadd(gy1, vg, at::vec::fmadd(xc1, vx, va)));
-  }
-  for (; i < len; i += W) {
-    const int64_t n = std::min(W, len - i);
-    const Vec xc = IO::load(x + i, n) - m;
-    const Vec gy = activation_grad<A>(at::vec::fmadd(xc, a, b), IO::load(g + i, n), s);
-    IO::store(dx + i, at::vec::fmadd(gy, vg, at::vec::fmadd(xc, vx, va)), n);
-  }
-}
-
-// ------------------------------------------------------------------------------------------
-// interleaved sweeps: rows [r0, r1) of one sample's M x C row-major matrix (img), channels
-// [c, c + span), NV vectors of channels held in registers (the last one holds
-// span - (NV - 1) * W lanes). Per-channel arrays (mean, scale, sums, ...) start at channel c.
-// Callers walk a task's rows in short tiles and, inside a tile, every channel group, so
-// memory is read row after row (see for_tiles).
-
-template <int NV, int64_t W>
-constexpr int64_t lanes(int v, int64_t span) {
-  return v < NV - 1 ? W : span - (NV - 1) * W;
-}
-
-// Three per-channel coefficient arrays held as NV vectors each: (mean, scale, shift) for
-// y = (x - mean) * scale + shift, or (cg, cx, ca) for grad_x = gy * cg + (x - mean) * cx + ca.
-template <typename Vec, int NV, typename opmath_t>
-struct Coefficients {
-  Vec p[NV], q[NV], r[NV];
-  Coefficients(const opmath_t* p_in, const opmath_t* q_in, const opmath_t* r_in) {
-    for (int v = 0; v < NV; ++v) {
-      p[v] = Vec::loadu(p_in + v * Vec::size());
-      q[v] = Vec::loadu(q_in + v * Vec::size());
-      r[v] = Vec::loadu(r_in + v * Vec::size());
-    }
-  }
-};
-
-// sum[j] += sum over rows of (x - origin[j]) (see planar_moments).
-template <typename scalar_t, int NV>
-void interleaved_sum_group(const scalar_t* img, int64_t C, int64_t c, int64_t span, int64_t r0, int64_t r1,
-                           const at::opmath_type<scalar_t>* origin, at::opmath_type<scalar_t>* sum) {
-  using IO = VecIO<scalar_t>;
-  using Vec = typename IO::Vec;
-  constexpr int64_t W = IO::size();
-  Vec acc[NV], k[NV];
-  for (int v = 0; v < NV; ++v) {
-    acc[v] = Vec(0);
-    k[v] = Vec::loadu(origin + v * W);
-  }
-  for (int64_t r = r0; r < r1; ++r) {
-    const scalar_t* row = img + r * C + c;
-    for (int v = 0; v < NV; ++v) acc[v] = acc[v] + (IO::load(row + v * W, lanes<NV, W>(v, span)) - k[v]);
-  }
-  for (int v = 0; v < NV; ++v) (Vec::loadu(sum + v * W) + acc[v]).store(sum + v * W);
-}
-
-// m2[j] += sum over rows of (x - mean)^2.
-template <typename scalar_t, int NV>
-void interleaved_m2_group(const scalar_t* img, int64_t C, int64_t c, int64_t span, int64_t r0, int64_t r1,
-                          const at::opmath_type<scalar_t>* mean, at::opmath_type<scalar_t>* m2) {
-  using IO = VecIO<scalar_t>;
-  using Vec = typename IO::Vec;
-  constexpr int64_t W = IO::size();
-  Vec acc[NV], m[NV];
-  for (int v = 0; v < NV; ++v) {
-    acc[v] = Vec(0);
-    m[v] = Vec::loadu(mean + v * W);
-  }
-  for (int64_t r = r0; r < r1; ++r) {
-    const scalar_t* row = img + r * C + c;
-    for (int v = 0; v < NV; ++v) {
-      const Vec d = IO::load(row + v * W, lanes<NV, W>(v, span)) - m[v];
-      acc[v] = at::vec::fmadd(d, d, acc[v]);
-    }
-  }
-  for (int v = 0; v < NV; ++v) (Vec::loadu(m2 + v * W) + acc[v]).store(m2 + v * W);
-}
-
-template <typename scalar_t, int NV, Act A, bool RES>
-void interleaved_normalize_group(const scalar_t* img, const scalar_t* rimg, scalar_t* oimg, int64_t C, int64_t c,
-                                 int64_t span, int64_t r0, int64_t r1, const at::opmath_type<scalar_t>* mean,
-                                 const at::opmath_type<scalar_t>* scale, const at::opmath_type<scalar_t>* shift,
-                                 at::opmath_type<scalar_t> slope) {
-  using IO = VecIO<scalar_t>;
-  using Vec = typename IO::Vec;
-  constexpr int64_t W = IO::size();
-  const Coefficients<Vec, NV, at::opmath_type<scalar_t>> k(mean, scale, shift);
-  const Vec s(slope);
-  for (int64_t r = r0; r < r1; ++r) {
-    const int64_t off = r * C + c;
-    for (int v = 0; v < NV; ++v) {
-      const int64_t n = lanes<NV, W>(v, span);
-      Vec y = activate<A>(at::vec::fmadd(IO::load(img + off + v * W, n) - k.p[v], k.q[v], k.r[v]), s);
-      if constexpr (RES) y = y + IO::load(rimg + off + v * W, n);
-      IO::store(oimg + off + v * W, y, n);
-    }
-  }
-}
-
-// sum_gy[j] += sum gy, sum_gy_xc[j] += sum gy * (x - mean).
-template <typename scalar_t, int NV, Act A>
-void interleaved_grad_sums_group(const scalar_t* gimg, const scalar_t* ximg, int64_t C, int64_t c, int64_t span,
-                                 int64_t r0, int64_t r1, const at::opmath_type<scalar_t>* mean,
-                                 const at::opmath_type<scalar_t>* scale, const at::opmath_type<scalar_t>* shift,
-                                 at::opmath_type<scalar_t> slope, at::opmath_type<scalar_t>* sum_gy,
-                                 at::opmath_type<scalar_t>* sum_gy_xc) {
-  using IO = VecIO<scalar_t>;
-  using Vec = typename IO::Vec;
-  constexpr int64_t W = IO::size();
-  const Coefficients<Vec, NV, at::opmath_type<scalar_t>> k(mean, scale, shift);
-  Vec s1[NV], s2[NV];
-  for (int v = 0; v < NV; ++v) s1[v] = s2[v] = Vec(0);
-  const Vec s(slope);
-  for (int64_t r = r0; r < r1; ++r) {
-    const int64_t off = r * C + c;
-    for (int v = 0; v < NV; ++v) {
-      const int64_t n = lanes<NV, W>(v, span);
-      const Vec xc = IO::load(ximg + off + v * W, n) - k.p[v];
-      const Vec gy =
-          activation_grad<A>(at::vec::fmadd(xc, k.q[v], k.r[v]), IO::load(gimg + off + v * W, n), s);
-      s1[v] = s1[v] + gy;
-      s2[v] = at::vec::fmadd(gy, xc, s2[v]);
-    }
-  }
-  for (int v = 0; v < NV; ++v) {
-    (Vec::loadu(sum_gy + v * W) + s1[v]).store(sum_gy + v * W);
-    (Vec::loadu(sum_gy_xc + v * W) + s2[v]).store(sum_gy_xc + v * W);
-  }
-}
-
-template <typename scalar_t, int NV, Act A>
-void interleaved_grad_input_group(const scalar_t* gimg, const scalar_t* ximg, scalar_t* dimg, int64_t C, int64_t c,
-                                  int64_t span, int64_t r0, int64_t r1, const at::opmath_type<scalar_t>* mean,
-                                  const at::opmath_type<scalar_t>* scale, const at::opmath_type<scalar_t>* shift,
-                                  at::opmath_type<scalar_t> slope, const at::opmath_type<scalar_t>* cg,
-                                  const at::opmath_type<scalar_t>* cx, const at::opmath_type<scalar_t>* ca,
-                                  bool centered) {
-  using IO = VecIO<scalar_t>;
-  using Vec = typename IO::Vec;
-  constexpr int64_t W = IO::size();
-  const Coefficients<Vec, NV, at::opmath_type<scalar_t>> k(mean, scale, shift);
-  const Coefficients<Vec, NV, at::opmath_type<scalar_t>> d(cg, cx, ca);  // grad_x = gy * cg + xc * cx + ca
-  const Vec s(slope);
-  if (!centered) {  // running statistics: gy * cg alone (see planar_grad_input)
-    for (int64_t r = r0; r < r1; ++r) {
-      const int64_t off = r * C + c;
-      for (int v = 0; v < NV; ++v) {
-        const int64_t n = lanes<NV, W>(v, span);
-        const Vec xc = IO::load(ximg + off + v * W, n) - k.p[v];
-        const Vec gy =
-            activation_grad<A>(at::vec::fmadd(xc, k.q[v], k.r[v]), IO::load(gimg + off + v * W, n), s);
-        IO::store(dimg + off + v * W, gy * d.p[v], n);
-      }
-    }
-    return;
-  }
-  for (int64_t r = r0; r < r1; ++r) {
-    const int64_t off = r * C + c;
-    for (int v = 0; v < NV; ++v) {
-      const int64_t n = lanes<NV, W>(v, span);
-      const Vec xc = IO::load(ximg + off + v * W, n) - k.p[v];
-      const Vec gy =
-          activation_grad<A>(at::vec::fmadd(xc, k.q[v], k.r[v]), IO::load(gimg + off + v * W, n), s);
-      IO::store(dimg + off + v * W, at::vec::fmadd(gy, d.p[v], at::vec::fmadd(xc, d.q[v], d.r[v])), n);
-    }
-  }
-}
-
-// Rows of one tile: about 16 KiB of a sample's rows, so a tile stays in L1 while every
-// channel group walks it. Sums are taken per tile and then added up, which also keeps the
-// float32 rounding of a channel's sum (one lane, row after row) to about (tile + tiles) ulp.
-inline int64_t tile_rows(int64_t C, int64_t elem_size) {
-  return std::clamp<int64_t>((16 * 1024) / std::max<int64_t>(1, C * elem_size), 4, 128);
-}
-
-// Calls group(std::integral_constant<int, NV>, c, span, r0, r1) for every tile of rows
-// [r0, r1) and, inside it, every group of at most kGroupVectors vectors of channels
-// [c0, c0 + count).
-template <int64_t W, typename F>
-void for_tiles(int64_t c0, int64_t count, int64_t r0, int64_t r1, int64_t tile, const F& group) {
-  for (int64_t rt = r0; rt < r1; rt += tile) {
-    const int64_t re = std::min(r1, rt + tile);
-    for (int64_t c = c0; c < c0 + count; c += kGroupVectors * W) {
-      const int64_t span = std::min<int64_t>(kGroupVectors * W, c0 + count - c);
-      switch ((span + W - 1) / W) {
-        case 1: group(std::integral_constant<int, 1>{}, c, span, rt, re); break;
-        case 2: group(std::integral_constant<int, 2>{}, c, span, rt, re); break;
-        case 3: group(std::integral_constant<int, 3>{}, c, span, rt, re); break;
-        default: group(std::integral_constant<int, 4>{}, c, span, rt, re); break;
-      }
-    }
-  }
-}
-static_assert(kGroupVectors == 4, "for_tiles dispatches 1 to 4 vectors");
-
-// ------------------------------------------------------------------------------------------
 // forward
 
 template <typename scalar_t>
@@ -575,8 +174,8 @@ struct Params {
 
   // grad_x = gy * scale + (x - hi - lo) * cx + ca, from plane nc's sums of gy and gy * (x - mean)
   // (input statistics; with running statistics cx = ca = 0). The lo term goes into ca.
-  void grad_coefficients(int64_t nc, opmath_t scale, opmath_t lo, opmath_t sum_gy, opmath_t sum_gy_xc,
-                         opmath_t inv_m, opmath_t& cx, opmath_t& ca) const {
+  void grad_coefficients(int64_t nc, opmath_t scale, opmath_t lo, opmath_t sum_gy, opmath_t sum_gy_xc, opmath_t inv_m,
+                         opmath_t& cx, opmath_t& ca) const {
     const opmath_t r = rstd(nc);
     cx = -scale * r * r * sum_gy_xc * inv_m;
     ca = -scale * sum_gy * inv_m - lo * cx;
@@ -603,8 +202,8 @@ struct MomentMerge {
 };
 
 template <typename scalar_t, Act A, bool RES>
-void forward_kernel(const Plan& p, const Params<scalar_t>& prm, const scalar_t* x, const scalar_t* res,
-                    scalar_t* out, bool use_input_stats) {
+void forward_kernel(const Plan& p, const Params<scalar_t>& prm, const scalar_t* x, const scalar_t* res, scalar_t* out,
+                    bool use_input_stats) {
   using opmath_t = at::opmath_type<scalar_t>;
   constexpr int64_t W = VecIO<scalar_t>::size();
   const int64_t C = p.C, M = p.M;
@@ -625,8 +224,8 @@ void forward_kernel(const Plan& p, const Params<scalar_t>& prm, const scalar_t* 
     const scalar_t* first_row = img + t.r0 * C + t.c0;
     for (int64_t j = 0; j < padded; ++j) hi[j] = j < t.count ? static_cast<opmath_t>(first_row[j]) : opmath_t(0);
     for_tiles<W>(t.c0, t.count, t.r0, t.r1, tile, [&](auto nv, int64_t c, int64_t span, int64_t r0, int64_t r1) {
-      interleaved_sum_group<scalar_t, decltype(nv)::value>(img, C, c, span, r0, r1, hi + (c - t.c0),
-                                                          lo + (c - t.c0));
+      interleaved_moment_group<scalar_t, decltype(nv)::value, Moment::Offset>(img, C, c, span, r0, r1, hi + (c - t.c0),
+                                                                              lo + (c - t.c0));
     });
     const int64_t rows = t.r1 - t.r0;
     for (int64_t j = 0; j < t.count; ++j) {
@@ -635,8 +234,8 @@ void forward_kernel(const Plan& p, const Params<scalar_t>& prm, const scalar_t* 
       lo[j] = mean.lo;
     }
     for_tiles<W>(t.c0, t.count, t.r0, t.r1, tile, [&](auto nv, int64_t c, int64_t span, int64_t r0, int64_t r1) {
-      interleaved_m2_group<scalar_t, decltype(nv)::value>(img, C, c, span, r0, r1, hi + (c - t.c0),
-                                                         m2 + (c - t.c0));
+      interleaved_moment_group<scalar_t, decltype(nv)::value, Moment::Square>(img, C, c, span, r0, r1, hi + (c - t.c0),
+                                                                              m2 + (c - t.c0));
     });
     for (int64_t j = 0; j < t.count; ++j) m2[j] -= static_cast<opmath_t>(rows) * lo[j] * lo[j];
   };
@@ -736,8 +335,8 @@ void forward_kernel(const Plan& p, const Params<scalar_t>& prm, const scalar_t* 
       for_tiles<W>(t.c0, t.count, t.r0, t.r1, tile, [&](auto nv, int64_t c, int64_t span, int64_t r0, int64_t r1) {
         const int64_t j = c - t.c0;
         interleaved_normalize_group<scalar_t, decltype(nv)::value, A, RES>(
-            x + img, RES ? res + img : nullptr, out + img, C, c, span, r0, r1, mean.data() + j,
-            scale.data() + j, shift.data() + j, prm.slope);
+            x + img, RES ? res + img : nullptr, out + img, C, c, span, r0, r1, mean.data() + j, scale.data() + j,
+            shift.data() + j, prm.slope);
       });
     }
   });
@@ -747,9 +346,9 @@ void forward_kernel(const Plan& p, const Params<scalar_t>& prm, const scalar_t* 
 // backward
 
 template <typename scalar_t, Act A>
-void backward_kernel(const Plan& p, const Params<scalar_t>& prm, const scalar_t* g, const scalar_t* x,
-                     scalar_t* dx, at::opmath_type<scalar_t>* sum_gy, at::opmath_type<scalar_t>* sum_gy_xc,
-                     bool use_input_stats, bool need_sums) {
+void backward_kernel(const Plan& p, const Params<scalar_t>& prm, const scalar_t* g, const scalar_t* x, scalar_t* dx,
+                     at::opmath_type<scalar_t>* sum_gy, at::opmath_type<scalar_t>* sum_gy_xc, bool use_input_stats,
+                     bool need_sums) {
   using opmath_t = at::opmath_type<scalar_t>;
   constexpr int64_t W = VecIO<scalar_t>::size();
   const int64_t C = p.C, M = p.M;
@@ -768,8 +367,8 @@ void backward_kernel(const Plan& p, const Params<scalar_t>& prm, const scalar_t*
     const int64_t padded = (t.count + W - 1) / W * W;
     std::fill(out, out + padded, opmath_t(0));
     for_tiles<W>(t.c0, t.count, t.r0, t.r1, tile, [&](auto nv, int64_t c, int64_t span, int64_t r0, int64_t r1) {
-      interleaved_sum_group<scalar_t, decltype(nv)::value>(x + t.n * M * C, C, c, span, r0, r1, hi + (c - t.c0),
-                                                          out + (c - t.c0));
+      interleaved_moment_group<scalar_t, decltype(nv)::value, Moment::Offset>(x + t.n * M * C, C, c, span, r0, r1,
+                                                                              hi + (c - t.c0), out + (c - t.c0));
     });
   };
   std::vector<opmath_t> mean_lo;  // per (n, c), for chunked planes
@@ -806,7 +405,7 @@ void backward_kernel(const Plan& p, const Params<scalar_t>& prm, const scalar_t*
     for_tiles<W>(t.c0, t.count, t.r0, t.r1, tile, [&](auto nv, int64_t c, int64_t span, int64_t r0, int64_t r1) {
       const int64_t j = c - t.c0;
       interleaved_grad_sums_group<scalar_t, decltype(nv)::value, A>(g + img, x + img, C, c, span, r0, r1, mean + j,
-                                                                   scale + j, shift + j, prm.slope, s1 + j, s2 + j);
+                                                                    scale + j, shift + j, prm.slope, s1 + j, s2 + j);
     });
   };
   // sum gy and sum gy * (x - hi - lo) = sum gy * (x - hi) - lo * sum gy.
@@ -899,8 +498,8 @@ void backward_kernel(const Plan& p, const Params<scalar_t>& prm, const scalar_t*
           const int64_t nc = b0 + k;
           opmath_t cx = 0, ca = 0;
           if (use_input_stats) prm.grad_coefficients(nc, scale[k], lo[k], sum_gy[nc], sum_gy_xc[nc], inv_m, cx, ca);
-          planar_grad_input<scalar_t, A>(g + nc * M, x + nc * M, dx + nc * M, M, hi[k], scale[k], shift[k],
-                                         prm.slope, scale[k], cx, ca, use_input_stats);
+          planar_grad_input<scalar_t, A>(g + nc * M, x + nc * M, dx + nc * M, M, hi[k], scale[k], shift[k], prm.slope,
+                                         scale[k], cx, ca, use_input_stats);
         }
       }
       return;
@@ -926,16 +525,16 @@ void backward_kernel(const Plan& p, const Params<scalar_t>& prm, const scalar_t*
       }
       if (!p.interleaved) {
         const int64_t off = nc0 * M + t.r0;
-        planar_grad_input<scalar_t, A>(g + off, x + off, dx + off, t.r1 - t.r0, mean[0], scale[0], shift[0],
-                                       prm.slope, cg[0], cx[0], ca[0], use_input_stats);
+        planar_grad_input<scalar_t, A>(g + off, x + off, dx + off, t.r1 - t.r0, mean[0], scale[0], shift[0], prm.slope,
+                                       cg[0], cx[0], ca[0], use_input_stats);
         continue;
       }
       const int64_t img = t.n * M * C;
       for_tiles<W>(t.c0, t.count, t.r0, t.r1, tile, [&](auto nv, int64_t c, int64_t span, int64_t r0, int64_t r1) {
         const int64_t j = c - t.c0;
         interleaved_grad_input_group<scalar_t, decltype(nv)::value, A>(
-            g + img, x + img, dx + img, C, c, span, r0, r1, mean.data() + j, scale.data() + j,
-            shift.data() + j, prm.slope, cg.data() + j, cx.data() + j, ca.data() + j, use_input_stats);
+            g + img, x + img, dx + img, C, c, span, r0, r1, mean.data() + j, scale.data() + j, shift.data() + j,
+            prm.slope, cg.data() + j, cx.data() + j, ca.data() + j, use_input_stats);
       });
     }
   });
@@ -975,8 +574,8 @@ void check_like_input(const at::Tensor& t, const at::Tensor& input, const char* 
 
 void check_stats(const at::Tensor& t, const at::Tensor& input, const char* name, const char* op) {
   const auto opmath = at::toOpMathType(input.scalar_type());
-  TORCH_CHECK_VALUE(t.dim() == 2 && t.size(0) == input.size(0) && t.size(1) == input.size(1), "fastgen.", op,
-                    ": ", name, " must have shape (", input.size(0), ", ", input.size(1), "), got ", t.sizes());
+  TORCH_CHECK_VALUE(t.dim() == 2 && t.size(0) == input.size(0) && t.size(1) == input.size(1), "fastgen.", op, ": ",
+                    name, " must have shape (", input.size(0), ", ", input.size(1), "), got ", t.sizes());
   TORCH_CHECK_TYPE(t.scalar_type() == opmath, "fastgen.", op, ": ", name, " must be ", opmath, " for ",
                    input.scalar_type(), " input, got ", t.scalar_type());
   checks::same_device(op, "input", input, {{name, t}});
@@ -1043,9 +642,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> instance_norm_cpu(
       var.fill_(std::numeric_limits<double>::quiet_NaN());
     }
   } else {
-    TORCH_CHECK_VALUE(running_mean.has_value() && running_mean->defined() && running_var.has_value() &&
-                          running_var->defined(),
-                "fastgen.", op, ": running_mean and running_var must be given when use_input_stats is False");
+    TORCH_CHECK_VALUE(
+        running_mean.has_value() && running_mean->defined() && running_var.has_value() && running_var->defined(),
+        "fastgen.", op, ": running_mean and running_var must be given when use_input_stats is False");
     mean.copy_(channel_param(running_mean, input, "running_mean", op).view({1, C}).expand({N, C}));
     var.copy_(channel_param(running_var, input, "running_var", op).view({1, C}).expand({N, C}));
   }
@@ -1089,9 +688,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> instance_norm_cpu(
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> instance_norm_backward_cpu(
     const at::Tensor& grad_out_in, const at::Tensor& input, const std::optional<at::Tensor>& weight_in,
-    const std::optional<at::Tensor>& bias_in, const at::Tensor& mean_in, const at::Tensor& var_in,
-    bool use_input_stats, double eps, c10::string_view activation, double negative_slope,
-    std::array<bool, 3> output_mask) {
+    const std::optional<at::Tensor>& bias_in, const at::Tensor& mean_in, const at::Tensor& var_in, bool use_input_stats,
+    double eps, c10::string_view activation, double negative_slope, std::array<bool, 3> output_mask) {
   const char* op = "instance_norm_backward";
   check_input(input, op);
   const Act act = parse_activation(activation, op);
@@ -1101,8 +699,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> instance_norm_backward_cpu(
   const int64_t N = input.size(0), C = input.size(1), M = spatial_size(input);
   const at::Tensor weight = channel_param(weight_in, input, "weight", op);
   const at::Tensor bias = channel_param(bias_in, input, "bias", op);
-  TORCH_CHECK_VALUE(!output_mask[1] || weight.defined(), "fastgen.", op,
-                    ": output_mask[1] (grad_weight) needs weight");
+  TORCH_CHECK_VALUE(!output_mask[1] || weight.defined(), "fastgen.", op, ": output_mask[1] (grad_weight) needs weight");
   TORCH_CHECK_VALUE(!output_mask[2] || bias.defined(), "fastgen.", op, ": output_mask[2] (grad_bias) needs bias");
   const at::Tensor mean = mean_in.contiguous();
   const at::Tensor var = var_in.contiguous();
@@ -1111,8 +708,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> instance_norm_backward_cpu(
     // Statistics beyond float32's range (see float_stats_ok): recompute them and the gradients in double.
     const at::Tensor x64 = input.to(at::kDouble);
     const auto w64 = as_double(weight_in), b64 = as_double(bias_in);
-    const auto stats = instance_norm_cpu(x64, w64, b64, std::nullopt, std::nullopt, std::nullopt, true, eps,
-                                         activation, negative_slope);
+    const auto stats = instance_norm_cpu(x64, w64, b64, std::nullopt, std::nullopt, std::nullopt, true, eps, activation,
+                                         negative_slope);
     const auto r = instance_norm_backward_cpu(grad_out_in.to(at::kDouble), x64, w64, b64, std::get<1>(stats),
                                               std::get<2>(stats), true, eps, activation, negative_slope, output_mask);
     return {std::get<0>(r).to(input.scalar_type()),

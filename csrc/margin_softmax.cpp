@@ -37,8 +37,8 @@
 #include <limits>
 #include <vector>
 
-#include "common/cpu_kernels.h"
 #include "common/checks.h"
+#include "common/cpu_kernels.h"
 #include "common/vec_io.h"
 #include "common/vec_math.h"
 
@@ -115,20 +115,20 @@ inline void target_logit(double cos, const Margin& mg, double& logit, double& dl
 // ---------------------------------------------------------------------------------------
 // argument checks (fastgen/ops/margin_softmax.py makes the same ones for the fake impls)
 
-void check_args(const at::Tensor& emb, const at::Tensor& weight, const at::Tensor& labels,
-                int64_t class_start, int64_t num_classes, double s, const char* op) {
-  TORCH_CHECK_VALUE(emb.dim() == 2, "fastgen.", op, ": embeddings must be 2-D (batch, embedding_size), got ",
-                    emb.dim(), "-D");
+void check_args(const at::Tensor& emb, const at::Tensor& weight, const at::Tensor& labels, int64_t class_start,
+                int64_t num_classes, double s, const char* op) {
+  TORCH_CHECK_VALUE(emb.dim() == 2, "fastgen.", op, ": embeddings must be 2-D (batch, embedding_size), got ", emb.dim(),
+                    "-D");
   checks::floating(op, "embeddings", emb);
-  TORCH_CHECK_VALUE(weight.dim() == 2, "fastgen.", op,
-                    ": weight must be 2-D (num_classes, embedding_size), got ", weight.dim(), "-D");
+  TORCH_CHECK_VALUE(weight.dim() == 2, "fastgen.", op, ": weight must be 2-D (num_classes, embedding_size), got ",
+                    weight.dim(), "-D");
   checks::same_dtype(op, "weight", weight, "embeddings", emb);
   checks::same_device(op, "embeddings", emb, {{"weight", weight}, {"labels", labels}});
-  TORCH_CHECK_VALUE(weight.size(1) == emb.size(1), "fastgen.", op, ": weight must have embedding size ",
-                    emb.size(1), " (the embeddings' size), got ", weight.size(1));
+  TORCH_CHECK_VALUE(weight.size(1) == emb.size(1), "fastgen.", op, ": weight must have embedding size ", emb.size(1),
+                    " (the embeddings' size), got ", weight.size(1));
   TORCH_CHECK_VALUE(weight.size(0) > 0, "fastgen.", op, ": weight must have at least one class, got 0");
-  TORCH_CHECK_VALUE(labels.dim() == 1 && labels.size(0) == emb.size(0), "fastgen.", op,
-                    ": labels must have shape (", emb.size(0), ",), got ", labels.sizes());
+  TORCH_CHECK_VALUE(labels.dim() == 1 && labels.size(0) == emb.size(0), "fastgen.", op, ": labels must have shape (",
+                    emb.size(0), ",), got ", labels.sizes());
   checks::integral(op, "labels", labels);
   // class_start + weight.size(0) is formed only once class_start is known not to overflow it.
   TORCH_CHECK_VALUE(class_start >= 0 && class_start <= num_classes && weight.size(0) <= num_classes - class_start,
@@ -138,15 +138,14 @@ void check_args(const at::Tensor& emb, const at::Tensor& weight, const at::Tenso
 }
 
 // Labels as int64, each checked to be a class or ignore_index.
-std::vector<int64_t> read_labels(const at::Tensor& labels, int64_t num_classes, int64_t ignore_index,
-                                 const char* op) {
+std::vector<int64_t> read_labels(const at::Tensor& labels, int64_t num_classes, int64_t ignore_index, const char* op) {
   const at::Tensor l = labels.to(at::kLong).contiguous();
   const int64_t* p = l.const_data_ptr<int64_t>();
   std::vector<int64_t> out(p, p + l.numel());
   for (const int64_t y : out) {
     TORCH_CHECK(y == ignore_index || (y >= 0 && y < num_classes), "fastgen.", op,
-                ": labels must be class indices in [0, ", num_classes, ") or ignore_index (", ignore_index,
-                "), got ", y);
+                ": labels must be class indices in [0, ", num_classes, ") or ignore_index (", ignore_index, "), got ",
+                y);
   }
   return out;
 }
@@ -402,8 +401,8 @@ void forward_kernel(const at::Tensor& emb, const at::Tensor& weight, const std::
         load_chunk<scalar_t>(weight, c0, n, mg.s, widened, ch);
         at::Tensor cos = buffer.narrow(0, 0, B * n).view({B, n});
         at::mm_out(cos, x.xn, ch.w.t());  // raw dot products x_n . w_c (single-threaded here)
-        forward_chunk_rows<opmath_t>(cos.mutable_data_ptr<opmath_t>(), B, n, c0, ch.inv_norm.data(),
-                                     ch.scale.data(), rows, mg, states[k], tlogit, tcos);
+        forward_chunk_rows<opmath_t>(cos.mutable_data_ptr<opmath_t>(), B, n, c0, ch.inv_norm.data(), ch.scale.data(),
+                                     rows, mg, states[k], tlogit, tcos);
       }
     }
   });
@@ -418,10 +417,11 @@ void forward_kernel(const at::Tensor& emb, const at::Tensor& weight, const std::
   }
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> margin_softmax_cpu(
-    const at::Tensor& emb, const at::Tensor& weight_in, const at::Tensor& labels, int64_t class_start,
-    int64_t num_classes, double s, double m1, double m2, double m3, bool easy_margin, int64_t ignore_index,
-    bool straight_through) {
+std::tuple<at::Tensor, at::Tensor, at::Tensor> margin_softmax_cpu(const at::Tensor& emb, const at::Tensor& weight_in,
+                                                                  const at::Tensor& labels, int64_t class_start,
+                                                                  int64_t num_classes, double s, double m1, double m2,
+                                                                  double m3, bool easy_margin, int64_t ignore_index,
+                                                                  bool straight_through) {
   const char* op = "margin_softmax";
   check_args(emb, weight_in, labels, class_start, num_classes, s, op);
   const std::vector<int64_t> y = read_labels(labels, num_classes, ignore_index, op);
@@ -433,9 +433,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> margin_softmax_cpu(
   at::Tensor lse = at::empty({B}, emb.options().dtype(at::kDouble));
   at::Tensor tlogit = at::empty({B}, emb.options().dtype(opmath));
   at::Tensor tcos = at::empty({B}, emb.options().dtype(opmath));
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, emb.scalar_type(), "margin_softmax", [&] {
-    forward_kernel<scalar_t>(emb, weight, rows, mg, lse, tlogit, tcos);
-  });
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, emb.scalar_type(), "margin_softmax",
+                                  [&] { forward_kernel<scalar_t>(emb, weight, rows, mg, lse, tlogit, tcos); });
   return {lse, tlogit, tcos};
 }
 
@@ -499,10 +498,10 @@ void backward_chunk_rows(opmath_t* buf, int64_t B, int64_t n, int64_t c0, const 
 }
 
 template <typename scalar_t>
-void backward_kernel(const std::vector<double>& grad_lse, const std::vector<double>& grad_target,
-                     const at::Tensor& emb, const at::Tensor& weight, const std::vector<RowTarget>& rows,
-                     const at::Tensor& lse_in, const at::Tensor& tcos_in, const Margin& mg, bool need_x, bool need_w,
-                     at::Tensor& grad_emb, at::Tensor& grad_weight) {
+void backward_kernel(const std::vector<double>& grad_lse, const std::vector<double>& grad_target, const at::Tensor& emb,
+                     const at::Tensor& weight, const std::vector<RowTarget>& rows, const at::Tensor& lse_in,
+                     const at::Tensor& tcos_in, const Margin& mg, bool need_x, bool need_w, at::Tensor& grad_emb,
+                     at::Tensor& grad_weight) {
   using opmath_t = Opmath<scalar_t>;
   using Vec = at::vec::Vectorized<opmath_t>;
   using IO = VecIO<scalar_t>;
@@ -567,8 +566,8 @@ void backward_kernel(const std::vector<double>& grad_lse, const std::vector<doub
         load_chunk<scalar_t>(weight, c0, n, mg.s, widened, ch);
         at::Tensor g = buffer.narrow(0, 0, B * n).view({B, n});
         at::mm_out(g, x.xn, ch.w.t());  // the chunk's cosines again (times ||w_c||)
-        backward_chunk_rows<opmath_t>(g.mutable_data_ptr<opmath_t>(), B, n, c0, ch.inv_norm.data(),
-                                      ch.scale.data(), rows, rg);
+        backward_chunk_rows<opmath_t>(g.mutable_data_ptr<opmath_t>(), B, n, c0, ch.inv_norm.data(), ch.scale.data(),
+                                      rows, rg);
         if (need_x) {
           if (j == sp.first_chunk(k)) {
             at::mm_out(acc, g, ch.w);
@@ -628,8 +627,8 @@ void backward_kernel(const std::vector<double>& grad_lse, const std::vector<doub
 std::vector<double> read_row_grads(const std::optional<at::Tensor>& g, int64_t B, const char* op, const char* name) {
   std::vector<double> out(B, 0.0);
   if (!g.has_value() || !g->defined()) return out;
-  TORCH_CHECK_VALUE(g->dim() == 1 && g->size(0) == B, "fastgen.", op, ": ", name, " must have shape (", B,
-                    ",), got ", g->sizes());
+  TORCH_CHECK_VALUE(g->dim() == 1 && g->size(0) == B, "fastgen.", op, ": ", name, " must have shape (", B, ",), got ",
+                    g->sizes());
   checks::floating(op, name, *g);
   checks::same_device(op, name, *g, {});
   const at::Tensor d = g->to(at::kDouble).contiguous();
@@ -640,15 +639,15 @@ std::vector<double> read_row_grads(const std::optional<at::Tensor>& g, int64_t B
 std::tuple<at::Tensor, at::Tensor> margin_softmax_backward_cpu(
     const std::optional<at::Tensor>& grad_lse_in, const std::optional<at::Tensor>& grad_target_in,
     const at::Tensor& emb, const at::Tensor& weight_in, const at::Tensor& labels, const at::Tensor& lse,
-    const at::Tensor& target_cos, int64_t class_start, int64_t num_classes, double s, double m1, double m2,
-    double m3, bool easy_margin, int64_t ignore_index, std::array<bool, 2> output_mask, bool straight_through) {
+    const at::Tensor& target_cos, int64_t class_start, int64_t num_classes, double s, double m1, double m2, double m3,
+    bool easy_margin, int64_t ignore_index, std::array<bool, 2> output_mask, bool straight_through) {
   const char* op = "margin_softmax_backward";
   check_args(emb, weight_in, labels, class_start, num_classes, s, op);
   const int64_t B = emb.size(0);
   TORCH_CHECK_VALUE(lse.dim() == 1 && lse.size(0) == B, "fastgen.", op, ": lse must have shape (", B, ",), got ",
                     lse.sizes());
-  TORCH_CHECK_VALUE(target_cos.dim() == 1 && target_cos.size(0) == B, "fastgen.", op,
-                    ": target_cos must have shape (", B, ",), got ", target_cos.sizes());
+  TORCH_CHECK_VALUE(target_cos.dim() == 1 && target_cos.size(0) == B, "fastgen.", op, ": target_cos must have shape (",
+                    B, ",), got ", target_cos.sizes());
   checks::floating(op, "lse", lse);
   checks::floating(op, "target_cos", target_cos);
   checks::same_device(op, "embeddings", emb, {{"lse", lse}, {"target_cos", target_cos}});
@@ -663,8 +662,7 @@ std::tuple<at::Tensor, at::Tensor> margin_softmax_backward_cpu(
   at::Tensor grad_weight = need_w ? at::empty(weight.sizes(), weight.options()) : at::empty({0}, weight.options());
   if (!need_x && !need_w) return {grad_emb, grad_weight};
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, emb.scalar_type(), "margin_softmax_backward", [&] {
-    backward_kernel<scalar_t>(gl, gt, emb, weight, rows, lse, target_cos, mg, need_x, need_w, grad_emb,
-                              grad_weight);
+    backward_kernel<scalar_t>(gl, gt, emb, weight, rows, lse, target_cos, mg, need_x, need_w, grad_emb, grad_weight);
   });
   return {grad_emb, grad_weight};
 }

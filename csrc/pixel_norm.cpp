@@ -129,8 +129,7 @@ at::Tensor pixel_norm_cpu(const at::Tensor& x_in, double eps) {
         forward_interleaved<scalar_t>(xp + off, yp + off, s.c, eps);
       } else {
         const int64_t off = n * sample + u * kPlanarLanes;
-        forward_planar<scalar_t>(xp + off, yp + off, s.c, s.p, std::min(kPlanarLanes, s.p - u * kPlanarLanes),
-                                 eps);
+        forward_planar<scalar_t>(xp + off, yp + off, s.c, s.p, std::min(kPlanarLanes, s.p - u * kPlanarLanes), eps);
       }
     });
   });

@@ -26,8 +26,8 @@
 #include <string>
 #include <vector>
 
-#include "common/cpu_kernels.h"
 #include "common/checks.h"
+#include "common/cpu_kernels.h"
 #include "common/vec_io.h"
 
 namespace fastgen {
@@ -62,8 +62,8 @@ at::MemoryFormat layout_of(const at::Tensor& t) {
 }
 
 void check_input(const at::Tensor& x, const char* op, const char* name) {
-  TORCH_CHECK_VALUE(x.dim() >= 3, "fastgen.", op, ": ", name,
-                    " must have at least 3 dimensions (*, C, H, W), got ", x.dim());
+  TORCH_CHECK_VALUE(x.dim() >= 3, "fastgen.", op, ": ", name, " must have at least 3 dimensions (*, C, H, W), got ",
+                    x.dim());
   checks::floating(op, name, x);
   checks::same_device(op, name, x, {});
 }
@@ -83,8 +83,7 @@ Geometry small_geometry(const at::Tensor& x, int64_t r, const char* op, const ch
   checks::mul(op, "the output's height (H * upscale_factor)", x.size(-2), r);
   checks::mul(op, "the output's width (W * upscale_factor)", x.size(-1), r);
   TORCH_CHECK_VALUE(x.size(-3) % rr == 0, "fastgen.", op, ": ", name,
-              ".size(-3) (channels) must be divisible by upscale_factor**2 = ", rr, ", got ",
-              x.size(-3));
+                    ".size(-3) (channels) must be divisible by upscale_factor**2 = ", rr, ", got ", x.size(-3));
   Geometry g;
   g.batch = 1;
   for (int64_t d = 0; d < x.dim() - 3; ++d) g.batch *= x.size(d);
@@ -175,8 +174,7 @@ struct Weights {
 // forward: small -> big, y = prelu(x)
 
 template <typename scalar_t, bool kPrelu>
-void shuffle_forward(const scalar_t* src, scalar_t* dst, const at::opmath_type<scalar_t>* weights,
-                     const Geometry& g) {
+void shuffle_forward(const scalar_t* src, scalar_t* dst, const at::opmath_type<scalar_t>* weights, const Geometry& g) {
   using IO = VecIO<scalar_t>;
   using Vec = typename IO::Vec;
   using opmath_t = at::opmath_type<scalar_t>;
@@ -331,8 +329,8 @@ inline void add_lanes(double* acc, const Vec& v, int64_t count = Vec::size()) {
 }
 
 template <typename scalar_t, bool kPrelu>
-void shuffle_backward(const scalar_t* grad, const scalar_t* x, scalar_t* dx,
-                      const at::opmath_type<scalar_t>* weights, double* partials, const Geometry& g) {
+void shuffle_backward(const scalar_t* grad, const scalar_t* x, scalar_t* dx, const at::opmath_type<scalar_t>* weights,
+                      double* partials, const Geometry& g) {
   using IO = VecIO<scalar_t>;
   using Vec = typename IO::Vec;
   using opmath_t = at::opmath_type<scalar_t>;
@@ -545,11 +543,10 @@ void shuffle_backward(const scalar_t* grad, const scalar_t* x, scalar_t* dx,
 // ops
 
 void check_weight(const at::Tensor& weight, const at::Tensor& x, int64_t channels, const char* op) {
-  TORCH_CHECK_VALUE(weight.dim() <= 1, "fastgen.", op, ": weight must be a scalar or 1-D tensor, got ",
-                    weight.dim(), " dimensions");
+  TORCH_CHECK_VALUE(weight.dim() <= 1, "fastgen.", op, ": weight must be a scalar or 1-D tensor, got ", weight.dim(),
+                    " dimensions");
   TORCH_CHECK_VALUE(weight.numel() == 1 || weight.numel() == channels, "fastgen.", op,
-                    ": weight must have 1 or C = ", channels, " (output channels) elements, got ",
-                    weight.numel());
+                    ": weight must have 1 or C = ", channels, " (output channels) elements, got ", weight.numel());
   // As fastgen.functional: a per-channel weight needs the channel dim of a 4-D (N, C, H, W)
   // input (torch's prelu reads dim 1 as channels, which a 3-D (C, H, W) input lacks).
   TORCH_CHECK_VALUE(weight.numel() == 1 || x.dim() == 4, "fastgen.", op,
@@ -558,8 +555,7 @@ void check_weight(const at::Tensor& weight, const at::Tensor& x, int64_t channel
   checks::same_device(op, "input", x, {{"weight", weight}});
 }
 
-at::Tensor forward_impl(const at::Tensor& self, const std::optional<at::Tensor>& weight, int64_t r,
-                        const char* op) {
+at::Tensor forward_impl(const at::Tensor& self, const std::optional<at::Tensor>& weight, int64_t r, const char* op) {
   const Geometry g = small_geometry(self, r, op, "input");
   if (weight.has_value()) check_weight(*weight, self, g.channels, op);
   const at::MemoryFormat fmt = g.channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
@@ -569,11 +565,10 @@ at::Tensor forward_impl(const at::Tensor& self, const std::optional<at::Tensor>&
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, self.scalar_type(), "pixel_shuffle", [&] {
     if (weight.has_value()) {
       const auto weights = weight_buffer<scalar_t>(*weight, g.channels);
-      shuffle_forward<scalar_t, true>(in.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(),
-                                      weights.data(), g);
+      shuffle_forward<scalar_t, true>(in.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(), weights.data(),
+                                      g);
     } else {
-      shuffle_forward<scalar_t, false>(in.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(),
-                                       nullptr, g);
+      shuffle_forward<scalar_t, false>(in.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(), nullptr, g);
     }
   });
   return out;
@@ -593,8 +588,8 @@ at::Tensor pixel_unshuffle_cpu(const at::Tensor& self, int64_t downscale_factor)
   check_factor(downscale_factor, op, "downscale_factor");
   const int64_t r = downscale_factor;
   TORCH_CHECK_VALUE(self.size(-2) % r == 0 && self.size(-1) % r == 0, "fastgen.", op,
-              ": input's height and width must be divisible by downscale_factor = ", r, ", got ",
-              self.size(-2), " x ", self.size(-1));
+                    ": input's height and width must be divisible by downscale_factor = ", r, ", got ", self.size(-2),
+                    " x ", self.size(-1));
   Geometry g;
   g.batch = 1;
   for (int64_t d = 0; d < self.dim() - 3; ++d) g.batch *= self.size(d);
@@ -610,15 +605,16 @@ at::Tensor pixel_unshuffle_cpu(const at::Tensor& self, int64_t downscale_factor)
   if (out.numel() == 0) return out;
   const at::Tensor in = self.contiguous(fmt);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, self.scalar_type(), "pixel_unshuffle", [&] {
-    shuffle_backward<scalar_t, false>(in.const_data_ptr<scalar_t>(), nullptr, out.mutable_data_ptr<scalar_t>(),
-                                      nullptr, nullptr, g);
+    shuffle_backward<scalar_t, false>(in.const_data_ptr<scalar_t>(), nullptr, out.mutable_data_ptr<scalar_t>(), nullptr,
+                                      nullptr, g);
   });
   return out;
 }
 
-std::tuple<at::Tensor, at::Tensor> pixel_shuffle_prelu_backward_cpu(
-    const at::Tensor& grad_output, const at::Tensor& self, const at::Tensor& weight, int64_t upscale_factor,
-    bool input_grad, bool weight_grad) {
+std::tuple<at::Tensor, at::Tensor> pixel_shuffle_prelu_backward_cpu(const at::Tensor& grad_output,
+                                                                    const at::Tensor& self, const at::Tensor& weight,
+                                                                    int64_t upscale_factor, bool input_grad,
+                                                                    bool weight_grad) {
   const char* op = "pixel_shuffle_prelu_backward";
   const Geometry g = small_geometry(self, upscale_factor, op, "input");
   check_weight(weight, self, g.channels, op);
@@ -643,8 +639,8 @@ std::tuple<at::Tensor, at::Tensor> pixel_shuffle_prelu_backward_cpu(
       const at::Tensor gout = grad_output.contiguous(fmt);
       const auto weights = weight_buffer<scalar_t>(weight, g.channels);
       shuffle_backward<scalar_t, true>(gout.const_data_ptr<scalar_t>(), x.const_data_ptr<scalar_t>(),
-                                       input_grad ? grad_input.mutable_data_ptr<scalar_t>() : nullptr,
-                                       weights.data(), weight_grad ? partials.data() : nullptr, g);
+                                       input_grad ? grad_input.mutable_data_ptr<scalar_t>() : nullptr, weights.data(),
+                                       weight_grad ? partials.data() : nullptr, g);
     }
     if (!weight_grad) {
       grad_weight = at::empty({0}, weight.options());

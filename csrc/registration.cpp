@@ -1,6 +1,6 @@
 // Every fastgen op schema, in one place. CPU kernels live in one file per op family
-// (FASTGEN_REGISTER_CPU_KERNELS, one variant per CPU capability: csrc/cpu_dispatch.cpp); fake impls, autograd and the CUDA (Triton)
-// kernels are registered from Python in fastgen/ops/<family>.py.
+// (FASTGEN_REGISTER_CPU_KERNELS, one variant per CPU capability: csrc/cpu_dispatch.cpp); fake impls, autograd and the
+// CUDA (Triton) kernels are registered from Python in fastgen/ops/<family>.py.
 #include <Python.h>
 
 #include <ATen/Parallel.h>

@@ -10,17 +10,17 @@
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/empty_like.h>
-#include <ATen/ops/zeros_like.h>
 #include <ATen/ops/scalar_tensor.h>
+#include <ATen/ops/zeros_like.h>
 #include <torch/library.h>
 
-#include "common/cpu_kernels.h"
 #include "common/checks.h"
+#include "common/cpu_kernels.h"
 #include "common/philox.h"
 #include "common/reduction.h"
 #include "common/rows.h"
-#include "common/vec_math.h"
 #include "common/vec_io.h"
+#include "common/vec_math.h"
 
 namespace fastgen {
 namespace {
@@ -32,8 +32,7 @@ static_assert(kNoiseBlock % philox::kBlock == 0 && kRowChunk % kNoiseBlock == 0,
               "row slices must start on whole noise blocks");
 
 void check_pair(const at::Tensor& mu, const at::Tensor& logvar, const char* op) {
-  TORCH_CHECK_VALUE(mu.dim() >= 1, "fastgen.", op,
-                    ": mu must have a batch dimension (at least 1-D), got a 0-d tensor");
+  TORCH_CHECK_VALUE(mu.dim() >= 1, "fastgen.", op, ": mu must have a batch dimension (at least 1-D), got a 0-d tensor");
   checks::floating(op, "mu", mu);
   checks::same_device(op, "mu", mu, {});
   checks::like(op, "logvar", logvar, "mu", mu);
@@ -54,9 +53,7 @@ void check_seed(const std::optional<at::Tensor>& seed, const at::Tensor& mu, con
   checks::same_device(op, "mu", mu, {{"seed", seed}});
 }
 
-uint64_t read_seed(const at::Tensor& seed, const char* op) {
-  return static_cast<uint64_t>(seed.item<int64_t>());
-}
+uint64_t read_seed(const at::Tensor& seed, const char* op) { return static_cast<uint64_t>(seed.item<int64_t>()); }
 
 // Operands of one call, all in the same batch-major dense layout (common/rows.h), so the
 // element (row, j) of each sits at row * cols + j.
@@ -80,8 +77,7 @@ struct Operands {
 // and eps for those lanes: from the eps tensor, or from Philox noise drawn per block (when
 // need_eps and no eps tensor was given). Lanes past `count` load as 0.
 template <typename scalar_t, typename Body>
-void walk_slice(const Operands<scalar_t>& p, bool need_eps, int64_t row, int64_t begin, int64_t end,
-                const Body& body) {
+void walk_slice(const Operands<scalar_t>& p, bool need_eps, int64_t row, int64_t begin, int64_t end, const Body& body) {
   using IO = VecIO<scalar_t>;
   using Vec = typename IO::Vec;
   constexpr int64_t W = IO::size();
@@ -107,8 +103,7 @@ void walk_slice(const Operands<scalar_t>& p, bool need_eps, int64_t row, int64_t
 // Forward over one row slice: writes z (if wanted) and returns
 // sum(1 + logvar - mu^2 - exp(logvar)) over the slice.
 template <typename scalar_t>
-at::opmath_type<scalar_t> forward_slice(const Operands<scalar_t>& p, int64_t row, int64_t begin,
-                                        int64_t end) {
+at::opmath_type<scalar_t> forward_slice(const Operands<scalar_t>& p, int64_t row, int64_t begin, int64_t end) {
   using IO = VecIO<scalar_t>;
   using Vec = typename IO::Vec;
   const Vec one(1), half(0.5);
@@ -129,8 +124,8 @@ at::opmath_type<scalar_t> forward_slice(const Operands<scalar_t>& p, int64_t row
 //   grad_logvar = 0.5 * grad_z * std * eps + 0.5 * grad_kl_row * (exp(logvar) - 1)
 //   grad_eps    = grad_z * std
 template <typename scalar_t>
-void backward_slice(const Operands<scalar_t>& p, at::opmath_type<scalar_t> grad_kl_row,
-                    int64_t row, int64_t begin, int64_t end) {
+void backward_slice(const Operands<scalar_t>& p, at::opmath_type<scalar_t> grad_kl_row, int64_t row, int64_t begin,
+                    int64_t end) {
   using IO = VecIO<scalar_t>;
   using Vec = typename IO::Vec;
   const bool has_grad_z = p.grad_z != nullptr;
@@ -157,16 +152,15 @@ void backward_slice(const Operands<scalar_t>& p, at::opmath_type<scalar_t> grad_
 // The shared forward of reparam_kl and kl_normal. `want_z` false computes the KL only.
 std::tuple<at::Tensor, at::Tensor> forward_impl(const at::Tensor& mu_in, const at::Tensor& logvar_in,
                                                 const std::optional<at::Tensor>& eps_in,
-                                                const std::optional<at::Tensor>& seed,
-                                                c10::string_view reduction_name, bool want_z,
-                                                const char* op) {
+                                                const std::optional<at::Tensor>& seed, c10::string_view reduction_name,
+                                                bool want_z, const char* op) {
   check_pair(mu_in, logvar_in, op);
   const Reduction reduction = parse_reduction(reduction_name, op);
   const bool has_eps = eps_in.has_value() && eps_in->defined();
   if (has_eps) check_like_mu(*eps_in, mu_in, op, "eps");
   check_seed(seed, mu_in, op);
   TORCH_CHECK_VALUE(!want_z || has_eps || (seed.has_value() && seed->defined()), "fastgen.", op,
-              ": either eps or seed must be given");
+                    ": either eps or seed must be given");
 
   const at::Tensor mu = is_batch_major_dense(mu_in) ? mu_in : mu_in.contiguous();
   const at::Tensor logvar = in_layout_of(logvar_in, mu);
@@ -185,10 +179,9 @@ std::tuple<at::Tensor, at::Tensor> forward_impl(const at::Tensor& mu_in, const a
     p.z = want_z ? z.mutable_data_ptr<scalar_t>() : nullptr;
     p.seed = (want_z && !has_eps) ? read_seed(*seed, op) : 0;
     p.cols = cols;
-    std::vector<opmath_t> row_sums = parallel_rows<opmath_t>(
-        rows, cols, [&](int64_t row, int64_t begin, int64_t end) {
-          return forward_slice<scalar_t>(p, row, begin, end);
-        });
+    std::vector<opmath_t> row_sums = parallel_rows<opmath_t>(rows, cols, [&](int64_t row, int64_t begin, int64_t end) {
+      return forward_slice<scalar_t>(p, row, begin, end);
+    });
     for (auto& v : row_sums) v *= opmath_t(-0.5);
     if (reduction == Reduction::None) {
       kl = at::empty({rows}, mu.options());
@@ -203,8 +196,7 @@ std::tuple<at::Tensor, at::Tensor> forward_impl(const at::Tensor& mu_in, const a
 
 std::tuple<at::Tensor, at::Tensor> reparam_kl_cpu(const at::Tensor& mu, const at::Tensor& logvar,
                                                   const std::optional<at::Tensor>& eps,
-                                                  const std::optional<at::Tensor>& seed,
-                                                  c10::string_view reduction) {
+                                                  const std::optional<at::Tensor>& seed, c10::string_view reduction) {
   return forward_impl(mu, logvar, eps, seed, reduction, /*want_z=*/true, "reparam_kl");
 }
 
@@ -214,9 +206,9 @@ at::Tensor kl_normal_cpu(const at::Tensor& mu, const at::Tensor& logvar, c10::st
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> reparam_kl_backward_cpu(
-    const std::optional<at::Tensor>& grad_z_in, const std::optional<at::Tensor>& grad_kl_in,
-    const at::Tensor& mu_in, const at::Tensor& logvar_in, const std::optional<at::Tensor>& eps_in,
-    const std::optional<at::Tensor>& seed, c10::string_view reduction_name, bool eps_grad) {
+    const std::optional<at::Tensor>& grad_z_in, const std::optional<at::Tensor>& grad_kl_in, const at::Tensor& mu_in,
+    const at::Tensor& logvar_in, const std::optional<at::Tensor>& eps_in, const std::optional<at::Tensor>& seed,
+    c10::string_view reduction_name, bool eps_grad) {
   const char* op = "reparam_kl_backward";
   check_pair(mu_in, logvar_in, op);
   const Reduction reduction = parse_reduction(reduction_name, op);
@@ -231,7 +223,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> reparam_kl_backward_cpu(
     checks::same_device(op, "mu", mu_in, {{"grad_kl", grad_kl_in}});
   }
   TORCH_CHECK_VALUE(!has_grad_z || has_eps || (seed.has_value() && seed->defined()), "fastgen.", op,
-              ": grad_z needs eps or the forward's seed to regenerate the noise");
+                    ": grad_z needs eps or the forward's seed to regenerate the noise");
   TORCH_CHECK_VALUE(!eps_grad || has_eps, "fastgen.", op, ": eps_grad=True needs eps");
 
   const at::Tensor mu = is_batch_major_dense(mu_in) ? mu_in : mu_in.contiguous();
@@ -246,13 +238,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> reparam_kl_backward_cpu(
   if (has_grad_kl) {
     const at::Tensor g = grad_kl_in->to(at::kDouble).contiguous();
     if (reduction == Reduction::None) {
-      TORCH_CHECK_VALUE(g.dim() == 1 && g.size(0) == rows, "fastgen.", op,
-                  ": grad_kl must have shape (", rows, ",) for reduction='none', got ", g.sizes());
+      TORCH_CHECK_VALUE(g.dim() == 1 && g.size(0) == rows, "fastgen.", op, ": grad_kl must have shape (", rows,
+                        ",) for reduction='none', got ", g.sizes());
       const double* src = g.const_data_ptr<double>();
       std::copy(src, src + rows, grad_kl_rows.begin());
     } else {
       TORCH_CHECK_VALUE(g.numel() == 1, "fastgen.", op, ": grad_kl must be a scalar for reduction='",
-                  std::string(reduction_name), "', got shape ", g.sizes());
+                        std::string(reduction_name), "', got shape ", g.sizes());
       const double scale = reduction == Reduction::Mean ? 1.0 / static_cast<double>(rows) : 1.0;
       std::fill(grad_kl_rows.begin(), grad_kl_rows.end(), g.item<double>() * scale);
     }

@@ -27,8 +27,8 @@
 #include <limits>
 #include <vector>
 
-#include "common/cpu_kernels.h"
 #include "common/checks.h"
+#include "common/cpu_kernels.h"
 #include "common/reduction.h"
 #include "common/vec_io.h"
 
@@ -139,17 +139,19 @@ void add_distance_grad(Opmath<scalar_t>* out, const scalar_t* x, const scalar_t*
 
 // d(loss)/d(loss[b]) for every row from the gradient of the (reduced) loss; `count` is the
 // number of rows a "mean" divides by.
-std::vector<double> row_grads(const at::Tensor& grad, Reduction reduction, int64_t rows, int64_t count, const char* op) {
+std::vector<double> row_grads(const at::Tensor& grad, Reduction reduction, int64_t rows, int64_t count,
+                              const char* op) {
   std::vector<double> out(static_cast<size_t>(rows), 0.0);
   checks::floating(op, "grad", grad);
   checks::same_device(op, "grad", grad, {});
   const at::Tensor g = grad.to(at::kDouble).contiguous();
   if (reduction == Reduction::None) {
     TORCH_CHECK_VALUE(g.dim() == 1 && g.size(0) == rows, "fastgen.", op, ": grad must have shape (", rows,
-                ",) for reduction='none', got ", g.sizes());
+                      ",) for reduction='none', got ", g.sizes());
     std::copy(g.const_data_ptr<double>(), g.const_data_ptr<double>() + rows, out.begin());
   } else {
-    TORCH_CHECK_VALUE(g.numel() == 1, "fastgen.", op, ": grad must be a scalar for a reduced loss, got shape ", g.sizes());
+    TORCH_CHECK_VALUE(g.numel() == 1, "fastgen.", op, ": grad must be a scalar for a reduced loss, got shape ",
+                      g.sizes());
     const double scale = reduction == Reduction::Mean ? 1.0 / static_cast<double>(count) : 1.0;
     std::fill(out.begin(), out.end(), g.item<double>() * scale);
   }
@@ -219,7 +221,8 @@ void check_margin(double margin, const char* op) {
 }
 
 at::Tensor triplet_margin_loss_cpu(const at::Tensor& anchor, const at::Tensor& positive, const at::Tensor& negative,
-                                   double margin, double pnorm, double eps, bool swap, c10::string_view reduction_name) {
+                                   double margin, double pnorm, double eps, bool swap,
+                                   c10::string_view reduction_name) {
   const char* op = "triplet_margin_loss";
   check_triplet(anchor, positive, negative, pnorm, op);
   check_margin(margin, op);
@@ -326,8 +329,8 @@ void check_contrastive(const at::Tensor& x1, const at::Tensor& x2, const at::Ten
   checks::same_device(op, "x1", x1, {{"y", y}});
 }
 
-at::Tensor contrastive_loss_cpu(const at::Tensor& x1_in, const at::Tensor& x2_in, const at::Tensor& y_in,
-                                double margin, double eps, c10::string_view reduction_name) {
+at::Tensor contrastive_loss_cpu(const at::Tensor& x1_in, const at::Tensor& x2_in, const at::Tensor& y_in, double margin,
+                                double eps, c10::string_view reduction_name) {
   const char* op = "contrastive_loss";
   check_contrastive(x1_in, x2_in, y_in, op);
   const Reduction reduction = parse_reduction(reduction_name, op);
@@ -358,7 +361,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> contrastive_loss_backward_cpu(
   check_contrastive(x1_in, x2_in, y_in, op);
   const Reduction reduction = parse_reduction(reduction_name, op);
   TORCH_CHECK_TYPE(!y_grad || at::isFloatingType(y_in.scalar_type()), "fastgen.", op,
-              ": y_grad=True needs a floating-point y, got ", y_in.scalar_type());
+                   ": y_grad=True needs a floating-point y, got ", y_in.scalar_type());
   const at::Tensor x1 = x1_in.contiguous(), x2 = x2_in.contiguous();
   const at::Tensor y = y_in.to(at::kDouble).contiguous();
   const int64_t B = x1.size(0), D = x1.size(1);
@@ -408,8 +411,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> contrastive_loss_backward_cpu(
 
 void check_batch_hard(const at::Tensor& emb, const at::Tensor& labels, const char* op) {
   check_embeddings(emb, op, "embeddings");
-  TORCH_CHECK_VALUE(labels.dim() == 1 && labels.size(0) == emb.size(0), "fastgen.", op,
-                    ": labels must have shape (", emb.size(0), ",), got ", labels.sizes());
+  TORCH_CHECK_VALUE(labels.dim() == 1 && labels.size(0) == emb.size(0), "fastgen.", op, ": labels must have shape (",
+                    emb.size(0), ",), got ", labels.sizes());
   checks::integral(op, "labels", labels);
   checks::same_device(op, "embeddings", emb, {{"labels", labels}});
 }
@@ -432,8 +435,7 @@ Opmath<scalar_t> squared_distance(const scalar_t* x, const scalar_t* y, int64_t 
 // of the transposed embeddings eT (E x ld, opmath): each lane sums its candidate's squared
 // differences in element order (as squared_distance above).
 template <typename opmath_t>
-inline void anchor_distances(const opmath_t* a, const opmath_t* eT, int64_t ld, int64_t E, int64_t j0,
-                             opmath_t* out) {
+inline void anchor_distances(const opmath_t* a, const opmath_t* eT, int64_t ld, int64_t E, int64_t j0, opmath_t* out) {
   using Vec = at::vec::Vectorized<opmath_t>;
   constexpr int64_t W = Vec::size();
   Vec acc0(0), acc1(0), acc2(0), acc3(0);
@@ -455,7 +457,8 @@ inline void anchor_distances(const opmath_t* a, const opmath_t* eT, int64_t ld, 
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_hard_triplet_loss_cpu(const at::Tensor& emb_in,
                                                                            const at::Tensor& labels_in, double margin,
-                                                                           bool squared, c10::string_view reduction_name) {
+                                                                           bool squared,
+                                                                           c10::string_view reduction_name) {
   const char* op = "batch_hard_triplet_loss";
   check_batch_hard(emb_in, labels_in, op);
   const Reduction reduction = parse_reduction(reduction_name, op);
@@ -534,10 +537,10 @@ at::Tensor batch_hard_triplet_loss_backward_cpu(const at::Tensor& grad, const at
   const int64_t B = emb_in.size(0), E = emb_in.size(1);
   for (const auto* t : {&positive_in, &negative_in}) {
     const char* name = t == &positive_in ? "positive" : "negative";
-    TORCH_CHECK_TYPE(t->scalar_type() == at::kLong, "fastgen.", op, ": ", name,
-                     " must be an int64 index tensor, got ", t->scalar_type());
-    TORCH_CHECK_VALUE(t->dim() == 1 && t->size(0) == B, "fastgen.", op, ": ", name, " must have shape (", B,
-                      ",), got ", t->sizes());
+    TORCH_CHECK_TYPE(t->scalar_type() == at::kLong, "fastgen.", op, ": ", name, " must be an int64 index tensor, got ",
+                     t->scalar_type());
+    TORCH_CHECK_VALUE(t->dim() == 1 && t->size(0) == B, "fastgen.", op, ": ", name, " must have shape (", B, ",), got ",
+                      t->sizes());
   }
   checks::same_device(op, "embeddings", emb_in, {{"positive", positive_in}, {"negative", negative_in}});
   const at::Tensor emb = emb_in.contiguous();

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <initializer_list>
 #include <optional>
+#include <utility>
 #include <vector>
 
 namespace fastgen::autograd {
@@ -22,11 +23,11 @@ using OptTensor = std::optional<at::Tensor>;
 
 // The typed handle of fastgen::<name>, looked up on first use. Calls go through the dispatcher
 // (CPU kernel, Triton kernel, fake impl, or the op's own autograd).
-#define FASTGEN_OP(name, ...)                                                                   \
-  ([]() -> const c10::TypedOperatorHandle<__VA_ARGS__>& {                                        \
-    static const auto handle =                                                                  \
+#define FASTGEN_OP(name, ...)                                                                      \
+  ([]() -> const c10::TypedOperatorHandle<__VA_ARGS__>& {                                          \
+    static const auto handle =                                                                     \
         c10::Dispatcher::singleton().findSchemaOrThrow("fastgen::" name, "").typed<__VA_ARGS__>(); \
-    return handle;                                                                              \
+    return handle;                                                                                 \
   }())
 
 inline bool defined(const OptTensor& t) { return t.has_value() && t->defined(); }
@@ -56,6 +57,13 @@ inline std::vector<bool> needs_grads(AutogradContext* ctx, int64_t bits, int n) 
 // Forward: run the op below autograd (the Function records the graph). A backward calls the
 // backward op's Function, which records a graph only when one is being built (create_graph).
 using BelowAutograd = at::AutoDispatchBelowADInplaceOrView;
+
+// op.call(args...) below autograd: call_below_autograd(FASTGEN_OP("name", Sig), args...).
+template <typename Sig, typename... Args>
+auto call_below_autograd(const c10::TypedOperatorHandle<Sig>& op, Args&&... args) {
+  BelowAutograd guard;
+  return op.call(std::forward<Args>(args)...);
+}
 
 inline Tensor maybe(bool keep, const Tensor& t) { return keep ? t : Tensor(); }
 

@@ -41,9 +41,7 @@ struct Parts {
   // x-shaped -> s-shaped: the transformed part.
   Tensor tr(const Tensor& z) const { return on.defined() ? z : z.narrow_symint(1, start, half); }
   // s-shaped, zeroed on the checkerboard's ignored entries.
-  Tensor only(const Tensor& z) const {
-    return on.defined() ? at::where(on, z, at::zeros({}, z.options())) : z;
-  }
+  Tensor only(const Tensor& z) const { return on.defined() ? at::where(on, z, at::zeros({}, z.options())) : z; }
   // x-shaped from an x-shaped tensor holding the conditioning part (undefined: zeros) and the
   // transformed part.
   Tensor join(const Tensor& cond_in, const Tensor& tr_part) const {
@@ -60,19 +58,16 @@ struct AffineCouplingBackward : public torch::autograd::Function<AffineCouplingB
                                const Tensor& x, const Tensor& s, const OptTensor& scale, c10::string_view mask,
                                int64_t parity, bool inverse, std::array<bool, 4> output_mask) {
     Tensor g_in, g_s, g_t, g_scale;
-    {
-      BelowAutograd guard;
-      std::tie(g_in, g_s, g_t, g_scale) = FASTGEN_OP("affine_coupling_backward", BackwardSig)
-                                              .call(grad_output, grad_logdet, x, s, scale, mask, parity, inverse,
-                                                    output_mask);
-    }
+    std::tie(g_in, g_s, g_t, g_scale) = call_below_autograd(FASTGEN_OP("affine_coupling_backward", BackwardSig),
+                                                            grad_output, grad_logdet, x, s, scale, mask, parity,
+                                                            inverse, output_mask);
     ctx->saved_data["mask"] = std::string(mask);
     ctx->saved_data["parity"] = parity;
     ctx->saved_data["inverse"] = inverse;
     ctx->saved_data["output_mask"] = int64_t(output_mask[0]) | int64_t(output_mask[1]) << 1 |
                                      int64_t(output_mask[2]) << 2 | int64_t(output_mask[3]) << 3;
-    ctx->save_for_backward({value_or_undefined(grad_output), value_or_undefined(grad_logdet), x, s,
-                            value_or_undefined(scale)});
+    ctx->save_for_backward(
+        {value_or_undefined(grad_output), value_or_undefined(grad_logdet), x, s, value_or_undefined(scale)});
     return {g_in, g_s, g_t, g_scale};
   }
 
@@ -162,10 +157,8 @@ struct AffineCoupling : public torch::autograd::Function<AffineCoupling> {
   static variable_list forward(AutogradContext* ctx, const Tensor& x, const Tensor& s, const Tensor& t,
                                const OptTensor& scale, c10::string_view mask, int64_t parity, bool inverse) {
     Tensor y, logdet;
-    {
-      BelowAutograd guard;
-      std::tie(y, logdet) = FASTGEN_OP("affine_coupling", ForwardSig).call(x, s, t, scale, mask, parity, inverse);
-    }
+    std::tie(y, logdet) = call_below_autograd(FASTGEN_OP("affine_coupling", ForwardSig), x, s, t, scale, mask, parity,
+                                              inverse);
     // An output that reaches no loss passes no gradient (not zeros): the kernel leaves its terms out.
     ctx->set_materialize_grads(false);
     ctx->saved_data["mask"] = std::string(mask);
@@ -185,8 +178,7 @@ struct AffineCoupling : public torch::autograd::Function<AffineCoupling> {
     const std::string mask = ctx->saved_data["mask"].toStringRef();
     const int64_t parity = ctx->saved_data["parity"].toInt();
     const bool inverse = ctx->saved_data["inverse"].toBool();
-    const bool need_x = ctx->needs_input_grad(0), need_s = ctx->needs_input_grad(1),
-               need_t = ctx->needs_input_grad(2);
+    const bool need_x = ctx->needs_input_grad(0), need_s = ctx->needs_input_grad(1), need_t = ctx->needs_input_grad(2);
     const bool need_scale = scale.defined() && ctx->needs_input_grad(3);
     // Going forward with the channel mask, grad_t is grad_y's transformed half exactly: hand out
     // that view (as eager's cat backward does) instead of writing a copy.
@@ -199,8 +191,13 @@ struct AffineCoupling : public torch::autograd::Function<AffineCoupling> {
       const c10::SymInt half = s.sym_size(1);
       grad_t = grad_y.defined() ? grad_y.narrow_symint(1, parity == 0 ? half : c10::SymInt(0), half) : Tensor();
     }
-    return {maybe(need_x, r[0]), maybe(need_s, r[1]), maybe(need_t, grad_t), maybe(need_scale, r[3]), Tensor(),
-            Tensor(), Tensor()};
+    return {maybe(need_x, r[0]),
+            maybe(need_s, r[1]),
+            maybe(need_t, grad_t),
+            maybe(need_scale, r[3]),
+            Tensor(),
+            Tensor(),
+            Tensor()};
   }
 };
 

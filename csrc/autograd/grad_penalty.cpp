@@ -28,17 +28,16 @@ Tensor per_row(const Tensor& v, const Tensor& like) {
 }
 
 // sum over the non-batch dims, accumulated in `dtype`: (B, ...) -> (B,).
-Tensor row_sums(const Tensor& t, at::ScalarType dtype) { return t.reshape_symint({t.sym_size(0), -1}).sum(1, false, dtype);
+Tensor row_sums(const Tensor& t, at::ScalarType dtype) {
+  return t.reshape_symint({t.sym_size(0), -1}).sum(1, false, dtype);
 }
 
 struct InterpolateBackward : public torch::autograd::Function<InterpolateBackward> {
   static variable_list forward(AutogradContext* ctx, const Tensor& grad, const OptTensor& real, const OptTensor& fake,
                                const Tensor& alpha, std::array<bool, 3> mask) {
     Tensor gr, gf, ga;
-    {
-      BelowAutograd guard;
-      std::tie(gr, gf, ga) = FASTGEN_OP("interpolate_backward", InterpolateBackwardSig).call(grad, real, fake, alpha, mask);
-    }
+    std::tie(gr, gf, ga) = call_below_autograd(FASTGEN_OP("interpolate_backward", InterpolateBackwardSig), grad, real,
+                                               fake, alpha, mask);
     ctx->set_materialize_grads(false);
     ctx->saved_data["mask"] = int64_t(mask[0]) | int64_t(mask[1]) << 1 | int64_t(mask[2]) << 2;
     ctx->save_for_backward({grad, value_or_undefined(real), value_or_undefined(fake), alpha});
@@ -80,8 +79,7 @@ struct Interpolate : public torch::autograd::Function<Interpolate> {
     const bool alpha_grad = alpha.requires_grad();
     ctx->saved_data["alpha_grad"] = alpha_grad;
     ctx->save_for_backward({alpha_grad ? real : Tensor(), alpha_grad ? fake : Tensor(), alpha});
-    BelowAutograd guard;
-    return FASTGEN_OP("interpolate", InterpolateSig).call(real, fake, alpha);
+    return call_below_autograd(FASTGEN_OP("interpolate", InterpolateSig), real, fake, alpha);
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
@@ -100,9 +98,8 @@ struct GradPenaltyBackward : public torch::autograd::Function<GradPenaltyBackwar
     ctx->saved_data["weight"] = weight;
     ctx->saved_data["one_sided"] = one_sided;
     ctx->save_for_backward({value_or_undefined(grad_penalty), value_or_undefined(grad_norms), grads, norms});
-    BelowAutograd guard;
-    return FASTGEN_OP("grad_penalty_backward", PenaltyBackwardSig)
-        .call(grad_penalty, grad_norms, grads, norms, target, weight, one_sided);
+    return call_below_autograd(FASTGEN_OP("grad_penalty_backward", PenaltyBackwardSig), grad_penalty, grad_norms, grads,
+                               norms, target, weight, one_sided);
   }
 
   // VJP of out = c[b] * grads[b], where (n = norms, h = n - target, clipped at 0 when one-sided)
@@ -149,14 +146,11 @@ bool plain_cpu_tensor(const Tensor& t) {
 }
 
 struct GradPenalty : public torch::autograd::Function<GradPenalty> {
-  static variable_list forward(AutogradContext* ctx, const Tensor& grads, double target, double weight,
-                               bool one_sided, bool with_grad) {
+  static variable_list forward(AutogradContext* ctx, const Tensor& grads, double target, double weight, bool one_sided,
+                               bool with_grad) {
     Tensor penalty, norms, d_grads;
-    {
-      BelowAutograd guard;
-      std::tie(penalty, norms, d_grads) =
-          FASTGEN_OP("grad_penalty", PenaltySig).call(grads, target, weight, one_sided, with_grad);
-    }
+    std::tie(penalty, norms, d_grads) = call_below_autograd(FASTGEN_OP("grad_penalty", PenaltySig), grads, target,
+                                                            weight, one_sided, with_grad);
     ctx->set_materialize_grads(false);  // an unused output's gradient comes as undefined, not zeros
     ctx->mark_non_differentiable({d_grads});
     ctx->saved_data["target"] = target;

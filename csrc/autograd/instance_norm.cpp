@@ -15,9 +15,9 @@ namespace {
 using ForwardSig = std::tuple<Tensor, Tensor, Tensor>(const Tensor&, const OptTensor&, const OptTensor&,
                                                       const OptTensor&, const OptTensor&, const OptTensor&, bool,
                                                       double, c10::string_view, double);
-using BackwardSig = std::tuple<Tensor, Tensor, Tensor>(const Tensor&, const Tensor&, const OptTensor&,
-                                                       const OptTensor&, const Tensor&, const Tensor&, bool, double,
-                                                       c10::string_view, double, std::array<bool, 3>);
+using BackwardSig = std::tuple<Tensor, Tensor, Tensor>(const Tensor&, const Tensor&, const OptTensor&, const OptTensor&,
+                                                       const Tensor&, const Tensor&, bool, double, c10::string_view,
+                                                       double, std::array<bool, 3>);
 
 at::ScalarType opmath(at::ScalarType t) { return t == at::kDouble ? at::kDouble : at::kFloat; }
 
@@ -54,9 +54,9 @@ Tensor activation_slope(const Tensor& y_in, const std::string& activation, doubl
 // With gy = grad_out * act'(y):
 //   grad_x = gy w rstd,   grad_w = sum gy (x - rm) rstd,   grad_b = sum gy,
 //   grad_rm = -sum gy w rstd,   grad_rv = -1/2 sum gy w (x - rm) rstd^3.
-variable_list eval_grads_in_aten_ops(const Tensor& grad_out, const Tensor& x, const Tensor& weight,
-                                     const Tensor& bias, const Tensor& running_mean, const Tensor& running_var,
-                                     double eps, const std::string& activation, double slope) {
+variable_list eval_grads_in_aten_ops(const Tensor& grad_out, const Tensor& x, const Tensor& weight, const Tensor& bias,
+                                     const Tensor& running_mean, const Tensor& running_var, double eps,
+                                     const std::string& activation, double slope) {
   const int64_t nd = x.dim();
   const auto dtype = opmath(x.scalar_type());
   Tensor xf = x.to(dtype), gf = grad_out.to(dtype);
@@ -80,15 +80,10 @@ variable_list eval_grads_in_aten_ops(const Tensor& grad_out, const Tensor& x, co
 struct InstanceNormBackward : public torch::autograd::Function<InstanceNormBackward> {
   static variable_list forward(AutogradContext* ctx, const Tensor& grad_out, const Tensor& x, const OptTensor& weight,
                                const OptTensor& bias, const Tensor& mean, const Tensor& var, bool use_input_stats,
-                               double eps, c10::string_view activation, double slope,
-                               std::array<bool, 3> output_mask) {
+                               double eps, c10::string_view activation, double slope, std::array<bool, 3> output_mask) {
     Tensor gx, gw, gb;
-    {
-      BelowAutograd guard;
-      std::tie(gx, gw, gb) = FASTGEN_OP("instance_norm_backward", BackwardSig)
-                                 .call(grad_out, x, weight, bias, mean, var, use_input_stats, eps, activation, slope,
-                                       output_mask);
-    }
+    std::tie(gx, gw, gb) = call_below_autograd(FASTGEN_OP("instance_norm_backward", BackwardSig), grad_out, x, weight,
+                                               bias, mean, var, use_input_stats, eps, activation, slope, output_mask);
     ctx->saved_data["use_input_stats"] = use_input_stats;
     ctx->saved_data["eps"] = eps;
     ctx->saved_data["activation"] = std::string(activation);
@@ -112,8 +107,7 @@ struct InstanceNormBackward : public torch::autograd::Function<InstanceNormBackw
   // The statistics are recomputed from x in ATen ops, so higher orders are exact too.
   static variable_list backward(AutogradContext* ctx, variable_list gg) {
     auto saved = ctx->get_saved_variables();
-    const Tensor &g = saved[0], &x = saved[1], &weight = saved[2], &bias = saved[3], &mean = saved[4],
-                 &var = saved[5];
+    const Tensor &g = saved[0], &x = saved[1], &weight = saved[2], &bias = saved[3], &mean = saved[4], &var = saved[5];
     const bool use_input_stats = ctx->saved_data["use_input_stats"].toBool();
     const double eps = ctx->saved_data["eps"].toDouble();
     const std::string activation = ctx->saved_data["activation"].toStringRef();
@@ -186,21 +180,17 @@ struct InstanceNormBackward : public torch::autograd::Function<InstanceNormBackw
 
 struct InstanceNorm : public torch::autograd::Function<InstanceNorm> {
   static variable_list forward(AutogradContext* ctx, const Tensor& x, const OptTensor& weight, const OptTensor& bias,
-                               const OptTensor& running_mean, const OptTensor& running_var,
-                               const OptTensor& residual, bool use_input_stats, double eps,
-                               c10::string_view activation, double slope) {
+                               const OptTensor& running_mean, const OptTensor& running_var, const OptTensor& residual,
+                               bool use_input_stats, double eps, c10::string_view activation, double slope) {
     Tensor out, mean, var;
-    {
-      BelowAutograd guard;
-      std::tie(out, mean, var) = FASTGEN_OP("instance_norm", ForwardSig)
-                                     .call(x, weight, bias, running_mean, running_var, residual, use_input_stats,
-                                           eps, activation, slope);
-    }
+    std::tie(out, mean, var) = call_below_autograd(FASTGEN_OP("instance_norm", ForwardSig), x, weight, bias,
+                                                   running_mean, running_var, residual, use_input_stats, eps,
+                                                   activation, slope);
     ctx->mark_non_differentiable({mean, var});
     ctx->set_materialize_grads(false);  // mean and var carry no gradient: no zeros made for them
     const bool stats_grad = !use_input_stats && (requires_grad(running_mean) || requires_grad(running_var));
-    ctx->saved_data["bits"] = defined_bits({true, defined(weight), defined(bias), defined(running_mean),
-                                            defined(running_var), defined(residual)});
+    ctx->saved_data["bits"] = defined_bits(
+        {true, defined(weight), defined(bias), defined(running_mean), defined(running_var), defined(residual)});
     ctx->saved_data["use_input_stats"] = use_input_stats;
     ctx->saved_data["eps"] = eps;
     ctx->saved_data["activation"] = std::string(activation);
@@ -240,17 +230,19 @@ struct InstanceNorm : public torch::autograd::Function<InstanceNorm> {
 std::tuple<Tensor, Tensor, Tensor> instance_norm_autograd(const Tensor& x, const OptTensor& weight,
                                                           const OptTensor& bias, const OptTensor& running_mean,
                                                           const OptTensor& running_var, const OptTensor& residual,
-                                                          bool use_input_stats, double eps,
-                                                          c10::string_view activation, double slope) {
+                                                          bool use_input_stats, double eps, c10::string_view activation,
+                                                          double slope) {
   auto r = InstanceNorm::apply(x, weight, bias, running_mean, running_var, residual, use_input_stats, eps, activation,
                                slope);
   return {r[0], r[1], r[2]};
 }
 
-std::tuple<Tensor, Tensor, Tensor> instance_norm_backward_autograd(
-    const Tensor& grad_out, const Tensor& x, const OptTensor& weight, const OptTensor& bias, const Tensor& mean,
-    const Tensor& var, bool use_input_stats, double eps, c10::string_view activation, double slope,
-    std::array<bool, 3> output_mask) {
+std::tuple<Tensor, Tensor, Tensor> instance_norm_backward_autograd(const Tensor& grad_out, const Tensor& x,
+                                                                   const OptTensor& weight, const OptTensor& bias,
+                                                                   const Tensor& mean, const Tensor& var,
+                                                                   bool use_input_stats, double eps,
+                                                                   c10::string_view activation, double slope,
+                                                                   std::array<bool, 3> output_mask) {
   auto r = InstanceNormBackward::apply(grad_out, x, weight, bias, mean, var, use_input_stats, eps, activation, slope,
                                        output_mask);
   return {r[0], r[1], r[2]};

@@ -51,18 +51,16 @@ struct Params {
   }
   static Params load(AutogradContext* ctx) {
     auto& d = ctx->saved_data;
-    return {d["class_start"].toInt(), d["num_classes"].toInt(), d["s"].toDouble(),        d["m1"].toDouble(),
-            d["m2"].toDouble(),       d["m3"].toDouble(),       d["easy_margin"].toBool(), d["ignore_index"].toInt(),
-            d["straight_through"].toBool()};
+    return {d["class_start"].toInt(),  d["num_classes"].toInt(),  d["s"].toDouble(),
+            d["m1"].toDouble(),        d["m2"].toDouble(),        d["m3"].toDouble(),
+            d["easy_margin"].toBool(), d["ignore_index"].toInt(), d["straight_through"].toBool()};
   }
 };
 
 at::ScalarType opmath(at::ScalarType t) { return t == at::kDouble ? at::kDouble : at::kFloat; }
 
 // fastgen/ops/margin_softmax.py clamp_eps.
-double clamp_eps(at::ScalarType dtype) {
-  return dtype == at::kDouble ? std::numeric_limits<double>::epsilon() : 1e-7;
-}
+double clamp_eps(at::ScalarType dtype) { return dtype == at::kDouble ? std::numeric_limits<double>::epsilon() : 1e-7; }
 
 // torch.nn.functional.normalize(x, dim=1), op for op.
 Tensor normalize_rows(const Tensor& x) {
@@ -113,22 +111,17 @@ variable_list aten_margin_softmax(const Tensor& embeddings, const Tensor& weight
 
 struct MarginSoftmaxBackward : public torch::autograd::Function<MarginSoftmaxBackward> {
   static variable_list forward(AutogradContext* ctx, const OptTensor& grad_lse, const OptTensor& grad_target,
-                               const Tensor& embeddings, const Tensor& weight, const Tensor& labels,
-                               const Tensor& lse, const Tensor& target_cos, int64_t class_start, int64_t num_classes,
-                               double s, double m1, double m2, double m3, bool easy_margin, int64_t ignore_index,
+                               const Tensor& embeddings, const Tensor& weight, const Tensor& labels, const Tensor& lse,
+                               const Tensor& target_cos, int64_t class_start, int64_t num_classes, double s, double m1,
+                               double m2, double m3, bool easy_margin, int64_t ignore_index,
                                std::array<bool, 2> output_mask, bool straight_through) {
     Tensor g_emb, g_w;
-    {
-      BelowAutograd guard;
-      std::tie(g_emb, g_w) = FASTGEN_OP("margin_softmax_backward", BackwardSig)
-                                 .call(grad_lse, grad_target, embeddings, weight, labels, lse, target_cos,
-                                       class_start, num_classes, s, m1, m2, m3, easy_margin, ignore_index,
-                                       output_mask, straight_through);
-    }
+    std::tie(g_emb, g_w) = call_below_autograd(
+        FASTGEN_OP("margin_softmax_backward", BackwardSig), grad_lse, grad_target, embeddings, weight, labels, lse,
+        target_cos, class_start, num_classes, s, m1, m2, m3, easy_margin, ignore_index, output_mask, straight_through);
     Params{class_start, num_classes, s, m1, m2, m3, easy_margin, ignore_index, straight_through}.save(ctx);
     ctx->saved_data["output_mask"] = int64_t(output_mask[0]) | int64_t(output_mask[1]) << 1;
-    ctx->save_for_backward({value_or_undefined(grad_lse), value_or_undefined(grad_target), embeddings, weight,
-                            labels});
+    ctx->save_for_backward({value_or_undefined(grad_lse), value_or_undefined(grad_target), embeddings, weight, labels});
     return {g_emb, g_w};
   }
 
@@ -136,10 +129,9 @@ struct MarginSoftmaxBackward : public torch::autograd::Function<MarginSoftmaxBac
     auto saved = ctx->get_saved_variables();
     const Params p = Params::load(ctx);
     const int64_t mask = ctx->saved_data["output_mask"].toInt();
-    auto r = vjp_of_vjp(
-        [&](const variable_list& in) { return aten_margin_softmax(in[0], in[1], in[2], p); },
-        {saved[2], saved[3], saved[4]}, {saved[0], saved[1]},
-        {(mask & 1) ? gg[0] : Tensor(), (mask & 2) ? gg[1] : Tensor(), Tensor()}, {true, true, false});
+    auto r = vjp_of_vjp([&](const variable_list& in) { return aten_margin_softmax(in[0], in[1], in[2], p); },
+                        {saved[2], saved[3], saved[4]}, {saved[0], saved[1]},
+                        {(mask & 1) ? gg[0] : Tensor(), (mask & 2) ? gg[1] : Tensor(), Tensor()}, {true, true, false});
     variable_list result(17);
     result[0] = r.d_cotangents[0];
     result[1] = r.d_cotangents[1];
@@ -154,13 +146,9 @@ struct MarginSoftmax : public torch::autograd::Function<MarginSoftmax> {
                                const Tensor& labels, int64_t class_start, int64_t num_classes, double s, double m1,
                                double m2, double m3, bool easy_margin, int64_t ignore_index, bool straight_through) {
     Tensor lse, target_logit, target_cos;
-    {
-      BelowAutograd guard;
-      std::tie(lse, target_logit, target_cos) =
-          FASTGEN_OP("margin_softmax", ForwardSig)
-              .call(embeddings, weight, labels, class_start, num_classes, s, m1, m2, m3, easy_margin, ignore_index,
-                    straight_through);
-    }
+    std::tie(lse, target_logit, target_cos) = call_below_autograd(FASTGEN_OP("margin_softmax", ForwardSig), embeddings,
+                                                                  weight, labels, class_start, num_classes, s, m1, m2,
+                                                                  m3, easy_margin, ignore_index, straight_through);
     ctx->mark_non_differentiable({target_cos});
     Params{class_start, num_classes, s, m1, m2, m3, easy_margin, ignore_index, straight_through}.save(ctx);
     ctx->save_for_backward({embeddings, weight, labels, lse, target_cos});
@@ -191,14 +179,16 @@ std::tuple<Tensor, Tensor, Tensor> margin_softmax_autograd(const Tensor& embeddi
   return {r[0], r[1], r[2]};
 }
 
-std::tuple<Tensor, Tensor> margin_softmax_backward_autograd(
-    const OptTensor& grad_lse, const OptTensor& grad_target, const Tensor& embeddings, const Tensor& weight,
-    const Tensor& labels, const Tensor& lse, const Tensor& target_cos, int64_t class_start, int64_t num_classes,
-    double s, double m1, double m2, double m3, bool easy_margin, int64_t ignore_index, std::array<bool, 2> output_mask,
-    bool straight_through) {
-  auto r = MarginSoftmaxBackward::apply(grad_lse, grad_target, embeddings, weight, labels, lse, target_cos,
-                                        class_start, num_classes, s, m1, m2, m3, easy_margin, ignore_index,
-                                        output_mask, straight_through);
+std::tuple<Tensor, Tensor> margin_softmax_backward_autograd(const OptTensor& grad_lse, const OptTensor& grad_target,
+                                                            const Tensor& embeddings, const Tensor& weight,
+                                                            const Tensor& labels, const Tensor& lse,
+                                                            const Tensor& target_cos, int64_t class_start,
+                                                            int64_t num_classes, double s, double m1, double m2,
+                                                            double m3, bool easy_margin, int64_t ignore_index,
+                                                            std::array<bool, 2> output_mask, bool straight_through) {
+  auto r = MarginSoftmaxBackward::apply(grad_lse, grad_target, embeddings, weight, labels, lse, target_cos, class_start,
+                                        num_classes, s, m1, m2, m3, easy_margin, ignore_index, output_mask,
+                                        straight_through);
   return {r[0], r[1]};
 }
 

@@ -16,8 +16,7 @@ struct PixelNormBackward : public torch::autograd::Function<PixelNormBackward> {
   static Tensor forward(AutogradContext* ctx, const Tensor& grad, const Tensor& x, double eps) {
     ctx->saved_data["eps"] = eps;
     ctx->save_for_backward({grad, x});
-    BelowAutograd guard;
-    return FASTGEN_OP("pixel_norm_backward", BackwardSig).call(grad, x, eps);
+    return call_below_autograd(FASTGEN_OP("pixel_norm_backward", BackwardSig), grad, x, eps);
   }
 
   // VJP of gx = r g - r^3 x (x.g)/C (per pixel, dots over the channels), given a = d/d(gx):
@@ -36,7 +35,8 @@ struct PixelNormBackward : public torch::autograd::Function<PixelNormBackward> {
     Tensor xa = (x * a).sum(1, /*keepdim=*/true);
     Tensor xg = (x * grad).sum(1, /*keepdim=*/true);
     Tensor ag = (a * grad).sum(1, /*keepdim=*/true);
-    Tensor d_x = (r3 * 3 * r * r * xa * xg / at::Scalar(c * c) - r3 * ag / at::Scalar(c)) * x - (r3 / at::Scalar(c)) * (xg * a + xa * grad);
+    Tensor d_x = (r3 * 3 * r * r * xa * xg / at::Scalar(c * c) - r3 * ag / at::Scalar(c)) * x -
+                 (r3 / at::Scalar(c)) * (xg * a + xa * grad);
     return {d_grad, d_x, Tensor()};
   }
 };
@@ -45,8 +45,7 @@ struct PixelNorm : public torch::autograd::Function<PixelNorm> {
   static Tensor forward(AutogradContext* ctx, const Tensor& x, double eps) {
     ctx->saved_data["eps"] = eps;
     ctx->save_for_backward({x});
-    BelowAutograd guard;
-    return FASTGEN_OP("pixel_norm", ForwardSig).call(x, eps);
+    return call_below_autograd(FASTGEN_OP("pixel_norm", ForwardSig), x, eps);
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {

@@ -18,8 +18,7 @@ struct PixelUnshuffle;
 struct PixelShuffle : public torch::autograd::Function<PixelShuffle> {
   static Tensor forward(AutogradContext* ctx, const Tensor& x, int64_t r) {
     ctx->saved_data["r"] = r;
-    BelowAutograd guard;
-    return FASTGEN_OP("pixel_shuffle", ShuffleSig).call(x, r);
+    return call_below_autograd(FASTGEN_OP("pixel_shuffle", ShuffleSig), x, r);
   }
   static variable_list backward(AutogradContext* ctx, variable_list grads);
 };
@@ -27,8 +26,7 @@ struct PixelShuffle : public torch::autograd::Function<PixelShuffle> {
 struct PixelUnshuffle : public torch::autograd::Function<PixelUnshuffle> {
   static Tensor forward(AutogradContext* ctx, const Tensor& x, int64_t r) {
     ctx->saved_data["r"] = r;
-    BelowAutograd guard;
-    return FASTGEN_OP("pixel_unshuffle", ShuffleSig).call(x, r);
+    return call_below_autograd(FASTGEN_OP("pixel_unshuffle", ShuffleSig), x, r);
   }
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     return {PixelShuffle::apply(grads[0], ctx->saved_data["r"].toInt()), Tensor()};
@@ -56,11 +54,8 @@ struct PixelShufflePreluBackward : public torch::autograd::Function<PixelShuffle
   static variable_list forward(AutogradContext* ctx, const Tensor& grad_output, const Tensor& x, const Tensor& weight,
                                int64_t r, bool input_grad, bool weight_grad) {
     Tensor gx, gw;
-    {
-      BelowAutograd guard;
-      std::tie(gx, gw) = FASTGEN_OP("pixel_shuffle_prelu_backward", PreluBackwardSig)
-                             .call(grad_output, x, weight, r, input_grad, weight_grad);
-    }
+    std::tie(gx, gw) = call_below_autograd(FASTGEN_OP("pixel_shuffle_prelu_backward", PreluBackwardSig), grad_output, x,
+                                           weight, r, input_grad, weight_grad);
     ctx->saved_data["r"] = r;
     ctx->saved_data["input_grad"] = input_grad;
     ctx->saved_data["weight_grad"] = weight_grad;
@@ -103,8 +98,7 @@ struct PixelShufflePrelu : public torch::autograd::Function<PixelShufflePrelu> {
   static Tensor forward(AutogradContext* ctx, const Tensor& x, const Tensor& weight, int64_t r) {
     ctx->saved_data["r"] = r;
     ctx->save_for_backward({x, weight});
-    BelowAutograd guard;
-    return FASTGEN_OP("pixel_shuffle_prelu", PreluSig).call(x, weight, r);
+    return call_below_autograd(FASTGEN_OP("pixel_shuffle_prelu", PreluSig), x, weight, r);
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {

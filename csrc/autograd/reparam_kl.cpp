@@ -14,9 +14,8 @@ namespace {
 using ForwardSig = std::tuple<Tensor, Tensor>(const Tensor&, const Tensor&, const OptTensor&, const OptTensor&,
                                               c10::string_view);
 using KlSig = Tensor(const Tensor&, const Tensor&, c10::string_view);
-using BackwardSig = std::tuple<Tensor, Tensor, Tensor>(const OptTensor&, const OptTensor&, const Tensor&,
-                                                       const Tensor&, const OptTensor&, const OptTensor&,
-                                                       c10::string_view, bool);
+using BackwardSig = std::tuple<Tensor, Tensor, Tensor>(const OptTensor&, const OptTensor&, const Tensor&, const Tensor&,
+                                                       const OptTensor&, const OptTensor&, c10::string_view, bool);
 
 // fastgen/_layout.py batch_major: t if each batch entry is one dense run, else a contiguous copy.
 Tensor batch_major(const Tensor& t) {
@@ -62,11 +61,8 @@ struct ReparamKLBackward : public torch::autograd::Function<ReparamKLBackward> {
                                const Tensor& mu, const Tensor& logvar, const OptTensor& eps, const OptTensor& seed,
                                c10::string_view reduction, bool eps_grad) {
     Tensor g_mu, g_logvar, g_eps;
-    {
-      BelowAutograd guard;
-      std::tie(g_mu, g_logvar, g_eps) =
-          FASTGEN_OP("reparam_kl_backward", BackwardSig).call(grad_z, grad_kl, mu, logvar, eps, seed, reduction, eps_grad);
-    }
+    std::tie(g_mu, g_logvar, g_eps) = call_below_autograd(FASTGEN_OP("reparam_kl_backward", BackwardSig), grad_z,
+                                                          grad_kl, mu, logvar, eps, seed, reduction, eps_grad);
     ctx->saved_data["reduction"] = std::string(reduction);
     ctx->saved_data["eps_grad"] = eps_grad;
     ctx->save_for_backward({value_or_undefined(grad_z), value_or_undefined(grad_kl), mu, logvar,
@@ -125,10 +121,7 @@ struct ReparamKL : public torch::autograd::Function<ReparamKL> {
   static variable_list forward(AutogradContext* ctx, const Tensor& mu, const Tensor& logvar, const OptTensor& eps,
                                const OptTensor& seed, c10::string_view reduction) {
     Tensor z, kl;
-    {
-      BelowAutograd guard;
-      std::tie(z, kl) = FASTGEN_OP("reparam_kl", ForwardSig).call(mu, logvar, eps, seed, reduction);
-    }
+    std::tie(z, kl) = call_below_autograd(FASTGEN_OP("reparam_kl", ForwardSig), mu, logvar, eps, seed, reduction);
     // An output that reaches no loss passes no gradient (not zeros): the kernel then leaves its
     // terms out, as eager does (0 * an infinite mu would be NaN).
     ctx->set_materialize_grads(false);
@@ -152,11 +145,7 @@ struct ReparamKL : public torch::autograd::Function<ReparamKL> {
 
 struct KlNormal : public torch::autograd::Function<KlNormal> {
   static Tensor forward(AutogradContext* ctx, const Tensor& mu, const Tensor& logvar, c10::string_view reduction) {
-    Tensor kl;
-    {
-      BelowAutograd guard;
-      kl = FASTGEN_OP("kl_normal", KlSig).call(mu, logvar, reduction);
-    }
+    Tensor kl = call_below_autograd(FASTGEN_OP("kl_normal", KlSig), mu, logvar, reduction);
     ctx->saved_data["reduction"] = std::string(reduction);
     ctx->save_for_backward({mu, logvar});
     return kl;
@@ -165,8 +154,8 @@ struct KlNormal : public torch::autograd::Function<KlNormal> {
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     auto saved = ctx->get_saved_variables();
     const std::string reduction = ctx->saved_data["reduction"].toStringRef();
-    auto r = ReparamKLBackward::apply(std::nullopt, optional(grads[0]), saved[0], saved[1], std::nullopt,
-                                      std::nullopt, c10::string_view(reduction), false);
+    auto r = ReparamKLBackward::apply(std::nullopt, optional(grads[0]), saved[0], saved[1], std::nullopt, std::nullopt,
+                                      c10::string_view(reduction), false);
     return {r[0], r[1], Tensor()};
   }
 };

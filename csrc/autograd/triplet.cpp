@@ -73,11 +73,8 @@ struct TripletBackward : public torch::autograd::Function<TripletBackward> {
                                const Tensor& negative, double margin, double p, double eps, bool swap,
                                c10::string_view reduction) {
     Tensor ga, gp, gn;
-    {
-      BelowAutograd guard;
-      std::tie(ga, gp, gn) = FASTGEN_OP("triplet_margin_loss_backward", TripletBackwardSig)
-                                 .call(grad, anchor, positive, negative, margin, p, eps, swap, reduction);
-    }
+    std::tie(ga, gp, gn) = call_below_autograd(FASTGEN_OP("triplet_margin_loss_backward", TripletBackwardSig), grad,
+                                               anchor, positive, negative, margin, p, eps, swap, reduction);
     ctx->saved_data["margin"] = margin;
     ctx->saved_data["p"] = p;
     ctx->saved_data["eps"] = eps;
@@ -114,9 +111,8 @@ struct Triplet : public torch::autograd::Function<Triplet> {
     ctx->saved_data["swap"] = swap;
     ctx->saved_data["reduction"] = std::string(reduction);
     ctx->save_for_backward({anchor, positive, negative});
-    BelowAutograd guard;
-    return FASTGEN_OP("triplet_margin_loss", TripletSig)
-        .call(anchor, positive, negative, margin, p, eps, swap, reduction);
+    return call_below_autograd(FASTGEN_OP("triplet_margin_loss", TripletSig), anchor, positive, negative, margin, p,
+                               eps, swap, reduction);
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
@@ -137,11 +133,8 @@ struct ContrastiveBackward : public torch::autograd::Function<ContrastiveBackwar
   static variable_list forward(AutogradContext* ctx, const Tensor& grad, const Tensor& x1, const Tensor& x2,
                                const Tensor& y, double margin, double eps, c10::string_view reduction, bool y_grad) {
     Tensor g1, g2, gy;
-    {
-      BelowAutograd guard;
-      std::tie(g1, g2, gy) = FASTGEN_OP("contrastive_loss_backward", ContrastiveBackwardSig)
-                                 .call(grad, x1, x2, y, margin, eps, reduction, y_grad);
-    }
+    std::tie(g1, g2, gy) = call_below_autograd(FASTGEN_OP("contrastive_loss_backward", ContrastiveBackwardSig), grad,
+                                               x1, x2, y, margin, eps, reduction, y_grad);
     ctx->saved_data["margin"] = margin;
     ctx->saved_data["eps"] = eps;
     ctx->saved_data["reduction"] = std::string(reduction);
@@ -178,8 +171,7 @@ struct Contrastive : public torch::autograd::Function<Contrastive> {
     ctx->saved_data["eps"] = eps;
     ctx->saved_data["reduction"] = std::string(reduction);
     ctx->save_for_backward({x1, x2, y});
-    BelowAutograd guard;
-    return FASTGEN_OP("contrastive_loss", ContrastiveSig).call(x1, x2, y, margin, eps, reduction);
+    return call_below_autograd(FASTGEN_OP("contrastive_loss", ContrastiveSig), x1, x2, y, margin, eps, reduction);
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
@@ -205,9 +197,8 @@ struct BatchHardBackward : public torch::autograd::Function<BatchHardBackward> {
     ctx->saved_data["squared"] = squared;
     ctx->saved_data["reduction"] = std::string(reduction);
     ctx->save_for_backward({grad, embeddings, positive, negative});
-    BelowAutograd guard;
-    return FASTGEN_OP("batch_hard_triplet_loss_backward", BatchHardBackwardSig)
-        .call(grad, embeddings, positive, negative, margin, squared, reduction);
+    return call_below_autograd(FASTGEN_OP("batch_hard_triplet_loss_backward", BatchHardBackwardSig), grad, embeddings,
+                               positive, negative, margin, squared, reduction);
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list gg) {
@@ -232,11 +223,8 @@ struct BatchHard : public torch::autograd::Function<BatchHard> {
   static variable_list forward(AutogradContext* ctx, const Tensor& embeddings, const Tensor& labels, double margin,
                                bool squared, c10::string_view reduction) {
     Tensor loss, positive, negative;
-    {
-      BelowAutograd guard;
-      std::tie(loss, positive, negative) =
-          FASTGEN_OP("batch_hard_triplet_loss", BatchHardSig).call(embeddings, labels, margin, squared, reduction);
-    }
+    std::tie(loss, positive, negative) = call_below_autograd(FASTGEN_OP("batch_hard_triplet_loss", BatchHardSig),
+                                                             embeddings, labels, margin, squared, reduction);
     ctx->mark_non_differentiable({positive, negative});
     ctx->set_materialize_grads(false);  // the indices carry no gradient: no zeros made for them
     ctx->saved_data["margin"] = margin;
@@ -271,10 +259,9 @@ Tensor contrastive_autograd(const Tensor& x1, const Tensor& x2, const Tensor& y,
                             c10::string_view reduction) {
   return Contrastive::apply(x1, x2, y, margin, eps, reduction);
 }
-std::tuple<Tensor, Tensor, Tensor> contrastive_backward_autograd(const Tensor& grad, const Tensor& x1,
-                                                                 const Tensor& x2, const Tensor& y, double margin,
-                                                                 double eps, c10::string_view reduction,
-                                                                 bool y_grad) {
+std::tuple<Tensor, Tensor, Tensor> contrastive_backward_autograd(const Tensor& grad, const Tensor& x1, const Tensor& x2,
+                                                                 const Tensor& y, double margin, double eps,
+                                                                 c10::string_view reduction, bool y_grad) {
   auto r = ContrastiveBackward::apply(grad, x1, x2, y, margin, eps, reduction, y_grad);
   return {r[0], r[1], r[2]};
 }

@@ -27,11 +27,10 @@ bool add_cpu_kernels(const char* capability, const char* family, RegisterCpuKern
 
 }  // namespace fastgen
 
-#define FASTGEN_REGISTER_CPU_KERNELS(family, m)                                                             \
-  namespace CPU_CAPABILITY {                                                                                \
-  void register_cpu_kernels_##family(torch::Library&);                                                      \
-  static const bool cpu_kernels_##family##_recorded = ::fastgen::add_cpu_kernels(                           \
-      FASTGEN_STRINGIFY(CPU_CAPABILITY), #family, &register_cpu_kernels_##family,                           \
-      at::vec::Vectorized<float>::size());                                                                  \
-  }                                                                                                         \
+#define FASTGEN_REGISTER_CPU_KERNELS(family, m)                                                                        \
+  namespace CPU_CAPABILITY {                                                                                           \
+  void register_cpu_kernels_##family(torch::Library&);                                                                 \
+  static const bool cpu_kernels_##family##_recorded = ::fastgen::add_cpu_kernels(                                      \
+      FASTGEN_STRINGIFY(CPU_CAPABILITY), #family, &register_cpu_kernels_##family, at::vec::Vectorized<float>::size()); \
+  }                                                                                                                    \
   void CPU_CAPABILITY::register_cpu_kernels_##family(torch::Library& m)

@@ -21,8 +21,8 @@ inline Reduction parse_reduction(c10::string_view reduction, const char* op) {
   if (reduction == "none") return Reduction::None;
   if (reduction == "mean") return Reduction::Mean;
   if (reduction == "sum") return Reduction::Sum;
-  TORCH_CHECK_VALUE(false, "fastgen.", op, ": reduction must be 'none', 'mean' or 'sum', got '",
-              std::string(reduction), "'");
+  TORCH_CHECK_VALUE(false, "fastgen.", op, ": reduction must be 'none', 'mean' or 'sum', got '", std::string(reduction),
+                    "'");
 }
 
 // Reduces per-row values (already in the op's accumulation type) over the batch.
@@ -32,8 +32,7 @@ double reduce_rows(const std::vector<acc_t>& rows, Reduction reduction) {
   double total = 0.0;
   for (const acc_t v : rows) total += static_cast<double>(v);
   if (reduction == Reduction::Mean) {
-    return rows.empty() ? std::numeric_limits<double>::quiet_NaN()
-                        : total / static_cast<double>(rows.size());
+    return rows.empty() ? std::numeric_limits<double>::quiet_NaN() : total / static_cast<double>(rows.size());
   }
   return total;
 }
