@@ -92,6 +92,8 @@ def check_like(fn: str, name: str, t: torch.Tensor, ref_name: str, ref: torch.Te
 def check_number(fn: str, name: str, value) -> None:
     """A Python int or float (bool excluded): what float(value) would otherwise reject with a
     message that names neither the function nor the argument."""
+    if type(value) in (float, int):  # the common case, without the slower ABC check (per call)
+        return
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         fail(fn, f"{name} must be a number, got {type(value).__name__}", TypeError)
 

@@ -163,7 +163,6 @@ def affine_coupling(
             what = "one half of x" if mask == "channel" else "the shape of x"
             _checks.fail(fn, f"{name} must have shape {want} ({what}), got {tuple(u.shape)}")
         _checks.check_same_dtype(fn, name, u, "x", x)
-        _checks.check_same_device(fn, "x", x, **{name: u})
     if scale is not None:
         _checks.check_tensor(fn, "scale", scale)
         try:
@@ -173,7 +172,7 @@ def affine_coupling(
         if not broadcasts:
             _checks.fail(fn, f"scale must broadcast to the shape of s {tuple(s.shape)}, got shape {tuple(scale.shape)}")
         _checks.check_same_dtype(fn, "scale", scale, "x", x)
-        _checks.check_same_device(fn, "x", x, scale=scale)
+    _checks.check_same_device(fn, "x", x, s=s, t=t, scale=scale)
     return _ops.affine_coupling(x, s, t, scale, mask, mask_parity, bool(inverse))
 
 
