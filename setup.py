@@ -15,6 +15,7 @@ import shutil
 
 from setuptools import Extension, find_packages, setup
 from setuptools.command.build_ext import build_ext
+from setuptools.command.build_py import build_py
 
 _here = os.path.dirname(os.path.abspath(__file__))
 _spec = importlib.util.spec_from_file_location("fastgen_build", os.path.join(_here, "fastgen", "_build.py"))
@@ -39,6 +40,15 @@ class BuildWithNinja(build_ext):
         shutil.copyfile(library, target)
 
 
+class BuildPyFromScratch(build_py):
+    """Copies the Python packages into an emptied build/lib: setuptools only ever adds files
+    there, so a module deleted or renamed in the tree would otherwise still ship in the wheel."""
+
+    def run(self):
+        shutil.rmtree(os.path.join(self.build_lib, "fastgen"), ignore_errors=True)
+        super().run()
+
+
 setup(
     name="fastgen",
     version=_version(),
@@ -47,7 +57,7 @@ setup(
     packages=find_packages(include=["fastgen", "fastgen.*"]) + ["fastgen.triton_kernels"],
     package_dir={"fastgen.triton_kernels": "triton_kernels"},
     ext_modules=[Extension(_build.EXTENSION_NAME, sources=[os.path.relpath(s, _here) for s in _build.sources()])],
-    cmdclass={"build_ext": BuildWithNinja},
+    cmdclass={"build_py": BuildPyFromScratch, "build_ext": BuildWithNinja},
     # torch is pinned: fastgen._C is built against this torch's C++ ABI.
     install_requires=["torch==2.13.0"],
     extras_require={

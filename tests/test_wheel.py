@@ -47,6 +47,16 @@ def test_wheel_contents_and_metadata(wheel):
         (library,) = [n for n in names if n.startswith("fastgen/_C") and n.endswith(".so")]
         size = z.getinfo(library).file_size
     assert "fastgen/triton_kernels/reparam_kl.py" in names and "fastgen/triton_kernels/aot.py" in names
+    # Exactly the tree's modules: none missing, and none the tree no longer has (setuptools'
+    # build/lib keeps deleted files unless setup.py empties it).
+    tree = {
+        os.path.join(prefix, os.path.relpath(os.path.join(d, f), os.path.join(ROOT, src)))
+        for src, prefix in (("fastgen", "fastgen"), ("triton_kernels", "fastgen/triton_kernels"))
+        for d, _, files in os.walk(os.path.join(ROOT, src))
+        for f in files
+        if f.endswith(".py")
+    }
+    assert {n for n in names if n.endswith(".py")} == tree
     assert size < 20 * 2**20, f"{library} is {size / 2**20:.1f} MiB: built with debug info?"
     assert "Requires-Dist: torch==2.13.0" in meta
     assert "Provides-Extra: cuda" in meta and 'Requires-Dist: triton==3.9.0; extra == "cuda"' in meta
