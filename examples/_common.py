@@ -79,8 +79,8 @@ class Batches:
 
 @dataclass
 class Run:
-    """What one training run did: the evaluation metric before and after (`better`: "lower" or
-    "higher"), the per-step losses, the wall time, and the pictures written."""
+    """What one training run did: the evaluation metric before and after, the per-step losses,
+    the wall time, and the pictures written."""
 
     metric_name: str
     metric_start: float
@@ -90,11 +90,6 @@ class Run:
     timed_steps: int = 0  # all but the first few (see train)
     images: list = field(default_factory=list)
     extra: dict = field(default_factory=dict)
-    better: str = "lower"
-
-    def improved(self) -> bool:
-        """Whether the held-out metric ended better than it started."""
-        return self.metric_end > self.metric_start if self.better == "higher" else self.metric_end < self.metric_start
 
 
 def optimize(opt: torch.optim.Optimizer, loss: torch.Tensor, clip: float | None = None) -> dict:
@@ -166,7 +161,7 @@ def train(
             }
         )
     )
-    return Run(metric_name, start_metric, end_metric, losses, seconds, timed_steps=timed_steps, better=better)
+    return Run(metric_name, start_metric, end_metric, losses, seconds, timed_steps=timed_steps)
 
 
 def report_eager(fast: Run, eager: Run) -> None:

@@ -60,8 +60,15 @@ def _decomposition(fn):
 
 
 def _bind(family: str, fn: Callable) -> Callable:
+    """fn with its family's kernel module as first argument, imported on the first call only
+    (the module lookup stays off the per-call path)."""
+    kernels = None
+
     def cuda(*args, **kwargs):
-        return fn(importlib.import_module(f"fastgen.triton_kernels.{family}"), *args, **kwargs)
+        nonlocal kernels
+        if kernels is None:
+            kernels = importlib.import_module(f"fastgen.triton_kernels.{family}")
+        return fn(kernels, *args, **kwargs)
 
     cuda.__name__ = cuda.__qualname__ = fn.__name__
     cuda.__doc__ = fn.__doc__
